@@ -1,0 +1,115 @@
+"""The user's own data: a ``.npz`` file with one array per modality plus integer labels.
+
+Array shapes decide the modality kind: ``(N, D)`` vector, ``(N, C, L)`` sequence, ``(N, C, H, W)`` image.
+Optional ``train_index`` / ``val_index`` / ``test_index`` arrays fix the split; otherwise a stratified
+split is drawn with ``split_seed``. Vector and sequence modalities are z-scored on the train split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import numpy as np
+
+from mmviz.config import param
+from mmviz.data.base import ModalitySpec, MultimodalData, standardize, stratified_split, stratified_subset
+from mmviz.data.registry import DATASETS, SplitConfig
+from mmviz.errors import ConfigError, DataError
+
+SPLIT_KEYS = ("train_index", "val_index", "test_index")
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class ArraysConfig(SplitConfig):
+    """Settings of the user-supplied ``arrays`` dataset."""
+
+    path: str = param("", "Path of a .npz file: one array per modality, a label array, optional split indices.")
+    label_key: str = param("label", "Name of the label array in the file.")
+    standardize: bool = param(True, "Z-score vector and sequence modalities with train-split statistics.")
+
+    def check(self) -> None:
+        super().check()
+        if not self.path:
+            raise ConfigError(f"The 'path' parameter of {self.title()} must name a .npz file. Got '' instead.")
+
+
+def _fail(path: str, what: str) -> DataError:
+    return DataError(f"The arrays file {path!r} is not usable: {what}.")
+
+
+@DATASETS.register("arrays", config=ArraysConfig, kind="user")
+def load_arrays(config: ArraysConfig) -> MultimodalData:
+    """Your own data from a .npz file: one array per modality (2 or 3) plus integer labels 0..C-1."""
+    path = config.path
+    if not Path(path).is_file():
+        raise _fail(path, "no such file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise _fail(path, f"it is not a readable .npz archive ({exc})") from None
+    if config.label_key not in arrays:
+        raise _fail(path, f"it has no label array {config.label_key!r} (arrays: {', '.join(sorted(arrays))})")
+    y = arrays.pop(config.label_key)
+    given = {k: arrays.pop(k) for k in SPLIT_KEYS if k in arrays}
+    if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer) or (np.issubdtype(y.dtype, np.floating)
+                                                                    and np.all(np.isfinite(y)) and np.all(y == np.round(y)))):
+        raise _fail(path, f"labels must be a 1-d array of integers, got dtype {y.dtype} and shape {y.shape}")
+    y = y.astype(np.int64)
+    n = len(y)
+    classes = np.unique(y)
+    if len(classes) < 2 or classes.min() != 0 or classes.max() != len(classes) - 1:
+        raise _fail(path, f"labels must cover 0..C-1 with C >= 2, got values {classes.min()}..{classes.max()} "
+                          f"({len(classes)} distinct)")
+    if not 2 <= len(arrays) <= 3:
+        raise _fail(path, f"it must hold 2 or 3 modality arrays besides the labels, got {len(arrays)} "
+                          f"({', '.join(sorted(arrays)) or 'none'})")
+    specs, x = [], {}
+    for name in sorted(arrays):
+        arr = arrays[name]
+        if not _NAME.match(name):
+            raise _fail(path, f"modality name {name!r} must be lowercase letters, digits and underscores")
+        if len(arr) != n:
+            raise _fail(path, f"modality {name!r} has {len(arr)} samples but there are {n} labels")
+        if not np.issubdtype(arr.dtype, np.number):
+            raise _fail(path, f"modality {name!r} has non-numeric dtype {arr.dtype}")
+        if not np.all(np.isfinite(arr)):
+            raise _fail(path, f"modality {name!r} contains NaN or infinite values")
+        kind = {2: "vector", 3: "sequence", 4: "image"}.get(arr.ndim)
+        if kind is None:
+            raise _fail(path, f"modality {name!r} has {arr.ndim} dimensions; use (N, D), (N, C, L) or (N, C, H, W)")
+        specs.append(ModalitySpec(name, kind, tuple(int(s) for s in arr.shape[1:])))
+        x[name] = arr.astype(np.float32)
+    if given:
+        if set(given) != set(SPLIT_KEYS):
+            raise _fail(path, f"split indices need all of {', '.join(SPLIT_KEYS)}, got only {', '.join(sorted(given))}")
+        splits = {k.removesuffix("_index"): np.sort(v.astype(np.int64)) for k, v in given.items()}
+        allidx = np.concatenate(list(splits.values()))
+        if allidx.min() < 0 or allidx.max() >= n or len(np.unique(allidx)) != len(allidx):
+            raise _fail(path, "split indices must be disjoint and within 0..N-1")
+    else:
+        counts = np.bincount(y)
+        if counts.min() < 3:
+            raise _fail(path, f"class {int(counts.argmin())} has {int(counts.min())} samples; each class needs >= 3 "
+                              "for a train/val/test split")
+        splits = stratified_split(y, {"train": 1 - config.val_fraction - config.test_fraction,
+                                      "val": config.val_fraction, "test": config.test_fraction}, config.split_seed)
+    if config.standardize:
+        for spec in specs:
+            if spec.kind != "image":
+                flat = x[spec.name].reshape(n, -1)
+                x[spec.name] = standardize(flat, splits["train"]).reshape(x[spec.name].shape)
+    return MultimodalData(
+        name="arrays",
+        modalities=tuple(specs),
+        classes=tuple(str(c) for c in classes),
+        x=x,
+        y=y,
+        splits=splits,
+        probe_index=stratified_subset(splits["val"], y, config.probe_size, config.split_seed),
+        attribution=f"User data from {path}.",
+        info={"path": str(Path(path).resolve())},
+    )

@@ -1,0 +1,16 @@
+"""The registry of diagnostic probes."""
+
+from __future__ import annotations
+
+from mmviz.registry import Registry
+
+PROBES: Registry = Registry("probe")
+
+
+def create_probes(configs: dict) -> list:
+    """Instantiate every enabled probe from ``{name: config}``."""
+    out = []
+    for name, cfg in configs.items():
+        if getattr(cfg, "enabled", True):
+            out.append(PROBES.get(name).factory(cfg))
+    return out

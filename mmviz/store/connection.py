@@ -1,0 +1,105 @@
+"""One thread-safe SQLite connection in WAL mode, with transactions that retry while the database is locked.
+
+Streamlit calls from several threads and every training run is its own process, so: one connection
+(``check_same_thread=False``) guarded by an ``RLock``; writes are ``BEGIN IMMEDIATE`` transactions, which take
+the write lock up front so the busy timeout applies (a deferred transaction that upgrades from read to write can
+fail at once with "database is locked"); and a locked error that outlasts the timeout is retried a few times.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mmviz.errors import StoreError
+
+BUSY_TIMEOUT_MS = 30_000
+RETRIES = 6
+_T = TypeVar("_T")
+
+
+def is_locked(exc: sqlite3.OperationalError) -> bool:
+    """Return whether the error is SQLite's 'database is locked' / 'busy', which is worth retrying."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return (code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)) or "locked" in str(exc)
+
+
+class Connection:
+    """A WAL-mode SQLite connection shared by threads; ``write`` / ``read`` / ``query`` are the only entry points."""
+
+    def __init__(self, path: Path) -> None:
+        """Connect to ``path`` and switch it to WAL with a 30 s busy timeout and ``synchronous=NORMAL``."""
+        self.path = path
+        self._lock = threading.RLock()
+        try:
+            self._conn = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"Cannot open the run store {str(path)!r} ({exc}); check the path.") from exc
+        try:
+            self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = self.retry(lambda: self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+            if str(mode).lower() != "wal":
+                raise StoreError(
+                    f"Cannot switch {str(path)!r} to WAL mode (got {mode!r}); put the workspace on a local disk."
+                )
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def retry(self, fn: Callable[[], _T]) -> _T:
+        """Call ``fn()`` under the lock, retrying with backoff while SQLite reports the database as locked."""
+        with self._lock:
+            for attempt in range(RETRIES):
+                try:
+                    return fn()
+                except sqlite3.OperationalError as exc:
+                    if not is_locked(exc) or attempt == RETRIES - 1:
+                        raise
+                time.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``fn(conn)`` inside one ``BEGIN IMMEDIATE`` transaction: all of it is committed, or none of it."""
+
+        def attempt() -> _T:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                result = fn(conn)
+                conn.execute("COMMIT")
+                return result
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+        return self.retry(attempt)
+
+    def read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``fn(conn)`` inside one read transaction, so that all its queries see the same snapshot."""
+
+        def attempt() -> _T:
+            try:
+                self._conn.execute("BEGIN")
+                return fn(self._conn)
+            finally:
+                if self._conn.in_transaction:
+                    self._conn.execute("COMMIT")
+
+        return self.retry(attempt)
+
+    def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
+        """Return all rows of one statement."""
+        return self.retry(lambda: self._conn.execute(sql, tuple(params)).fetchall())
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock:
+            self._conn.close()

@@ -1,0 +1,147 @@
+"""Schema, open-time checks and run-status rules of the SQLite run store (no connection state here)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from mmviz.errors import StoreError
+from mmviz.store.keys import pid_alive
+
+SCHEMA_VERSION = 1
+LOST_AFTER_S = 15.0
+DB_NAME = "mmviz.db"
+STATUSES = ("queued", "running", "finished", "failed", "stopped", "diverged")
+TERMINAL = frozenset({"finished", "failed", "stopped", "diverged"})
+RUN_COLUMNS = [
+    "run_id", "name", "created", "started", "finished", "status", "config", "dataset", "method", "fusion",
+    "modalities", "pid", "host", "heartbeat", "parent_run_id", "fork_epoch", "error", "stop_requested", "tags",
+    "epochs_done", "step", "best_val_acc", "best_epoch", "imbalance_index", "device", "version", "summary",
+]  # fmt: skip
+JSON_COLUMNS = frozenset({"config", "modalities", "tags", "summary"})
+UPDATABLE = frozenset({
+    "name", "tags", "epochs_done", "step", "best_val_acc", "best_epoch", "imbalance_index", "summary", "device",
+    "pid", "host", "heartbeat", "error",
+})  # fmt: skip
+METRIC_COLUMNS = ["run_id", "id", "step", "epoch", "wall_time", "key", "split", "quantity", "modality", "value"]
+METRIC_DTYPES = {"id": "int64", "step": "int64", "epoch": "float64", "wall_time": "float64", "value": "float64"}
+EVENT_COLUMNS = ["id", "run_id", "step", "epoch", "wall_time", "kind", "payload"]
+ARTIFACT_COLUMNS = ["id", "run_id", "epoch", "kind", "path", "meta"]
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+DDL = [
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)",
+    """CREATE TABLE IF NOT EXISTS runs (
+        run_id TEXT PRIMARY KEY, name TEXT, created REAL, started REAL, finished REAL, status TEXT, config TEXT,
+        dataset TEXT, method TEXT, fusion TEXT, modalities TEXT, pid INTEGER, host TEXT, heartbeat REAL,
+        parent_run_id TEXT, fork_epoch INTEGER, error TEXT, stop_requested INTEGER DEFAULT 0, tags TEXT,
+        epochs_done INTEGER DEFAULT 0, step INTEGER DEFAULT 0, best_val_acc REAL, best_epoch INTEGER,
+        imbalance_index REAL, device TEXT, version TEXT, summary TEXT)""",
+    """CREATE TABLE IF NOT EXISTS metrics (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, step INTEGER, epoch REAL, wall_time REAL, key TEXT,
+        split TEXT, quantity TEXT, modality TEXT, value REAL)""",
+    # Covering index for load_metrics: ORDER BY run_id, key, step, id needs neither a sort nor table lookups.
+    "CREATE INDEX IF NOT EXISTS metrics_run_key_step ON metrics (run_id, key, step, id, epoch, wall_time, value)",
+    "CREATE INDEX IF NOT EXISTS metrics_run_id ON metrics (run_id, id)",
+    """CREATE TABLE IF NOT EXISTS events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, step INTEGER, epoch REAL, wall_time REAL, kind TEXT,
+        payload TEXT)""",
+    "CREATE INDEX IF NOT EXISTS events_run_id ON events (run_id, id)",
+    """CREATE TABLE IF NOT EXISTS artifacts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, epoch INTEGER, kind TEXT, path TEXT, meta TEXT)""",
+    "CREATE INDEX IF NOT EXISTS artifacts_run_kind ON artifacts (run_id, kind, epoch)",
+]
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    """Create the tables, indexes and ``meta`` rows that are missing (inside the caller's transaction)."""
+    for statement in DDL:
+        conn.execute(statement)
+    conn.executemany(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+        [("app", "mmviz"), ("schema_version", str(SCHEMA_VERSION))],
+    )
+
+
+def check_workspace(workspace: Path) -> None:
+    """Create the workspace folder (and ``runs/``) if missing; raise ``StoreError`` when it is not writable."""
+    ws = str(workspace)
+    try:
+        workspace.mkdir(parents=True, exist_ok=True)
+        (workspace / "runs").mkdir(exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"Cannot create the workspace folder {ws!r} ({exc.strerror or exc}); choose a writable folder "
+            "with --workspace or MMVIZ_WORKSPACE."
+        ) from exc
+    if not os.access(workspace, os.W_OK | os.X_OK):
+        raise StoreError(
+            f"The workspace folder {ws!r} is not writable; choose a writable folder with --workspace or "
+            "MMVIZ_WORKSPACE."
+        )
+
+
+def check_db_file(db_path: Path) -> None:
+    """Refuse, without writing to it, a file that is not an mmviz store of a schema version this mmviz reads."""
+    path = str(db_path)
+    if not db_path.exists():
+        return
+    try:
+        with open(db_path, "rb") as fh:
+            head = fh.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise StoreError(f"Cannot read {path!r} ({exc.strerror or exc}); check its permissions.") from exc
+    if not head:
+        return  # SQLite treats an empty file as an empty database
+    if head != _SQLITE_MAGIC:
+        raise StoreError(f"{path!r} is not an SQLite database; move it away or choose another workspace.")
+    if not os.access(db_path, os.R_OK | os.W_OK):
+        raise StoreError(f"The run store {path!r} is not writable; fix its permissions or choose another workspace.")
+    try:
+        conn = sqlite3.connect(f"{db_path.as_uri()}?mode=ro", uri=True, timeout=30.0)
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall()) if "meta" in tables else {}
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path!r} is not a readable SQLite database ({exc}); move it away.") from exc
+    if tables and meta.get("app") != "mmviz":
+        raise StoreError(
+            f"{path!r} is an SQLite database of another application, not an mmviz run store; choose another workspace."
+        )
+    if meta:
+        try:
+            version = int(meta["schema_version"])
+        except (KeyError, ValueError) as exc:
+            raise StoreError(f"{path!r} has no valid mmviz schema version; move it away.") from exc
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{path!r} was written by a newer mmviz (schema {version}, this mmviz reads {SCHEMA_VERSION}); "
+                "upgrade mmviz."
+            )
+
+
+def effective_status(run: dict[str, Any], now: float, hostname: str) -> str:
+    """Return the run's status, or 'lost' when it claims to be active but its heartbeat or process is gone.
+
+    Active means 'running', or 'queued' with a pid. Lost means the last sign of life (heartbeat, else
+    start, else creation) is older than ``LOST_AFTER_S``, or the pid is dead on this very host.
+    """
+    status = run["status"]
+    if not (status == "running" or (status == "queued" and run["pid"] is not None)):
+        return status
+    last_sign = next((t for t in (run["heartbeat"], run["started"], run["created"]) if t is not None), None)
+    if last_sign is not None and now - last_sign > LOST_AFTER_S:
+        return "lost"
+    if run["pid"] is not None and run["host"] == hostname and not pid_alive(run["pid"]):
+        return "lost"
+    return status
+
+
+def run_duration(run: dict[str, Any]) -> float:
+    """Return seconds from start to finish (or to the last heartbeat while active); NaN before the start."""
+    end = run["finished"] if run["finished"] is not None else run["heartbeat"]
+    return float("nan") if run["started"] is None or end is None else end - run["started"]

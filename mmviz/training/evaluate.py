@@ -1,0 +1,81 @@
+"""Evaluation passes: fused and per-modality accuracy and loss, plus the features probes reuse."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+
+from mmviz.data.base import TensorSplit
+
+
+@dataclasses.dataclass
+class EvalResult:
+    """One evaluation pass over a split (all tensors on the CPU).
+
+    Attributes:
+        loss: mean fused cross-entropy.
+        acc: fused accuracy.
+        acc_uni: per modality head-split accuracy (only modalities whose logits exist).
+        features: per modality pooled features ``(N, D_m)``.
+        logits: fused logits ``(N, C)``; ``unimodal_logits`` per modality ``(N, C)`` where available.
+        labels: ``(N,)``; index: absolute sample indices ``(N,)``.
+    """
+
+    loss: float
+    acc: float
+    acc_uni: dict[str, float]
+    features: dict[str, torch.Tensor]
+    logits: torch.Tensor
+    unimodal_logits: dict[str, torch.Tensor]
+    labels: torch.Tensor
+    index: torch.Tensor
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, predict, split: TensorSplit, batch_size: int, autocast=None) -> EvalResult:
+    """Run ``predict(model, batch)`` over ``split`` in eval mode and restore the previous train/eval mode.
+
+    Args:
+        model: the multimodal network.
+        predict: ``(model, batch) -> ModelOutput`` (the balancing method's evaluation forward).
+        split: the split to evaluate.
+        batch_size: evaluation batch size.
+        autocast: optional context-manager factory for mixed precision.
+    """
+    was_training = model.training
+    model.eval()
+    feats: dict[str, list[torch.Tensor]] = {}
+    uni: dict[str, list[torch.Tensor]] = {}
+    logits, labels, index = [], [], []
+    try:
+        for batch in split.batches(batch_size):
+            if autocast is not None:
+                with autocast():
+                    out = predict(model, batch)
+            else:
+                out = predict(model, batch)
+            logits.append(out.logits.float())
+            labels.append(batch["label"])
+            index.append(batch["index"])
+            for m, z in out.features.items():
+                feats.setdefault(m, []).append(z.float())
+            for m, o in out.unimodal_logits.items():
+                if o is not None:
+                    uni.setdefault(m, []).append(o.float())
+    finally:
+        model.train(was_training)
+    lg = torch.cat(logits).cpu()
+    y = torch.cat(labels).cpu()
+    uni_t = {m: torch.cat(v).cpu() for m, v in uni.items()}
+    return EvalResult(
+        loss=float(F.cross_entropy(lg, y)),
+        acc=float((lg.argmax(1) == y).float().mean()),
+        acc_uni={m: float((o.argmax(1) == y).float().mean()) for m, o in uni_t.items()},
+        features={m: torch.cat(v).cpu() for m, v in feats.items()},
+        logits=lg,
+        unimodal_logits=uni_t,
+        labels=y,
+        index=torch.cat(index).cpu(),
+    )

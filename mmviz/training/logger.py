@@ -1,0 +1,84 @@
+"""Buffered metric and event logging from a training process to the run store.
+
+Values may be Python numbers or tensors (on any device). Tensors are kept as they are and converted
+in one batched transfer at flush time, so on a GPU no per-step ``.item()`` sync happens. Rows are
+written with the store's single write primitive, ``log_batch``, at most every ``flush_interval`` s.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from typing import Any
+
+import torch
+
+KEY_RE = re.compile(r"^[a-z0-9_]+(/[a-z0-9_]+)*$")
+
+
+class MetricLogger:
+    """Collects ``(step, epoch, wall_time, key, value)`` rows and events; flushes them in batches."""
+
+    def __init__(self, store: Any, run_id: str, flush_interval: float = 0.5) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.flush_interval = flush_interval
+        self.step = 0
+        self.epoch = 0.0
+        self._rows: list[tuple[int, float, float, str, Any]] = []
+        self._events: list[tuple[int, float, float, str, dict]] = []
+        self._known: set[str] = set()
+        self._last_flush = time.monotonic()
+        self.rows_written = 0
+
+    def check_key(self, key: str) -> None:
+        """Raise ValueError for a key that is not lowercase snake_case segments joined by '/'."""
+        if key not in self._known:
+            if not KEY_RE.match(key):
+                raise ValueError(f"Malformed metric key {key!r}: use lowercase snake_case segments joined by '/'.")
+            self._known.add(key)
+
+    def log(self, key: str, value: Any, step: int | None = None) -> None:
+        """Record one value at the current (or given) step."""
+        self.check_key(key)
+        if isinstance(value, torch.Tensor):
+            value = value.detach()
+        self._rows.append((self.step if step is None else step, self.epoch, time.time(), key, value))
+
+    def log_dict(self, values: dict[str, Any], step: int | None = None) -> None:
+        """Record several values at once."""
+        for k, v in values.items():
+            self.log(k, v, step)
+
+    def event(self, kind: str, payload: dict | None = None) -> None:
+        """Record a timeline event (e.g. ``reinit``, ``fork``, ``stop``)."""
+        self._events.append((self.step, self.epoch, time.time(), kind, dict(payload or {})))
+
+    def due(self) -> bool:
+        """Whether ``flush_interval`` has passed since the last flush."""
+        return time.monotonic() - self._last_flush >= self.flush_interval
+
+    def flush(self) -> int:
+        """Write buffered rows and events; returns the number of metric rows written."""
+        rows, self._rows = self._rows, []
+        events, self._events = self._events, []
+        self._last_flush = time.monotonic()
+        if rows:
+            tensor_pos = [i for i, r in enumerate(rows) if isinstance(r[4], torch.Tensor)]
+            values = [r[4] for r in rows]
+            if tensor_pos:
+                stacked = torch.stack([values[i].float().reshape(()) for i in tensor_pos]).cpu().tolist()
+                for i, v in zip(tensor_pos, stacked, strict=True):
+                    values[i] = v
+            out = [(s, e, w, k, float(v)) for (s, e, w, k, _), v in zip(rows, values, strict=True)]
+            self.store.log_batch(self.run_id, out)
+            self.rows_written += len(out)
+        if events:
+            self.store.log_events(self.run_id, events)
+        return len(rows)
+
+
+def finite(value: float) -> bool:
+    """True for a finite float."""
+    return math.isfinite(value)

@@ -1,0 +1,308 @@
+"""The training loop: one readable ``fit()`` with a fixed hook order (DESIGN.md §3).
+
+Per step: ``transform_batch`` -> forward -> ``compute_loss`` -> backward -> probes(after_backward) ->
+``method.on_after_backward`` -> probes(before_optimizer_step) -> optimizer step -> flush logs.
+Per epoch: LR schedule -> evaluation on val -> epoch probes -> ``method.on_epoch_end`` -> checkpoint.
+At the end the best-on-val checkpoint is evaluated on the test split (val is never the test set).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmviz.data.base import TensorSplit
+from mmviz.probes import create_probes
+from mmviz.training.build import (
+    build_method,
+    build_model,
+    build_optimizer,
+    build_scheduler,
+    check_run_config,
+    resolve_device,
+)
+from mmviz.training.checkpoint import (
+    checkpoint_path,
+    load_checkpoint,
+    load_optimizer_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from mmviz.training.config import RunConfig
+from mmviz.training.context import StepInfo, TrainContext
+from mmviz.training.evaluate import EvalResult, evaluate
+from mmviz.training.logger import MetricLogger
+
+
+class StopTraining(Exception):
+    """Raised inside the loop when a stop was requested (store flag or SIGTERM)."""
+
+
+class Diverged(Exception):
+    """Raised when the training loss is NaN or infinite."""
+
+    def __init__(self, step: int, value: float) -> None:
+        super().__init__(f"The training loss became {value} at step {step}.")
+        self.step = step
+
+
+class NullStore:
+    """A store that keeps nothing (benchmarks and in-process experiments)."""
+
+    def log_batch(self, run_id, rows) -> None:  # noqa: D102
+        pass
+
+    def log_events(self, run_id, events) -> None:  # noqa: D102
+        pass
+
+    def heartbeat(self, run_id, **fields) -> None:  # noqa: D102
+        pass
+
+    def stop_requested(self, run_id) -> bool:  # noqa: D102
+        return False
+
+    def add_artifact(self, run_id, epoch, kind, path, meta=None) -> None:  # noqa: D102
+        pass
+
+
+@dataclasses.dataclass
+class Resume:
+    """Where a fork starts: the parent's checkpoint file and its init-weights file."""
+
+    checkpoint: Path
+    init_state: Path | None
+    same_method: bool
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What ``fit`` reports back."""
+
+    epochs_done: int
+    steps: int
+    best_epoch: int
+    best_val_acc: float
+    test: dict[str, float]
+    model: torch.nn.Module
+    method: Any
+
+
+class _ProbeHooks:
+    """The probe calls a method that replaces the step must make around its own optimizer steps."""
+
+    def __init__(self, probes: list, info: StepInfo) -> None:
+        self.probes = [p for p in probes if p.due_step(info)]
+
+    def after_backward(self, out, batch, info) -> None:
+        for p in self.probes:
+            p.after_backward(out, batch, info)
+
+    def before_optimizer_step(self, out, batch, info) -> None:
+        for p in self.probes:
+            p.before_optimizer_step(out, batch, info)
+
+
+def _log_eval(logger: MetricLogger, split: str, ev: EvalResult) -> None:
+    logger.log(f"{split}/loss", ev.loss)
+    logger.log(f"{split}/acc/fused", ev.acc)
+    for m, acc in ev.acc_uni.items():
+        logger.log(f"{split}/acc/{m}", acc)
+
+
+def fit(
+    cfg: RunConfig,
+    store: Any = None,
+    run_id: str = "",
+    run_dir: Path | None = None,
+    *,
+    resume: Resume | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    progress: Callable[[StepInfo, dict], None] | None = None,
+    save_checkpoints: bool = True,
+) -> FitResult:
+    """Train ``cfg``'s model with its balancing method, logging to ``store`` under ``run_id``.
+
+    Raises :class:`StopTraining` when stopped (after finishing the step, flushing and checkpointing) and
+    :class:`Diverged` on a non-finite loss.
+    """
+    # ---- set-up: data, model, method, probes, optimiser -------------------------------------------
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    store = store if store is not None else NullStore()
+    device = resolve_device(cfg.train.device)
+    data = check_run_config(cfg)
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg.model, data).to(device)
+    method = build_method(cfg)
+    probes = create_probes(cfg.probes)
+    generator = torch.Generator().manual_seed(cfg.train.seed)
+    splits = {s: TensorSplit(data, data.splits[s], device) for s in ("train", "val", "test")}
+    logger = MetricLogger(store, run_id)
+    run_dir = Path(run_dir) if run_dir is not None else None
+    save_checkpoints = save_checkpoints and run_dir is not None
+    use_amp = device.type == "cuda" and cfg.train.amp and torch.cuda.is_bf16_supported()
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
+
+    if resume is not None and resume.init_state is not None and resume.init_state.is_file():
+        init_state = torch.load(resume.init_state, map_location="cpu", weights_only=True)
+    else:
+        init_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    if run_dir is not None:
+        save_checkpoint(run_dir / "init.pt", init_state)
+
+    info = StepInfo(0, 1, 0, splits["train"].num_batches(cfg.train.batch_size), cfg.train.epochs)
+    ctx = TrainContext(
+        model=model, data=data, splits=splits, device=device, config=cfg, run_dir=run_dir,
+        log=logger.log, event=logger.event, batch_size=cfg.train.batch_size, seed=cfg.train.seed,
+        step=lambda: info, extra={"init_state": init_state, "autocast": autocast},
+    )
+    method.setup(ctx)
+    extra_params = [p for mod in method.extra_modules().values() for p in mod.parameters()]
+    model_params = list(model.parameters())
+    optimizer = build_optimizer(cfg.optim, [model_params, extra_params])
+    ctx.optimizer = optimizer
+    scheduler = build_scheduler(cfg.optim, optimizer, cfg.train.epochs)
+    for p in probes:
+        p.setup(ctx)
+    step_probes = [p for p in probes if p.per_step]
+    epoch_probes = [p for p in probes if p.per_epoch]
+
+    # ---- resume from a checkpoint (fork) or write the epoch-0 checkpoint ----------------------------
+    start_epoch, step, best_epoch, best_acc = 1, 0, 0, -1.0
+    if resume is not None:
+        ck = load_checkpoint(resume.checkpoint)
+        model.load_state_dict(ck["model"])
+        if ck.get("optimizer_name") == cfg.optim.name:
+            same = resume.same_method and ck["optimizer"]["param_groups"].__len__() == len(optimizer.param_groups)
+            load_optimizer_state(optimizer, ck["optimizer"], len(model_params), same)
+        if scheduler is not None and ck.get("scheduler") is not None and ck.get("schedule") == cfg.optim.schedule:
+            scheduler.load_state_dict(ck["scheduler"])
+        if resume.same_method:
+            method.load_state_dict(ck["method"])
+        set_rng_state(ck["rng"], generator)
+        start_epoch, step = ck["epoch"] + 1, ck["step"]  # best-on-val is tracked over this run's own epochs
+        logger.step, logger.epoch = step, float(ck["epoch"])
+        logger.event("fork", {"from_epoch": ck["epoch"], "same_method": resume.same_method})
+
+    def checkpoint(epoch: int) -> dict[str, Any]:
+        return {
+            "epoch": epoch, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "optimizer_name": cfg.optim.name, "schedule": cfg.optim.schedule,
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "method": method.state_dict(), "method_name": cfg.method, "rng": rng_state(generator),
+            "best_epoch": best_epoch, "best_val_acc": best_acc,
+        }
+
+    if resume is None and save_checkpoints:
+        save_checkpoint(checkpoint_path(run_dir, 0), checkpoint(0))
+        store.add_artifact(run_id, 0, "checkpoint", str(checkpoint_path(run_dir, 0).relative_to(run_dir)))
+    best_state = {"model": copy.deepcopy(model.state_dict()), "method": copy.deepcopy(method.state_dict())}
+    bad = torch.zeros((), dtype=torch.bool, device=device)
+    on_cpu = device.type == "cpu"
+
+    def flush_and_check(epoch_done: int | None = None, **fields: Any) -> None:
+        nonlocal bad
+        if not on_cpu and bool(bad):
+            raise Diverged(step, float("nan"))
+        logger.flush()
+        store.heartbeat(run_id, step=step, **fields)
+        if should_stop() or store.stop_requested(run_id):
+            raise StopTraining()
+
+    try:
+        for epoch in range(start_epoch, cfg.train.epochs + 1):
+            # ---- one epoch of training --------------------------------------------------------------
+            model.train()
+            t_epoch = time.perf_counter()
+            t_flush, steps_since = time.perf_counter(), 0
+            correct = torch.zeros((), device=device)
+            seen = 0
+            for bi, batch in enumerate(splits["train"].batches(cfg.train.batch_size, generator)):
+                info = StepInfo(step, epoch, bi, info.batches_per_epoch, cfg.train.epochs)
+                logger.step, logger.epoch = step, epoch - 1 + bi / info.batches_per_epoch
+                if method.replaces_step:
+                    out, loss = method.training_step(batch, info, _ProbeHooks(step_probes, info))
+                else:
+                    batch = method.transform_batch(batch, info)
+                    with autocast():
+                        out = model(batch)
+                        loss = method.compute_loss(out, batch, info)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    due = [p for p in step_probes if p.due_step(info)]
+                    for p in due:
+                        p.after_backward(out, batch, info)
+                    method.on_after_backward(out, batch, info)
+                    for p in due:
+                        p.before_optimizer_step(out, batch, info)
+                    optimizer.step()
+                loss_d = loss.detach().float()
+                logger.log("train/loss", loss_d)
+                correct += (out.logits.detach().argmax(1) == batch["label"]).sum()
+                seen += int(batch["label"].shape[0])
+                step += 1
+                steps_since += 1
+                if on_cpu:
+                    if not math.isfinite(float(loss_d)):
+                        raise Diverged(step - 1, float(loss_d))
+                else:
+                    bad |= ~torch.isfinite(loss_d)
+                if progress is not None:
+                    progress(info, {"loss": loss_d})
+                if logger.due():
+                    now = time.perf_counter()
+                    logger.log("sys/step_ms", 1000.0 * (now - t_flush) / max(1, steps_since))
+                    t_flush, steps_since = now, 0
+                    flush_and_check()
+                elif should_stop():
+                    flush_and_check()
+
+            # ---- end of epoch: schedule, evaluation, probes, method, checkpoint -------------------------
+            logger.epoch = float(epoch)
+            logger.log("train/acc/fused", correct.float() / max(1, seen))
+            logger.log("lr", optimizer.param_groups[0]["lr"])
+            if scheduler is not None:
+                scheduler.step()
+            ev = evaluate(model, method.predict, splits["val"], cfg.train.eval_batch_size, autocast)
+            _log_eval(logger, "val", ev)
+            for p in epoch_probes:
+                if p.due_epoch(epoch) or epoch == cfg.train.epochs:
+                    p.on_epoch_end(epoch, info, ev)
+            method.on_epoch_end(epoch, info)
+            if ev.acc > best_acc:
+                best_epoch, best_acc = epoch, ev.acc
+                best_state = {"model": copy.deepcopy(model.state_dict()), "method": copy.deepcopy(method.state_dict())}
+            logger.log("sys/epoch_s", time.perf_counter() - t_epoch)
+            if save_checkpoints:
+                path = checkpoint_path(run_dir, epoch)
+                save_checkpoint(path, checkpoint(epoch))
+                store.add_artifact(run_id, epoch, "checkpoint", str(path.relative_to(run_dir)))
+            if progress is not None:
+                progress(info, {"val_acc": ev.acc, "epoch_done": epoch})
+            flush_and_check(epochs_done=epoch, best_val_acc=best_acc, best_epoch=best_epoch)
+    except StopTraining:
+        # finish cleanly: the step is done; write what we have and a checkpoint of the current state
+        logger.event("stop", {"step": step})
+        if save_checkpoints:
+            save_checkpoint(run_dir / "checkpoints" / "stopped.pt", checkpoint(info.epoch - 1))
+            store.add_artifact(run_id, info.epoch - 1, "checkpoint_stop", "checkpoints/stopped.pt")
+        logger.flush()
+        raise
+
+    # ---- final test of the best-on-val weights ---------------------------------------------------
+    model.load_state_dict(best_state["model"])
+    method.load_state_dict(best_state["method"])
+    test = evaluate(model, method.predict, splits["test"], cfg.train.eval_batch_size, autocast)
+    _log_eval(logger, "test", test)
+    logger.flush()
+    result = {"test_acc": test.acc, "test_loss": test.loss, **{f"test_acc_{m}": a for m, a in test.acc_uni.items()}}
+    return FitResult(cfg.train.epochs, step, best_epoch, best_acc, result, model, method)

@@ -1,0 +1,10 @@
+"""Torch-only model zoo: per-modality encoders, fusion modules and the multimodal network.
+
+This package never imports ``mmviz``; everything here is plain PyTorch.
+"""
+
+from models.encoders import ENCODERS, create_encoder, default_encoder
+from models.fusion import FUSIONS, create_fusion
+from models.net import ModelOutput, MultimodalNet
+
+__all__ = ["ENCODERS", "FUSIONS", "ModelOutput", "MultimodalNet", "create_encoder", "create_fusion", "default_encoder"]

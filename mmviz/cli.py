@@ -20,15 +20,22 @@ def _add_workspace(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used to document the CLI)."""
-    parser = argparse.ArgumentParser(prog="python -m mmviz", description="Train multimodal classifiers and "
-                                     "watch modality imbalance develop.")
+    parser = argparse.ArgumentParser(
+        prog="python -m mmviz", description="Train multimodal classifiers and watch modality imbalance develop."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="Train a run (prints its id first); exit 0 when it finishes.")
     t.add_argument("--dataset", help="Dataset name (default mfeat; a fork keeps the parent's).")
     t.add_argument("--method", help="Balancing method (default baseline; a fork keeps the parent's unless given).")
-    t.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="Change a config field, e.g. optim.lr=0.01, data.views=pix,fou, method.alpha=0.8.")
+    t.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Change a config field, e.g. optim.lr=0.01, data.views=pix,fou, method.alpha=0.8.",
+    )
     t.add_argument("--epochs", type=int)
     t.add_argument("--seed", type=int)
     t.add_argument("--device", choices=("auto", "cpu", "cuda"))
@@ -74,8 +81,15 @@ def _entries_json(registry) -> list[dict]:
     out = []
     for entry in registry:
         fields = [
-            {"name": s.name, "type": s.type.__name__, "default": list(s.default) if isinstance(s.default, tuple) else s.default,
-             "help": s.help, "low": s.low, "high": s.high, "choices": list(s.choices) if s.choices else None}
+            {
+                "name": s.name,
+                "type": s.type.__name__,
+                "default": list(s.default) if isinstance(s.default, tuple) else s.default,
+                "help": s.help,
+                "low": s.low,
+                "high": s.high,
+                "choices": list(s.choices) if s.choices else None,
+            }
             for s in entry.config_cls.field_specs()
         ]
         out.append({"name": entry.name, "description": entry.description, "flags": entry.flags, "fields": fields})
@@ -111,14 +125,16 @@ def cmd_train(args) -> int:
             raise MmvizError("A fork needs --fork-epoch K (the parent's checkpoint epoch to start from).")
         if args.dataset and args.dataset != base["dataset"]:
             raise MmvizError(f"A fork keeps the parent's dataset {base['dataset']!r}; got --dataset {args.dataset!r}.")
-    cfg = build_run_config(args.dataset, args.method, args.sets, epochs=args.epochs, seed=args.seed,
-                           device=args.device, base=base)
+    cfg = build_run_config(
+        args.dataset, args.method, args.sets, epochs=args.epochs, seed=args.seed, device=args.device, base=base
+    )
     from mmviz.training.build import resolve_device
 
     resolve_device(cfg.train.device)
     store = store or _store(args)
-    run_id = prepare_run(store, cfg, name=args.name, parent_run_id=args.fork, fork_epoch=args.fork_epoch,
-                         tags=args.tags)
+    run_id = prepare_run(
+        store, cfg, name=args.name, parent_run_id=args.fork, fork_epoch=args.fork_epoch, tags=args.tags
+    )
     print(run_id, flush=True)
     if args.detach:
         spawn_run(store, run_id)
@@ -133,8 +149,19 @@ def cmd_train(args) -> int:
 def cmd_runs(args) -> int:
     store = _store(args)
     df = store.list_runs()
-    cols = ["run_id", "name", "effective_status", "dataset", "method", "fusion", "epochs_done", "best_val_acc",
-            "parent_run_id", "fork_epoch", "error"]
+    cols = [
+        "run_id",
+        "name",
+        "effective_status",
+        "dataset",
+        "method",
+        "fusion",
+        "epochs_done",
+        "best_val_acc",
+        "parent_run_id",
+        "fork_epoch",
+        "error",
+    ]
     if args.json:
         print(df[[c for c in cols if c in df.columns]].to_json(orient="records"))
     elif df.empty:
@@ -152,8 +179,21 @@ def cmd_export(args) -> int:
     if args.format == "csv":
         df.to_csv(sys.stdout, index=False)
     else:
-        keep = ["run_id", "name", "status", "dataset", "method", "fusion", "config", "parent_run_id", "fork_epoch",
-                "best_val_acc", "best_epoch", "summary", "error"]
+        keep = [
+            "run_id",
+            "name",
+            "status",
+            "dataset",
+            "method",
+            "fusion",
+            "config",
+            "parent_run_id",
+            "fork_epoch",
+            "best_val_acc",
+            "best_epoch",
+            "summary",
+            "error",
+        ]
         info = {k: run.get(k) for k in keep}
         print(json.dumps({"run": info, "metrics": json.loads(df.to_json(orient="records"))}, default=str))
     return 0
@@ -193,9 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "build-avdigits":
             from pathlib import Path
 
-            from mmviz.data.avdigits_build import BUNDLED_PATH, build_avdigits
+            from mmviz.data.avdigits_build import DEFAULT_OUT, build_avdigits
 
-            out = build_avdigits(Path(args.out) if args.out else BUNDLED_PATH, n_clips=args.clips)
+            out = build_avdigits(Path(args.out) if args.out else DEFAULT_OUT, n_clips=args.clips)
             print(out)
             return 0
     except MmvizError as exc:

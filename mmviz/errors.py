@@ -47,4 +47,6 @@ def unknown_name(kind: str, name: object, choices: Iterable[str]) -> UnknownName
     "Unknown balancing method 'ogm-ge'. Did you mean 'ogm_ge'? Available: baseline, ogm_ge."
     """
     choices = sorted(str(c) for c in choices)
-    return UnknownNameError(f"Unknown {kind} {name!r}.{did_you_mean(str(name), choices)} Available: {', '.join(choices)}.")
+    return UnknownNameError(
+        f"Unknown {kind} {name!r}.{did_you_mean(str(name), choices)} Available: {', '.join(choices)}."
+    )

@@ -19,6 +19,7 @@ from typing import Any
 
 from mmviz import __version__
 from mmviz.errors import ConfigError, StoreError
+from mmviz.store import pid_alive
 from mmviz.training.build import check_run_config
 from mmviz.training.checkpoint import checkpoint_path
 from mmviz.training.config import RunConfig, build_run_config
@@ -49,11 +50,15 @@ def prepare_run(
                 f"Available epochs: {', '.join(map(str, have)) or 'none'}."
             )
         if parent["dataset"] != cfg.dataset or parent["config"].get("data") != cfg.to_dict()["data"]:
-            raise ConfigError(f"A fork must keep the parent's dataset settings ({parent['dataset']!r}); "
-                              "use restart for a new dataset.")
+            raise ConfigError(
+                f"A fork must keep the parent's dataset settings ({parent['dataset']!r}); "
+                "use restart for a new dataset."
+            )
         if parent["config"].get("model") != cfg.to_dict()["model"]:
-            raise ConfigError("A fork must keep the parent's model settings (it resumes the parent's weights); "
-                              "use restart to change the model.")
+            raise ConfigError(
+                "A fork must keep the parent's model settings (it resumes the parent's weights); "
+                "use restart to change the model."
+            )
     return store.create_run(
         config=cfg.to_dict(),
         name=name or f"{cfg.dataset}-{cfg.method}",
@@ -93,8 +98,15 @@ def spawn_run(store: Any, run_id: str) -> subprocess.Popen:
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     log = open(store.run_dir(run_id) / "train.log", "ab")  # noqa: SIM115 - handed to the child
     try:
-        proc = subprocess.Popen(trainer_argv(store, run_id), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, cwd=str(ROOT), env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            trainer_argv(store, run_id),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=str(ROOT),
+            env=env,
+            start_new_session=True,
+        )
     finally:
         log.close()
     store.update_run(run_id, pid=proc.pid)
@@ -122,34 +134,43 @@ def launch(
     return run_id
 
 
-def fork(store: Any, parent_run_id: str, epoch: int, *, method: str | None = None,
-         overrides: Mapping[str, Any] | None = None, name: str = "") -> str:
+def fork(
+    store: Any,
+    parent_run_id: str,
+    epoch: int,
+    *,
+    method: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    name: str = "",
+) -> str:
     """Start a child run from the parent's checkpoint at ``epoch`` with edited balancing settings."""
     parent = store.get_run(parent_run_id)
-    return launch(store, None, method, base=parent["config"], overrides=overrides,
-                  name=name or f"{parent['name']}-fork{epoch}", parent_run_id=parent_run_id, fork_epoch=epoch)
+    return launch(
+        store,
+        None,
+        method,
+        base=parent["config"],
+        overrides=overrides,
+        name=name or f"{parent['name']}-fork{epoch}",
+        parent_run_id=parent_run_id,
+        fork_epoch=epoch,
+    )
 
 
-def restart(store: Any, run_id: str, *, dataset: str | None = None, method: str | None = None,
-            overrides: Mapping[str, Any] | None = None, name: str = "") -> str:
+def restart(
+    store: Any,
+    run_id: str,
+    *,
+    dataset: str | None = None,
+    method: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    name: str = "",
+) -> str:
     """Start a new run from scratch whose config is ``run_id``'s with edits."""
     old = store.get_run(run_id)
-    return launch(store, dataset, method, base=old["config"], overrides=overrides, name=name or f"{old['name']}-restart")
-
-
-def pid_alive(pid: int | None) -> bool:
-    """Whether a process exists and is not a zombie."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
+    return launch(
+        store, dataset, method, base=old["config"], overrides=overrides, name=name or f"{old['name']}-restart"
+    )
 
 
 def reap() -> None:

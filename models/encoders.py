@@ -64,10 +64,21 @@ class CNN2dEncoder(nn.Module):
         mid = min(hidden, 128)
         self.out_dim = out_dim
         self.net = nn.Sequential(
-            nn.Conv2d(c, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
-            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
-            nn.Conv2d(64, mid, 3, padding=1), nn.BatchNorm2d(mid), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(mid, out_dim), nn.ReLU(),
+            nn.Conv2d(c, 32, 3, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.MaxPool2d(2, ceil_mode=True),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.MaxPool2d(2, ceil_mode=True),
+            nn.Conv2d(64, mid, 3, padding=1),
+            nn.BatchNorm2d(mid),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(mid, out_dim),
+            nn.ReLU(),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,9 +95,16 @@ class CNN1dEncoder(nn.Module):
         mid = min(hidden, 128)
         self.out_dim = out_dim
         self.net = nn.Sequential(
-            nn.Conv1d(c, 64, 5, padding=2), nn.BatchNorm1d(64), nn.ReLU(),
-            nn.Conv1d(64, mid, 3, padding=1), nn.BatchNorm1d(mid), nn.ReLU(),
-            nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(mid, out_dim), nn.ReLU(),
+            nn.Conv1d(c, 64, 5, padding=2),
+            nn.BatchNorm1d(64),
+            nn.ReLU(),
+            nn.Conv1d(64, mid, 3, padding=1),
+            nn.BatchNorm1d(mid),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool1d(1),
+            nn.Flatten(),
+            nn.Linear(mid, out_dim),
+            nn.ReLU(),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -123,8 +141,9 @@ class ResNet18Encoder(nn.Module):
         self.seq = len(in_shape) == 2
         cin = 1 if self.seq else in_shape[0]
         self.out_dim = 512
-        self.stem = nn.Sequential(nn.Conv2d(cin, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
-                                  nn.MaxPool2d(3, 2, 1))
+        self.stem = nn.Sequential(
+            nn.Conv2d(cin, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1)
+        )
         layers, c = [], 64
         for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
             layers += [_BasicBlock(c, cout, stride), _BasicBlock(cout, cout, 1)]

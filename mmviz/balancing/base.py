@@ -14,11 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models import ModelOutput
-
 from mmviz.config import Config, EmptyConfig
 from mmviz.errors import ConfigError
 from mmviz.training.context import StepInfo, TrainContext
+from models import ModelOutput
 
 # What a method may require of the model; checked before the first step.
 REQUIREMENTS = {
@@ -51,8 +50,9 @@ class BalancingMethod:
 
     # ----- validation ---------------------------------------------------------------------------
     @classmethod
-    def check_compatible(cls, config: Config, fusion: str, has_unimodal: bool, modalities: tuple[str, ...],
-                         feature_dims: dict[str, int]) -> None:
+    def check_compatible(
+        cls, config: Config, fusion: str, has_unimodal: bool, modalities: tuple[str, ...], feature_dims: dict[str, int]
+    ) -> None:
         """Raise ConfigError when this method cannot run on the given model; called before anything starts."""
         if cls.fusions is not None and fusion not in cls.fusions:
             raise ConfigError(
@@ -68,8 +68,10 @@ class BalancingMethod:
                 f"Use {' or '.join(map(repr, ok))}."
             )
         if "two_modalities" in cls.requires and len(modalities) != 2:
-            raise ConfigError(f"Method {cls.name!r} works with exactly two modalities; the dataset gives "
-                              f"{len(modalities)} ({', '.join(modalities)}).")
+            raise ConfigError(
+                f"Method {cls.name!r} works with exactly two modalities; the dataset gives "
+                f"{len(modalities)} ({', '.join(modalities)})."
+            )
         if "equal_feature_dims" in cls.requires and len(set(feature_dims.values())) != 1:
             raise ConfigError(f"Method {cls.name!r} needs equal feature sizes per modality; got {feature_dims}.")
         cls.check_config(config, modalities)
@@ -98,7 +100,9 @@ class BalancingMethod:
     def on_after_backward(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> None:
         """Called after backward and the after-backward probes, before the optimiser step (gradient modulation)."""
 
-    def training_step(self, batch: dict[str, torch.Tensor], info: StepInfo, hooks: Any) -> tuple[ModelOutput, torch.Tensor]:
+    def training_step(
+        self, batch: dict[str, torch.Tensor], info: StepInfo, hooks: Any
+    ) -> tuple[ModelOutput, torch.Tensor]:
         """Called instead of the default step when ``replaces_step`` is True; must step the optimiser itself."""
         raise NotImplementedError
 

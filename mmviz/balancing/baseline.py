@@ -6,13 +6,12 @@ import dataclasses
 
 import torch
 
-from models import ModelOutput
-
 from mmviz.balancing.base import BalancingMethod, mask_batch
 from mmviz.balancing.registry import METHODS
 from mmviz.config import Config, param
 from mmviz.errors import ConfigError
 from mmviz.training.context import StepInfo
+from models import ModelOutput
 
 
 @METHODS.register("baseline", kind="reference")

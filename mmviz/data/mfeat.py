@@ -38,7 +38,9 @@ ATTRIBUTION = (
 class MfeatConfig(SplitConfig):
     """Settings of the mfeat dataset."""
 
-    views: tuple[str, ...] = param(("pix", "fou"), "Two or three of the six views to use as modalities.", choices=tuple(VIEWS))
+    views: tuple[str, ...] = param(
+        ("pix", "fou"), "Two or three of the six views to use as modalities.", choices=tuple(VIEWS)
+    )
     pix_as_image: bool = param(False, "Give the 'pix' view as a 1x16x15 image (CNN encoder) instead of a vector.")
     noise: tuple[str, ...] = param(
         (), "Gaussian noise added to z-scored views, as view=std pairs, e.g. pix=2.0,fou=0.5 (makes fusion harder)."
@@ -77,7 +79,9 @@ def _load_raw(path: str) -> dict[str, np.ndarray]:
         with np.load(path) as z:
             return {k: z[k] for k in z.files}
     except (OSError, ValueError) as exc:
-        raise DataError(f"Cannot read the bundled mfeat file {path!r} ({exc}); reinstall mmviz from a clean clone.") from None
+        raise DataError(
+            f"Cannot read the bundled mfeat file {path!r} ({exc}); reinstall mmviz from a clean clone."
+        ) from None
 
 
 @DATASETS.register("mfeat", config=MfeatConfig, kind="real")
@@ -89,8 +93,15 @@ def load_mfeat(config: MfeatConfig) -> MultimodalData:
     """
     raw = _load_raw(str(BUNDLED))
     y = raw["label"].astype(np.int64)
-    splits = stratified_split(y, {"train": 1 - config.val_fraction - config.test_fraction,
-                                  "val": config.val_fraction, "test": config.test_fraction}, config.split_seed)
+    splits = stratified_split(
+        y,
+        {
+            "train": 1 - config.val_fraction - config.test_fraction,
+            "val": config.val_fraction,
+            "test": config.test_fraction,
+        },
+        config.split_seed,
+    )
     noise = config.noise_levels()
     rng = np.random.default_rng(config.split_seed + 1)
     x, specs = {}, []

@@ -16,10 +16,16 @@ DATASETS: Registry[MultimodalData] = Registry("dataset")
 class SplitConfig(Config):
     """Split settings shared by all dataset configs (fixed by ``split_seed``, not by the run seed)."""
 
-    val_fraction: float = param(0.15, "Fraction of each class held out for validation (model selection).", low=0.01, high=0.5)
+    val_fraction: float = param(
+        0.15, "Fraction of each class held out for validation (model selection).", low=0.01, high=0.5
+    )
     test_fraction: float = param(0.15, "Fraction of each class held out for the final test.", low=0.01, high=0.5)
-    split_seed: int = param(0, "Seed of the train/val/test split (kept fixed so runs are comparable).", low=0, high=2**31 - 1)
-    probe_size: int = param(2000, "Size of the fixed stratified val subset used for per-epoch snapshots.", low=10, high=20000)
+    split_seed: int = param(
+        0, "Seed of the train/val/test split (kept fixed so runs are comparable).", low=0, high=2**31 - 1
+    )
+    probe_size: int = param(
+        2000, "Size of the fixed stratified val subset used for per-epoch snapshots.", low=10, high=20000
+    )
 
     def check(self) -> None:
         if self.val_fraction + self.test_fraction >= 0.9:

@@ -25,13 +25,25 @@ KNOBS = ("strength", "sub", "dim", "noise_dims")
 # Preset knob values per modality; 'custom' uses the config's own knob fields.
 PRESETS: dict[str, dict] = {
     "dominant": {  # measured: joint fused ~0.945 vs unimodal ensemble ~0.966; B probe ~0.67 vs ~0.81 alone
-        "n_modalities": 2, "strength": (3.0, 4.5, 3.0), "sub": (1, 4, 1), "dim": (32, 32, 32), "noise_dims": (32, 32, 32),
+        "n_modalities": 2,
+        "strength": (3.0, 4.5, 3.0),
+        "sub": (1, 4, 1),
+        "dim": (32, 32, 32),
+        "noise_dims": (32, 32, 32),
     },
     "balanced": {  # control: no gap expected
-        "n_modalities": 2, "strength": (3.0, 3.0, 3.0), "sub": (1, 1, 1), "dim": (32, 32, 32), "noise_dims": (32, 32, 32),
+        "n_modalities": 2,
+        "strength": (3.0, 3.0, 3.0),
+        "sub": (1, 1, 1),
+        "dim": (32, 32, 32),
+        "noise_dims": (32, 32, 32),
     },
     "cotrain": {  # 'a' is the target modality; 'b' an easy helper only there at training time
-        "n_modalities": 2, "strength": (3.0, 6.0, 3.0), "sub": (2, 1, 1), "dim": (32, 32, 32), "noise_dims": (32, 32, 32),
+        "n_modalities": 2,
+        "strength": (3.0, 6.0, 3.0),
+        "sub": (2, 1, 1),
+        "dim": (32, 32, 32),
+        "noise_dims": (32, 32, 32),
     },
 }
 
@@ -40,11 +52,16 @@ PRESETS: dict[str, dict] = {
 class SyntheticConfig(SplitConfig):
     """Settings of the synthetic Gaussian-mixture dataset."""
 
-    preset: str = param("dominant", "Knob preset; 'custom' uses the per-modality knobs below.",
-                        choices=("dominant", "balanced", "cotrain", "custom"))
+    preset: str = param(
+        "dominant",
+        "Knob preset; 'custom' uses the per-modality knobs below.",
+        choices=("dominant", "balanced", "cotrain", "custom"),
+    )
     n_modalities: int = param(2, "Number of modalities (a, b[, c]); custom preset only.", low=2, high=3)
     num_classes: int = param(10, "Number of classes.", low=2, high=50)
-    n_train: int = param(2000, "Training samples (val/test sizes follow from their fractions).", low=50, high=200000, log=True)
+    n_train: int = param(
+        2000, "Training samples (val/test sizes follow from their fractions).", low=50, high=200000, log=True
+    )
     strength_a: float = param(3.0, "Class-mean norm of modality a (signal strength).", low=0.0, high=20.0)
     strength_b: float = param(4.5, "Class-mean norm of modality b (signal strength).", low=0.0, high=20.0)
     strength_c: float = param(3.0, "Class-mean norm of modality c (signal strength).", low=0.0, high=20.0)
@@ -81,8 +98,15 @@ class SyntheticConfig(SplitConfig):
 
 
 def generate_gmm(
-    n: int, num_classes: int, strength: float, sub: int, dim: int, noise_dims: int, rng: np.random.Generator,
-    y: np.ndarray, means: np.ndarray | None = None,
+    n: int,
+    num_classes: int,
+    strength: float,
+    sub: int,
+    dim: int,
+    noise_dims: int,
+    rng: np.random.Generator,
+    y: np.ndarray,
+    means: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``n`` samples of one modality for labels ``y``; returns ``(x (n, dim + noise_dims), means)``."""
     if means is None:
@@ -113,14 +137,31 @@ def load_synthetic(config: SyntheticConfig) -> MultimodalData:
     y = rng.integers(0, config.num_classes, size=n).astype(np.int64)
     x, specs = {}, []
     for i, name in enumerate(NAMES[:m_count]):
-        arr, _ = generate_gmm(n, config.num_classes, knobs["strength"][i], knobs["sub"][i], knobs["dim"][i],
-                              knobs["noise_dims"][i], rng, y)
+        arr, _ = generate_gmm(
+            n,
+            config.num_classes,
+            knobs["strength"][i],
+            knobs["sub"][i],
+            knobs["dim"][i],
+            knobs["noise_dims"][i],
+            rng,
+            y,
+        )
         x[name] = arr
-        specs.append(ModalitySpec(name, "vector", (arr.shape[1],),
-                                  f"GMM: strength {knobs['strength'][i]}, {knobs['sub'][i]} sub-clusters per class"))
+        specs.append(
+            ModalitySpec(
+                name,
+                "vector",
+                (arr.shape[1],),
+                f"GMM: strength {knobs['strength'][i]}, {knobs['sub'][i]} sub-clusters per class",
+            )
+        )
     index = np.arange(n)
-    splits = {"train": index[: config.n_train], "val": index[config.n_train : config.n_train + n_val],
-              "test": index[config.n_train + n_val :]}
+    splits = {
+        "train": index[: config.n_train],
+        "val": index[config.n_train : config.n_train + n_val],
+        "test": index[config.n_train + n_val :],
+    }
     return MultimodalData(
         name="synthetic",
         modalities=tuple(specs),

@@ -11,10 +11,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from models import ModelOutput
-
 from mmviz.config import Config, param
 from mmviz.training.context import StepInfo, TrainContext
+from models import ModelOutput
 
 
 @dataclasses.dataclass(frozen=True)

@@ -92,7 +92,7 @@ class RunStore:
         now = time.time()
         runs = []
         for row in self._db.query(sql, params):
-            run = {c: (_loads(v) if c in JSON_COLUMNS else v) for c, v in zip(RUN_COLUMNS, row)}
+            run = {c: (_loads(v) if c in JSON_COLUMNS else v) for c, v in zip(RUN_COLUMNS, row, strict=True)}
             run["stop_requested"] = bool(run["stop_requested"])
             run["effective_status"] = effective_status(run, now, self._hostname)
             run["duration"] = run_duration(run)
@@ -168,7 +168,10 @@ class RunStore:
         return pd.DataFrame(self._run_rows(), columns=[*RUN_COLUMNS, "effective_status", "duration"])
 
     def set_status(self, run_id: str, status: str, *, error: str | None = None, pid: int | None = None) -> None:
-        """Set the run's status; 'running' stamps ``started`` once, terminal statuses stamp ``finished``."""
+        """Set the run's status; 'running' stamps ``started`` once, terminal statuses stamp ``finished``.
+
+        A ``pid`` is recorded with this host's name, so that a dead process shows the run as 'lost'.
+        """
         if status not in STATUSES:
             raise ValueError(
                 f"Unknown run status {status!r}.{did_you_mean(status, STATUSES)} Valid: {', '.join(STATUSES)}."
@@ -177,8 +180,8 @@ class RunStore:
         fields: dict[str, Any] = {"status": status}
         if error is not None:
             fields["error"] = error
-        if pid is not None:
-            fields.update(pid=int(pid), host=self._hostname)
+        if pid is not None:  # the process was just started here: that is a sign of life
+            fields.update(pid=int(pid), host=self._hostname, heartbeat=now)
         if status == "running":
             fields["heartbeat"] = now
         if status in TERMINAL:
@@ -191,13 +194,19 @@ class RunStore:
             raise self._not_found(run_id)
 
     def update_run(self, run_id: str, **fields: Any) -> None:
-        """Update whitelisted run columns; lists and dicts are stored as JSON."""
+        """Update whitelisted run columns; lists and dicts are stored as JSON.
+
+        Setting a ``pid`` also records ``host`` (this machine) and ``heartbeat`` (now) unless they are given: a
+        process that was just launched is alive, and the host is what makes its pid checkable.
+        """
         unknown = sorted(set(fields) - UPDATABLE)
         if unknown:
             raise ValueError(f"Cannot update run field {unknown[0]!r}. Updatable: {', '.join(sorted(UPDATABLE))}.")
         if not fields:
             self.get_run(run_id)
             return
+        if fields.get("pid") is not None:
+            fields = {"host": self._hostname, "heartbeat": time.time(), **fields}
         encoded = {k: json.dumps(v) if isinstance(v, (list, tuple, dict)) else v for k, v in fields.items()}
         self._update(run_id, encoded)
 
@@ -253,7 +262,8 @@ class RunStore:
     def log_batch(self, run_id: str, rows: Iterable[tuple[int, float, float, str, float]]) -> int:
         """Append metric rows ``(step, epoch, wall_time, key, value)`` in one transaction; return how many.
 
-        Keys are validated and split into split/quantity/modality columns. ``NaN`` is stored as NULL.
+        Keys are split into split/quantity/modality columns (see :func:`mmviz.store.keys.parse_key`); one malformed
+        key rejects the whole batch with a ``ValueError``. ``inf`` is stored as is, ``NaN`` as NULL (reads as NaN).
         """
         modalities = self._run_modalities(run_id)
         parsed: dict[str, tuple[str | None, str, str | None]] = {}

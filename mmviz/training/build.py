@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from models import ENCODERS, FUSIONS, MultimodalNet
-
 from mmviz.balancing import METHODS, create_method
 from mmviz.data import create_dataset
 from mmviz.data.base import MultimodalData
 from mmviz.errors import ConfigError
 from mmviz.training.config import ModelConfig, OptimConfig, RunConfig
+from models import ENCODERS, FUSIONS, MultimodalNet
 
 
 def resolve_device(name: str) -> torch.device:
@@ -18,7 +17,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("The 'device' parameter of TrainConfig is 'cuda', but no CUDA GPU is available. Use 'auto' or 'cpu'.")
+        raise ConfigError(
+            "The 'device' parameter of TrainConfig is 'cuda', but no CUDA GPU is available. Use 'auto' or 'cpu'."
+        )
     return torch.device(name)
 
 
@@ -48,8 +49,10 @@ def check_run_config(cfg: RunConfig, data: MultimodalData | None = None) -> Mult
     n = len(data.modalities)
     if not fusion_cls.min_modalities <= n <= fusion_cls.max_modalities:
         ok = [k for k, (c, _) in FUSIONS.items() if c.min_modalities <= n <= c.max_modalities]
-        raise ConfigError(f"Fusion {cfg.model.fusion!r} works with {fusion_cls.max_modalities} modalities, but the "
-                          f"dataset gives {n} ({', '.join(data.modality_names)}). Use {' or '.join(map(repr, ok))}.")
+        raise ConfigError(
+            f"Fusion {cfg.model.fusion!r} works with {fusion_cls.max_modalities} modalities, but the "
+            f"dataset gives {n} ({', '.join(data.modality_names)}). Use {' or '.join(map(repr, ok))}."
+        )
     if cfg.model.encoder != "auto":
         for spec in data.modalities:
             if spec.kind not in ENCODERS[cfg.model.encoder][1]:

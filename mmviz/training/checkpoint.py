@@ -52,8 +52,9 @@ def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
     generator.set_state(state["data"])
 
 
-def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any], n_model_params: int,
-                         same_layout: bool) -> None:
+def load_optimizer_state(
+    optimizer: torch.optim.Optimizer, saved: dict[str, Any], n_model_params: int, same_layout: bool
+) -> None:
     """Load a saved optimiser state; when the method's extra parameters differ, keep only the model's part.
 
     The model's parameters always come first (group 0) so their state can be carried across a fork

@@ -10,10 +10,9 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from models import ENCODERS, FUSIONS
-
 from mmviz.config import Config, param
 from mmviz.errors import ConfigError, did_you_mean
+from models import ENCODERS, FUSIONS
 
 SECTIONS = ("data", "model", "optim", "train", "method", "probes")
 
@@ -22,10 +21,17 @@ SECTIONS = ("data", "model", "optim", "train", "method", "probes")
 class ModelConfig(Config):
     """Encoders and fusion of the multimodal network."""
 
-    fusion: str = param("concat", "How per-modality features are combined into the fused logits.", choices=tuple(FUSIONS))
-    encoder: str = param("auto", "Encoder for every modality ('auto' picks MLP / 2-D CNN / 1-D CNN by modality kind).",
-                         choices=("auto", *ENCODERS))
-    feature_dim: int = param(128, "Size of each modality's pooled feature (ResNet18 always gives 512).", low=2, high=4096)
+    fusion: str = param(
+        "concat", "How per-modality features are combined into the fused logits.", choices=tuple(FUSIONS)
+    )
+    encoder: str = param(
+        "auto",
+        "Encoder for every modality ('auto' picks MLP / 2-D CNN / 1-D CNN by modality kind).",
+        choices=("auto", *ENCODERS),
+    )
+    feature_dim: int = param(
+        128, "Size of each modality's pooled feature (ResNet18 always gives 512).", low=2, high=4096
+    )
     hidden_dim: int = param(256, "Hidden width of the encoders.", low=2, high=8192)
 
 
@@ -48,7 +54,9 @@ class TrainConfig(Config):
 
     epochs: int = param(30, "Number of epochs.", low=1, high=100000)
     batch_size: int = param(64, "Mini-batch size.", low=1, high=65536, log=True)
-    seed: int = param(0, "Seed of initialisation and shuffling (training is deterministic on CPU).", low=0, high=2**31 - 1)
+    seed: int = param(
+        0, "Seed of initialisation and shuffling (training is deterministic on CPU).", low=0, high=2**31 - 1
+    )
     device: str = param("auto", "'auto' uses CUDA when present, else the CPU.", choices=("auto", "cpu", "cuda"))
     amp: bool = param(True, "Mixed precision (bfloat16) on CUDA; ignored on the CPU.")
     eval_batch_size: int = param(512, "Batch size for evaluation passes.", low=1, high=65536)
@@ -95,7 +103,9 @@ class RunConfig:
         known = {"dataset", "method", "data", "model", "optim", "train", "method_params", "probes"}
         for key in d:
             if key not in known:
-                raise ConfigError(f"Unknown run config section {key!r}.{did_you_mean(key, known)} Valid: {', '.join(sorted(known))}.")
+                raise ConfigError(
+                    f"Unknown run config section {key!r}.{did_you_mean(key, known)} Valid: {', '.join(sorted(known))}."
+                )
         ds = DATASETS.get(d["dataset"])
         me = METHODS.get(d["method"])
         probes = {}
@@ -122,7 +132,9 @@ def parse_sets(sets: Iterable[str]) -> dict[str, Any]:
         key, eq, value = item.partition("=")
         key = key.strip()
         if not eq or not key:
-            raise ConfigError(f"A --set value must look like section.key=value (e.g. optim.lr=0.01). Got {item!r} instead.")
+            raise ConfigError(
+                f"A --set value must look like section.key=value (e.g. optim.lr=0.01). Got {item!r} instead."
+            )
         section, dot, rest = key.partition(".")
         if section not in SECTIONS or not dot or not rest:
             raise ConfigError(
@@ -132,7 +144,9 @@ def parse_sets(sets: Iterable[str]) -> dict[str, Any]:
         if section == "probes":
             probe, dot2, field = rest.partition(".")
             if not dot2 or not field:
-                raise ConfigError(f"A probes --set key must look like probes.<name>.<field>=value. Got {key!r} instead.")
+                raise ConfigError(
+                    f"A probes --set key must look like probes.<name>.<field>=value. Got {key!r} instead."
+                )
             out.setdefault("probes", {}).setdefault(probe, {})[field] = value
         else:
             out.setdefault(section, {})[rest] = value
@@ -177,7 +191,9 @@ def build_run_config(
     changes = parse_sets(sets)
     for section, values in (overrides or {}).items():
         if section not in SECTIONS:
-            raise ConfigError(f"Unknown config section {section!r}.{did_you_mean(section, SECTIONS)} Valid: {', '.join(SECTIONS)}.")
+            raise ConfigError(
+                f"Unknown config section {section!r}.{did_you_mean(section, SECTIONS)} Valid: {', '.join(SECTIONS)}."
+            )
         if section == "probes":
             for probe, fields in values.items():
                 changes.setdefault("probes", {}).setdefault(probe, {}).update(fields)

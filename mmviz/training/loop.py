@@ -161,9 +161,18 @@ def fit(
 
     info = StepInfo(0, 1, 0, splits["train"].num_batches(cfg.train.batch_size), cfg.train.epochs)
     ctx = TrainContext(
-        model=model, data=data, splits=splits, device=device, config=cfg, run_dir=run_dir,
-        log=logger.log, event=logger.event, batch_size=cfg.train.batch_size, seed=cfg.train.seed,
-        step=lambda: info, extra={"init_state": init_state, "autocast": autocast},
+        model=model,
+        data=data,
+        splits=splits,
+        device=device,
+        config=cfg,
+        run_dir=run_dir,
+        log=logger.log,
+        event=logger.event,
+        batch_size=cfg.train.batch_size,
+        seed=cfg.train.seed,
+        step=lambda: info,
+        extra={"init_state": init_state, "autocast": autocast},
     )
     method.setup(ctx)
     extra_params = [p for mod in method.extra_modules().values() for p in mod.parameters()]
@@ -195,11 +204,18 @@ def fit(
 
     def checkpoint(epoch: int) -> dict[str, Any]:
         return {
-            "epoch": epoch, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "optimizer_name": cfg.optim.name, "schedule": cfg.optim.schedule,
+            "epoch": epoch,
+            "step": step,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "optimizer_name": cfg.optim.name,
+            "schedule": cfg.optim.schedule,
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "method": method.state_dict(), "method_name": cfg.method, "rng": rng_state(generator),
-            "best_epoch": best_epoch, "best_val_acc": best_acc,
+            "method": method.state_dict(),
+            "method_name": cfg.method,
+            "rng": rng_state(generator),
+            "best_epoch": best_epoch,
+            "best_val_acc": best_acc,
         }
 
     if resume is None and save_checkpoints:

@@ -57,7 +57,9 @@ class _Progress:
         bar = "#" * int(30 * done) + "." * (30 - int(30 * done))
         loss = values.get("loss")
         loss_txt = f" loss {float(loss):.3f}" if loss is not None else ""
-        sys.stderr.write(f"\repoch {info.epoch}/{self.epochs} [{bar}] step {info.step}{loss_txt} val acc {self.val:.3f}  ")
+        sys.stderr.write(
+            f"\repoch {info.epoch}/{self.epochs} [{bar}] step {info.step}{loss_txt} val acc {self.val:.3f}  "
+        )
         sys.stderr.flush()
 
 
@@ -69,7 +71,9 @@ def run_training(store: Any, run_id: str, *, progress: bool = False) -> str:
     def on_sigterm(signum, frame):  # noqa: ARG001
         stop_flag.set()
 
-    previous = signal.signal(signal.SIGTERM, on_sigterm) if threading.current_thread() is threading.main_thread() else None
+    previous = (
+        signal.signal(signal.SIGTERM, on_sigterm) if threading.current_thread() is threading.main_thread() else None
+    )
     store.update_run(run_id, pid=os.getpid(), host=socket.gethostname())
     store.set_status(run_id, "running", pid=os.getpid())
     beat = _Heartbeat(store, run_id)
@@ -82,15 +86,24 @@ def run_training(store: Any, run_id: str, *, progress: bool = False) -> str:
         if run.get("parent_run_id"):
             parent_dir = store.run_dir(run["parent_run_id"])
             parent = store.get_run(run["parent_run_id"])
-            resume = Resume(checkpoint_path(parent_dir, int(run["fork_epoch"])), parent_dir / "init.pt",
-                            same_method=parent["config"]["method"] == cfg.method)
+            resume = Resume(
+                checkpoint_path(parent_dir, int(run["fork_epoch"])),
+                parent_dir / "init.pt",
+                same_method=parent["config"]["method"] == cfg.method,
+            )
         bar = _Progress(cfg.train.epochs) if progress and sys.stderr.isatty() else None
-        result = fit(cfg, store, run_id, store.run_dir(run_id), resume=resume, should_stop=stop_flag.is_set,
-                     progress=bar)
+        result = fit(
+            cfg, store, run_id, store.run_dir(run_id), resume=resume, should_stop=stop_flag.is_set, progress=bar
+        )
         if bar is not None:
             sys.stderr.write("\n")
-        store.update_run(run_id, epochs_done=result.epochs_done, best_val_acc=result.best_val_acc,
-                         best_epoch=result.best_epoch, summary=result.test)
+        store.update_run(
+            run_id,
+            epochs_done=result.epochs_done,
+            best_val_acc=result.best_val_acc,
+            best_epoch=result.best_epoch,
+            summary=result.test,
+        )
         status = "finished"
         store.set_status(run_id, status)
     except StopTraining:

@@ -1,0 +1,518 @@
+"""The SQLite run store against a real database file, real threads and real writer processes."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mmviz.errors import RunNotFoundError, StoreError
+from mmviz.store import LOST_AFTER_S, SCHEMA_VERSION, RunStore, default_workspace, parse_key, pid_alive
+
+REPO = Path(__file__).resolve().parents[2]
+MODALITIES = ["audio", "visual"]
+
+
+def make_run(store: RunStore, **overrides) -> str:
+    kwargs = dict(
+        config={"lr": 0.01, "method": {"name": "ogm_ge", "alpha": 0.5}},
+        name="demo",
+        dataset="synthetic",
+        method="ogm_ge",
+        fusion="concat",
+        modalities=MODALITIES,
+    )
+    kwargs.update(overrides)
+    return store.create_run(**kwargs)
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with RunStore(tmp_path / "ws") as s:
+        yield s
+
+
+# ---------------------------------------------------------------- opening
+
+
+def test_open_creates_workspace_schema_meta_and_wal(tmp_path: Path) -> None:
+    ws = tmp_path / "nested" / "ws"
+    with RunStore(ws):
+        assert (ws / "runs").is_dir()
+        probe = sqlite3.connect(ws / "mmviz.db")
+        tables = {r[0] for r in probe.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert {"meta", "runs", "metrics", "events", "artifacts"} <= tables
+        assert dict(probe.execute("SELECT key, value FROM meta")) == {
+            "app": "mmviz",
+            "schema_version": str(SCHEMA_VERSION),
+        }
+        assert probe.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        indexes = {r[0] for r in probe.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"metrics_run_key_step", "metrics_run_id"} <= indexes
+        probe.close()
+    with RunStore(ws) as again:  # reopening an existing store works and keeps one meta row per key
+        assert again.list_runs().empty
+        assert again._db.query("SELECT count(*) FROM meta") == [(2,)]
+
+
+def test_default_workspace_reads_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("MMVIZ_WORKSPACE", raising=False)
+    assert default_workspace() == Path("./mmviz-runs")
+    monkeypatch.setenv("MMVIZ_WORKSPACE", str(tmp_path / "elsewhere"))
+    assert default_workspace() == tmp_path / "elsewhere"
+
+
+def _refuses_unchanged(ws: Path, match: str) -> str:
+    db = ws / "mmviz.db"
+    before = db.read_bytes()
+    with pytest.raises(StoreError, match=match) as info:
+        RunStore(ws)
+    assert db.read_bytes() == before
+    wal = ws / "mmviz.db-wal"  # a reader of a WAL-mode file may leave an empty WAL beside it, never content
+    assert not wal.exists() or wal.stat().st_size == 0
+    assert str(db) in str(info.value)
+    return str(info.value)
+
+
+def test_refuses_a_file_that_is_not_sqlite(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "mmviz.db").write_bytes(b"these are my lab notes, not a database\n" * 100)
+    _refuses_unchanged(ws, "not an SQLite database")
+
+
+def test_refuses_a_foreign_sqlite_database(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    other = sqlite3.connect(ws / "mmviz.db")
+    other.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+    other.execute("INSERT INTO customers (name) VALUES ('ada')")
+    other.commit()
+    other.close()
+    _refuses_unchanged(ws, "not an mmviz run store")
+
+
+def test_refuses_a_meta_table_of_another_app(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    other = sqlite3.connect(ws / "mmviz.db")
+    other.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    other.execute("INSERT INTO meta VALUES ('app', 'something-else')")
+    other.commit()
+    other.close()
+    _refuses_unchanged(ws, "not an mmviz run store")
+
+
+def test_refuses_a_newer_schema(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    with RunStore(ws) as s:
+        make_run(s)
+    bump = sqlite3.connect(ws / "mmviz.db")
+    bump.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    bump.commit()
+    bump.close()  # last connection: checkpoints the WAL into the main file and removes it
+    message = _refuses_unchanged(ws, "newer mmviz")
+    assert "upgrade mmviz" in message
+
+
+def test_refuses_a_workspace_that_cannot_be_created(tmp_path: Path) -> None:
+    blocker = tmp_path / "afile"
+    blocker.write_text("a regular file where a folder should be")
+    ws = blocker / "ws"
+    with pytest.raises(StoreError, match="Cannot create the workspace folder") as info:
+        RunStore(ws)
+    assert str(ws) in str(info.value)
+    assert blocker.read_text() == "a regular file where a folder should be"
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can write to any folder")
+def test_refuses_a_read_only_workspace(tmp_path: Path) -> None:
+    ws = tmp_path / "ro"
+    ws.mkdir()
+    (ws / "runs").mkdir()
+    ws.chmod(0o500)
+    try:
+        with pytest.raises(StoreError, match="not writable"):
+            RunStore(ws)
+        assert not (ws / "mmviz.db").exists()
+    finally:
+        ws.chmod(0o700)
+
+
+# ---------------------------------------------------------------- runs
+
+
+def test_run_round_trip(store: RunStore) -> None:
+    run_id = make_run(store, tags=["baseline", "seed0"], device="cpu", version="0.1.0")
+    assert re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{4}", run_id)
+    assert json.loads((store.run_dir(run_id) / "config.json").read_text()) == {
+        "lr": 0.01,
+        "method": {"name": "ogm_ge", "alpha": 0.5},
+    }
+    run = store.get_run(run_id)
+    assert run["status"] == run["effective_status"] == "queued"
+    assert run["config"]["method"]["alpha"] == 0.5
+    assert run["modalities"] == MODALITIES and run["tags"] == ["baseline", "seed0"]
+    assert (run["dataset"], run["method"], run["fusion"], run["device"]) == ("synthetic", "ogm_ge", "concat", "cpu")
+    assert run["started"] is None and run["finished"] is None and math.isnan(run["duration"])
+    assert run["stop_requested"] is False and run["epochs_done"] == 0
+
+    store.set_status(run_id, "running", pid=os.getpid())
+    started = store.get_run(run_id)["started"]
+    assert started is not None and store.get_run(run_id)["effective_status"] == "running"
+    store.set_status(run_id, "running")  # 'started' is stamped once
+    assert store.get_run(run_id)["started"] == started
+
+    store.heartbeat(run_id, epochs_done=3, step=120, best_val_acc=0.75, best_epoch=2, summary={"gap": 0.1})
+    store.set_tags(run_id, ["kept"])
+    run = store.get_run(run_id)
+    assert (run["epochs_done"], run["step"], run["best_val_acc"], run["best_epoch"]) == (3, 120, 0.75, 2)
+    assert run["summary"] == {"gap": 0.1} and run["tags"] == ["kept"]
+
+    store.set_status(run_id, "failed", error="CUDA out of memory")
+    run = store.get_run(run_id)
+    assert run["effective_status"] == "failed" and run["error"] == "CUDA out of memory"
+    assert run["finished"] >= started and run["duration"] == run["finished"] - started
+
+    with pytest.raises(ValueError, match="'crashed'"):
+        store.set_status(run_id, "crashed")
+    with pytest.raises(ValueError, match="'status'"):
+        store.update_run(run_id, status="finished")
+
+
+def test_fork_fields_and_list_runs_newest_first(store: RunStore) -> None:
+    parent = make_run(store, name="parent")
+    time.sleep(0.01)
+    child = make_run(store, name="child", parent_run_id=parent, fork_epoch=4)
+    runs = store.list_runs()
+    assert list(runs["run_id"]) == [child, parent]
+    assert {"effective_status", "duration", "config", "tags"} <= set(runs.columns)
+    row = runs.set_index("run_id").loc[child]
+    assert row["parent_run_id"] == parent and row["fork_epoch"] == 4 and row["modalities"] == MODALITIES
+    with pytest.raises(StoreError, match="already exists"):
+        make_run(store, run_id=child)
+
+
+def test_unknown_run_names_workspace_and_suggests(store: RunStore) -> None:
+    run_id = make_run(store)
+    typo = run_id[:-1] + ("0" if run_id[-1] != "0" else "1")
+    with pytest.raises(RunNotFoundError) as info:
+        store.get_run(typo)
+    message = str(info.value)
+    assert repr(typo) in message and str(store.workspace) in message
+    assert f"Did you mean {run_id!r}?" in message and "Recent runs:" in message
+    for call in (lambda: store.log_batch(typo, [(0, 0.0, 0.0, "train/loss", 1.0)]), lambda: store.request_stop(typo)):
+        with pytest.raises(RunNotFoundError):
+            call()
+
+
+def test_stop_request_round_trip(store: RunStore) -> None:
+    run_id = make_run(store)
+    assert store.stop_requested(run_id) is False
+    store.request_stop(run_id)
+    assert store.stop_requested(run_id) is True
+    assert store.get_run(run_id)["stop_requested"] is True
+
+
+# ---------------------------------------------------------------- lost detection
+
+
+def test_dead_pid_on_this_host_is_lost(store: RunStore) -> None:
+    run_id = make_run(store)
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    store.set_status(run_id, "running", pid=proc.pid)
+    assert store.get_run(run_id)["status"] == "running"
+    assert store.get_run(run_id)["effective_status"] == "lost"
+    runs = store.list_runs()
+    assert runs.loc[runs["run_id"] == run_id, "effective_status"].item() == "lost"
+
+
+def test_queued_with_dead_pid_is_lost(store: RunStore) -> None:
+    run_id = make_run(store)
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    store.set_status(run_id, "queued", pid=proc.pid)
+    assert store.get_run(run_id)["effective_status"] == "lost"
+
+
+def test_launcher_pid_counts_as_a_sign_of_life(store: RunStore) -> None:
+    run_id = make_run(store)
+    store.update_run(run_id, pid=os.getpid())  # what the launcher records right after spawning the trainer
+    run = store.get_run(run_id)
+    assert run["host"] and run["heartbeat"] is not None and run["effective_status"] == "queued"
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    store.update_run(run_id, pid=proc.pid)
+    assert store.get_run(run_id)["effective_status"] == "lost"
+
+
+def test_stale_heartbeat_is_lost_even_with_a_live_pid(store: RunStore) -> None:
+    run_id = make_run(store)
+    store.set_status(run_id, "running", pid=os.getpid())
+    assert store.get_run(run_id)["effective_status"] == "running"
+    store.update_run(run_id, heartbeat=time.time() - LOST_AFTER_S - 1)
+    assert store.get_run(run_id)["effective_status"] == "lost"
+    store.heartbeat(run_id)
+    assert store.get_run(run_id)["effective_status"] == "running"
+    store.set_status(run_id, "finished")
+    store.update_run(run_id, heartbeat=time.time() - 3600)
+    assert store.get_run(run_id)["effective_status"] == "finished"  # only active runs can be lost
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_zombie_process_counts_as_dead() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            state = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state == "Z":
+                break
+            time.sleep(0.02)
+        assert state == "Z"
+        assert not pid_alive(proc.pid)
+    finally:
+        proc.wait()
+    assert pid_alive(os.getpid())
+    assert not pid_alive(None) and not pid_alive(0)
+
+
+# ---------------------------------------------------------------- metrics
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("val/acc/audio", ("val", "acc", "audio")),
+        ("val/acc/fused", ("val", "acc", "fused")),
+        ("grad_norm_pre/visual", (None, "grad_norm_pre", "visual")),
+        ("train/loss", ("train", "loss", None)),
+        ("coef/ogm_ge/audio", (None, "coef/ogm_ge", "audio")),
+        ("sys/step_ms", (None, "sys/step_ms", None)),
+        ("test/acc/text", ("test", "acc/text", None)),  # 'text' is not one of this run's modalities
+        ("audio", (None, "audio", None)),  # the quantity is never empty
+    ],
+)
+def test_key_is_split_into_split_quantity_modality(store: RunStore, key: str, expected: tuple) -> None:
+    assert parse_key(key, MODALITIES) == expected
+    run_id = make_run(store)
+    store.log_batch(run_id, [(1, 0.5, 100.0, key, 2.0)])
+    row = store.load_metrics(run_id).iloc[0]
+    stored = tuple(None if pd.isna(v) else v for v in (row["split"], row["quantity"], row["modality"]))
+    assert (row["key"], stored) == (key, expected)
+    raw = store._db.query("SELECT split, quantity, modality FROM metrics WHERE run_id = ?", (run_id,))
+    assert raw == [expected]
+
+
+@pytest.mark.parametrize("bad", ["Val/acc", "val//acc", "val/acc/", "/loss", "val acc", "val/acc-top1", ""])
+def test_malformed_key_rejects_the_whole_batch(store: RunStore, bad: str) -> None:
+    run_id = make_run(store)
+    with pytest.raises(ValueError, match=re.escape(repr(bad))):
+        store.log_batch(run_id, [(0, 0.0, 0.0, "train/loss", 1.0), (0, 0.0, 0.0, bad, 1.0)])
+    assert store.load_metrics(run_id).empty
+
+
+def test_metrics_round_trip_order_dtypes_and_non_finite(store: RunStore) -> None:
+    run_id = make_run(store)
+    rows = [
+        (2, 0.2, 10.2, "val/acc/audio", 0.6),
+        (1, 0.1, 10.1, "val/acc/audio", 0.5),
+        (1, 0.1, 10.1, "train/loss", float("inf")),
+        (2, 0.2, 10.2, "train/loss", float("nan")),
+        (1, 0.1, 10.1, "val/acc/audio", 0.55),  # same step logged twice: kept, ordered by id
+    ]
+    assert store.log_batch(run_id, rows) == 5
+    df = store.load_metrics(run_id)
+    assert list(df.columns) == [
+        "run_id", "id", "step", "epoch", "wall_time", "key", "split", "quantity", "modality", "value"
+    ]  # fmt: skip
+    assert {c: str(df[c].dtype) for c in ("id", "step", "epoch", "wall_time", "value")} == {
+        "id": "int64",
+        "step": "int64",
+        "epoch": "float64",
+        "wall_time": "float64",
+        "value": "float64",
+    }
+    assert list(zip(df["key"], df["step"], strict=True)) == [
+        ("train/loss", 1),
+        ("train/loss", 2),
+        ("val/acc/audio", 1),
+        ("val/acc/audio", 1),
+        ("val/acc/audio", 2),
+    ]
+    assert df["value"].iloc[0] == float("inf") and math.isnan(df["value"].iloc[1])
+    assert list(df["value"].iloc[2:]) == [0.5, 0.55, 0.6]
+    assert df["id"].iloc[2] < df["id"].iloc[3]
+    assert store.metric_keys(run_id) == ["train/loss", "val/acc/audio"]
+
+
+def test_incremental_and_filtered_reads(store: RunStore) -> None:
+    a, b = make_run(store, name="a"), make_run(store, name="b")
+    keys = ["train/loss", "val/acc/audio", "grad_norm/audio", "grad_norm_pre/audio"]
+    store.log_batch(a, [(s, s / 10, 0.0, k, float(s)) for s in range(10) for k in keys])
+    store.log_batch(b, [(s, s / 10, 0.0, "train/loss", float(s)) for s in range(5)])
+
+    first = store.load_metrics(a)
+    assert len(first) == 40
+    held = int(first["id"].max())
+    assert store.load_metrics(a, after_id=held).empty
+    store.log_batch(a, [(s, s / 10, 0.0, k, float(s)) for s in range(10, 13) for k in keys])
+    new = store.load_metrics(a, after_id=held)
+    assert len(new) == 12 and (new["id"] > held).all() and set(new["step"]) == {10, 11, 12}
+
+    assert set(store.load_metrics(a, after_step=10)["step"]) == {11, 12}
+    only = store.load_metrics(a, ["val/acc/audio"])
+    assert set(only["key"]) == {"val/acc/audio"} and len(only) == 13
+    assert store.load_metrics(a, []).empty
+    # '_' is literal in a prefix, and 'grad_norm/' does not match 'grad_norm_pre/...'
+    assert set(store.load_metrics(a, key_prefix="grad_norm/")["key"]) == {"grad_norm/audio"}
+    assert set(store.load_metrics(a, key_prefix="grad_norm")["key"]) == {"grad_norm/audio", "grad_norm_pre/audio"}
+    assert set(store.load_metrics(a, keys, key_prefix="val/")["key"]) == {"val/acc/audio"}
+
+    both = store.load_metrics([b, a], ["train/loss"])
+    assert list(both["run_id"].unique()) == sorted([a, b])
+    assert len(both) == 13 + 5
+    assert store.load_metrics("no-such-run").empty
+
+
+def test_events_and_artifacts(store: RunStore) -> None:
+    run_id = make_run(store)
+    store.log_events(run_id, [(5, 1.0, 1.0, "epoch_end", {"epoch": 1}), (9, 2.0, 2.0, "diverged", None)])
+    events = store.load_events(run_id)
+    assert list(events["kind"]) == ["epoch_end", "diverged"]
+    assert list(events["payload"]) == [{"epoch": 1}, {}]
+    assert store.load_events([run_id], after_id=int(events["id"].iloc[0]))["kind"].tolist() == ["diverged"]
+
+    ckpt = store.run_dir(run_id) / "checkpoints" / "epoch_2.pt"
+    store.add_artifact(run_id, 2, "checkpoint", ckpt, {"bytes": 10})
+    store.add_artifact(run_id, 1, "snapshot", "snapshots/epoch_1.npz")
+    arts = store.load_artifacts(run_id)
+    assert list(arts["path"]) == ["snapshots/epoch_1.npz", "checkpoints/epoch_2.pt"]
+    only = store.load_artifacts(run_id, kind="checkpoint")
+    assert only["meta"].tolist() == [{"bytes": 10}] and only["epoch"].tolist() == [2]
+    with pytest.raises(ValueError, match="outside the run folder"):
+        store.add_artifact(run_id, 1, "checkpoint", store.workspace / "elsewhere.pt")
+
+
+# ---------------------------------------------------------------- delete
+
+
+def test_delete_removes_rows_and_folder_but_not_a_live_run(store: RunStore) -> None:
+    keep, gone = make_run(store, name="keep"), make_run(store, name="gone")
+    for run_id in (keep, gone):
+        store.log_batch(run_id, [(1, 0.0, 0.0, "train/loss", 1.0)])
+        store.log_events(run_id, [(1, 0.0, 0.0, "note", {})])
+        store.add_artifact(run_id, 0, "snapshot", "snapshots/e0.npz")
+    (store.run_dir(gone) / "snapshots").mkdir()
+    (store.run_dir(gone) / "snapshots" / "e0.npz").write_bytes(b"\0" * 16)
+
+    store.set_status(gone, "running", pid=os.getpid())
+    with pytest.raises(StoreError, match="still running"):
+        store.delete_run(gone)
+    assert store.run_dir(gone).exists()
+
+    store.set_status(gone, "stopped")
+    store.delete_run(gone)
+    assert not store.run_dir(gone).exists()
+    with pytest.raises(RunNotFoundError):
+        store.get_run(gone)
+    for table in ("metrics", "events", "artifacts", "runs"):
+        assert store._db.query(f"SELECT count(*) FROM {table} WHERE run_id = ?", (gone,)) == [(0,)]
+        assert store._db.query(f"SELECT count(*) FROM {table} WHERE run_id = ?", (keep,)) == [(1,)]
+    assert store.run_dir(keep).exists()
+
+
+# ---------------------------------------------------------------- concurrency
+
+WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from mmviz.store import RunStore
+    workspace, run_id, n_rows, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    keys = ["train/loss", "val/acc/audio", "val/acc/visual", "grad_norm/audio", "grad_norm/visual"]
+    with RunStore(workspace) as store:
+        store.set_status(run_id, "running")
+        for start in range(0, n_rows, batch):
+            rows = [(i, i / 100, time.time(), keys[i % len(keys)], float(i)) for i in range(start, start + batch)]
+            store.log_batch(run_id, rows)
+            store.heartbeat(run_id, step=start + batch)
+        store.set_status(run_id, "finished")
+    """
+)
+
+
+def test_three_writer_processes_lose_nothing_while_a_reader_polls(tmp_path: Path) -> None:
+    ws, n_rows, batch = tmp_path / "ws", 3000, 50
+    with RunStore(ws) as store:
+        run_ids = [make_run(store, name=f"w{i}") for i in range(3)]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", WRITER, str(ws), run_id, str(n_rows), str(batch)],
+                env=env,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for run_id in run_ids
+        ]
+        # Poll like a live page: hold the largest id seen, read only newer rows, never see a row twice.
+        seen: list[pd.DataFrame] = []
+        held, counts = 0, []
+        while True:
+            finished = all(p.poll() is not None for p in procs)
+            new = store.load_metrics(run_ids, after_id=held)
+            if not new.empty:
+                assert (new["id"] > held).all()
+                held = int(new["id"].max())
+                seen.append(new)
+            counts.append(sum(len(f) for f in seen))
+            if finished:
+                break
+            time.sleep(0.01)
+        errors = [p.stderr.read() for p in procs]
+        assert [p.returncode for p in procs] == [0, 0, 0], errors
+
+        final = store.load_metrics(run_ids)
+        assert len(final) == 3 * n_rows
+        for run_id in run_ids:
+            mine = final[final["run_id"] == run_id]
+            assert len(mine) == n_rows and sorted(mine["step"]) == list(range(n_rows))
+            assert store.get_run(run_id)["status"] == "finished"
+            assert store.get_run(run_id)["step"] == n_rows
+        polled = pd.concat(seen)
+        assert polled["id"].is_unique and set(polled["id"]) == set(final["id"])
+        assert counts == sorted(counts) and len(counts) > 1
+
+
+def test_threads_share_one_store(store: RunStore) -> None:
+    run_id = make_run(store)
+    errors: list[BaseException] = []
+
+    def work(offset: int) -> None:
+        try:
+            for start in range(0, 500, 25):
+                store.log_batch(run_id, [(offset + i, 0.0, 0.0, "train/loss", 1.0) for i in range(start, start + 25)])
+                store.load_metrics(run_id, after_id=0)
+                store.heartbeat(run_id)
+        except BaseException as exc:  # surfaced below with the thread's traceback
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k * 1000,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(store.load_metrics(run_id)) == 4 * 500

@@ -128,12 +128,13 @@ def cmd_train(args) -> int:
     cfg = build_run_config(
         args.dataset, args.method, args.sets, epochs=args.epochs, seed=args.seed, device=args.device, base=base
     )
-    from mmviz.training.build import resolve_device
+    from mmviz.training.build import check_run_config, resolve_device
 
     resolve_device(cfg.train.device)
+    data = check_run_config(cfg)  # everything about the config is checked before the store is touched
     store = store or _store(args)
     run_id = prepare_run(
-        store, cfg, name=args.name, parent_run_id=args.fork, fork_epoch=args.fork_epoch, tags=args.tags
+        store, cfg, name=args.name, parent_run_id=args.fork, fork_epoch=args.fork_epoch, tags=args.tags, data=data
     )
     print(run_id, flush=True)
     if args.detach:

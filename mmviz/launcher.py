@@ -36,9 +36,13 @@ def prepare_run(
     parent_run_id: str | None = None,
     fork_epoch: int | None = None,
     tags: Iterable[str] = (),
+    data: Any = None,
 ) -> str:
-    """Validate ``cfg`` (and the fork point) and create a queued run; returns its id."""
-    data = check_run_config(cfg)
+    """Validate ``cfg`` (and the fork point) and create a queued run; returns its id.
+
+    ``data`` is the already loaded dataset when the caller validated ``cfg`` before opening the store.
+    """
+    data = check_run_config(cfg, data)
     if parent_run_id is not None:
         parent = store.get_run(parent_run_id)
         if fork_epoch is None:

@@ -1,0 +1,121 @@
+"""The training loop: determinism, stored metrics and checkpoints, exact fork resume, stop, divergence."""
+
+import pytest
+import torch
+
+from mmviz.launcher import prepare_run
+from mmviz.store import RunStore
+from mmviz.training.checkpoint import checkpoint_path, load_checkpoint
+from mmviz.training.config import build_run_config
+from mmviz.training.loop import fit
+from mmviz.training.runner import run_training
+
+SMALL = ["data.n_train=240", "train.batch_size=32"]
+
+
+def _params(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_same_seed_same_weights_other_seed_differs():
+    a = fit(build_run_config("synthetic", "baseline", SMALL, epochs=2, seed=3))
+    b = fit(build_run_config("synthetic", "baseline", SMALL, epochs=2, seed=3))
+    c = fit(build_run_config("synthetic", "baseline", SMALL, epochs=2, seed=4))
+    pa, pb, pc = _params(a.model), _params(b.model), _params(c.model)
+    assert all(torch.equal(pa[k], pb[k]) for k in pa)
+    assert not all(torch.equal(pa[k], pc[k]) for k in pa)
+
+
+def test_run_stores_metrics_checkpoints_and_test_result(tmp_path):
+    store = RunStore(tmp_path / "ws")
+    cfg = build_run_config("mfeat", "baseline", ["train.batch_size=128"], epochs=3)
+    run_id = prepare_run(store, cfg)
+    assert run_training(store, run_id) == "finished"
+    run = store.get_run(run_id)
+    assert run["status"] == "finished" and run["epochs_done"] == 3 and 0.5 < run["best_val_acc"] <= 1
+    df = store.load_metrics(run_id)
+    steps_per_epoch = -(-1400 // 128)
+    assert (df.key == "train/loss").sum() == 3 * steps_per_epoch
+    assert sorted(df[df.key == "train/loss"].step) == list(range(3 * steps_per_epoch))
+    for key in ("val/acc/fused", "val/loss", "val/acc/pix", "val/acc/fou"):
+        assert (df.key == key).sum() == 3
+    for key in ("test/acc/fused", "test/acc/pix"):
+        assert (df.key == key).sum() == 1
+    row = df[df.key == "val/acc/fou"].iloc[0]
+    assert (row.split, row.quantity, row.modality) == ("val", "acc", "fou")
+    for epoch in range(4):
+        assert checkpoint_path(store.run_dir(run_id), epoch).is_file()
+    assert set(store.load_artifacts(run_id, kind="checkpoint").epoch) == {0, 1, 2, 3}
+    assert "test_acc" in run["summary"]
+
+
+def test_fork_with_same_settings_continues_bit_for_bit(tmp_path):
+    store = RunStore(tmp_path / "ws")
+    cfg = build_run_config("synthetic", "baseline", SMALL + ["optim.name=sgd"], epochs=4)
+    parent = prepare_run(store, cfg)
+    assert run_training(store, parent) == "finished"
+    child = prepare_run(store, cfg, parent_run_id=parent, fork_epoch=2)
+    assert run_training(store, child) == "finished"
+    start = load_checkpoint(checkpoint_path(store.run_dir(parent), 2))
+    assert not (store.run_dir(child) / "checkpoints" / "epoch_0002.pt").exists()
+    end_p = load_checkpoint(checkpoint_path(store.run_dir(parent), 4))
+    end_c = load_checkpoint(checkpoint_path(store.run_dir(child), 4))
+    assert end_c["step"] == end_p["step"]
+    assert all(torch.equal(end_p["model"][k], end_c["model"][k]) for k in end_p["model"])
+    assert not all(torch.equal(start["model"][k], end_c["model"][k]) for k in start["model"])
+    events = store.load_events(child)
+    assert "fork" in set(events.kind)
+    # the child logs only its own steps, starting where the parent's checkpoint ended
+    steps = store.load_metrics(child, keys=["train/loss"]).step
+    assert steps.min() == start["step"]
+
+
+def test_fork_with_another_optimizer_lr_uses_the_new_value(tmp_path):
+    store = RunStore(tmp_path / "ws")
+    cfg = build_run_config("synthetic", "baseline", SMALL, epochs=2)
+    parent = prepare_run(store, cfg)
+    run_training(store, parent)
+    cfg2 = build_run_config(base=cfg.to_dict(), sets=["optim.lr=0.0005"])
+    child = prepare_run(store, cfg2, parent_run_id=parent, fork_epoch=1)
+    assert run_training(store, child) == "finished"
+    lrs = store.load_metrics(child, keys=["lr"]).value
+    assert set(lrs) == {0.0005}
+
+
+def test_stop_request_ends_stopped_with_checkpoint(tmp_path):
+    store = RunStore(tmp_path / "ws")
+    cfg = build_run_config("synthetic", "baseline", SMALL, epochs=50)
+    run_id = prepare_run(store, cfg)
+    store.request_stop(run_id)
+    assert run_training(store, run_id) == "stopped"
+    assert store.get_run(run_id)["status"] == "stopped"
+    assert (store.run_dir(run_id) / "checkpoints" / "stopped.pt").is_file()
+    assert "stop" in set(store.load_events(run_id).kind)
+
+
+def test_divergence_is_reported_with_the_step(tmp_path):
+    import numpy as np
+
+    y = np.repeat(np.arange(2), 30)
+    np.savez(tmp_path / "huge.npz", a=np.full((60, 3), 3e38) * (y[:, None] * 2 - 1), b=np.ones((60, 2)), label=y)
+    store = RunStore(tmp_path / "ws")
+    cfg = build_run_config(
+        "arrays", "baseline", [f"data.path={tmp_path / 'huge.npz'}", "data.standardize=false"], epochs=2
+    )
+    run_id = prepare_run(store, cfg)
+    assert run_training(store, run_id) == "diverged"
+    run = store.get_run(run_id)
+    assert run["status"] == "diverged" and "at step" in run["error"]
+
+
+def test_three_modalities_and_fusion_without_split():
+    r = fit(build_run_config("synthetic", "baseline", SMALL + ["data.preset=custom", "data.n_modalities=3"], epochs=1))
+    assert set(r.test) >= {"test_acc", "test_acc_a", "test_acc_b", "test_acc_c"}
+    r = fit(build_run_config("synthetic", "baseline", SMALL + ["model.fusion=film"], epochs=1))
+    assert "test_acc_a" not in r.test and 0 <= r.test["test_acc"] <= 1
+
+
+@pytest.mark.parametrize("dataset", ["mfeat", "avdigits", "synthetic"])
+def test_each_bundled_dataset_learns(dataset):
+    r = fit(build_run_config(dataset, "baseline", ["train.batch_size=128"], epochs=2))
+    assert r.test["test_acc"] > 0.5

@@ -73,3 +73,52 @@ def load_optimizer_state(
             if k != "params":
                 g_old[k] = v
     optimizer.load_state_dict(merged)
+
+
+def _detached_copy(obj: Any) -> Any:
+    """Deep copy of a (nested) state with every tensor cloned to the CPU, so training can go on."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _detached_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_detached_copy(v) for v in obj)
+    return obj
+
+
+class CheckpointWriter:
+    """Writes checkpoints on a background thread; the training loop only pays for a CPU copy of the state.
+
+    ``wait()`` blocks until every queued write is on disk (called before reading a checkpoint back and at
+    the end of a run); a write error is re-raised there.
+    """
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmviz-ckpt")
+        self._pending: list = []
+
+    def submit(self, path: Path, state: dict[str, Any], done=None) -> None:
+        """Queue ``state`` (copied now) for writing to ``path``; ``done()`` runs after the write."""
+        snapshot = _detached_copy(state)
+
+        def work() -> None:
+            save_checkpoint(path, snapshot)
+            if done is not None:
+                done()
+
+        self._pending.append(self._pool.submit(work))
+
+    def wait(self) -> None:
+        """Block until all queued checkpoints are written."""
+        pending, self._pending = self._pending, []
+        for fut in pending:
+            fut.result()
+
+    def close(self) -> None:
+        """Wait for pending writes and stop the thread."""
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)

@@ -30,6 +30,7 @@ from mmviz.training.build import (
     resolve_device,
 )
 from mmviz.training.checkpoint import (
+    CheckpointWriter,
     checkpoint_path,
     load_checkpoint,
     load_optimizer_state,
@@ -172,7 +173,12 @@ def fit(
         batch_size=cfg.train.batch_size,
         seed=cfg.train.seed,
         step=lambda: info,
-        extra={"init_state": init_state, "autocast": autocast},
+        extra={
+            "init_state": init_state,
+            "autocast": autocast,
+            # probes record files they write in run_dir (paths relative to it), e.g. per-epoch snapshots
+            "artifact": lambda epoch, kind, path, meta=None: store.add_artifact(run_id, epoch, kind, str(path), meta),
+        },
     )
     method.setup(ctx)
     extra_params = [p for mod in method.extra_modules().values() for p in mod.parameters()]
@@ -218,9 +224,13 @@ def fit(
             "best_val_acc": best_acc,
         }
 
+    writer = CheckpointWriter()
+
+    def _artifact(epoch: int, path: Path):
+        return lambda: store.add_artifact(run_id, epoch, "checkpoint", str(path.relative_to(run_dir)))
+
     if resume is None and save_checkpoints:
-        save_checkpoint(checkpoint_path(run_dir, 0), checkpoint(0))
-        store.add_artifact(run_id, 0, "checkpoint", str(checkpoint_path(run_dir, 0).relative_to(run_dir)))
+        writer.submit(checkpoint_path(run_dir, 0), checkpoint(0), _artifact(0, checkpoint_path(run_dir, 0)))
     best_state = {"model": copy.deepcopy(model.state_dict()), "method": copy.deepcopy(method.state_dict())}
     bad = torch.zeros((), dtype=torch.bool, device=device)
     on_cpu = device.type == "cpu"
@@ -300,8 +310,7 @@ def fit(
             logger.log("sys/epoch_s", time.perf_counter() - t_epoch)
             if save_checkpoints:
                 path = checkpoint_path(run_dir, epoch)
-                save_checkpoint(path, checkpoint(epoch))
-                store.add_artifact(run_id, epoch, "checkpoint", str(path.relative_to(run_dir)))
+                writer.submit(path, checkpoint(epoch), _artifact(epoch, path))
             if progress is not None:
                 progress(info, {"val_acc": ev.acc, "epoch_done": epoch})
             flush_and_check(epochs_done=epoch, best_val_acc=best_acc, best_epoch=best_epoch)
@@ -313,6 +322,8 @@ def fit(
             store.add_artifact(run_id, info.epoch - 1, "checkpoint_stop", "checkpoints/stopped.pt")
         logger.flush()
         raise
+    finally:
+        writer.close()
 
     # ---- final test of the best-on-val weights ---------------------------------------------------
     model.load_state_dict(best_state["model"])

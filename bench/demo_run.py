@@ -20,8 +20,20 @@ BUDGET_S = 60.0
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
-        cmd = [sys.executable, "-m", "mmviz", "train", "--dataset", "mfeat", "--method", "baseline",
-               "--device", "cpu", "--workspace", tmp]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mmviz",
+            "train",
+            "--dataset",
+            "mfeat",
+            "--method",
+            "baseline",
+            "--device",
+            "cpu",
+            "--workspace",
+            tmp,
+        ]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         elapsed = time.perf_counter() - t0
@@ -29,10 +41,18 @@ def main() -> int:
             print(proc.stderr)
             return 1
         run_id = proc.stdout.split()[0]
-        out = subprocess.run([sys.executable, "-m", "mmviz", "runs", "--json", "--workspace", tmp], cwd=ROOT, env=env,
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-m", "mmviz", "runs", "--json", "--workspace", tmp],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         print(f"run {run_id}: {out.count('finished')} finished run(s)")
-    print(f"default demo run (mfeat, baseline, 30 epochs, default probes): {elapsed:.1f} s (budget <= {BUDGET_S:.0f} s)")
+    print(
+        f"default demo run (mfeat, baseline, 30 epochs, default probes): {elapsed:.1f} s (budget <= {BUDGET_S:.0f} s)"
+    )
     return 0 if elapsed <= BUDGET_S else 1
 
 

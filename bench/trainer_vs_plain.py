@@ -79,7 +79,9 @@ def main() -> int:
             plain.append(plain_loop(cfg))
             mine.append(ours(cfg, Path(tmp) / f"ws{i}"))
     ratio = statistics.median(plain) / statistics.median(mine)
-    print(f"plain loop: median {statistics.median(plain):.3f} s for {EPOCHS} epochs; ours: {statistics.median(mine):.3f} s")
+    print(
+        f"plain loop: median {statistics.median(plain):.3f} s for {EPOCHS} epochs; ours: {statistics.median(mine):.3f} s"
+    )
     print(f"throughput ratio ours/plain = {ratio:.3f} (budget >= {BUDGET})")
     return 0 if ratio >= BUDGET else 1
 

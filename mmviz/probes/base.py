@@ -32,6 +32,8 @@ class Probe:
     config_cls: ClassVar[type[ProbeConfig]] = ProbeConfig
     per_step: ClassVar[bool] = False
     per_epoch: ClassVar[bool] = False
+    # Probes run in ascending ``order`` (then by name); a probe that reads another's results runs after it.
+    order: ClassVar[int] = 0
 
     def __init__(self, config: ProbeConfig | None = None) -> None:
         self.config = config if config is not None else self.config_cls()

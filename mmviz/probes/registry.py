@@ -8,9 +8,9 @@ PROBES: Registry = Registry("probe")
 
 
 def create_probes(configs: dict) -> list:
-    """Instantiate every enabled probe from ``{name: config}``."""
+    """Instantiate every enabled probe from ``{name: config}``, sorted by the probes' ``order`` then name."""
     out = []
     for name, cfg in configs.items():
         if getattr(cfg, "enabled", True):
             out.append(PROBES.get(name).factory(cfg))
-    return out
+    return sorted(out, key=lambda p: (getattr(p, "order", 0), getattr(p, "name", "")))

@@ -1,0 +1,26 @@
+"""mmviz dashboard entry point: page config and navigation over the files in pages/.
+
+Run with ``make run`` (or ``streamlit run app.py``); the server listens on 127.0.0.1 (see .streamlit/config.toml).
+Pages that other work adds (embeddings, teach) appear here once their files exist.
+"""
+
+from pathlib import Path
+
+import streamlit as st
+
+ROOT = Path(__file__).resolve().parent
+PAGES = [
+    ("pages/runs.py", "Runs", ":material/table_rows:"),
+    ("pages/live.py", "Live", ":material/monitoring:"),
+    ("pages/compare.py", "Compare", ":material/compare_arrows:"),
+    ("pages/embeddings.py", "Embeddings", ":material/scatter_plot:"),
+    ("pages/teach.py", "Teach", ":material/school:"),
+]
+
+st.set_page_config(page_title="mmviz", page_icon=":material/biotech:", layout="wide")
+pages = [
+    st.Page(path, title=title, icon=icon, default=i == 0)
+    for i, (path, title, icon) in enumerate(PAGES)
+    if (ROOT / path).is_file()
+]
+st.navigation(pages).run()

@@ -1,0 +1,318 @@
+"""2-D projections of per-epoch features, kept in a stable frame across epochs.
+
+Estimators in the scikit-learn style (``__init__`` stores, ``fit`` learns, learned attributes end in ``_``):
+
+- :class:`PCAProjection` is fitted once on a *reference* epoch and then projects every epoch onto the same axes,
+  so the PCA view does not jump from epoch to epoch.
+- :class:`ProcrustesAlignment` maps one embedding onto another over the same samples with a rotation (or
+  reflection), a uniform scale and a translation; :func:`align_sequence` chains it over successive epochs, which
+  is how independently fitted UMAP embeddings are shown in one frame.
+- :class:`UMAPProjection` runs umap-learn on one epoch; :class:`AlignedUMAPProjection` runs ``umap.AlignedUMAP``
+  over a whole run, related epoch to epoch by the fixed probe set (:func:`compute_relations`).
+
+umap is imported inside ``fit`` only: importing it costs seconds and its first fit compiles numba code, which is
+why UMAP runs in the projection worker (:mod:`mmviz.analysis.worker`) and never in the page script.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Self
+
+import numpy as np
+from scipy.linalg import orthogonal_procrustes
+
+from mmviz.errors import ConfigError
+
+
+def _as_matrix(x: np.ndarray, name: str = "X") -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (n_samples, n_features); got shape {x.shape}.")
+    return x
+
+
+def _check_fitted(estimator: object, attribute: str) -> None:
+    if not hasattr(estimator, attribute):
+        raise RuntimeError(f"This {type(estimator).__name__} is not fitted yet; call fit() first.")
+
+
+class PCAProjection:
+    """PCA by SVD with a deterministic sign per axis, fitted on one (reference) epoch and applied to any epoch.
+
+    Args:
+        n_components: output dimensions.
+
+    Attributes:
+        mean_: feature means of the reference data ``(D,)``.
+        components_: principal axes ``(n_components, D)``; each axis' largest loading is positive.
+        explained_variance_ratio_: share of the reference variance per axis.
+    """
+
+    def __init__(self, n_components: int = 2) -> None:
+        self.n_components = n_components
+
+    def fit(self, x: np.ndarray) -> Self:
+        """Learn the axes from ``x`` ``(N, D)``."""
+        x = _as_matrix(x)
+        self.mean_ = x.mean(axis=0)
+        centred = x - self.mean_
+        _, s, vt = np.linalg.svd(centred, full_matrices=False)
+        k = min(self.n_components, vt.shape[0])
+        components = vt[:k]
+        signs = np.sign(components[np.arange(k), np.abs(components).argmax(axis=1)])
+        components = components * np.where(signs == 0, 1.0, signs)[:, None]
+        if k < self.n_components:  # fewer samples or features than axes: pad with zero axes
+            components = np.vstack([components, np.zeros((self.n_components - k, x.shape[1]))])
+        self.components_ = components
+        var = s**2
+        total = var.sum()
+        ratio = var[:k] / total if total > 0 else np.zeros(k)
+        self.explained_variance_ratio_ = np.concatenate([ratio, np.zeros(self.n_components - k)])
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Project ``x`` ``(N, D)`` onto the fitted axes: ``(N, n_components)``."""
+        _check_fitted(self, "components_")
+        x = _as_matrix(x)
+        if x.shape[1] != self.components_.shape[1]:
+            raise ValueError(f"X has {x.shape[1]} features; this PCA was fitted on {self.components_.shape[1]}.")
+        return (x - self.mean_) @ self.components_.T
+
+    def fit_transform(self, x: np.ndarray) -> np.ndarray:
+        """Fit on ``x`` and project it."""
+        return self.fit(x).transform(x)
+
+
+def project_epochs_pca(features: dict[int, np.ndarray], reference_epoch: int, n_components: int = 2):
+    """Project every epoch's features with one PCA fitted on ``reference_epoch``.
+
+    Returns:
+        ``(coords, pca)``: ``{epoch: (N, n_components)}`` and the fitted :class:`PCAProjection`.
+    """
+    if reference_epoch not in features:
+        raise KeyError(f"Reference epoch {reference_epoch} is not among the epochs {sorted(features)}.")
+    pca = PCAProjection(n_components).fit(features[reference_epoch])
+    return {epoch: pca.transform(x) for epoch, x in features.items()}, pca
+
+
+class ProcrustesAlignment:
+    """Orthogonal Procrustes with scaling and translation: learns ``target ~ scale * source @ R + t``.
+
+    Both embeddings hold the same samples in the same row order (the fixed probe set). ``R`` is orthogonal
+    (``scipy.linalg.orthogonal_procrustes``), so a reflection is allowed: the sign of a UMAP or PCA axis carries no
+    meaning.
+
+    Attributes:
+        rotation_: ``R`` ``(d, d)``; scale_: the uniform scale; translation_: ``t`` ``(d,)``.
+        disparity_: residual sum of squares after alignment over the target's total sum of squares (0 = exact).
+    """
+
+    def fit(self, source: np.ndarray, target: np.ndarray) -> Self:
+        """Learn the map from ``source`` ``(N, d)`` onto ``target`` ``(N, d)``."""
+        source, target = _as_matrix(source, "source"), _as_matrix(target, "target")
+        if source.shape != target.shape:
+            raise ValueError(f"source {source.shape} and target {target.shape} must have the same shape.")
+        mu_s, mu_t = source.mean(axis=0), target.mean(axis=0)
+        a, b = source - mu_s, target - mu_t
+        norm_a = float((a**2).sum())
+        if norm_a == 0.0:  # all source points coincide: only the translation is defined
+            self.rotation_, self.scale_ = np.eye(source.shape[1]), 1.0
+        else:
+            self.rotation_, singular_sum = orthogonal_procrustes(a, b)
+            self.scale_ = float(singular_sum) / norm_a
+        self.translation_ = mu_t - self.scale_ * mu_s @ self.rotation_
+        residual = float(((self.transform(source) - target) ** 2).sum())
+        total = float((b**2).sum())
+        self.disparity_ = residual / total if total > 0 else 0.0
+        return self
+
+    def transform(self, source: np.ndarray) -> np.ndarray:
+        """Apply the learned map to ``source`` ``(N, d)``."""
+        _check_fitted(self, "rotation_")
+        return self.scale_ * _as_matrix(source, "source") @ self.rotation_ + self.translation_
+
+    def fit_transform(self, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """Fit and return ``source`` aligned onto ``target``."""
+        return self.fit(source, target).transform(source)
+
+
+def align_sequence(embeddings: Sequence[np.ndarray], anchor: np.ndarray | None = None) -> list[np.ndarray]:
+    """Align successive embeddings of the same samples into one frame (each onto the previous, aligned one).
+
+    Args:
+        embeddings: per epoch ``(N, d)``, in epoch order.
+        anchor: what the first embedding is aligned onto (e.g. the PCA view of that epoch, so that UMAP replaces
+            PCA without flipping); the first is left as is when ``None``.
+    """
+    out: list[np.ndarray] = []
+    for i, y in enumerate(embeddings):
+        target = anchor if i == 0 else out[-1]
+        out.append(np.asarray(y, np.float64) if target is None else ProcrustesAlignment().fit_transform(y, target))
+    return out
+
+
+def compute_relations(indices: Sequence[np.ndarray]) -> list[dict[int, int]]:
+    """AlignedUMAP relations between successive epochs: row ``i`` of epoch ``t`` -> the row with the same sample.
+
+    For the fixed probe set (the same samples in the same order every epoch) each map is the identity.
+
+    Args:
+        indices: per epoch the absolute sample indices ``(N_t,)`` of the snapshot rows.
+    """
+    relations = []
+    for prev, nxt in zip(indices[:-1], indices[1:], strict=True):
+        where = {int(s): j for j, s in enumerate(np.asarray(nxt))}
+        relations.append({i: where[int(s)] for i, s in enumerate(np.asarray(prev)) if int(s) in where})
+    return relations
+
+
+def compute_knn(x: np.ndarray, n_neighbors: int, metric: str = "euclidean") -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest neighbours of every row (itself first): ``(indices (N, k), distances (N, k))``.
+
+    sklearn's brute-force search is BLAS-fast for a probe set of a few thousand points; umap's own small-data path
+    calls a Python-level metric per pair and takes seconds.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    nn = NearestNeighbors(n_neighbors=n_neighbors, metric=metric, algorithm="brute").fit(x)
+    dist, idx = nn.kneighbors(x)
+    return idx.astype(np.int64), dist.astype(np.float32)
+
+
+def compute_knn_graph(x: np.ndarray, n_neighbors: int, metric: str = "euclidean"):
+    """A symmetric sparse kNN distance matrix (no self loops) that umap accepts as ``metric='precomputed'``."""
+    import scipy.sparse as sp
+
+    idx, dist = compute_knn(x, n_neighbors + 1, metric)
+    n = len(x)
+    rows = np.repeat(np.arange(n), n_neighbors)
+    # distances of exact duplicates are kept as a tiny positive number so the sparse matrix stores them
+    values = np.maximum(dist[:, 1:].ravel().astype(np.float64), 1e-9)
+    graph = sp.csr_matrix((values, (rows, idx[:, 1:].ravel())), shape=(n, n))
+    graph = graph.maximum(graph.T).tocsr()
+    graph.setdiag(0.0)
+    graph.eliminate_zeros()
+    return graph
+
+
+_METRICS = ("euclidean", "cosine")
+
+
+def _check_umap_params(owner: str, n_neighbors: int, min_dist: float, n_epochs: int, metric: str) -> None:
+    checks = [
+        ("n_neighbors", n_neighbors, isinstance(n_neighbors, int) and 2 <= n_neighbors <= 200, "an int in [2, 200]"),
+        ("min_dist", min_dist, isinstance(min_dist, (int, float)) and 0.0 <= min_dist <= 1.0, "a float in [0, 1]"),
+        ("n_epochs", n_epochs, isinstance(n_epochs, int) and 10 <= n_epochs <= 2000, "an int in [10, 2000]"),
+        ("metric", metric, metric in _METRICS, f"one of {', '.join(_METRICS)}"),
+    ]
+    for name, value, ok, what in checks:
+        if not ok:
+            raise ConfigError(f"The {name!r} parameter of {owner} must be {what}. Got {value!r} instead.")
+
+
+class UMAPProjection:
+    """UMAP of one epoch's features (umap-learn on an exact kNN graph; seeded, so the result is reproducible).
+
+    Args:
+        n_neighbors: size of the local neighbourhood (larger = more global structure).
+        min_dist: how tightly points may pack in the embedding.
+        n_epochs: optimisation epochs (200 is umap's default for large data and ample for a probe set).
+        metric: ``'euclidean'`` or ``'cosine'``.
+        random_state: seed (a seeded UMAP runs single-threaded but gives the same picture every time).
+
+    Attributes:
+        embedding_: ``(N, 2)``.
+    """
+
+    def __init__(
+        self, n_neighbors: int = 15, min_dist: float = 0.1, n_epochs: int = 200, metric: str = "euclidean",
+        random_state: int = 0,
+    ) -> None:  # fmt: skip
+        self.n_neighbors = n_neighbors
+        self.min_dist = min_dist
+        self.n_epochs = n_epochs
+        self.metric = metric
+        self.random_state = random_state
+
+    def fit(self, x: np.ndarray) -> Self:
+        """Embed ``x`` ``(N, D)``."""
+        _check_umap_params(type(self).__name__, self.n_neighbors, self.min_dist, self.n_epochs, self.metric)
+        x = _as_matrix(x).astype(np.float32)
+        if len(x) < 4:
+            raise ValueError(f"UMAP needs at least 4 samples; got {len(x)}.")
+        k = min(self.n_neighbors, len(x) - 1)
+        import umap
+
+        with warnings.catch_warnings():  # "transform unavailable without a search index", n_jobs notes, ...
+            warnings.simplefilter("ignore")
+            reducer = umap.UMAP(
+                n_neighbors=k, min_dist=self.min_dist, n_epochs=self.n_epochs, random_state=self.random_state,
+                precomputed_knn=(*compute_knn(x, k, self.metric), None), metric=self.metric,
+            )  # fmt: skip
+            self.embedding_ = np.asarray(reducer.fit_transform(x), dtype=np.float32)
+        return self
+
+    def fit_transform(self, x: np.ndarray) -> np.ndarray:
+        """Embed ``x`` and return ``(N, 2)``."""
+        return self.fit(x).embedding_
+
+
+class AlignedUMAPProjection:
+    """``umap.AlignedUMAP`` over every epoch of a run, related by the fixed probe set (identity maps).
+
+    Each epoch is embedded from an exact kNN graph (passed as a precomputed sparse distance matrix); AlignedUMAP then
+    optimises all epochs together, pulling each sample towards its position in the neighbouring epochs.
+
+    Args:
+        n_neighbors, min_dist, n_epochs, metric, random_state: as in :class:`UMAPProjection`.
+        alignment_regularisation: strength of the pull between epochs.
+        alignment_window_size: how many neighbouring epochs pull on each other.
+
+    Attributes:
+        embeddings_: per epoch ``(N_t, 2)``; relations_: the maps from :func:`compute_relations`.
+    """
+
+    def __init__(
+        self, n_neighbors: int = 15, min_dist: float = 0.1, n_epochs: int = 200, metric: str = "euclidean",
+        random_state: int = 0, alignment_regularisation: float = 0.01, alignment_window_size: int = 2,
+    ) -> None:  # fmt: skip
+        self.n_neighbors = n_neighbors
+        self.min_dist = min_dist
+        self.n_epochs = n_epochs
+        self.metric = metric
+        self.random_state = random_state
+        self.alignment_regularisation = alignment_regularisation
+        self.alignment_window_size = alignment_window_size
+
+    def fit(self, xs: Sequence[np.ndarray], indices: Sequence[np.ndarray] | None = None) -> Self:
+        """Embed every epoch's ``(N_t, D)`` features; ``indices`` are their sample indices (same order if None)."""
+        _check_umap_params(type(self).__name__, self.n_neighbors, self.min_dist, self.n_epochs, self.metric)
+        xs = [_as_matrix(x).astype(np.float32) for x in xs]
+        if indices is None:
+            indices = [np.arange(len(x)) for x in xs]
+        self.relations_ = compute_relations(indices)
+        if len(xs) == 1:  # nothing to align: a plain UMAP
+            params = {k: getattr(self, k) for k in ("n_neighbors", "min_dist", "n_epochs", "metric", "random_state")}
+            self.embeddings_ = [UMAPProjection(**params).fit_transform(xs[0])]
+            return self
+        k = min(self.n_neighbors, *(len(x) - 2 for x in xs))
+        if k < 2:
+            raise ValueError("AlignedUMAP needs at least 4 samples per epoch.")
+        import umap
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            reducer = umap.AlignedUMAP(
+                n_neighbors=k, min_dist=self.min_dist, n_epochs=self.n_epochs, metric="precomputed",
+                random_state=self.random_state, alignment_regularisation=self.alignment_regularisation,
+                alignment_window_size=self.alignment_window_size,
+            )  # fmt: skip
+            reducer.fit([compute_knn_graph(x, k, self.metric) for x in xs], relations=self.relations_)
+        self.embeddings_ = [np.asarray(e, dtype=np.float32) for e in reducer.embeddings_]
+        return self
+
+    def fit_transform(self, xs: Sequence[np.ndarray], indices: Sequence[np.ndarray] | None = None) -> list:
+        """Fit and return the per-epoch embeddings."""
+        return self.fit(xs, indices).embeddings_

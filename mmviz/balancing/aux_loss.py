@@ -1,0 +1,90 @@
+"""The multi-loss baseline: fused cross-entropy plus one cross-entropy per modality (Du et al., ICML 2023)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+
+from mmviz.balancing.base import BalancingMethod
+from mmviz.balancing.registry import METHODS
+from mmviz.config import Config, param
+from mmviz.errors import ConfigError
+from mmviz.training.context import StepInfo, TrainContext
+from models import ModelOutput
+
+
+def parse_weights(text: str, owner: str = "AuxLossConfig") -> dict[str, float]:
+    """Parse ``'b=2,a=0.5'`` into ``{'b': 2.0, 'a': 0.5}``; raise ConfigError on a malformed or negative entry."""
+    out: dict[str, float] = {}
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        name, eq, value = item.partition("=")
+        try:
+            w = float(value)
+        except ValueError:
+            w = float("nan")
+        if not eq or not name.strip() or not w >= 0.0:
+            raise ConfigError(
+                f"The 'weights' parameter of {owner} must be 'name=value' pairs with values >= 0, e.g. 'b=2,a=0.5'. "
+                f"Got {text!r} instead."
+            )
+        out[name.strip()] = w
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class AuxLossConfig(Config):
+    """Settings of the multi-loss baseline."""
+
+    weight: float = param(
+        1.0, "Weight w of every modality's own cross-entropy (L = CE(fused) + sum_m w_m CE(o^m)).", low=0.0, high=100.0
+    )
+    weights: str = param("", "Per-modality overrides as 'name=value' pairs, e.g. 'b=2,a=0.5' (others use 'weight').")
+
+    def check(self) -> None:
+        parse_weights(self.weights, self.title())
+
+
+@METHODS.register("aux_loss", kind="objective")
+class AuxLoss(BalancingMethod):
+    """Multi-loss baseline (Du et al., "On Uni-Modal Feature Learning in Supervised Multi-Modal Learning", ICML 2023).
+
+    The loss is the fused cross-entropy plus a weighted cross-entropy of each modality's own logits,
+    ``L = CE(o, y) + sum_m w_m CE(o^m, y)``, so every encoder receives a learning signal of its own that
+    the dominant modality cannot take away. The per-modality logits are the fusion's exact split (head
+    columns plus ``b / M`` for concat, each branch for sum, the shared head for shared_head), so no
+    extra parameters are added and prediction stays the fused head. Default: all weights 1 (the
+    simplest form; per-modality overrides via ``weights``). Needs per-modality logits (concat, sum,
+    shared_head). Logs ``aux_loss/loss/<m>`` and ``coef/aux_loss/<m>`` every step.
+    """
+
+    name = "aux_loss"
+    config_cls = AuxLossConfig
+    requires = frozenset({"unimodal_logits"})
+
+    @classmethod
+    def check_config(cls, config: AuxLossConfig, modalities: tuple[str, ...]) -> None:
+        for m in parse_weights(config.weights):
+            if m not in modalities:
+                raise ConfigError(
+                    f"The 'weights' parameter of AuxLossConfig names modality {m!r}, which the dataset does not have. "
+                    f"Use {', '.join(map(repr, modalities))}."
+                )
+
+    def setup(self, ctx: TrainContext) -> None:
+        super().setup(ctx)
+        overrides = parse_weights(self.config.weights)
+        self.weights = {m: overrides.get(m, self.config.weight) for m in ctx.modalities}
+
+    def compute_loss(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> torch.Tensor:
+        y = batch["label"]
+        loss = F.cross_entropy(out.logits, y)
+        for m in self.ctx.modalities:
+            uni = F.cross_entropy(out.unimodal_logits[m], y)
+            loss = loss + self.weights[m] * uni
+            self.log(f"aux_loss/loss/{m}", uni.detach())
+            self.log(f"coef/aux_loss/{m}", self.weights[m])
+        return loss

@@ -1,0 +1,258 @@
+"""CGGM: classifier-guided gradient modulation (METHODS.md §4)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmviz.balancing.base import BalancingMethod
+from mmviz.balancing.registry import METHODS
+from mmviz.config import Config, param
+from mmviz.errors import ConfigError
+from mmviz.training.context import StepInfo, TrainContext
+from models import ModelOutput
+
+EPS = 1e-8
+_SEED_OFFSET = 0xC66  # the auxiliary classifiers' init uses its own seed and leaves the global RNG untouched
+BLOCK_FUSIONS = ("concat", "sum", "shared_head")  # fusions whose head has one weight block per modality
+
+
+@dataclasses.dataclass(frozen=True)
+class CGGMConfig(Config):
+    """Settings of CGGM."""
+
+    rho: float = param(
+        1.3,
+        "Overall gradient scale rho: encoder m's gradient is multiplied by rho * B^m "
+        "(official: 1.3; 1.0 for segmentation).",
+        low=0.0,
+        high=10.0,
+    )
+    lam: float = param(
+        0.2, "Weight lambda of the direction loss (official: 0.2 MOSI/IEMOCAP, 0.05 Food-101).", low=0.0, high=10.0
+    )
+    direction: str = param(
+        "gradient",
+        "Direction term: 'gradient' = cosine between the current-step gradients of "
+        "the fused and auxiliary losses w.r.t. their logits (paper); 'code' = cosine between the "
+        "fused head's weight block and the auxiliary classifier's final weight (official code).",
+        choices=("gradient", "code"),
+    )
+    smoothing: float = param(
+        0.9,
+        "EMA factor on the auxiliary accuracies before taking their change (0 = raw "
+        "per-batch change, as the official code).",
+        low=0.0,
+        high=0.999,
+    )
+    b_max: float = param(
+        1.0, "Clip B^m to [0, b_max] (B explodes or flips sign when the changes nearly cancel).", low=0.0, high=10.0
+    )
+    aux_hidden: int = param(
+        0,
+        "Hidden width of the auxiliary MLPs (0 = the modality's feature size, needed by "
+        "direction=code to match the head's weight shape).",
+        low=0,
+        high=8192,
+    )
+    aux_lr: float = param(
+        5e-4,
+        "Learning rate of the auxiliary classifiers' own Adam optimiser (official: 5e-4).",
+        low=0.0,
+        low_open=True,
+        high=1.0,
+        log=True,
+    )
+    clip_norm: float = param(
+        0.0, "Clip the model's gradient norm before the step (official code: 0.8; 0 = off).", low=0.0, high=1000.0
+    )
+
+
+def compute_cggm_coefficients(delta: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """CGGM's magnitude coefficients ``B^m = (S - delta^m) / S`` with ``S = sum_j delta^j + eps``.
+
+    The modality whose auxiliary accuracy improved more gets the smaller coefficient, and
+    ``sum_m B^m = M - 1`` (up to ``eps``). Not clipped here.
+
+    Args:
+        delta: ``(M,)`` improvement of each auxiliary classifier's accuracy.
+    """
+    s = delta.sum() + eps
+    return (s - delta) / s
+
+
+def compute_direction_loss(coef: torch.Tensor, cosines: torch.Tensor) -> torch.Tensor:
+    """``L_gm = (1/M) [sum_m |B^m| - sum_m B^m cos_m]`` (``coef`` detached, ``cosines`` carry the gradient)."""
+    return (coef.abs().sum() - (coef * cosines).sum()) / coef.numel()
+
+
+def make_aux_classifier(in_dim: int, hidden: int, num_classes: int) -> nn.Module:
+    """Auxiliary classifier: ``Linear(in, hidden) -> ReLU -> Linear(hidden, C)``."""
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+
+
+@METHODS.register("cggm", config=CGGMConfig, kind="balancing")
+class CGGM(BalancingMethod):
+    """CGGM (Guo et al., "Classifier-guided Gradient Modulation for Enhanced Multimodal Learning", NeurIPS 2024).
+
+    Each modality gets a small auxiliary classifier trained on its detached features with its own optimiser.
+    The change of each classifier's batch accuracy tells how fast that modality is learning; every encoder
+    gradient is multiplied by ``rho * B^m`` with ``B^m = (S - delta^m) / S``, ``S = sum_j delta^j``, so the
+    faster-improving modality is slowed and the slower one boosted (``sum_m B^m = M - 1``). A direction loss
+    ``lambda * L_gm`` with ``L_gm = (1/M)[sum |B^m| - sum B^m cos_m]`` is added to the fused cross-entropy.
+    Default: the paper's direction term (cosine between the current-step gradients of the fused and auxiliary
+    cross-entropies w.r.t. their logits, ``softmax(o) - onehot(y)``), EMA-smoothed accuracies (0.9) and B
+    clipped to [0, 1], because the raw per-batch change is mostly noise. Pitfalls of the official code,
+    decided: ``direction=code`` keeps its parameter cosine but builds it at the current step (the official
+    term is built at step t-1 and added at step t); its fused-head weight is the modality's column block for
+    concat, the modality's own head for sum, the shared head for shared_head, and the whole final linear for
+    FiLM/gated (shapes must match, checked before training); the auxiliary classifiers are two-layer MLPs whose
+    final layer maps hidden (default: the feature size) to C instead of the paper's transformers (our features
+    are pooled vectors), and each layer is applied once (the official forward applies one linear twice);
+    encoder groups come from the model's per-modality parameter lists, not name substrings; gradient clipping
+    at 0.8 is optional and off by default so the comparison with the unclipped baseline isolates the method.
+    Logs ``coef/cggm/<m>`` (raw B, clipped), ``cggm/coef_smooth/<m>``, ``cggm/scale/<m>`` (applied rho * B),
+    ``cggm/aux_acc/<m>``, ``cggm/aux_delta/<m>``, ``cggm/aux_delta_smooth/<m>``, ``cggm/aux_loss/<m>``,
+    ``cggm/cos/<m>`` and ``cggm/direction_loss``.
+    """
+
+    name = "cggm"
+    config_cls = CGGMConfig
+
+    @classmethod
+    def check_compatible(
+        cls,
+        config: CGGMConfig,
+        fusion: str,
+        has_unimodal: bool,
+        modalities: tuple[str, ...],
+        feature_dims: dict[str, int],
+    ) -> None:
+        super().check_compatible(config, fusion, has_unimodal, modalities, feature_dims)
+        if config.direction != "code":
+            return
+        for m in modalities:
+            hidden = config.aux_hidden or feature_dims[m]
+            want = feature_dims[m] if fusion in BLOCK_FUSIONS else feature_dims[modalities[-1]]
+            if hidden != want:
+                raise ConfigError(
+                    f"The 'aux_hidden' parameter of {config.title()} gives modality {m!r} an auxiliary weight of "
+                    f"width {hidden}, but the {fusion!r} head's weight it is compared with has width {want}. "
+                    f"Set method.aux_hidden=0 or {want}, or use direction=gradient."
+                )
+
+    def setup(self, ctx: TrainContext) -> None:
+        super().setup(ctx)
+        cfg = self.config
+        self.modalities = ctx.modalities
+        dims = {m: ctx.model.encoders[m].out_dim for m in self.modalities}
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(ctx.seed) + _SEED_OFFSET)
+            self.aux = nn.ModuleDict(
+                {m: make_aux_classifier(dims[m], cfg.aux_hidden or dims[m], ctx.num_classes) for m in self.modalities}
+            ).to(ctx.device)
+        self.aux_opt = torch.optim.Adam(self.aux.parameters(), lr=cfg.aux_lr)
+        n = len(self.modalities)
+        self.prev_acc = torch.zeros(n, device=ctx.device)
+        self.ema_acc = torch.zeros(n, device=ctx.device)
+        self.coef = torch.ones(n, device=ctx.device)
+        self._aux_losses: list[torch.Tensor] = []
+        if cfg.direction == "code":
+            for m in self.modalities:
+                if self.head_weight(m).shape != self.aux[m][-1].weight.shape:
+                    raise ConfigError(
+                        f"CGGM's direction=code needs the head weight for {m!r} "
+                        f"{tuple(self.head_weight(m).shape)} to match the auxiliary classifier's "
+                        f"{tuple(self.aux[m][-1].weight.shape)}. Use direction=gradient."
+                    )
+
+    def head_weight(self, modality: str) -> torch.Tensor:
+        """The fused head's final weight that the official direction term compares with modality m's classifier."""
+        model = self.ctx.model
+        fusion = model.fusion
+        if model.fusion_name == "concat":
+            start = 0
+            for m in self.modalities:
+                if m == modality:
+                    break
+                start += fusion.dims[m]
+            return fusion.head.weight[:, start : start + fusion.dims[modality]]
+        if model.fusion_name == "sum":
+            return fusion.heads[modality].weight
+        return fusion.final_linear().weight
+
+    def compute_loss(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> torch.Tensor:
+        cfg = self.config
+        y = batch["label"]
+        loss = F.cross_entropy(out.logits, y)
+        aux_logits = {m: self.aux[m](out.features[m].detach()) for m in self.modalities}
+        self._aux_losses = [F.cross_entropy(aux_logits[m].float(), y) for m in self.modalities]
+        with torch.no_grad():
+            acc = torch.stack([(aux_logits[m].argmax(1) == y).float().mean() for m in self.modalities])
+            delta = acc - self.prev_acc
+            self.prev_acc = acc
+            ema = cfg.smoothing * self.ema_acc + (1.0 - cfg.smoothing) * acc
+            delta_smooth = ema - self.ema_acc
+            self.ema_acc = ema
+            coef_raw = compute_cggm_coefficients(delta).clamp(0.0, cfg.b_max)
+            coef_smooth = compute_cggm_coefficients(delta_smooth).clamp(0.0, cfg.b_max)
+            self.coef = coef_smooth if cfg.smoothing > 0 else coef_raw
+        cosines = torch.stack([self.direction_cosine(m, out.logits, aux_logits[m], y) for m in self.modalities])
+        direction = compute_direction_loss(self.coef, cosines.float())
+        for j, m in enumerate(self.modalities):
+            self.log(f"coef/cggm/{m}", coef_raw[j])
+            self.log(f"cggm/coef_smooth/{m}", coef_smooth[j])
+            self.log(f"cggm/scale/{m}", cfg.rho * self.coef[j])
+            self.log(f"cggm/aux_acc/{m}", acc[j])
+            self.log(f"cggm/aux_delta/{m}", delta[j])
+            self.log(f"cggm/aux_delta_smooth/{m}", delta_smooth[j])
+            self.log(f"cggm/aux_loss/{m}", self._aux_losses[j].detach())
+            self.log(f"cggm/cos/{m}", cosines[j].detach())
+        self.log("cggm/direction_loss", direction.detach())
+        return loss + cfg.lam * direction if cfg.lam > 0 else loss
+
+    def direction_cosine(self, modality: str, fused: torch.Tensor, aux: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """cos_m of the direction loss; carries gradient into the model only (the classifier side is detached)."""
+        if self.config.direction == "code":
+            w = self.head_weight(modality)
+            return F.cosine_similarity(w.reshape(-1), self.aux[modality][-1].weight.detach().reshape(-1), dim=0)
+        onehot = F.one_hot(y, fused.shape[1]).to(torch.float32)
+        g_fused = F.softmax(fused.float(), dim=1) - onehot  # d CE / d logits, up to 1/B
+        g_aux = (F.softmax(aux.detach().float(), dim=1) - onehot).reshape(-1)
+        return F.cosine_similarity(g_fused.reshape(-1), g_aux, dim=0, eps=EPS)
+
+    def on_after_backward(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> None:
+        cfg = self.config
+        with torch.no_grad():
+            for j, m in enumerate(self.modalities):
+                factor = cfg.rho * self.coef[j]
+                for p in self.encoder_params(m):
+                    if p.grad is not None:
+                        p.grad.mul_(factor)
+        if cfg.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.ctx.model.parameters(), cfg.clip_norm)
+        # the auxiliary classifiers learn from the detached features with their own optimiser
+        self.aux_opt.zero_grad(set_to_none=True)
+        torch.stack(self._aux_losses).sum().backward()
+        self.aux_opt.step()
+        self._aux_losses = []
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "aux": {k: v.detach().cpu().clone() for k, v in self.aux.state_dict().items()},
+            "aux_opt": self.aux_opt.state_dict(),
+            "prev_acc": self.prev_acc.cpu().clone(),
+            "ema_acc": self.ema_acc.cpu().clone(),
+            "coef": self.coef.cpu().clone(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.aux.load_state_dict(state["aux"])
+        self.aux_opt.load_state_dict(state["aux_opt"])
+        self.prev_acc = state["prev_acc"].to(self.ctx.device).clone()
+        self.ema_acc = state["ema_acc"].to(self.ctx.device).clone()
+        self.coef = state["coef"].to(self.ctx.device).clone()

@@ -1,0 +1,248 @@
+"""Diagnosing & Re-learning: purity-diagnosed soft re-initialisation of the encoders (METHODS.md §3)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmviz.balancing.base import BalancingMethod
+from mmviz.balancing.registry import METHODS
+from mmviz.config import Config, param
+from mmviz.data.base import TensorSplit
+from mmviz.training.context import StepInfo, TrainContext
+
+
+@dataclasses.dataclass(frozen=True)
+class RelearnConfig(Config):
+    """Settings of Diagnosing & Re-learning."""
+
+    lam: float = param(
+        3.0, "Re-init strength lambda: alpha = tanh(lambda * gap) (official and BalanceMM: 3).", low=0.0, high=100.0
+    )
+    reinit_every: int = param(
+        10, "E_r: diagnose and re-initialise after every E_r epochs (paper 20 of 90 epochs).", low=1, high=100000
+    )
+    reinit_num: int = param(2, "N_r: at most this many re-initialisations (paper 3).", low=0, high=100000)
+    diagnosis: str = param(
+        "purity_gap",
+        "Learning state: |purity_train - purity_val| (official code) or the "
+        "train purity alone (the paper's 'separability').",
+        choices=("purity_gap", "train_purity"),
+    )
+    bn_buffers: str = param(
+        "blend",
+        "BatchNorm running mean/var at a re-init: blended like the weights, or kept (official code).",
+        choices=("blend", "keep"),
+    )
+    momentum: str = param(
+        "reset",
+        "Optimiser state (momentum / Adam moments) of a re-initialised encoder: reset, or "
+        "kept (official code: pushes the weights back towards the pre-reset solution).",
+        choices=("reset", "keep"),
+    )
+    max_samples: int = param(
+        10000,
+        "At most this many samples per split enter k-means (a fixed random subset).",
+        low=10,
+        high=10_000_000,
+        log=True,
+    )
+    kmeans_seed: int = param(0, "random_state of k-means and of the sample subset.", low=0, high=2**31 - 1)
+
+
+def compute_minmax_scale(x: np.ndarray) -> np.ndarray:
+    """Scale each column of ``x`` ``(N, D)`` to [-1, 1] with its own min and max (constant columns -> -1)."""
+    lo, hi = x.min(axis=0, keepdims=True), x.max(axis=0, keepdims=True)
+    return 2.0 * (x - lo) / np.maximum(hi - lo, 1e-12) - 1.0
+
+
+def compute_purity(labels: np.ndarray, clusters: np.ndarray) -> float:
+    """Cluster purity ``(1/N) sum_c max_k |{i in c : y_i = k}|``.
+
+    >>> compute_purity(np.array([0, 0, 1, 1]), np.array([0, 0, 0, 1]))
+    0.75
+    """
+    total = 0
+    for c in np.unique(clusters):
+        total += np.bincount(labels[clusters == c]).max()
+    return float(total / max(1, len(labels)))
+
+
+def compute_cluster_purity(features: np.ndarray, labels: np.ndarray, num_classes: int, seed: int) -> float:
+    """Purity of k-means (K = number of classes) on min-max scaled ``features`` ``(N, D)``."""
+    from sklearn.cluster import KMeans
+
+    k = min(num_classes, len(labels))
+    clusters = KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(compute_minmax_scale(features))
+    return compute_purity(labels, clusters)
+
+
+def compute_alpha(state: float, lam: float) -> float:
+    """Re-init strength ``alpha = tanh(lambda * state)`` (state = the purity gap, or the train purity)."""
+    return math.tanh(lam * state)
+
+
+@torch.no_grad()
+def blend_(tensor: torch.Tensor, init: torch.Tensor, alpha: float) -> None:
+    """In place: ``tensor <- alpha * init + (1 - alpha) * tensor``."""
+    tensor.copy_(alpha * init.to(tensor.device, tensor.dtype) + (1.0 - alpha) * tensor)
+
+
+@METHODS.register("relearn", config=RelearnConfig, kind="balancing")
+class Relearn(BalancingMethod):
+    """Re-learning (Wei et al., "Diagnosing and Re-learning for Balanced Multimodal Learning", ECCV 2024).
+
+    Training is plain joint cross-entropy; every ``reinit_every`` epochs (at most ``reinit_num`` times) each
+    encoder's learning state is diagnosed from the separability of its own features: in eval mode the
+    features of the train and val splits are min-max scaled to [-1, 1] per split, clustered by k-means with
+    K = C (fixed random state) and scored by cluster purity. The gap ``g = |P_train - P_val|`` gives the
+    strength ``alpha = tanh(lambda * g)`` and the encoder is softly re-initialised,
+    ``theta <- alpha * theta_0 + (1 - alpha) * theta`` (the fusion head is untouched), so an encoder that
+    memorises is pulled back hard and one still learning is barely touched. Default: the official code's
+    purity-gap diagnosis; ``diagnosis=train_purity`` uses ``alpha = tanh(lambda * P_train)`` instead (choose a
+    smaller lambda). Our defaults are scaled to short runs: E_r = 10, N_r = 2 (re-inits after epochs 10 and 20
+    of 30) versus the paper's 20 / 3 of 90 epochs; lambda = 3 as in the official script. Pitfalls of the
+    official code, decided: BatchNorm running statistics are blended with the weights by default
+    (``bn_buffers=keep`` is the official behaviour); the optimiser state of a re-initialised encoder is reset
+    by default so momentum does not push it straight back (``momentum=keep`` is official); the initial weights
+    come from the run's in-memory snapshot, not a shared file; the blend runs on any device; training data keep
+    their augmentation (ours has none to lose); checkpoints are selected on val, never test; purity depends on
+    K and on per-split scaling, so both are fixed as in the paper. The diagnosis and blend run right before
+    the first step of the epoch after the diagnosed one (same weights as at its end), so that epoch's
+    evaluation, best-on-val snapshot and checkpoint hold the weights that were evaluated. Logs per re-init
+    ``relearn/purity_train/<m>``, ``relearn/purity_val/<m>``, ``relearn/gap/<m>``, ``coef/relearn/<m>`` (alpha),
+    ``relearn/dist_before/<m>`` and ``relearn/dist_after/<m>`` (distance to theta_0) and a ``reinit`` event.
+    """
+
+    name = "relearn"
+    config_cls = RelearnConfig
+
+    def setup(self, ctx: TrainContext) -> None:
+        super().setup(ctx)
+        self.count = 0
+        init = ctx.extra["init_state"]
+        missing = [
+            f"encoders.{m}.{n}"
+            for m in ctx.modalities
+            for n, _ in ctx.model.encoders[m].named_parameters()
+            if f"encoders.{m}.{n}" not in init
+        ]
+        if missing:
+            raise RuntimeError(f"The initial-weights snapshot lacks encoder parameters, e.g. {missing[0]!r}.")
+
+    def transform_batch(self, batch: dict[str, torch.Tensor], info: StepInfo) -> dict[str, torch.Tensor]:
+        done = info.epoch - 1  # epochs completed before this one
+        if (
+            info.batch_index == 0
+            and done > 0
+            and done % self.config.reinit_every == 0
+            and self.count < self.config.reinit_num
+        ):
+            self.reinit(done)
+        return batch
+
+    # ----- the diagnosis ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def extract_features(self, split: TensorSplit) -> dict[str, torch.Tensor]:
+        """Eval-mode pooled features ``{m: (N, D_m)}`` of a whole split (train/eval mode restored)."""
+        model = self.ctx.model
+        was_training = model.training
+        model.eval()
+        autocast = self.ctx.extra.get("autocast")
+        bs = getattr(getattr(self.ctx.config, "train", None), "eval_batch_size", 512)
+        feats: dict[str, list[torch.Tensor]] = {m: [] for m in self.ctx.modalities}
+        try:
+            for batch in split.batches(bs):
+                if autocast is not None:
+                    with autocast():
+                        z = model.encode(batch)
+                else:
+                    z = model.encode(batch)
+                for m in feats:
+                    feats[m].append(z[m].float())
+        finally:
+            model.train(was_training)
+        return {m: torch.cat(v).cpu() for m, v in feats.items()}
+
+    def diagnose(self) -> dict[str, dict[str, float]]:
+        """Purity of each modality's features on train and val, their gap and the resulting alpha."""
+        cfg, ctx = self.config, self.ctx
+        out: dict[str, dict[str, float]] = {m: {} for m in ctx.modalities}
+        rng = np.random.default_rng(cfg.kmeans_seed)
+        for split in ("train", "val"):
+            feats = self.extract_features(ctx.splits[split])
+            labels = ctx.splits[split].tensors["label"].cpu().numpy()
+            keep = np.arange(len(labels))
+            if len(keep) > cfg.max_samples:
+                keep = np.sort(rng.choice(len(labels), cfg.max_samples, replace=False))
+            for m, z in feats.items():
+                out[m][split] = compute_cluster_purity(z.numpy()[keep], labels[keep], ctx.num_classes, cfg.kmeans_seed)
+        for _m, d in out.items():
+            d["gap"] = abs(d["train"] - d["val"])
+            d["alpha"] = compute_alpha(d["gap"] if cfg.diagnosis == "purity_gap" else d["train"], cfg.lam)
+        return out
+
+    # ----- the soft re-initialisation -------------------------------------------------------------------
+    def distance_from_init(self, modality: str) -> float:
+        """``||theta^m - theta^m_0||`` over the encoder's parameters."""
+        init = self.ctx.extra["init_state"]
+        sq = 0.0
+        for n, p in self.ctx.model.encoders[modality].named_parameters():
+            sq += float((p.detach().float().cpu() - init[f"encoders.{modality}.{n}"].float()).pow(2).sum())
+        return math.sqrt(sq)
+
+    @torch.no_grad()
+    def blend_encoder(self, modality: str, alpha: float) -> None:
+        """Soft re-init of one encoder towards theta_0 (and, per config, its BN buffers and optimiser state)."""
+        ctx = self.ctx
+        init = ctx.extra["init_state"]
+        enc = ctx.model.encoders[modality]
+        for n, p in enc.named_parameters():
+            blend_(p.data, init[f"encoders.{modality}.{n}"], alpha)
+        if self.config.bn_buffers == "blend":
+            for n, b in enc.named_buffers():
+                key = f"encoders.{modality}.{n}"
+                if b.is_floating_point() and key in init:
+                    blend_(b, init[key], alpha)
+        if self.config.momentum == "reset" and ctx.optimizer is not None:
+            for p in enc.parameters():
+                ctx.optimizer.state.pop(p, None)
+
+    def reinit(self, epoch: int) -> dict[str, float]:
+        """Diagnose every encoder and blend it towards its initial weights; returns alpha per modality."""
+        diag = self.diagnose()
+        alphas = {}
+        for m, d in diag.items():
+            before = self.distance_from_init(m)
+            self.blend_encoder(m, d["alpha"])
+            alphas[m] = d["alpha"]
+            self.log(f"relearn/purity_train/{m}", d["train"])
+            self.log(f"relearn/purity_val/{m}", d["val"])
+            self.log(f"relearn/gap/{m}", d["gap"])
+            self.log(f"coef/relearn/{m}", d["alpha"])
+            self.log(f"relearn/dist_before/{m}", before)
+            self.log(f"relearn/dist_after/{m}", self.distance_from_init(m))
+        self.count += 1
+        self.ctx.event(
+            "reinit",
+            {
+                "epoch": epoch,
+                "count": self.count,
+                "alpha": alphas,
+                "purity_train": {m: d["train"] for m, d in diag.items()},
+                "purity_val": {m: d["val"] for m, d in diag.items()},
+                "bn_buffers": self.config.bn_buffers,
+                "momentum": self.config.momentum,
+            },
+        )
+        return alphas
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"count": self.count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.count = int(state.get("count", 0))

@@ -1,0 +1,100 @@
+"""What several probes share: encoder parameter groups, a mode-restoring context, and per-epoch caches.
+
+Epoch probes run one after the other on the same weights (after the loop's val evaluation, before the
+method's ``on_epoch_end``), so values that several of them need — train-split features, the Shapley values —
+are computed once per epoch and kept in ``ctx.extra['probe_cache']``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mmviz.data.base import stratified_subset
+from mmviz.training.context import TrainContext
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Put ``model`` in eval mode and restore every submodule's own train/eval flag afterwards."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def encoder_groups(ctx: TrainContext) -> dict[str, list[nn.Parameter]]:
+    """Each modality's encoder parameters, in modality order."""
+    return {m: list(ctx.model.encoder_parameters(m)) for m in ctx.modalities}
+
+
+def autocast_factory(ctx: TrainContext):
+    """The run's autocast context factory (a no-op context on the CPU)."""
+    return ctx.extra.get("autocast") or contextlib.nullcontext
+
+
+def epoch_cache(ctx: TrainContext) -> dict[str, Any]:
+    """A dict shared by all probes for the current epoch; emptied when the epoch (or step) changes."""
+    info = ctx.step() if ctx.step is not None else None
+    tag = (info.epoch, info.step) if info is not None else None
+    cache = ctx.extra.get("probe_cache")
+    if cache is None or cache.get("_tag") != tag:
+        cache = {"_tag": tag}
+        ctx.extra["probe_cache"] = cache
+    return cache
+
+
+def eval_batch_size(ctx: TrainContext) -> int:
+    """The run's evaluation batch size."""
+    train = getattr(ctx.config, "train", None)
+    return int(getattr(train, "eval_batch_size", 512))
+
+
+@torch.no_grad()
+def extract_features(
+    ctx: TrainContext, split: str, positions: np.ndarray | None = None
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Encoder features ``{m: (N, D_m)}`` and labels ``(N,)`` of a split (or of some positions in it), on the CPU.
+
+    Uses the model's own encoders on the unmodified inputs (no balancing-method transform) in eval mode, walks the
+    samples in order (no random state) and restores every module's train/eval flag.
+    """
+    data = ctx.splits[split]
+    positions = np.arange(len(data)) if positions is None else np.asarray(positions)
+    bs = eval_batch_size(ctx)
+    feats: dict[str, list[torch.Tensor]] = {}
+    labels = []
+    autocast = autocast_factory(ctx)
+    with eval_mode(ctx.model):
+        for start in range(0, len(positions), bs):
+            batch = data.subset(positions[start : start + bs])
+            with autocast():
+                z = ctx.model.encode(batch)
+            for m in ctx.modalities:
+                feats.setdefault(m, []).append(z[m].float().cpu())
+            labels.append(batch["label"].cpu())
+    return {m: torch.cat(v) for m, v in feats.items()}, torch.cat(labels)
+
+
+def train_features(ctx: TrainContext, size: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Features of a fixed stratified subset (at most ``size`` samples) of the train split, once per epoch."""
+    cache = epoch_cache(ctx)
+    key = ("train_features", size)
+    if key not in cache:
+        labels = ctx.splits["train"].tensors["label"].cpu().numpy()
+        positions = stratified_subset(np.arange(len(labels)), labels, size, seed=0)
+        cache[key] = extract_features(ctx, "train", positions)
+    return cache[key]
+
+
+def fused_features(features: dict[str, torch.Tensor], modalities: tuple[str, ...]) -> torch.Tensor:
+    """The fused representation the probes use: per-modality features concatenated in modality order."""
+    return torch.cat([features[m] for m in modalities], dim=1)

@@ -1,0 +1,85 @@
+"""Gradient conflict between each modality's unimodal loss and the fused loss, on that modality's encoder."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from mmviz.config import param
+from mmviz.probes.base import Probe, ProbeConfig
+from mmviz.probes.common import autocast_factory, encoder_groups
+from mmviz.probes.metrics import compute_grad_cosine
+from mmviz.probes.registry import PROBES
+from mmviz.training.context import StepInfo, TrainContext
+from models import ModelOutput
+
+
+@dataclasses.dataclass(frozen=True)
+class GradConflictConfig(ProbeConfig):
+    """Settings of the gradient-conflict probe (an extra forward and M + 1 backward passes when it runs)."""
+
+    every_n_steps: int = param(
+        200, "Run every N optimiser steps (each run costs an extra forward/backward).", low=1, high=1_000_000
+    )
+
+
+@contextlib.contextmanager
+def preserved_state(model: torch.nn.Module, device: torch.device) -> Iterator[None]:
+    """Restore the model's buffers (BatchNorm running statistics) and the global RNG (dropout) on exit."""
+    saved = [(b, b.detach().clone()) for b in model.buffers()]
+    devices = [device] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        with torch.no_grad():
+            for b, copy in saved:
+                b.copy_(copy)
+
+
+@PROBES.register("grad_conflict", config=GradConflictConfig, cadence="step", keys=("conflict/cos/<m>",))
+class GradConflictProbe(Probe):
+    """Cosine between the gradients of the unimodal loss CE(o^m, y) and the fused loss CE(o, y) on encoder m.
+
+    Gradient alignment between unimodal and multimodal objectives is the quantity CGGM (Guo et al., NeurIPS
+    2024) and gradient-integration methods act on: near 1 the fused loss trains encoder m as if it were alone;
+    near 0 or negative the fused objective pulls the encoder away from what its own modality would learn (the
+    fused loss is satisfied by another modality). Every ``every_n_steps`` steps (200 by default: each call costs about one training step) it repeats the
+    step's forward on the same batch in the same (train) mode and takes the gradients with
+    ``torch.autograd.grad`` — parameters' ``.grad`` are never touched, BatchNorm buffers and the global RNG are
+    restored afterwards, so training is unchanged. Uses head-split logits: absent for FiLM and gated fusions.
+    """
+
+    name = "grad_conflict"
+    config_cls = GradConflictConfig
+    per_step = True
+
+    def setup(self, ctx: TrainContext) -> None:
+        super().setup(ctx)
+        self.groups = {m: [p for p in ps if p.requires_grad] for m, ps in encoder_groups(ctx).items()}
+        self.enabled = bool(getattr(ctx.model, "has_unimodal_logits", False))
+
+    def after_backward(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> None:
+        if not self.enabled:
+            return
+        model, labels = self.ctx.model, batch["label"]
+        mods = [m for m in self.ctx.modalities if self.groups[m]]
+        flat = [p for m in mods for p in self.groups[m]]
+        with preserved_state(model, self.ctx.device), torch.enable_grad():
+            with autocast_factory(self.ctx)():
+                again = model(batch)
+            fused = F.cross_entropy(again.logits.float(), labels)
+            # encoder m's unimodal logits depend on no other encoder, so one backward of the summed unimodal
+            # losses gives every encoder its own unimodal gradient
+            uni = sum(F.cross_entropy(again.unimodal_logits[m].float(), labels) for m in mods)
+            g_fused = torch.autograd.grad(fused, flat, retain_graph=True, allow_unused=True)
+            g_uni = torch.autograd.grad(uni, flat, allow_unused=True)
+        start = 0
+        for m in mods:
+            n = len(self.groups[m])
+            self.log(f"conflict/cos/{m}", compute_grad_cosine(g_uni[start : start + n], g_fused[start : start + n]))
+            start += n

@@ -1,0 +1,53 @@
+"""Distance of each encoder's weights from their values at initialisation."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+from mmviz.config import param
+from mmviz.probes.base import Probe, ProbeConfig
+from mmviz.probes.common import encoder_groups
+from mmviz.probes.metrics import compute_group_norm
+from mmviz.probes.registry import PROBES
+from mmviz.training.context import StepInfo, TrainContext
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamDistConfig(ProbeConfig):
+    """Settings of the param_dist probe."""
+
+    every_n_epochs: int = param(5, "Run every N epochs (and at the last epoch).", low=1, high=100_000)
+
+
+@PROBES.register("param_dist", config=ParamDistConfig, cadence="epoch", keys=("param_dist/<m>",))
+class ParamDistProbe(Probe):
+    """``||theta_m - theta_m_0||``: how far each encoder's weights have moved from their initial values, per epoch.
+
+    An encoder that barely moves is not learning (the under-optimised modality of OGM-GE and of Diagnosing &
+    Re-learning, Wei et al., ECCV 2024, whose soft re-initialisation pulls encoders back towards ``theta_0``).
+    The initial weights are the run's ``init_state`` (for a fork, the parent's), over the encoder's trainable
+    parameters (buffers such as BatchNorm statistics are left out).
+    """
+
+    name = "param_dist"
+    config_cls = ParamDistConfig
+    per_epoch = True
+
+    def setup(self, ctx: TrainContext) -> None:
+        super().setup(ctx)
+        names = {id(p): n for n, p in ctx.model.named_parameters()}
+        init = ctx.extra["init_state"]
+        self.groups = encoder_groups(ctx)
+        self.init = {
+            m: [init[names[id(p)]].detach().to(device=p.device, dtype=p.dtype) for p in params]
+            for m, params in self.groups.items()
+        }
+
+    @torch.no_grad()
+    def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:
+        for m, params in self.groups.items():
+            diffs = torch._foreach_sub([p.detach() for p in params], self.init[m])
+            self.log(f"param_dist/{m}", compute_group_norm(diffs))

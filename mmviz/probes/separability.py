@@ -1,0 +1,72 @@
+"""Class separability of each modality's val features: k-means purity, silhouette and a Fisher ratio."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from mmviz.config import param
+from mmviz.probes.base import Probe, ProbeConfig
+from mmviz.probes.common import fused_features
+from mmviz.probes.metrics import compute_fisher_ratio, compute_kmeans_purity, compute_silhouette
+from mmviz.probes.registry import PROBES
+from mmviz.training.context import StepInfo
+
+
+@dataclasses.dataclass(frozen=True)
+class SeparabilityConfig(ProbeConfig):
+    """Settings of the separability probe."""
+
+    every_n_epochs: int = param(30, "Run every N epochs (and at the last epoch).", low=1, high=100_000)
+    max_samples: int = param(
+        2000,
+        "Use at most this many val samples (a fixed subset) for k-means and silhouette.",
+        low=10,
+        high=100_000,
+        log=True,
+    )
+    kmeans_n_init: int = param(1, "k-means restarts (the best of N runs is kept).", low=1, high=100)
+    seed: int = param(0, "Seed of k-means and of the val subset.", low=0, high=2**31 - 1)
+
+
+@PROBES.register(
+    "separability",
+    config=SeparabilityConfig,
+    cadence="epoch",
+    keys=("sep/purity/<m>", "sep/silhouette/<m>", "sep/fisher/<m>"),
+)
+class SeparabilityProbe(Probe):
+    """How separable the classes are in each modality's val features, and in the fused (concatenated) features.
+
+    ``sep/purity/<m>`` is the learning-state measure of Diagnosing & Re-learning (Wei et al., ECCV 2024): the
+    features are min-max scaled to [-1, 1] per dimension, clustered by k-means with K = number of classes (fixed
+    seed), and purity is the fraction of samples in their cluster's majority class — it tells an under-trained
+    encoder from an intrinsically weak modality better than an accuracy gap does. ``sep/silhouette/<m>`` is the
+    mean silhouette of the true-class partition (Euclidean, in [-1, 1]); ``sep/fisher/<m>`` the trace of the
+    between-class scatter over the trace of the within-class scatter. Computed every ``every_n_epochs`` epochs (10
+    by default: k-means and silhouette are among the costliest epoch measures) and at the last epoch.
+    """
+
+    name = "separability"
+    config_cls = SeparabilityConfig
+    per_epoch = True
+
+    def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:
+        ctx, cfg = self.ctx, self.config
+        labels = evaluation.labels
+        keep = np.arange(len(labels))
+        if len(keep) > cfg.max_samples:
+            keep = np.sort(np.random.default_rng(cfg.seed).choice(len(keep), cfg.max_samples, replace=False))
+        feats = dict(evaluation.features)
+        feats["fused"] = fused_features(evaluation.features, ctx.modalities)
+        y = labels[keep]
+        for key, z in feats.items():
+            zs = z[keep]
+            purity = compute_kmeans_purity(
+                zs.numpy(), y.numpy(), ctx.num_classes, random_state=cfg.seed, n_init=cfg.kmeans_n_init
+            )
+            self.log(f"sep/purity/{key}", purity)
+            self.log(f"sep/silhouette/{key}", compute_silhouette(zs, y))
+            self.log(f"sep/fisher/{key}", compute_fisher_ratio(z, labels))

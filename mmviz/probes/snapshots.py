@@ -1,0 +1,128 @@
+"""Per-epoch snapshots of a fixed probe set's features, for the embeddings page."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmviz.config import param
+from mmviz.probes.base import Probe, ProbeConfig
+from mmviz.probes.common import fused_features
+from mmviz.probes.metrics import compute_ncm_loo_predictions
+from mmviz.probes.registry import PROBES
+from mmviz.training.context import StepInfo
+
+SNAPSHOT_DIR = "snapshots"
+
+
+@dataclasses.dataclass(frozen=True)
+class SnapshotConfig(ProbeConfig):
+    """Settings of the snapshot probe."""
+
+    every_n_epochs: int = param(10, "Run every N epochs (and at the last epoch).", low=1, high=100_000)
+    compress: bool = param(
+        False, "Write compressed .npz files (float16 features shrink by only ~20%, for ~10 ms per epoch)."
+    )
+
+
+def snapshot_path(run_dir: Path, epoch: int) -> Path:
+    """Where the snapshot of ``epoch`` lives: ``run_dir/snapshots/epoch_XXXX.npz``."""
+    return Path(run_dir) / SNAPSHOT_DIR / f"epoch_{epoch:04d}.npz"
+
+
+def save_snapshot(path: Path, arrays: dict[str, np.ndarray], compress: bool = True) -> None:
+    """Write ``arrays`` as one ``.npz`` atomically (a temporary file in the same folder, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    (np.savez_compressed if compress else np.savez)(buf, **arrays)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(buf.getvalue())
+    os.replace(tmp, path)
+
+
+def _dropped(extra: dict, index: np.ndarray) -> dict[str, np.ndarray]:
+    """The optional ``ctx.extra['dropped_mask']`` hook, looked up at the snapshot's absolute sample indices.
+
+    It may be a callable ``index -> array``, an array indexed by absolute sample index, or a dict of such arrays
+    per modality.
+    """
+    source = extra.get("dropped_mask")
+    if source is None:
+        return {}
+
+    def as_array(a: Any) -> np.ndarray:
+        return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+
+    def pick(s: Any) -> np.ndarray:
+        return as_array(s(index) if callable(s) else as_array(s)[index]).astype(bool)
+
+    if isinstance(source, dict):
+        return {f"dropped_{m}": pick(s) for m, s in source.items()}
+    return {"dropped": pick(source)}
+
+
+@PROBES.register("snapshots", config=SnapshotConfig, cadence="epoch", keys=(), artifact="snapshot")
+class SnapshotProbe(Probe):
+    """Features of a fixed, stratified probe set of val samples per modality and fused, saved every epoch.
+
+    The probe set is the dataset's ``probe_index`` (up to ``data.probe_size`` val samples, the same absolute
+    indices every epoch), so the embeddings page can align projections across epochs. Each epoch writes
+    ``snapshots/epoch_XXXX.npz`` in the run folder (float16 arrays, written atomically) and records it in the store
+    as a ``snapshot`` artifact. Arrays: ``index`` (absolute sample indices), ``label``, ``features_<m>`` and
+    ``features_fused`` (the per-modality features concatenated in modality order), ``pred_<m>`` (head-split argmax
+    where the fusion allows it, else the leave-one-out nearest val class mean; the artifact's meta says which), ``pred_fused``
+    and ``conf_fused`` (max softmax of the fused logits), plus ``dropped``/``dropped_<m>`` when the balancing method
+    publishes which samples had a modality dropped (``ctx.extra['dropped_mask']``). Nothing is written for runs
+    without a run folder.
+    """
+
+    name = "snapshots"
+    config_cls = SnapshotConfig
+    per_epoch = True
+    order = 30
+
+    def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:
+        ctx = self.ctx
+        if ctx.run_dir is None:
+            return
+        index = evaluation.index.numpy()
+        keep = np.flatnonzero(np.isin(index, np.asarray(ctx.data.probe_index)))
+        sel = torch.as_tensor(keep)
+        feats = {m: evaluation.features[m][sel] for m in ctx.modalities}
+        logits = evaluation.logits[sel]
+        arrays: dict[str, np.ndarray] = {
+            "index": index[keep].astype(np.int64),
+            "label": evaluation.labels[sel].numpy().astype(np.int64),
+        }
+        for m in ctx.modalities:
+            arrays[f"features_{m}"] = feats[m].numpy().astype(np.float16)
+        arrays["features_fused"] = fused_features(feats, ctx.modalities).numpy().astype(np.float16)
+        sources = {}
+        for m in ctx.modalities:
+            if m in evaluation.unimodal_logits:
+                pred, sources[m] = evaluation.unimodal_logits[m][sel].argmax(1), "head"
+            else:
+                loo = compute_ncm_loo_predictions(evaluation.features[m], evaluation.labels, ctx.num_classes)
+                pred, sources[m] = loo[sel], "ncm"
+            arrays[f"pred_{m}"] = pred.numpy().astype(np.int16)
+        arrays["pred_fused"] = logits.argmax(1).numpy().astype(np.int16)
+        arrays["conf_fused"] = logits.softmax(1).max(1).values.numpy().astype(np.float16)
+        arrays.update(_dropped(ctx.extra, arrays["index"]))
+        path = snapshot_path(ctx.run_dir, epoch)
+        save_snapshot(path, arrays, compress=self.config.compress)
+        artifact = ctx.extra.get("artifact")
+        if artifact is not None:
+            meta = {
+                "n": int(len(keep)),
+                "modalities": list(ctx.modalities),
+                "fused": "concat",
+                "pred_source": sources,
+                "step": int(info.step),
+            }
+            artifact(epoch, "snapshot", path.relative_to(ctx.run_dir).as_posix(), meta)

@@ -1,0 +1,89 @@
+"""Per-modality accuracy inside the jointly trained model: nearest class mean and a linear probe."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from mmviz.config import param
+from mmviz.probes.base import Probe, ProbeConfig
+from mmviz.probes.common import fused_features, train_features
+from mmviz.probes.metrics import compute_linear_probe_accuracy, compute_ncm_loo_predictions
+from mmviz.probes.registry import PROBES
+from mmviz.training.context import StepInfo
+
+
+@dataclasses.dataclass(frozen=True)
+class UnimodalAccConfig(ProbeConfig):
+    """Settings of the per-modality accuracy probe."""
+
+    every_n_epochs: int = param(5, "Run every N epochs (and at the last epoch).", low=1, high=100_000)
+    probe_every: int = param(
+        0,
+        "Fit the logistic-regression probe at epochs divisible by N and at the last "
+        "epoch (0 = never: ~20 ms per fit, the costliest measure).",
+        low=0,
+        high=100_000,
+    )
+    probe_train_samples: int = param(
+        500,
+        "Train samples (a fixed stratified subset) the linear probe is fitted on.",
+        low=10,
+        high=1_000_000,
+        log=True,
+    )
+    probe_c: float = param(
+        1.0,
+        "Inverse L2 regularisation strength C of the logistic-regression probe.",
+        low=0.0,
+        low_open=True,
+        high=1e6,
+        log=True,
+    )
+    probe_max_iter: int = param(
+        20,
+        "Iteration cap of the probe's lbfgs solver (accuracy settles long before the loss converges).",
+        low=1,
+        high=10_000,
+    )
+
+
+@PROBES.register(
+    "unimodal_acc",
+    config=UnimodalAccConfig,
+    cadence="epoch",
+    keys=("val/acc_ncm/<m>", "val/acc_probe/<m>", "val/acc_probe/fused"),
+)
+class UnimodalAccProbe(Probe):
+    """Each modality's val accuracy measured on its frozen features, two ways (METHODS.md §1.4, items 5 and 6).
+
+    ``val/acc_ncm/<m>``: nearest-class-mean classifier, as PMR's prototype accuracy (Fan et al., CVPR 2023), on
+    the val features alone and leave-one-out — each val sample goes to the closest class mean, its own class's
+    mean computed without it — so no extra pass over the train split is needed. ``val/acc_probe/<m>`` and
+    ``val/acc_probe/fused``: a logistic-regression linear probe (scikit-learn, lbfgs, standardised features, fixed
+    seed) fitted on frozen features of a fixed stratified train subset (one no-grad eval-mode pass) and scored on
+    val — how much class information the encoder holds, whether or not the fusion head uses it (the OGM-GE
+    linear-probe figure; the fused probe uses the concatenated features). The probe is the costly part: by default
+    it is fitted at the last epoch only (``probe_every`` = N adds epochs divisible by N); in between its keys are
+    absent. The head-split accuracy ``val/acc/<m>`` is logged by the training loop itself where the fusion allows
+    it. These measures disagree substantially; the key says which.
+    """
+
+    name = "unimodal_acc"
+    config_cls = UnimodalAccConfig
+    per_epoch = True
+
+    def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:
+        ctx, cfg = self.ctx, self.config
+        labels = evaluation.labels
+        for m in ctx.modalities:
+            pred = compute_ncm_loo_predictions(evaluation.features[m], labels, ctx.num_classes)
+            self.log(f"val/acc_ncm/{m}", float((pred == labels).double().mean()))
+        if cfg.probe_every == 0 or (epoch % cfg.probe_every != 0 and epoch != info.total_epochs):
+            return
+        train_x, train_y = train_features(ctx, cfg.probe_train_samples)
+        pairs = {m: (train_x[m], evaluation.features[m]) for m in ctx.modalities}
+        pairs["fused"] = (fused_features(train_x, ctx.modalities), fused_features(evaluation.features, ctx.modalities))
+        for key, (xtr, xval) in pairs.items():
+            acc = compute_linear_probe_accuracy(xtr, train_y, xval, labels, c=cfg.probe_c, max_iter=cfg.probe_max_iter)
+            self.log(f"val/acc_probe/{key}", acc)

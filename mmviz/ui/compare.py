@@ -1,0 +1,179 @@
+"""The compare page: overlay one metric across runs (one facet per modality) and a summary table."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from mmviz.analysis.summary import compute_compare_table, run_family
+from mmviz.ui.charts import render_chart_controls, render_figure
+from mmviz.ui.labels import epoch_text, run_method_label
+from mmviz.ui.readers import (
+    keys_matching,
+    load_run_events,
+    load_run_keys,
+    load_run_metrics,
+    load_runs,
+    metric_group_options,
+    run_token,
+    runs_by_id,
+)
+from mmviz.viz import plot_compare
+from mmviz.viz.series import export_frame
+
+RUNS_KEY = "compare.runs"
+FAMILY_KEY = "compare.family"
+METRIC_KEY = "compare.metric"
+QP_KEY = "compare.query"
+DEFAULT_METRIC = ("val", "acc")
+REFRESH_S = 5
+
+
+def family_roots(runs: pd.DataFrame) -> list[str]:
+    """Runs that have forks and no parent in the workspace (roots of fork trees), newest first."""
+    if runs.empty:
+        return []
+    ids = set(runs["run_id"])
+    parents = {p for p in runs["parent_run_id"] if isinstance(p, str) and p in ids}
+    roots = []
+    for rid in runs["run_id"]:
+        if rid in parents:
+            fam = run_family(runs, rid)
+            if fam[0] not in roots:
+                roots.append(fam[0])
+    return roots
+
+
+def _apply_family(runs: pd.DataFrame) -> None:
+    root = st.session_state.get(FAMILY_KEY)
+    if root:
+        st.session_state[RUNS_KEY] = run_family(runs, root)
+
+
+def render_run_selection(runs: pd.DataFrame) -> list[str]:
+    """Family shortcut and the run multiselect; ``?family=ID`` or ``?runs=a,b`` in the URL preselect."""
+    by_id = runs_by_id(runs)
+    query = (st.query_params.get("family"), st.query_params.get("runs"))
+    if query != st.session_state.get(QP_KEY):
+        st.session_state[QP_KEY] = query
+        if query[0] in by_id:
+            st.session_state[RUNS_KEY] = run_family(runs, query[0])
+        elif query[1]:
+            st.session_state[RUNS_KEY] = [r for r in query[1].split(",") if r in by_id]
+    if RUNS_KEY not in st.session_state:
+        roots = family_roots(runs)
+        st.session_state[RUNS_KEY] = run_family(runs, roots[0]) if roots else list(by_id)[:2]
+    st.session_state[RUNS_KEY] = [r for r in st.session_state[RUNS_KEY] if r in by_id]
+    roots = family_roots(runs)
+    c1, c2 = st.columns([1, 3])
+    with c1:
+        st.selectbox(
+            "Select a run with its forks",
+            [""] + roots,
+            format_func=lambda r: "…" if not r else f"{by_id[r].get('name') or r} + forks",
+            key=FAMILY_KEY,
+            on_change=_apply_family,
+            args=(runs,),
+        )
+    with c2:
+        selected = st.multiselect("Runs", list(by_id), format_func=lambda r: run_method_label(by_id[r]), key=RUNS_KEY)
+    for rid in selected:
+        run = by_id[rid]
+        if run.get("parent_run_id") in by_id:
+            parent = by_id[run["parent_run_id"]]
+            st.caption(
+                f"↳ {run.get('name')} ({run.get('method')}) forked from {parent.get('name')} "
+                f"({parent.get('method')}) at epoch {epoch_text(run.get('fork_epoch'))}"
+            )
+    return selected
+
+
+def _load(workspace: str, runs: list[dict], select) -> pd.DataFrame:
+    frames = []
+    for run in runs:
+        token = run_token(run)
+        keys = tuple(select(load_run_keys(workspace, run["run_id"], token), list(run.get("modalities") or [])))
+        if keys:
+            frames.append(load_run_metrics(workspace, run["run_id"], keys, token))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def render_compare_page(store, workspace: str) -> None:
+    """The whole compare page below the frame."""
+    runs = load_runs(workspace)
+    if runs.empty:
+        st.info("No runs yet in this workspace.")
+        return
+    by_id = runs_by_id(runs)
+    selected = render_run_selection(runs)
+    if not selected:
+        st.info("Select one or more runs.")
+        return
+    chosen = [by_id[r] for r in selected]
+    groups = sorted(
+        {
+            g
+            for run in chosen
+            for g in metric_group_options(
+                load_run_keys(workspace, run["run_id"], run_token(run)), list(run.get("modalities") or [])
+            )
+        },
+        key=lambda g: (g[0] or "", g[1]),
+    )
+    if not groups:
+        st.info("The selected runs have no metrics yet.")
+        return
+    labels = {g: f"{g[0]}/{g[1]}" if g[0] else g[1] for g in groups}
+    if st.session_state.get(METRIC_KEY) not in groups:
+        st.session_state[METRIC_KEY] = DEFAULT_METRIC if DEFAULT_METRIC in groups else groups[0]
+    split, quantity = st.selectbox(
+        "Metric", groups, format_func=labels.get, key=METRIC_KEY, help="Every logged metric; one facet per modality."
+    )
+    options = render_chart_controls("compare")
+    active = any(r.get("effective_status") in ("running", "queued") for r in chosen)
+    every = REFRESH_S if active and st.toggle("Refresh while runs train", value=True, key="compare.live") else None
+    st.fragment(run_every=every)(render_comparison)(workspace, selected, (split, quantity), labels, options)
+
+
+def render_comparison(workspace: str, selected: list[str], metric: tuple, labels: dict, options) -> None:
+    """Chart, summary table and CSV exports (a fragment: refreshed on a timer while a selected run trains)."""
+    by_id = runs_by_id(load_runs(workspace))
+    chosen = [by_id[r] for r in selected if r in by_id]
+    split, quantity = metric
+    frame = _load(workspace, chosen, lambda keys, mods: keys_matching(keys, mods, split, quantity))
+    tokens = tuple(run_token(r) for r in chosen)
+    events = load_run_events(workspace, tuple(selected), tokens)
+    t0 = {r["run_id"]: r.get("started") for r in chosen if r.get("started")}
+    render_figure(plot_compare(frame, split, quantity, chosen, options, events, t0), key="compare.chart")
+
+    st.subheader("Summary")
+    summary_frame = _load(
+        workspace, chosen, lambda keys, mods: [k for k in keys if k.startswith("val/acc") or k == "imbalance/index"]
+    )
+    table = compute_compare_table(chosen, summary_frame)
+    percent = {c: st.column_config.NumberColumn(format="percent") for c in table.attrs.get("percent_columns", [])}
+    st.dataframe(table, hide_index=True, width="stretch", column_config=percent, key="compare.summary")
+    st.caption(
+        "Best epoch = highest val fused accuracy; per-modality accuracies are at that epoch, by each measure "
+        "that was logged. The last columns are the settings that differ between the selected runs."
+    )
+    c1, c2 = st.columns(2)
+    shown = [(split, quantity)]
+    c1.download_button(
+        "CSV of the chart's series",
+        icon=":material/download:",
+        data=lambda: export_frame(frame, shown, options, t0).to_csv(index=False),
+        file_name=f"compare-{labels[(split, quantity)].replace('/', '_')}.csv",
+        mime="text/csv",
+        on_click="ignore",
+        key="compare.csv",
+    )
+    c2.download_button(
+        "CSV of the summary table",
+        icon=":material/download:",
+        data=lambda: table.to_csv(index=False),
+        file_name="compare-summary.csv",
+        mime="text/csv",
+        on_click="ignore",
+        key="compare.summary_csv",
+    )

@@ -1,0 +1,221 @@
+"""Launch, restart and fork forms: every widget comes from the registered config dataclasses.
+
+Dataset and method are picked outside the form (their settings depend on them); everything else sits in one
+``st.form`` so typing does not rerun the page. Submitting validates through the same code as the CLI
+(:func:`mmviz.training.config.build_run_config` and :func:`mmviz.training.build.check_run_config`) and shows
+its one-sentence error in the form when the combination is invalid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import streamlit as st
+
+from mmviz.balancing import METHODS
+from mmviz.data import DATASETS
+from mmviz.errors import MmvizError
+from mmviz.probes import PROBES
+from mmviz.training.config import ModelConfig, OptimConfig, TrainConfig
+from mmviz.ui.forms import changed_fields, cli_command, defaults_of, render_config
+from mmviz.ui.frame import flash
+from mmviz.ui.readers import load_runs
+
+SECTIONS = ("data", "model", "method", "optim", "train", "probes")
+TAB_TITLES = {
+    "data": "Data",
+    "model": "Model",
+    "method": "Method",
+    "optim": "Optimizer",
+    "train": "Training",
+    "probes": "Diagnostics",
+}
+DEMO = {"dataset": "mfeat", "method": "baseline", "name": "demo-mfeat", "tags": ["demo"]}
+
+
+def render_registry_picker(label: str, registry, key: str, current: str | None = None) -> str:
+    """A select box over a registry's names, with each entry's one-line description as its help."""
+    names = registry.names()
+    index = names.index(current) if current in names else 0
+    help_text = "\n\n".join(f"**{e.name}**: {e.summary}" for e in registry)
+    return st.selectbox(label, names, index=index, key=key, help=help_text)
+
+
+def render_run_form(
+    key: str, dataset: str, method: str, base: Mapping[str, Any] | None = None, sections: tuple = SECTIONS
+) -> dict[str, dict]:
+    """Tabs of widgets for the run-config ``sections`` (call inside ``st.form``); returns the overrides: every
+    field changed from what the form showed first (``base``'s values, else the defaults)."""
+    base = dict(base or {})
+    me = METHODS.get(method)
+    ds = DATASETS.get(dataset) if "data" in sections else None
+    initial = {
+        "data": base.get("data") if base.get("dataset") == dataset else None,
+        "model": base.get("model"),
+        "method": base.get("method_params") if base.get("method") == method else None,
+        "optim": base.get("optim"),
+        "train": base.get("train"),
+    }
+    classes = {
+        "data": ds.config_cls if ds else None,
+        "model": ModelConfig,
+        "method": me.config_cls,
+        "optim": OptimConfig,
+        "train": TrainConfig,
+    }
+    overrides: dict[str, dict] = {}
+    tabs = st.tabs([TAB_TITLES[s] for s in sections])
+    for tab, section in zip(tabs, sections, strict=True):
+        with tab:
+            if section == "probes":
+                probes = _render_probes(key, base.get("probes") or {})
+                if probes:
+                    overrides["probes"] = probes
+                continue
+            cls = classes[section]
+            if section == "method":
+                first, _, rest = (me.description or me.name).strip().partition("\n\n")
+                st.markdown(first)
+                if rest.strip():
+                    with st.expander(f"More about {me.name}"):
+                        st.markdown(rest)
+            elif section == "data":
+                st.caption(ds.summary)
+            shown = {**defaults_of(cls), **(initial[section] or {})}
+            suffix = {"data": f".{dataset}", "method": f".{method}"}.get(section, "")  # new widgets when it changes
+            values = render_config(cls, f"{key}.{section}{suffix}", shown, columns=3)
+            changed = changed_fields(values, shown)
+            if changed:
+                overrides[section] = changed
+    return overrides
+
+
+def _render_probes(key: str, base: Mapping[str, Any]) -> dict[str, dict]:
+    out = {}
+    for entry in PROBES:
+        shown = {**defaults_of(entry.config_cls), **(base.get(entry.name) or {})}
+        st.markdown(f"**{entry.name}**: {entry.summary}")
+        values = render_config(entry.config_cls, f"{key}.probes.{entry.name}", shown, columns=4)
+        changed = changed_fields(values, shown)
+        if changed:
+            out[entry.name] = changed
+    return out
+
+
+def _started(run_id: str, verb: str, parent: str | None = None) -> None:
+    load_runs.clear()
+    links = [("live", "Watch it on the Live page", ":material/monitoring:", {"run": run_id})]
+    if parent:
+        links.append(("compare", "Compare parent and child", ":material/compare_arrows:", {"family": parent}))
+    flash(f"{verb} run {run_id}.", links)
+
+
+def start_run(
+    store, dataset: str, method: str, overrides: Mapping, name: str = "", tags: list[str] | None = None
+) -> str:
+    """Validate like the CLI, then start a trainer process; returns the run id (raises ``MmvizError``)."""
+    from mmviz import launcher
+    from mmviz.training.build import resolve_device
+    from mmviz.training.config import build_run_config
+
+    cfg = build_run_config(dataset, method, overrides=overrides)
+    resolve_device(cfg.train.device)
+    return launcher.launch(store, dataset, method, overrides=overrides, name=name, tags=tags or [])
+
+
+def render_demo_button(store) -> None:
+    """A button that starts the default demo run (mfeat, baseline)."""
+    if st.button(
+        "Start demo run (mfeat)",
+        icon=":material/play_arrow:",
+        key="demo",
+        help="Baseline training on the bundled mfeat digits (~1 min on a CPU).",
+    ):
+        try:
+            run_id = start_run(store, DEMO["dataset"], DEMO["method"], {}, name=DEMO["name"], tags=DEMO["tags"])
+        except MmvizError as exc:
+            st.error(str(exc))
+        else:
+            _started(run_id, "Started demo")
+
+
+def render_launch_form(store) -> None:
+    """Dataset and method pickers, the settings form, and the launch button."""
+    c1, c2 = st.columns(2)
+    with c1:
+        dataset = render_registry_picker("Dataset", DATASETS, "launch.dataset", "mfeat")
+    with c2:
+        method = render_registry_picker("Balancing method", METHODS, "launch.method", "baseline")
+    with st.form("launch.form"):
+        overrides = render_run_form("launch", dataset, method)
+        c1, c2 = st.columns(2)
+        name = c1.text_input("Run name", key="launch.name", placeholder=f"{dataset}-{method}")
+        tags = c2.text_input("Tags", key="launch.tags", help="Comma-separated.")
+        submitted = st.form_submit_button("Launch run", type="primary")
+    if submitted:
+        st.caption("Equivalent command: `" + cli_command(dataset, method, overrides) + "`")
+        try:
+            run_id = start_run(store, dataset, method, overrides, name=name.strip(), tags=_tags(tags))
+        except MmvizError as exc:
+            st.error(str(exc))
+        else:
+            _started(run_id, "Started")
+
+
+def render_restart_form(store, run: Mapping) -> None:
+    """Restart ``run`` from scratch with edited settings (a new run; the old one is kept)."""
+    from mmviz import launcher
+
+    base = run.get("config") or {}
+    rid = run["run_id"]
+    c1, c2 = st.columns(2)
+    with c1:
+        dataset = render_registry_picker("Dataset", DATASETS, f"restart.{rid}.dataset", base.get("dataset"))
+    with c2:
+        method = render_registry_picker("Balancing method", METHODS, f"restart.{rid}.method", base.get("method"))
+    with st.form(f"restart.{rid}.form"):
+        overrides = render_run_form(f"restart.{rid}", dataset, method, base)
+        name = st.text_input("Run name", key=f"restart.{rid}.name", value=f"{run.get('name') or rid}-restart")
+        submitted = st.form_submit_button("Restart with these settings", type="primary")
+    if submitted:
+        try:
+            new_id = launcher.restart(
+                store, rid, dataset=dataset, method=method, overrides=overrides, name=name.strip()
+            )
+        except MmvizError as exc:
+            st.error(str(exc))
+        else:
+            _started(new_id, "Restarted as")
+
+
+def render_fork_form(store, run: Mapping) -> None:
+    """Fork ``run`` from one of its checkpoints with edited balancing settings (the child resumes its weights)."""
+    from mmviz import launcher
+
+    rid = run["run_id"]
+    base = run.get("config") or {}
+    epochs = launcher.available_checkpoints(store, rid)
+    if not epochs:
+        st.info("This run has no checkpoint yet: a fork starts from a checkpoint written at the end of an epoch.")
+        return
+    c1, c2 = st.columns(2)
+    with c1:
+        epoch = st.selectbox("From checkpoint epoch", epochs, index=len(epochs) - 1, key=f"fork.{rid}.epoch")
+    with c2:
+        method = render_registry_picker("Balancing method", METHODS, f"fork.{rid}.method", base.get("method"))
+    with st.form(f"fork.{rid}.form"):
+        overrides = render_run_form(f"fork.{rid}", base.get("dataset") or "mfeat", method, base, ("method", "train"))
+        name = st.text_input("Run name", key=f"fork.{rid}.name", value=f"{run.get('name') or rid}-{method}-e{epoch}")
+        submitted = st.form_submit_button("Fork", type="primary")
+    if submitted:
+        try:
+            child = launcher.fork(store, rid, int(epoch), method=method, overrides=overrides, name=name.strip())
+        except MmvizError as exc:
+            st.error(str(exc))
+        else:
+            _started(child, "Forked as", parent=rid)
+
+
+def _tags(text: str) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]

@@ -1,0 +1,133 @@
+"""Cached readers of the run store, and the live buffer that grows by reading only newer rows.
+
+Readers are keyed by the workspace path plus a *token* that changes when a run changes (its status, step and
+heartbeat), so a finished run is read once and a running run is re-read only when it has moved on. The live
+page does not use these caches: it keeps one :class:`LiveBuffer` per run for the whole server and asks the store
+only for rows with an id above the largest it holds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Iterable
+
+import pandas as pd
+import streamlit as st
+
+from mmviz.store.keys import parse_key
+from mmviz.store.schema import METRIC_COLUMNS, METRIC_DTYPES
+from mmviz.ui.frame import get_store
+
+
+def run_token(run: dict) -> tuple:
+    """What makes a cached read of ``run`` stale: its status, step, epochs done and heartbeat."""
+    return (run.get("effective_status"), run.get("step"), run.get("epochs_done"), run.get("heartbeat"))
+
+
+@st.cache_data(ttl=1.0, show_spinner=False, max_entries=16)
+def load_runs(workspace: str) -> pd.DataFrame:
+    """All runs of the workspace, newest first (re-read at most once a second per server); missing values are
+    ``None`` (not NaN), so ``run.get(...)`` tests read naturally."""
+    runs = get_store(workspace).list_runs()
+    return runs.astype(object).where(runs.notna(), None)
+
+
+def runs_by_id(runs: pd.DataFrame) -> dict[str, dict]:
+    """``{run_id: run dict}`` from :func:`load_runs`' frame."""
+    return {r["run_id"]: r for r in runs.to_dict("records")}
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def load_run_keys(workspace: str, run_id: str, token: tuple) -> list[str]:
+    """The metric keys logged for a run (``token``: see :func:`run_token`)."""
+    return get_store(workspace).metric_keys(run_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def load_run_metrics(workspace: str, run_id: str, keys: tuple[str, ...], token: tuple) -> pd.DataFrame:
+    """Tidy metric rows of one run for ``keys`` (``token``: see :func:`run_token`)."""
+    if not keys:
+        return pd.DataFrame({c: pd.Series(dtype=METRIC_DTYPES.get(c, "str")) for c in METRIC_COLUMNS})
+    return get_store(workspace).load_metrics(run_id, keys=list(keys))
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def load_run_events(workspace: str, run_ids: tuple[str, ...], token: tuple) -> pd.DataFrame:
+    """Events of the runs, ordered by id (``token``: the runs' tokens)."""
+    return get_store(workspace).load_events(list(run_ids))
+
+
+def load_last_values(workspace: str, runs: Iterable[dict], key: str) -> dict[str, float]:
+    """``{run_id: last value of key}`` for the runs that logged it."""
+    out = {}
+    for run in runs:
+        rid = run["run_id"]
+        if key not in load_run_keys(workspace, rid, run_token(run)):
+            continue
+        rows = load_run_metrics(workspace, rid, (key,), run_token(run))
+        if not rows.empty:
+            out[rid] = float(rows.sort_values(["step", "id"])["value"].iloc[-1])
+    return out
+
+
+def keys_matching(keys: Iterable[str], modalities: list[str], split: str | None, quantity: str) -> list[str]:
+    """The keys whose ``(split, quantity)`` is the given one, e.g. all ``val/acc/<m>`` for ``('val', 'acc')``."""
+    out = []
+    for key in keys:
+        s, q, _ = parse_key(key, modalities)
+        if s == split and q == quantity:
+            out.append(key)
+    return out
+
+
+def metric_group_options(keys: Iterable[str], modalities: list[str]) -> list[tuple[str | None, str]]:
+    """The distinct ``(split, quantity)`` groups of ``keys``, sorted (test split excluded)."""
+    groups = set()
+    for key in keys:
+        s, q, _ = parse_key(key, modalities)
+        if s != "test":
+            groups.add((s, q))
+    return sorted(groups, key=lambda g: (g[0] or "", g[1]))
+
+
+@dataclasses.dataclass
+class LiveBuffer:
+    """The rows of one run held for live views; :meth:`update` appends only rows newer than those held.
+
+    One buffer per run is shared by every browser session of the server (:func:`live_buffer`): a second tab on
+    the same run reads only what is new. Updates take a lock; the frame is replaced, never changed in place, so
+    a session drawing the previous frame is not disturbed.
+    """
+
+    workspace: str
+    run_id: str
+    frame: pd.DataFrame = dataclasses.field(
+        default_factory=lambda: pd.DataFrame({c: pd.Series(dtype=METRIC_DTYPES.get(c, "str")) for c in METRIC_COLUMNS})
+    )
+    events: pd.DataFrame | None = None
+    after_id: int = 0
+    after_event: int = 0
+    updates: int = 0
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
+
+    def update(self, store) -> int:
+        """Read the rows and events logged since the last update; return how many metric rows arrived."""
+        with self.lock:
+            new = store.load_metrics(self.run_id, after_id=self.after_id)
+            if not new.empty:
+                self.frame = new if self.frame.empty else pd.concat([self.frame, new], ignore_index=True)
+                self.after_id = int(new["id"].max())
+            events = store.load_events(self.run_id, after_id=self.after_event)
+            if self.events is None or not events.empty:
+                self.events = events if self.events is None or self.events.empty else pd.concat([self.events, events])
+                if not events.empty:
+                    self.after_event = int(events["id"].max())
+            self.updates += 1
+            return len(new)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def live_buffer(workspace: str, run_id: str) -> LiveBuffer:
+    """The server's live buffer for the run, shared by all sessions (empty until its first update)."""
+    return LiveBuffer(workspace, run_id)

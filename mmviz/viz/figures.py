@@ -1,0 +1,294 @@
+"""Plotly figure builders: tidy metric rows in, ``go.Figure`` out (no Streamlit here).
+
+Every chart draws each series twice when smoothing is on: the raw line faint, the debiased EMA on top, in the same
+colour and legend group (clicking the legend toggles both). Events (fork, stop, re-init) are vertical dotted lines
+on every facet. Facets are laid out by hand (``make_subplots`` costs ~25 ms a figure, too slow for live refresh).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from mmviz.viz.panels import (
+    DASHES,
+    EVENT_COLORS,
+    MEASUREMENT_DASH,
+    PanelSpec,
+    facet_title,
+    measurement_label,
+    modality_color,
+    run_color,
+)
+from mmviz.viz.series import X_TITLES, ChartOptions, Series, prepare_series, rows_of_groups
+
+ROW_HEIGHT = 290
+MAX_COLS = 3
+SPLIT_ORDER = {"train": 0, "": 1, "val": 2}
+MARKERS_BELOW = 60  # series this short get markers: per-epoch signals of a short run are a handful of points
+
+
+def make_figure(data: list[dict], layout: dict) -> go.Figure:
+    """``go.Figure(data, layout)`` without plotly's per-property validation.
+
+    Validation costs about a third of a live refresh (every array goes through narwhals); the builders here emit
+    a fixed set of properties, which the tests check by rebuilding each figure with validation on.
+    """
+    try:
+        return go.Figure(data=data, layout=layout, _validate=False)
+    except TypeError:  # a plotly without the switch
+        return go.Figure(data=data, layout=layout)
+
+
+def _axis_suffix(i: int) -> str:
+    return "" if i == 0 else str(i + 1)
+
+
+def _grid_layout(titles: Sequence[str], options: ChartOptions, y_title: str = "") -> dict:
+    """Layout dict with one x/y axis pair per facet on a grid of at most ``MAX_COLS`` columns."""
+    n = max(1, len(titles))
+    cols = min(n, MAX_COLS)
+    rows = math.ceil(n / cols)
+    height = ROW_HEIGHT * rows + 40
+    h_gap, v_gap = 0.07, min(0.25, 90 / height)
+    width = (1 - h_gap * (cols - 1)) / cols
+    row_h = (1 - v_gap * (rows - 1)) / rows
+    layout: dict = {
+        "height": height,
+        "margin": {"l": 10, "r": 10, "t": 40 if len(titles) > 1 else 20, "b": 10},
+        "hovermode": "x unified" if n == 1 else "closest",
+        "legend": {"tracegroupgap": 2, "font": {"size": 11}},
+        "annotations": [],
+        "shapes": [],
+    }
+    for i in range(n):
+        r, c = divmod(i, cols)
+        x0 = c * (width + h_gap)
+        y1 = 1 - r * (row_h + v_gap)
+        s = _axis_suffix(i)
+        layout[f"xaxis{s}"] = {
+            "domain": [x0, x0 + width],
+            "anchor": f"y{s}",
+            "title": {"text": X_TITLES[options.x_axis] if r == rows - 1 else ""},
+            "showgrid": True,
+        }
+        layout[f"yaxis{s}"] = {
+            "domain": [max(0.0, y1 - row_h), y1],
+            "anchor": f"x{s}",
+            "type": "log" if options.log_y else "linear",
+            "title": {"text": y_title if n == 1 else ""},
+            "showgrid": True,
+        }
+        if len(titles) > 1:
+            layout["annotations"].append(
+                {
+                    "text": f"<b>{titles[i]}</b>",
+                    "xref": f"x{s} domain",
+                    "yref": f"y{s} domain",
+                    "x": 0.5,
+                    "y": 1.0,
+                    "yanchor": "bottom",
+                    "showarrow": False,
+                    "font": {"size": 12},
+                }
+            )
+    return layout
+
+
+def _event_marks(
+    layout: dict,
+    events: pd.DataFrame | None,
+    options: ChartOptions,
+    t0: Mapping[str, float] | None,
+    n_facets: int,
+    colors: Mapping[str, str] | None = None,
+) -> None:
+    """Add a vertical dotted line per event on every facet, labelled once on the first facet."""
+    if events is None or events.empty:
+        return
+    for ev in events.to_dict("records"):
+        if options.x_axis == "wall time":
+            start = None if t0 is None else t0.get(ev["run_id"])
+            if start is None:
+                continue  # no run start to measure from
+            x = float(ev["wall_time"]) - start
+        else:
+            x = float(ev["step"] if options.x_axis == "step" else ev["epoch"])
+        color = (colors or {}).get(ev["run_id"], EVENT_COLORS.get(ev["kind"], "#7f7f7f"))
+        for i in range(n_facets):
+            s = _axis_suffix(i)
+            layout["shapes"].append(
+                {
+                    "type": "line",
+                    "xref": f"x{s}",
+                    "yref": f"y{s} domain",
+                    "x0": x,
+                    "x1": x,
+                    "y0": 0,
+                    "y1": 1,
+                    "line": {"color": color, "width": 1.5, "dash": "dot"},
+                }
+            )
+        payload = ev.get("payload") or {}
+        detail = ", ".join(f"{k}={v}" for k, v in payload.items()) if isinstance(payload, dict) else ""
+        layout["annotations"].append(
+            {
+                "text": str(ev["kind"]),
+                "hovertext": f"{ev['kind']} at step {int(ev['step'])}" + (f" ({detail})" if detail else ""),
+                "xref": "x",
+                "yref": "y domain",
+                "x": x,
+                "y": 1.0,
+                "yanchor": "top",
+                "xanchor": "left",
+                "showarrow": False,
+                "font": {"size": 10, "color": color},
+            }
+        )
+
+
+def _traces(s: Series, axis: int, name: str, color: str, dash: str, show_legend: bool) -> list[dict]:
+    """The faint raw line (when smoothing) and the main line of one series."""
+    suffix = _axis_suffix(axis)
+    mode = "lines+markers" if s.x.size <= MARKERS_BELOW else "lines"
+    common = {"type": "scatter", "x": s.x, "xaxis": f"x{suffix}", "yaxis": f"y{suffix}", "legendgroup": name}
+    main = {
+        **common,
+        "y": s.y if s.y_smooth is None else s.y_smooth,
+        "mode": mode,
+        "name": name,
+        "showlegend": show_legend,
+        "line": {"color": color, "dash": dash, "width": 2},
+        "marker": {"size": 5},
+        "hovertemplate": f"{name}: %{{y:.4g}}<extra></extra>",
+    }
+    if s.y_smooth is None:
+        return [main]
+    raw = {
+        **common,
+        "y": s.y,
+        "mode": mode,
+        "name": f"{name} (raw)",
+        "showlegend": False,
+        "opacity": 0.25,
+        "line": {"color": color, "dash": dash, "width": 1},
+        "marker": {"size": 3},
+        "hoverinfo": "skip",
+    }
+    return [raw, main]
+
+
+def plot_panel(
+    frame: pd.DataFrame,
+    panel: PanelSpec,
+    groups: Sequence[tuple[str | None, str]],
+    modalities: list[str],
+    options: ChartOptions,
+    events: pd.DataFrame | None = None,
+    t0: Mapping[str, float] | None = None,
+) -> go.Figure:
+    """One live chart of one run: the ``groups`` (split, quantity) of ``panel``, faceted as the panel says.
+
+    Args:
+        frame: tidy rows of one run (other keys are ignored).
+        panel: the panel spec (title, facet rule).
+        groups: the ``(split, quantity)`` groups to draw, e.g. from :func:`mmviz.viz.panels.assign_panels`.
+        modalities: the run's modality names, for stable colours.
+        options: x axis, smoothing, log-y and points per series.
+        events: the run's events, drawn as vertical lines.
+        t0: run start time per run id, for the wall-time axis.
+    """
+    series = prepare_series(rows_of_groups(frame, groups), options, dict(t0) if t0 else None)
+    if panel.facet == "split":
+        facets = sorted({g[0] or "" for g in groups}, key=lambda s: SPLIT_ORDER.get(s, 9))
+        facet_of = {g: facets.index(g[0] or "") for g in groups}
+        titles = [f or "all" for f in facets]
+    elif panel.facet == "quantity":
+        facets = sorted({g[1] for g in groups})
+        facet_of = {g: facets.index(g[1]) for g in groups}
+        titles = [facet_title(None, q) for q in facets]
+    else:
+        facet_of = dict.fromkeys(groups, 0)
+        titles = [panel.title]
+    quantities = sorted({g[1] for g in groups})
+    layout = _grid_layout(titles, options, y_title=quantities[0] if len(quantities) == 1 else "")
+    data: list[dict] = []
+    seen: set[str] = set()
+    rank = {m: i for i, m in enumerate(["fused", *modalities])}
+    series.sort(
+        key=lambda s: (
+            facet_of[(s.split, s.quantity)],
+            rank.get(s.modality or "fused", len(rank)),
+            s.modality or "",
+            quantities.index(s.quantity),
+        )
+    )
+    for s in series:
+        if panel.facet == "quantity":  # the facet title names the quantity; the legend names the modality
+            name = s.modality or facet_title(s.split, s.quantity)
+        else:
+            name = measurement_label(s.split, s.quantity, s.modality)
+        if panel.facet != "split" and s.split and len({g[0] for g in groups}) > 1:
+            name = f"{s.split} · {name}"
+        if panel.facet == "quantity":
+            dash = MEASUREMENT_DASH.get(s.quantity, "solid")
+        else:
+            dash = MEASUREMENT_DASH.get(s.quantity, DASHES[quantities.index(s.quantity) % len(DASHES)])
+        if panel.facet != "split" and s.split == "val" and s.quantity == "loss":
+            dash = "dash"
+        color = modality_color(s.modality, modalities)
+        data.extend(_traces(s, facet_of[(s.split, s.quantity)], name, color, dash, name not in seen))
+        seen.add(name)
+    _event_marks(layout, events, options, t0, len(titles))
+    return make_figure(data, layout)
+
+
+def plot_compare(
+    frame: pd.DataFrame,
+    split: str | None,
+    quantity: str,
+    runs: Sequence[Mapping],
+    options: ChartOptions,
+    events: pd.DataFrame | None = None,
+    t0: Mapping[str, float] | None = None,
+) -> go.Figure:
+    """Overlay one metric across runs, one facet per modality (fused first), one colour per run.
+
+    Args:
+        frame: tidy rows of the runs (other keys are ignored).
+        split, quantity: the metric, e.g. ``('val', 'acc')`` or ``(None, 'grad_norm')``.
+        runs: run dicts (``run_id``, ``name``, ``modalities``) in legend order.
+        options: x axis, smoothing, log-y and points per series.
+        events: the runs' events (forks mark where a child left its parent).
+        t0: run start time per run id, for the wall-time axis.
+    """
+    if frame.empty:
+        rows = frame
+    else:
+        split_ok = frame["split"].isna() if split is None else frame["split"] == split
+        rows = frame[split_ok & (frame["quantity"] == quantity)]
+    series = prepare_series(rows, options, dict(t0) if t0 else None)
+    order: list[str] = []
+    for run in runs:
+        for m in run.get("modalities") or []:
+            if m not in order:
+                order.append(m)
+    present = {s.modality or "" for s in series}
+    facets = [m for m in ("", "fused", *order) if m in present] + sorted(present - {"", "fused", *order})
+    titles = [f or quantity for f in facets] or [quantity]
+    layout = _grid_layout(titles, options, y_title=f"{split}/{quantity}" if split else quantity)
+    index = {run["run_id"]: i for i, run in enumerate(runs)}
+    names = {run["run_id"]: str(run.get("name") or run["run_id"]) for run in runs}
+    data: list[dict] = []
+    seen: set[str] = set()
+    for s in sorted(series, key=lambda s: index.get(s.run_id, len(index))):
+        name = names.get(s.run_id, s.run_id)
+        color = run_color(index.get(s.run_id, len(index)))
+        data.extend(_traces(s, facets.index(s.modality or ""), name, color, "solid", name not in seen))
+        seen.add(name)
+    colors = {rid: run_color(i) for rid, i in index.items()}
+    _event_marks(layout, events, options, t0, len(titles), colors)
+    return make_figure(data, layout)

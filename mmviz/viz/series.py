@@ -1,0 +1,211 @@
+"""Per-series maths behind every chart: x-axis values, debiased EMA smoothing and deterministic down-sampling.
+
+Smoothing is TensorBoard's: an exponential moving average over the points in order (not over x distance),
+started at zero and divided by ``1 - weight**n`` so the first points are not pulled towards zero; non-finite
+points are passed through and skipped by the average.
+
+Down-sampling keeps the extremes: a series longer than ``max_points`` is cut into ``max_points // 2`` buckets of
+equal point count, and each bucket keeps its minimum and its maximum (in x order); the first and the last point
+are always kept. It is deterministic (same input, same output), keeps every spike visible, and never samples at
+random. The raw data stays exportable as is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+X_AXES = ("step", "epoch", "wall time")
+SMOOTH_ABOVE = 10  # series this short (a few evaluations) are drawn raw: an average of three points misleads
+X_TITLES = {"step": "step", "epoch": "epoch", "wall time": "wall time (s since start)"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ChartOptions:
+    """What the chart controls choose: x axis, smoothing weight in [0, 1), log-y, points kept per series.
+
+    Smoothing applies to series longer than ``SMOOTH_ABOVE`` points; shorter ones are drawn raw.
+    """
+
+    x_axis: str = "step"
+    smoothing: float = 0.6
+    log_y: bool = False
+    max_points: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.x_axis not in X_AXES:
+            raise ValueError(f"x_axis must be one of {', '.join(X_AXES)}, got {self.x_axis!r}.")
+        if not 0.0 <= self.smoothing < 1.0:
+            raise ValueError(f"smoothing must be in [0, 1), got {self.smoothing!r}.")
+        if self.max_points < 4:
+            raise ValueError(f"max_points must be at least 4, got {self.max_points!r}.")
+
+
+def compute_debiased_ema(values: np.ndarray, weight: float) -> np.ndarray:
+    """TensorBoard's debiased exponential moving average of ``values`` (N,); non-finite points pass through.
+
+    >>> compute_debiased_ema(np.array([1.0, 1.0, 1.0]), 0.9).round(6).tolist()
+    [1.0, 1.0, 1.0]
+    >>> compute_debiased_ema(np.array([0.0, 1.0]), 0.5).round(6).tolist()
+    [0.0, 0.666667]
+    """
+    values = np.asarray(values, dtype=np.float64)
+    out = values.copy()
+    if weight <= 0.0 or values.size == 0:
+        return out
+    finite = np.isfinite(values)
+    v = values[finite]
+    if v.size == 0:
+        return out
+    from scipy.signal import lfilter  # imported on first use: scipy.signal takes a moment to import
+
+    ema = lfilter([1.0 - weight], [1.0, -weight], v)  # ema_t = w * ema_{t-1} + (1 - w) * v_t, ema_{-1} = 0
+    with np.errstate(under="ignore"):
+        debias = 1.0 - weight ** np.arange(1, v.size + 1, dtype=np.float64)
+    out[finite] = ema / debias
+    return out
+
+
+def compute_minmax_indices(y: np.ndarray, max_points: int) -> np.ndarray:
+    """Indices (sorted) of the points kept when down-sampling ``y`` (N,) to at most ``max_points`` points.
+
+    Buckets of equal point count keep their minimum and maximum; the first and last points are always kept.
+
+    >>> compute_minmax_indices(np.array([0.0, 5.0, 1.0, 1.0, -3.0, 2.0, 0.0, 0.0]), 4).tolist()
+    [0, 1, 4, 7]
+    """
+    y = np.asarray(y, dtype=np.float64)
+    n = y.size
+    if n <= max_points:
+        return np.arange(n)
+    buckets = max(1, (max_points - 2) // 2)
+    size = -(-n // buckets)  # ceil
+    pad = buckets * size - n
+    low = np.where(np.isnan(y), np.inf, y)
+    high = np.where(np.isnan(y), -np.inf, y)
+    if pad:
+        low = np.concatenate([low, np.full(pad, np.inf)])
+        high = np.concatenate([high, np.full(pad, -np.inf)])
+    offsets = np.arange(buckets) * size
+    keep = np.concatenate(
+        [
+            offsets + low.reshape(buckets, size).argmin(axis=1),
+            offsets + high.reshape(buckets, size).argmax(axis=1),
+            [0, n - 1],
+        ]
+    )
+    return np.unique(np.minimum(keep, n - 1))
+
+
+def x_values(frame: pd.DataFrame, x_axis: str, t0: float | None = None) -> np.ndarray:
+    """The x coordinates of tidy rows: ``step``, ``epoch`` or wall time in seconds since ``t0``.
+
+    ``t0`` defaults to the earliest wall time in ``frame``.
+    """
+    if x_axis == "step":
+        return frame["step"].to_numpy(dtype=np.float64)
+    if x_axis == "epoch":
+        return frame["epoch"].to_numpy(dtype=np.float64)
+    if x_axis == "wall time":
+        wall = frame["wall_time"].to_numpy(dtype=np.float64)
+        start = t0 if t0 is not None else (float(np.nanmin(wall)) if wall.size else 0.0)
+        return wall - start
+    raise ValueError(f"x_axis must be one of {', '.join(X_AXES)}, got {x_axis!r}.")
+
+
+@dataclasses.dataclass
+class Series:
+    """One plotted line: its identity, the kept raw points, and the smoothed values at those points."""
+
+    run_id: str
+    key: str
+    split: str | None
+    quantity: str
+    modality: str | None
+    x: np.ndarray
+    y: np.ndarray
+    y_smooth: np.ndarray | None
+    n_raw: int
+
+
+def prepare_series(frame: pd.DataFrame, options: ChartOptions, t0: dict[str, float] | None = None) -> list[Series]:
+    """Split tidy rows into per-(run, key) series: ordered by step, smoothed, then down-sampled.
+
+    Args:
+        frame: tidy metric rows (any order).
+        options: x axis, smoothing weight and the number of points kept per series.
+        t0: per-run start time for the wall-time axis (default: each run's first row).
+    """
+    out: list[Series] = []
+    if frame.empty:
+        return out
+    for (run_id, key), rows in frame.groupby(["run_id", "key"], sort=True):
+        steps = rows["step"].to_numpy()
+        if steps.size > 1 and (np.diff(steps) < 0).any():
+            rows = rows.sort_values(["step", "id"], kind="stable")
+        y = rows["value"].to_numpy(dtype=np.float64)
+        x = x_values(rows, options.x_axis, None if t0 is None else t0.get(run_id))
+        smooth = compute_debiased_ema(y, options.smoothing) if options.smoothing > 0 and y.size > SMOOTH_ABOVE else None
+        keep = compute_minmax_indices(y, options.max_points)
+        first = rows.iloc[0]
+        out.append(
+            Series(
+                run_id=str(run_id),
+                key=str(key),
+                split=first["split"] if isinstance(first["split"], str) else None,
+                quantity=str(first["quantity"]),
+                modality=first["modality"] if isinstance(first["modality"], str) else None,
+                x=x[keep],
+                y=y[keep],
+                y_smooth=None if smooth is None else smooth[keep],
+                n_raw=int(y.size),
+            )
+        )
+    return out
+
+
+def rows_of_groups(frame: pd.DataFrame, groups: list[tuple[str | None, str]] | None) -> pd.DataFrame:
+    """The rows whose ``(split, quantity)`` is one of ``groups`` (all rows when None).
+
+    Matches on the few distinct keys, then selects rows by key: string work on every row is what costs here.
+    """
+    if groups is None or frame.empty:
+        return frame
+    wanted = {(s or "", q) for s, q in groups}
+    first = frame.drop_duplicates("key")
+    keys = [
+        k
+        for k, s, q in zip(first["key"], first["split"], first["quantity"], strict=True)
+        if (s if isinstance(s, str) else "", q) in wanted
+    ]
+    return frame[frame["key"].isin(keys)]
+
+
+def export_frame(
+    frame: pd.DataFrame,
+    groups: list[tuple[str | None, str]] | None,
+    options: ChartOptions,
+    t0: dict[str, float | None] | None = None,
+) -> pd.DataFrame:
+    """The raw rows behind charts (every point, not down-sampled), with ``x`` and the ``smoothed`` value added.
+
+    Args:
+        frame: tidy metric rows.
+        groups: the ``(split, quantity)`` groups that were charted (all rows when None).
+        options: the x axis and smoothing the charts use.
+        t0: per-run start time for the wall-time axis.
+    """
+    frame = rows_of_groups(frame, groups)
+    parts = []
+    for (run_id, _), rows in frame.groupby(["run_id", "key"], sort=True):
+        rows = rows.sort_values(["step", "id"], kind="stable").copy()
+        start = None if not t0 else t0.get(run_id)
+        rows.insert(0, "x", x_values(rows, options.x_axis, start))
+        smooth = rows["value"].to_numpy(dtype=np.float64)
+        rows["smoothed"] = compute_debiased_ema(smooth, options.smoothing) if smooth.size > SMOOTH_ABOVE else smooth
+        parts.append(rows)
+    if not parts:
+        return frame.assign(x=pd.Series(dtype="float64"), smoothed=pd.Series(dtype="float64"))
+    return pd.concat(parts, ignore_index=True)

@@ -1,0 +1,72 @@
+"""AppTest of the live page: charts and banner from a real run, incremental reads, and runs that went wrong."""
+
+from __future__ import annotations
+
+import time
+
+from mmviz.store import open_store
+from mmviz.ui.readers import LiveBuffer
+
+
+def _markdown(at) -> str:
+    return "\n".join(m.value for m in at.markdown)
+
+
+def test_live_page_shows_status_banner_and_charts(filled_workspace, open_page):
+    at = open_page(filled_workspace["workspace"], "live", run=filled_workspace["parent"])
+    assert at.selectbox(key="live.run").value == filled_workspace["parent"]
+    text = _markdown(at)
+    assert "finished" in text and "latest step" in text
+    banner = [b.value for b in [*at.warning, *at.info] if "unimodal reference" in b.value]
+    assert banner, "the banner offers to launch the missing unimodal references"
+    assert any(b.label.startswith("Launch unimodal reference runs") for b in at.button)
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 4  # accuracy, loss, gradients, shapley, ... (whatever the probes logged)
+    titles = [m.value for m in at.markdown if m.value.startswith("**")]
+    assert "**Accuracy: fused vs each modality**" in titles and "**Loss**" in titles
+    # chart controls
+    assert at.slider(key="live.smoothing").value == 0.6
+    assert at.radio(key="live.x_axis").options == ["step", "epoch", "wall time"]
+    assert at.toggle(key="live.log_y").value is False
+    assert at.slider(key="live.interval").value == 2 and at.toggle(key="live.paused").value is False
+    at.radio(key="live.x_axis").set_value("epoch").run()
+    assert not at.exception
+
+
+def test_fork_child_shows_its_fork_event(filled_workspace, open_page):
+    at = open_page(filled_workspace["workspace"], "live", run=filled_workspace["child"])
+    assert "fork of" in "\n".join(c.value for c in at.caption)
+    assert not at.exception
+
+
+def test_live_buffer_reads_only_newer_rows(tmp_path):
+    store = open_store(tmp_path)
+    rid = store.create_run(config={}, name="r", dataset="d", method="m", fusion="concat", modalities=["a", "b"])
+    store.log_batch(rid, [(s, 0.0, time.time(), "train/loss", 1.0 / (s + 1)) for s in range(5)])
+    buf = LiveBuffer(str(tmp_path), rid)
+    assert buf.update(store) == 5
+    held = buf.after_id
+    store.log_batch(rid, [(5, 0.0, time.time(), "train/loss", 0.1), (5, 0.0, time.time(), "grad_norm/a", 2.0)])
+    assert buf.update(store) == 2 and buf.after_id > held
+    assert buf.update(store) == 0
+    assert len(buf.frame) == 7 and sorted(buf.frame["key"].unique()) == ["grad_norm/a", "train/loss"]
+    store.log_events(rid, [(5, 0.0, time.time(), "reinit", {"modality": "a"})])
+    buf.update(store)
+    assert list(buf.events["kind"]) == ["reinit"]
+
+
+def test_failed_lost_and_old_runs_do_not_break_the_page(tmp_path, open_page):
+    store = open_store(tmp_path)
+    failed = store.create_run(config={}, name="crashed", dataset="d", method="m", fusion="f", modalities=["a"])
+    store.set_status(failed, "running", pid=99999999)
+    store.log_batch(failed, [(1, 1.0, time.time(), "val/acc/fused", 0.5), (1, 1.0, time.time(), "new_probe/x/a", 3.0)])
+    store.set_status(failed, "failed", error="RuntimeError: boom")
+    lost = store.create_run(
+        config={"train": {"epochs": 5}}, name="killed", dataset="d", method="m", fusion="f", modalities=["a"]
+    )
+    store.set_status(lost, "running", pid=99999999)  # no such process: shown as lost
+    at = open_page(tmp_path, "live", run=failed)
+    assert any("boom" in e.value for e in at.error)
+    assert any("Other signals" in m.value for m in at.markdown)  # an unknown key still gets a chart
+    at.selectbox(key="live.run").select(lost).run()
+    assert not at.exception and "lost" in _markdown(at)

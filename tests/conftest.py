@@ -1,0 +1,69 @@
+"""Shared fixtures: a workspace filled once per session by real short trainer runs, and throw-away copies of it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHORT_RUN = ["--dataset", "synthetic", "--set", "data.n_train=300", "--epochs", "3"]
+
+
+def _train(workspace: Path, *args: str) -> str:
+    """Run ``python -m mmviz train`` to the end; return the run id it printed."""
+    out = subprocess.run(
+        [sys.executable, "-m", "mmviz", "train", "--workspace", str(workspace), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return out.stdout.split()[0]
+
+
+@pytest.fixture(scope="session")
+def filled_workspace(tmp_path_factory) -> dict:
+    """A workspace with a finished 3-epoch synthetic run (``parent``) and a fork of it at epoch 2 (``child``).
+
+    Treat it as read-only; tests that change a store use :func:`scratch_workspace`.
+    """
+    ws = tmp_path_factory.mktemp("filled-ws")
+    parent = _train(ws, *SHORT_RUN, "--name", "parent-run")
+    child = _train(ws, "--fork", parent, "--fork-epoch", "2", "--method", "ogm_ge", "--name", "child-run")
+    return {"workspace": ws, "parent": parent, "child": child}
+
+
+def stop_processes(workspace: Path) -> None:
+    """Kill every trainer process the store in ``workspace`` still lists as alive (tests' own runs only)."""
+    from mmviz.store import open_store, pid_alive
+
+    with open_store(workspace) as store:
+        for run in store.list_runs().to_dict("records"):
+            pid = run.get("pid")
+            if run["status"] in ("queued", "running") and pid and pid == pid and pid_alive(int(pid)):
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+@pytest.fixture
+def scratch_workspace(filled_workspace, tmp_path) -> dict:
+    """A private copy of the filled workspace; trainer processes started in it are killed afterwards."""
+    ws = tmp_path / "ws"
+    shutil.copytree(filled_workspace["workspace"], ws)
+    yield {**filled_workspace, "workspace": ws}
+    stop_processes(ws)
+
+
+@pytest.fixture(scope="session")
+def kill_runs():
+    """The :func:`stop_processes` helper, for fixtures that start runs through other processes (the e2e server)."""
+    return stop_processes

@@ -1,0 +1,86 @@
+"""Smoothing and down-sampling against hand-written references."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mmviz.viz.series import ChartOptions, compute_debiased_ema, compute_minmax_indices, export_frame, prepare_series
+
+
+def tensorboard_smooth(values, weight):
+    """TensorBoard's smoothing loop (tensorboard/plugins/scalar/vz_line_chart2), transcribed."""
+    last, count, out = 0.0, 0, []
+    for v in values:
+        if not math.isfinite(v):
+            out.append(v)
+            continue
+        last = last * weight + (1 - weight) * v
+        count += 1
+        out.append(last / (1 - weight**count))
+    return out
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.3, 0.6, 0.95, 0.999])
+def test_ema_matches_tensorboard(weight):
+    values = np.random.default_rng(0).normal(size=500).cumsum()
+    values[[10, 200]] = [np.nan, np.inf]
+    np.testing.assert_allclose(compute_debiased_ema(values, weight), tensorboard_smooth(values, weight), rtol=1e-9)
+
+
+def test_ema_is_unbiased_at_the_start_and_keeps_constants():
+    assert compute_debiased_ema(np.array([5.0]), 0.9)[0] == pytest.approx(5.0)
+    np.testing.assert_allclose(compute_debiased_ema(np.full(1000, 2.5), 0.99), 2.5)
+
+
+def test_minmax_keeps_extremes_ends_and_is_deterministic():
+    y = np.random.default_rng(1).normal(size=100_000)
+    y[12_345], y[67_890] = 50.0, -50.0
+    idx = compute_minmax_indices(y, 1000)
+    assert len(idx) <= 1000 and idx[0] == 0 and idx[-1] == len(y) - 1
+    assert {12_345, 67_890} <= set(idx.tolist())
+    assert np.all(np.diff(idx) > 0)
+    np.testing.assert_array_equal(idx, compute_minmax_indices(y.copy(), 1000))
+    np.testing.assert_array_equal(compute_minmax_indices(y[:50], 1000), np.arange(50))
+
+
+def test_minmax_handles_nan_buckets():
+    y = np.full(1000, np.nan)
+    y[500] = 1.0
+    idx = compute_minmax_indices(y, 10)
+    assert 500 in idx and idx[-1] == 999
+
+
+def _frame(n=3000):
+    steps = np.arange(n)
+    return pd.DataFrame(
+        {
+            "run_id": "r",
+            "id": steps + 1,
+            "step": steps,
+            "epoch": steps / 100,
+            "wall_time": 1000.0 + steps * 0.1,
+            "key": "train/loss",
+            "split": "train",
+            "quantity": "loss",
+            "modality": None,
+            "value": np.exp(-steps / 500),
+        }
+    )
+
+
+def test_prepare_series_downsamples_smooths_and_maps_x():
+    (s,) = prepare_series(_frame(), ChartOptions(x_axis="wall time", smoothing=0.9, max_points=200))
+    assert s.n_raw == 3000 and len(s.x) <= 200 and s.x[0] == 0.0 and s.x[-1] == pytest.approx(299.9)
+    assert s.y_smooth is not None and len(s.y_smooth) == len(s.y)
+    (raw,) = prepare_series(_frame(5), ChartOptions(smoothing=0.9))
+    assert raw.y_smooth is None  # a handful of points is drawn raw
+
+
+def test_export_has_every_raw_point_with_x_and_smoothed():
+    out = export_frame(_frame(), [("train", "loss")], ChartOptions(x_axis="epoch", smoothing=0.5))
+    assert len(out) == 3000 and {"x", "smoothed"} <= set(out.columns)
+    assert out["x"].iloc[-1] == pytest.approx(29.99)

@@ -2,11 +2,20 @@
 
 Probes never change training: they read gradients, parameters and features, restore train/eval mode,
 use no global random state and leave no hooks behind. Pure maths lives in ``compute_*`` functions.
+
+Cost budget. A probe is *due* at its cadence (``every_n_steps`` / ``every_n_epochs``), but it also keeps its own
+time under ``max_overhead`` of the run's wall time: each probe times its hooks, keeps a running estimate of one
+call's cost, and skips a due call while ``cost > max_overhead * (time since it last ran)``. The cadence is thus the
+highest rate: a cheap probe on a slow model runs at every due point, an expensive one on a tiny model thins out,
+and the total overhead stays bounded on any machine. The first due call always runs (it measures the cost).
+``max_overhead = 0`` turns the budget off: the probe then runs at exactly its cadence (deterministic logs).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import time
 from typing import Any, ClassVar
 
 import torch
@@ -15,18 +24,42 @@ from mmviz.config import Config, param
 from mmviz.training.context import StepInfo, TrainContext
 from models import ModelOutput
 
+_HOOKS = ("after_backward", "before_optimizer_step", "on_epoch_end")
+
 
 @dataclasses.dataclass(frozen=True)
 class ProbeConfig(Config):
-    """Settings every probe has: on/off and a cadence."""
+    """Settings every probe has: on/off, a cadence and a cost budget."""
 
     enabled: bool = param(True, "Whether this probe runs.")
     every_n_steps: int = param(1, "Run the per-step part every N optimiser steps.", low=1, high=1_000_000)
     every_n_epochs: int = param(1, "Run the per-epoch part every N epochs.", low=1, high=100_000)
+    max_overhead: float = param(
+        0.005, "Largest share of the run's time this probe may take; due calls are skipped while it is over "
+        "(0 = no budget: run at every due step / epoch).", low=0.0, high=1.0, step=0.001,
+    )  # fmt: skip
+
+
+def _metered(hook):
+    """Wrap a hook so that its wall time is added to the probe's running cost (outermost call only)."""
+
+    @functools.wraps(hook)
+    def metered(self: Probe, *args: Any, **kwargs: Any) -> Any:
+        if self._in_hook:
+            return hook(self, *args, **kwargs)
+        self._in_hook = True
+        start = time.perf_counter()
+        try:
+            return hook(self, *args, **kwargs)
+        finally:
+            self._spent += time.perf_counter() - start
+            self._in_hook = False
+
+    return metered
 
 
 class Probe:
-    """Base class; subclasses override the hooks they need. Hooks are only called when due (cadence)."""
+    """Base class; subclasses override the hooks they need. Hooks are only called when due (cadence and budget)."""
 
     name: ClassVar[str] = "probe"
     config_cls: ClassVar[type[ProbeConfig]] = ProbeConfig
@@ -35,21 +68,46 @@ class Probe:
     # Probes run in ascending ``order`` (then by name); a probe that reads another's results runs after it.
     order: ClassVar[int] = 0
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for hook in _HOOKS:
+            if hook in cls.__dict__:
+                setattr(cls, hook, _metered(cls.__dict__[hook]))
+
     def __init__(self, config: ProbeConfig | None = None) -> None:
         self.config = config if config is not None else self.config_cls()
         self.ctx: TrainContext | None = None
+        self._in_hook = False
+        self._spent = 0.0  # seconds spent in hooks since the last decision
+        self._cost: float | None = None  # running estimate of one call's cost (seconds)
+        self._last_run: float | None = None  # perf_counter() when it was last allowed to run
+        self.skipped = 0  # due calls skipped for the budget
 
     def setup(self, ctx: TrainContext) -> None:
         """Called once before the first step."""
         self.ctx = ctx
 
     def due_step(self, info: StepInfo) -> bool:
-        """Whether the per-step hooks run at this step."""
-        return self.per_step and info.step % self.config.every_n_steps == 0
+        """Whether the per-step hooks run at this step (cadence, then budget)."""
+        return self.per_step and info.step % self.config.every_n_steps == 0 and self.within_budget()
 
     def due_epoch(self, epoch: int) -> bool:
-        """Whether the per-epoch hook runs at the end of this epoch (the last epoch always counts)."""
-        return self.per_epoch and epoch % self.config.every_n_epochs == 0
+        """Whether the per-epoch hook runs at the end of this epoch (the loop also runs it at the last epoch)."""
+        return self.per_epoch and epoch % self.config.every_n_epochs == 0 and self.within_budget()
+
+    def within_budget(self) -> bool:
+        """Whether a due call fits the cost budget now; called once per due point (updates the estimate)."""
+        now = time.perf_counter()
+        if self._spent:
+            self._cost = self._spent if self._cost is None else 0.5 * (self._cost + self._spent)
+            self._spent = 0.0
+        budget = self.config.max_overhead
+        if budget > 0 and self._cost is not None and self._last_run is not None:
+            if self._cost > budget * (now - self._last_run):
+                self.skipped += 1
+                return False
+        self._last_run = now
+        return True
 
     def after_backward(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> None:
         """Called after backward, before the method modulates gradients."""
@@ -57,8 +115,8 @@ class Probe:
     def before_optimizer_step(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> None:
         """Called after the method's gradient modulation, right before the optimiser step."""
 
-    def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: dict[str, Any]) -> None:
-        """Called after the epoch's evaluation on val."""
+    def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:
+        """Called after the epoch's evaluation on val (``evaluation`` is the loop's ``EvalResult``)."""
 
     def log(self, key: str, value: Any) -> None:
         """Record a metric at the current step."""

@@ -22,8 +22,9 @@ from models import ModelOutput
 class GradConflictConfig(ProbeConfig):
     """Settings of the gradient-conflict probe (an extra forward and M + 1 backward passes when it runs)."""
 
-    every_n_steps: int = param(
-        200, "Run every N optimiser steps (each run costs an extra forward/backward).", low=1, high=1_000_000
+    every_n_steps: int = param(20, "Run at most every N optimiser steps.", low=1, high=1_000_000)
+    max_overhead: float = param(
+        0.003, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.001
     )
 
 

@@ -19,7 +19,10 @@ from models import ModelOutput
 class GradNormConfig(ProbeConfig):
     """Settings of the grad_norm probe."""
 
-    every_n_steps: int = param(2, "Run every N optimiser steps.", low=1, high=1_000_000)
+    every_n_steps: int = param(1, "Run at most every N optimiser steps.", low=1, high=1_000_000)
+    max_overhead: float = param(
+        0.01, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.001
+    )
 
 
 @PROBES.register("grad_norm", config=GradNormConfig, cadence="step", keys=("grad_norm_pre/<m>", "grad_norm/<m>"))

@@ -9,6 +9,7 @@ from mmviz.config import param
 from mmviz.probes.attribution import compute_imbalance
 from mmviz.probes.base import Probe, ProbeConfig
 from mmviz.probes.registry import PROBES
+from mmviz.probes.common import epoch_cache
 from mmviz.probes.shapley import epoch_shapley
 from mmviz.training.context import StepInfo
 
@@ -17,7 +18,10 @@ from mmviz.training.context import StepInfo
 class ImbalanceConfig(ProbeConfig):
     """Settings of the imbalance probe."""
 
-    every_n_epochs: int = param(5, "Run every N epochs (and at the last epoch).", low=1, high=100_000)
+    every_n_epochs: int = param(1, "Run at most every N epochs (and at the last epoch).", low=1, high=100_000)
+    max_overhead: float = param(
+        0.001, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.001
+    )
 
 
 @PROBES.register(
@@ -37,6 +41,8 @@ class ImbalanceProbe(Probe):
     ``imbalance/dominant`` is the 0-based position (in the dataset's modality order) of the modality with the
     largest Shapley value. The index measures reliance, not learning state: an intrinsically uninformative
     modality also gets a small share — compare with ``sep/purity`` and ``val/acc_probe`` to tell the two apart.
+    Logged whenever the ``shapley`` probe runs (it reuses that epoch's values), or on its own cadence when that
+    probe is off.
     """
 
     name = "imbalance"
@@ -45,6 +51,9 @@ class ImbalanceProbe(Probe):
     order = 20  # after shapley (it reuses this epoch's Shapley values when they are there)
 
     def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:
+        shapley_on = getattr(self.ctx.config.probes.get("shapley"), "enabled", False)
+        if shapley_on and "shapley" not in epoch_cache(self.ctx):
+            return  # follow the shapley probe's schedule rather than paying for Shapley values twice
         index, dominant, shares = compute_imbalance(epoch_shapley(self.ctx, evaluation))
         self.log("imbalance/index", index)
         self.log("imbalance/dominant", float(dominant))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,8 +17,9 @@ import torch.nn.functional as F
 
 
 @functools.cache
-def _blas_controller():
-    """One threadpoolctl controller (building it scans the loaded libraries, ~1 ms)."""
+def _blas_controller(scipy_loaded: bool):
+    """A threadpoolctl controller over the BLAS libraries loaded so far (scanning them takes ~1 ms, so it is kept;
+    a new one is made once scipy, which brings its own BLAS, has been imported)."""
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
@@ -26,7 +28,7 @@ def _blas_controller():
 def single_blas_thread():
     """Context manager limiting numpy's / scipy's BLAS to one thread: on these small problems more threads only
     contend with training (and with each other), sometimes by orders of magnitude on a busy machine."""
-    return _blas_controller().limit(limits=1, user_api="blas")
+    return _blas_controller("scipy.linalg" in sys.modules).limit(limits=1, user_api="blas")
 
 
 # ----------------------------------------------------------------------------------------- gradients
@@ -182,12 +184,11 @@ def compute_silhouette(features: torch.Tensor, labels: torch.Tensor) -> float:
     ``s_i = (b_i - a_i) / max(a_i, b_i)`` with ``a_i`` the mean distance to the other members of its class and
     ``b_i`` the smallest mean distance to another class; ``s_i = 0`` for a sample alone in its class.
     """
-    x = features.double()
     _, y = torch.unique(labels, return_inverse=True)
     k = int(y.max()) + 1
     if k < 2:
         return 0.0
-    d = torch.cdist(x, x)
+    d = torch.cdist(features.float(), features.float()).double()  # float32 distances, float64 sums
     onehot = F.one_hot(y, k).double()  # (N, K)
     counts = onehot.sum(0)  # (K,)
     per_class = d @ onehot  # (N, K) summed distances to each class
@@ -212,61 +213,52 @@ def compute_purity(clusters: np.ndarray | torch.Tensor, labels: np.ndarray | tor
     return float(table.max(1).sum() / c.size)
 
 
-def scale_to_unit_box(features: np.ndarray) -> np.ndarray:
-    """Min-max scale each dimension to ``[-1, 1]`` (constant dimensions become 0)."""
-    x = np.asarray(features, dtype=np.float64)
-    lo, hi = x.min(0), x.max(0)
+def scale_to_unit_box(features: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Min-max scale each dimension to ``[-1, 1]`` (constant dimensions become 0); float32 ``(N, D)``."""
+    x = torch.as_tensor(np.asarray(features) if not isinstance(features, torch.Tensor) else features).float()
+    lo, hi = x.min(0).values, x.max(0).values
     span = hi - lo
-    out = np.zeros_like(x)
     ok = span > 0
-    out[:, ok] = 2.0 * (x[:, ok] - lo[ok]) / span[ok] - 1.0
-    return out
+    return torch.where(ok, 2.0 * (x - lo) / torch.where(ok, span, 1.0) - 1.0, 0.0)
 
 
 def compute_kmeans(
-    features: np.ndarray, num_clusters: int, *, random_state: int = 0, max_iter: int = 100, tol: float = 1e-6
+    features: torch.Tensor | np.ndarray, num_clusters: int, *, random_state: int = 0, max_iter: int = 100,
+    tol: float = 1e-6,
 ) -> tuple[np.ndarray, float]:
-    """Lloyd's k-means with k-means++ seeding (one run, own numpy generator): assignments ``(N,)`` and inertia.
+    """Lloyd's k-means with k-means++ seeding (one run, own ``torch.Generator``): assignments ``(N,)`` and inertia.
 
-    Deterministic for a given ``random_state``; stops when no assignment changes or the centres move less
-    than ``tol`` (squared, summed). Empty clusters keep their previous centre.
+    Deterministic for a given ``random_state``; stops when no assignment changes or the centres move less than
+    ``tol`` (squared, summed). Empty clusters keep their previous centre. Plain torch on the CPU in float32 (no
+    BLAS thread pools to contend with the training process).
     """
-    with single_blas_thread():
-        return _kmeans(np.asarray(features, dtype=np.float64), num_clusters, random_state, max_iter, tol)
-
-
-def _kmeans(x: np.ndarray, num_clusters: int, random_state: int, max_iter: int, tol: float) -> tuple[np.ndarray, float]:
+    x = torch.as_tensor(np.asarray(features) if not isinstance(features, torch.Tensor) else features).float().cpu()
     n = len(x)
     k = max(1, min(num_clusters, n))
-    rng = np.random.default_rng(random_state)
-    sq = np.einsum("ij,ij->i", x, x)
-    centres = np.empty((k, x.shape[1]))
-    centres[0] = x[rng.integers(n)]
-    closest = np.maximum(sq - 2 * x @ centres[0] + centres[0] @ centres[0], 0)
-    for j in range(1, k):  # k-means++: next centre drawn with probability proportional to D(x)^2
-        total = closest.sum()
-        i = rng.choice(n, p=closest / total) if total > 0 else rng.integers(n)
+    gen = torch.Generator().manual_seed(random_state)
+    sq = (x * x).sum(1)
+    centres = x[torch.randint(n, (1,), generator=gen)].repeat(k, 1)
+    closest = (sq - 2 * x @ centres[0] + centres[0] @ centres[0]).clamp_min(0).double()
+    for j in range(1, k):  # k-means++: the next centre is drawn with probability proportional to D(x)^2
+        i = torch.multinomial(closest, 1, generator=gen) if closest.sum() > 0 else torch.randint(n, (1,), generator=gen)
         centres[j] = x[i]
-        closest = np.minimum(closest, np.maximum(sq - 2 * x @ centres[j] + centres[j] @ centres[j], 0))
-    assign, inertia = np.full(n, -1), 0.0
+        closest = torch.minimum(closest, (sq - 2 * x @ centres[j] + centres[j] @ centres[j]).clamp_min(0).double())
+    assign, inertia = torch.full((n,), -1), 0.0
     for _ in range(max_iter):
-        d = sq[:, None] - 2 * x @ centres.T + np.einsum("ij,ij->i", centres, centres)[None, :]
-        new_assign = d.argmin(1)
-        inertia = float(np.maximum(d[np.arange(n), new_assign], 0).sum())
-        onehot = np.zeros((n, k))
-        onehot[np.arange(n), new_assign] = 1.0
-        counts = onehot.sum(0)
-        sums = onehot.T @ x
-        moved = centres.copy()
+        d = sq[:, None] - 2 * x @ centres.T + (centres * centres).sum(1)[None, :]
+        best, new_assign = d.min(1)
+        inertia = float(best.clamp_min(0).double().sum())
+        counts = torch.bincount(new_assign, minlength=k)
+        sums = torch.zeros_like(centres).index_add_(0, new_assign, x)
         nonempty = counts > 0
-        moved[nonempty] = sums[nonempty] / counts[nonempty, None]
+        moved = torch.where(nonempty[:, None], sums / counts.clamp_min(1)[:, None], centres)
         shift = float(((moved - centres) ** 2).sum())
         centres = moved
-        if np.array_equal(new_assign, assign) or shift <= tol:
-            assign = new_assign
-            break
+        done = torch.equal(new_assign, assign) or shift <= tol
         assign = new_assign
-    return assign, inertia
+        if done:
+            break
+    return assign.numpy(), inertia
 
 
 def compute_kmeans_purity(
@@ -284,7 +276,7 @@ def compute_kmeans_purity(
     k-means++ seeding, ``n_init`` runs with seeds ``random_state + i``, the lowest inertia kept), and scored with
     :func:`compute_purity` against the true labels.
     """
-    x = scale_to_unit_box(np.asarray(features))
+    x = scale_to_unit_box(features)
     best, best_inertia = None, np.inf
     for i in range(n_init):
         assign, inertia = compute_kmeans(x, num_clusters, random_state=random_state + i, max_iter=max_iter)

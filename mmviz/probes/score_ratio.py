@@ -18,7 +18,10 @@ from models import ModelOutput
 class ScoreRatioConfig(ProbeConfig):
     """Settings of the score_ratio probe."""
 
-    every_n_steps: int = param(4, "Run every N optimiser steps.", low=1, high=1_000_000)
+    every_n_steps: int = param(1, "Run at most every N optimiser steps.", low=1, high=1_000_000)
+    max_overhead: float = param(
+        0.005, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.001
+    )
 
 
 @PROBES.register("score_ratio", config=ScoreRatioConfig, cadence="step", keys=("score/<m>", "ratio/<m>"))

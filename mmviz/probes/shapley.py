@@ -50,10 +50,9 @@ def compute_subset_accuracies(
     """Accuracy of the fusion head for every subset S of kept modalities, the others' inputs zeroed.
 
     ``features`` are the encoders' outputs ``(N, D_m)`` on the real inputs; ``input_shapes`` the per-sample input
-    shapes. In eval mode an encoder sees one modality and one
-    sample at a time, so a zeroed input (:func:`mmviz.balancing.mask_batch`) gives one feature vector, computed
-    once per modality; the fused logits for S are then exactly those of ``model(mask_batch(batch, M - S))``.
-    The empty set masks everything.
+    shapes. In eval mode an encoder sees one modality and one sample at a time, so a zeroed input
+    (:func:`mmviz.balancing.mask_batch`) gives one feature vector, computed once per modality; the fused logits for
+    S are then those of ``model(mask_batch(batch, M - S))``. The empty set masks everything.
     """
     mods = tuple(features)
     device = next(model.parameters()).device
@@ -87,19 +86,23 @@ def epoch_shapley(ctx: TrainContext, evaluation: Any = None) -> dict[str, float]
 class ShapleyConfig(ProbeConfig):
     """Settings of the shapley probe."""
 
-    every_n_epochs: int = param(5, "Run every N epochs (and at the last epoch).", low=1, high=100_000)
+    every_n_epochs: int = param(1, "Run at most every N epochs (and at the last epoch).", low=1, high=100_000)
+    max_overhead: float = param(
+        0.003, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.001
+    )
 
 
 @PROBES.register("shapley", config=ShapleyConfig, cadence="epoch", keys=("val/shapley/<m>",))
 class ShapleyProbe(Probe):
-    """Exact Shapley value of each modality's contribution to val accuracy, every epoch.
+    """Exact Shapley value of each modality's contribution to val accuracy, every 5 epochs by default.
 
     As BalanceBenchmark's imbalance measure (arXiv 2502.10816) and AGM's mono-modal contributions (Li et al., ICCV
     2023): ``Acc(S)`` is the val accuracy of the trained model's own forward (eval mode, whatever the balancing
     method) when the inputs of the modalities outside ``S`` are zeroed, ``Acc(empty)`` masks them all, and
     ``phi_m = sum_S |S|! (n - |S| - 1)! / n! [Acc(S + m) - Acc(S)]`` over the subsets ``S`` without ``m`` (2^M
     subsets, exact for 2 and 3 modalities). The values add up to ``Acc(all) - Acc(empty)``. Caveat: a zeroed
-    input is not "no information" for every encoder (BatchNorm networks still produce a feature).
+    input is not "no information" for every encoder (BatchNorm networks still produce a feature). Costs about one
+    evaluation pass (the loop's val features are reused when they are the model's own).
     """
 
     name = "shapley"

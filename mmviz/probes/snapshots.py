@@ -25,7 +25,10 @@ SNAPSHOT_DIR = "snapshots"
 class SnapshotConfig(ProbeConfig):
     """Settings of the snapshot probe."""
 
-    every_n_epochs: int = param(10, "Run every N epochs (and at the last epoch).", low=1, high=100_000)
+    every_n_epochs: int = param(1, "Run at most every N epochs (and at the last epoch).", low=1, high=100_000)
+    max_overhead: float = param(
+        0.002, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.001
+    )
     compress: bool = param(
         False, "Write compressed .npz files (float16 features shrink by only ~20%, for ~10 ms per epoch)."
     )
@@ -69,17 +72,17 @@ def _dropped(extra: dict, index: np.ndarray) -> dict[str, np.ndarray]:
 
 @PROBES.register("snapshots", config=SnapshotConfig, cadence="epoch", keys=(), artifact="snapshot")
 class SnapshotProbe(Probe):
-    """Features of a fixed, stratified probe set of val samples per modality and fused, saved every epoch.
+    """Features of a fixed, stratified probe set of val samples, per modality and fused, every 10 epochs by default.
 
     The probe set is the dataset's ``probe_index`` (up to ``data.probe_size`` val samples, the same absolute
-    indices every epoch), so the embeddings page can align projections across epochs. Each epoch writes
-    ``snapshots/epoch_XXXX.npz`` in the run folder (float16 arrays, written atomically) and records it in the store
-    as a ``snapshot`` artifact. Arrays: ``index`` (absolute sample indices), ``label``, ``features_<m>`` and
-    ``features_fused`` (the per-modality features concatenated in modality order), ``pred_<m>`` (head-split argmax
-    where the fusion allows it, else the leave-one-out nearest val class mean; the artifact's meta says which), ``pred_fused``
-    and ``conf_fused`` (max softmax of the fused logits), plus ``dropped``/``dropped_<m>`` when the balancing method
-    publishes which samples had a modality dropped (``ctx.extra['dropped_mask']``). Nothing is written for runs
-    without a run folder.
+    indices every time), so the embeddings page can align projections across epochs. Each snapshot is
+    ``snapshots/epoch_XXXX.npz`` in the run folder (float16 arrays, written atomically), recorded in the store as a
+    ``snapshot`` artifact. Arrays: ``index`` (absolute sample indices), ``label``, ``features_<m>`` and
+    ``features_fused`` (the per-modality features concatenated in modality order), ``pred_<m>`` (head-split
+    argmax where the fusion allows it, else the leave-one-out nearest val class mean; the artifact's meta says
+    which), ``pred_fused`` and ``conf_fused`` (max softmax of the fused logits), plus ``dropped`` / ``dropped_<m>``
+    when the balancing method publishes which samples had a modality dropped (``ctx.extra['dropped_mask']``).
+    Nothing is written for runs without a run folder.
     """
 
     name = "snapshots"

@@ -17,7 +17,10 @@ from mmviz.training.context import StepInfo
 class UnimodalAccConfig(ProbeConfig):
     """Settings of the per-modality accuracy probe."""
 
-    every_n_epochs: int = param(5, "Run every N epochs (and at the last epoch).", low=1, high=100_000)
+    every_n_epochs: int = param(1, "Run at most every N epochs (and at the last epoch).", low=1, high=100_000)
+    max_overhead: float = param(
+        0.003, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.001
+    )
     probe_every: int = param(
         0,
         "Fit the logistic-regression probe at epochs divisible by N and at the last "

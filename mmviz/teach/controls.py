@@ -61,11 +61,14 @@ class Control:
         if self.kind == "choice":
             value = str(text)
             if value not in self.options:
-                raise ValueError(f"{self.name}={text!r} is not one of {', '.join(self.options)}")
+                raise ValueError(f"{self.name}={text!r} (one of {', '.join(self.options)})")
             return value
-        number = float(text)
+        try:
+            number = float(text)
+        except (TypeError, ValueError):
+            number = math.nan
         if not math.isfinite(number):
-            raise ValueError(f"{self.name}={text!r} is not a finite number")
+            raise ValueError(f"{self.name}={text!r} (a number from {self.low:g} to {self.high:g})")
         number = min(max(number, self.low), self.high)
         number = self.low + round((number - self.low) / self.step) * self.step
         number = min(max(number, self.low), self.high)
@@ -135,7 +138,7 @@ CONTROLS: dict[str, Control] = {
             "method",
             "Balancing method",
             "choice",
-            "ogm_ge",
+            "pmr",
             options=METHOD_CHOICES,
             help="The method the balanced run uses (lessons 3 and 5).",
         ),

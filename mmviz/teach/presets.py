@@ -41,7 +41,7 @@ class DataKnobs:
     sub_b: int = 4
     noise_a: int = 32
     noise_b: int = 32
-    classes: int = 10
+    classes: int = 5
 
     def data_overrides(self, seed: int) -> dict[str, Any]:
         """The ``data`` section of the run config (the synthetic dataset's ``custom`` preset)."""
@@ -71,14 +71,15 @@ class DataKnobs:
         return " · ".join(parts) + f" · {self.classes} classes"
 
 
-# The three presets of the issue. 'dominant' and 'cotrain' match the synthetic dataset's presets of the same name.
+# The three presets of the issue: the synthetic dataset's presets of the same name, except that 'dominant' and
+# 'balanced' use 5 classes instead of 10 (the same gap, and class clusters a 2-D PCA can show in lesson 5).
 PRESETS: dict[str, DataKnobs] = {
     # a is linear (learned first) and starves b, which needs non-linear features (DATA.md §3.4)
-    "dominant": DataKnobs(strength_a=3.0, strength_b=4.5, sub_a=1, sub_b=4),
+    "dominant": DataKnobs(strength_a=3.0, strength_b=4.5, sub_a=1, sub_b=4, classes=5),
     # control: both linear and equally strong, no gap expected
-    "balanced": DataKnobs(strength_a=3.0, strength_b=3.0, sub_a=1, sub_b=1),
+    "balanced": DataKnobs(strength_a=3.0, strength_b=3.0, sub_a=1, sub_b=1, classes=5),
     # a is the target (2 clusters per class); b is an easy, strong helper only there at training time
-    "cotrain": DataKnobs(strength_a=3.0, strength_b=6.0, sub_a=2, sub_b=1),
+    "cotrain": DataKnobs(strength_a=3.0, strength_b=6.0, sub_a=2, sub_b=1, classes=10),
 }
 PRESET_LABELS = {
     "dominant": "one modality dominant",

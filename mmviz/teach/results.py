@@ -66,4 +66,7 @@ def pct(x: float) -> str:
 
 def points(d: float) -> str:
     """An accuracy difference in percentage points, signed: ``-0.12`` -> ``'-12 points'``."""
-    return "n/a" if not math.isfinite(d) else f"{100 * d:+.0f} points"
+    if not math.isfinite(d):
+        return "n/a"
+    n = round(100 * d)
+    return f"{n:+d} point{'' if abs(n) == 1 else 's'}"

@@ -15,7 +15,7 @@ import fcntl
 import hashlib
 import json
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -150,12 +150,13 @@ def workspace_lock(workspace: str | Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def ensure_runs(store: Any, specs: Sequence[RunSpec]) -> dict[str, str]:
+def ensure_runs(store: Any, specs: Sequence[RunSpec], start: Callable[[Any, str], Any] | None = None) -> dict[str, str]:
     """Return ``{role: run_id}``, reusing cached runs and launching the missing ones as trainer processes.
 
+    ``start(store, run_id)`` starts a prepared run (default: :func:`mmviz.launcher.spawn_run`, a trainer process).
     Raises ``ConfigError`` (an ``MmvizError``) before anything starts when a spec's settings are invalid.
     """
-    from mmviz.launcher import prepare_run, spawn_run
+    from mmviz import launcher
 
     configs = {s.role: s.build_config() for s in specs}  # validate every spec before starting any run
     out: dict[str, str] = {}
@@ -168,8 +169,8 @@ def ensure_runs(store: Any, specs: Sequence[RunSpec]) -> dict[str, str]:
             if cached is not None:
                 out[spec.role] = cached["run_id"]
                 continue
-            run_id = prepare_run(store, cfg, name=f"teach-{spec.role}", tags=[TEACH_TAG, TAG_PREFIX + key])
-            spawn_run(store, run_id)
+            run_id = launcher.prepare_run(store, cfg, name=f"teach-{spec.role}", tags=[TEACH_TAG, TAG_PREFIX + key])
+            (start or launcher.spawn_run)(store, run_id)
             out[spec.role] = run_id
             runs.append(store.get_run(run_id))
     return out

@@ -303,10 +303,10 @@ def fit(
             for p in epoch_probes:
                 if p.due_epoch(epoch) or epoch == cfg.train.epochs:
                     p.on_epoch_end(epoch, info, ev)
-            method.on_epoch_end(epoch, info)
-            if ev.acc > best_acc:
+            if ev.acc > best_acc:  # keep the weights that were evaluated, before the method's epoch-end changes
                 best_epoch, best_acc = epoch, ev.acc
                 best_state = {"model": copy.deepcopy(model.state_dict()), "method": copy.deepcopy(method.state_dict())}
+            method.on_epoch_end(epoch, info)
             logger.log("sys/epoch_s", time.perf_counter() - t_epoch)
             if save_checkpoints:
                 path = checkpoint_path(run_dir, epoch)

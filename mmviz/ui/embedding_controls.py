@@ -69,9 +69,10 @@ def snapshot_index(workspace: str, run_id: str, count: int) -> pd.DataFrame:
 def render_controls(epochs: list[int], has_dropped: bool) -> Controls:
     """Projection, colour mode, PCA reference epoch and (in an expander) UMAP parameters."""
     c1, c2, c3 = st.columns([2, 2, 1])
-    if "emb.method" not in st.session_state and st.query_params.get("projection") in METHOD_LABELS:
-        st.session_state["emb.method"] = st.query_params["projection"]  # ?projection=pca opens the page on PCA
-    method = c1.segmented_control("Projection", list(METHOD_LABELS), format_func=METHOD_LABELS.get, default="umap",
+    if "emb.method" not in st.session_state:  # UMAP unless ?projection=pca (or aligned_umap) says otherwise
+        wanted = st.query_params.get("projection")
+        st.session_state["emb.method"] = wanted if wanted in METHOD_LABELS else "umap"
+    method = c1.segmented_control("Projection", list(METHOD_LABELS), format_func=METHOD_LABELS.get,
                                   key="emb.method", help="PCA shows at once. UMAP replaces it when the worker has it; "
                                   "Aligned UMAP fits every epoch jointly (slower, computed on request).")  # fmt: skip
     modes = [m for m in COLOR_MODES if m != "dropped" or has_dropped]
@@ -98,6 +99,9 @@ def render_controls(epochs: list[int], has_dropped: bool) -> Controls:
 
 def _follow_latest(epochs: list[int], run_id: str) -> None:
     """Keep the epoch valid for this run; when it sat on the newest epoch and a newer one arrived, move along."""
+    step = st.session_state.pop("emb.next_epoch", None)  # set by the play timer (a fragment may not set the slider)
+    if step in epochs:
+        st.session_state["emb.epoch"] = step
     value = st.session_state.get("emb.epoch")
     last = st.session_state.get("emb.latest")
     if st.session_state.get("emb.epoch_run") != run_id or value not in epochs:

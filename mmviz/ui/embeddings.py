@@ -188,7 +188,7 @@ def render_poller(store, run_id: str, worker: ProjectionWorker, watch: list, act
     def poll() -> None:
         if playing:
             later = [e for e in epochs if e > st.session_state.get("emb.epoch", epochs[-1])]
-            st.session_state["emb.epoch"] = later[0] if later else epochs[0]
+            st.session_state["emb.next_epoch"] = later[0] if later else epochs[0]  # the slider applies it
             st.rerun()
         if _signature(store, run_id, worker, watch) != st.session_state.get("emb.signature"):
             st.rerun()

@@ -17,7 +17,7 @@ from mmviz.analysis.summary import compute_imbalance_banner, find_reference_runs
 from mmviz.errors import MmvizError, RunNotFoundError
 from mmviz.ui.charts import render_chart_controls, render_figure
 from mmviz.ui.frame import page_path
-from mmviz.ui.labels import ACTIVE, STATUS_COLORS, epoch_text, run_label
+from mmviz.ui.labels import ACTIVE, STATUS_COLORS, epoch_text, run_method_label
 from mmviz.ui.readers import live_buffer, load_runs, runs_by_id
 from mmviz.viz import ChartOptions, assign_panels, metric_groups, panel_by_name, plot_panel
 from mmviz.viz.series import export_frame
@@ -41,7 +41,7 @@ def render_run_picker(runs: pd.DataFrame) -> str:
         st.session_state[RUN_KEY] = wanted
     if st.session_state.get(RUN_KEY) not in by_id:
         st.session_state[RUN_KEY] = default_run(runs)
-    run_id = st.selectbox("Run", list(by_id), format_func=lambda r: run_label(by_id[r]), key=RUN_KEY)
+    run_id = st.selectbox("Run", list(by_id), format_func=lambda r: run_method_label(by_id[r]), key=RUN_KEY)
     st.query_params["run"] = run_id
     st.session_state[QP_KEY] = run_id
     return run_id

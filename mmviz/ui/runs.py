@@ -10,11 +10,12 @@ import streamlit as st
 
 from mmviz.errors import MmvizError
 from mmviz.ui.frame import flash, page_path, render_flash
-from mmviz.ui.labels import ACTIVE, epoch_text, format_duration, run_label
+from mmviz.ui.labels import ACTIVE, epoch_text, format_duration, run_method_label
 from mmviz.ui.launch import render_demo_button, render_fork_form, render_launch_form, render_restart_form
 from mmviz.ui.readers import load_last_values, load_runs, runs_by_id
 
 SELECTED_KEY = "runs.selected"
+TABLE_REFRESH_S = 5
 
 
 def build_runs_table(runs: pd.DataFrame, imbalance: Mapping[str, float]) -> pd.DataFrame:
@@ -66,8 +67,10 @@ COLUMN_CONFIG = {
 }
 
 
-def render_runs_table(workspace: str, runs: pd.DataFrame) -> None:
-    """The runs table; selecting a row selects that run for the actions below."""
+def render_runs_table(workspace: str) -> None:
+    """The runs table (a fragment: re-read every few seconds while a run is active); selecting a row selects
+    that run for the actions below."""
+    runs = load_runs(workspace)
     imbalance = load_last_values(workspace, runs.to_dict("records"), "imbalance/index")
     table = build_runs_table(runs, imbalance)
     event = st.dataframe(
@@ -81,9 +84,11 @@ def render_runs_table(workspace: str, runs: pd.DataFrame) -> None:
     )
     rows = list(getattr(getattr(event, "selection", None), "rows", []) or [])
     picked = table["run id"].iloc[rows[0]] if rows and rows[0] < len(table) else None
-    if picked is not None and picked != st.session_state.get("runs.table.last"):
-        st.session_state[SELECTED_KEY] = picked  # the select box below is drawn after this, so this is allowed
+    changed = picked is not None and picked != st.session_state.get("runs.table.last")
     st.session_state["runs.table.last"] = picked
+    if changed and picked != st.session_state.get(SELECTED_KEY):
+        st.session_state[SELECTED_KEY] = picked
+        st.rerun()  # redraw the actions for the picked run
 
 
 def render_manage(store, run: Mapping) -> None:
@@ -171,16 +176,18 @@ def render_runs_page(store, workspace: str) -> None:
     if runs.empty:
         st.info("No runs yet in this workspace. Start the demo run, or launch one below.")
     else:
-        render_runs_table(workspace, runs)
+        active = runs["effective_status"].isin(ACTIVE).any()
+        st.fragment(run_every=TABLE_REFRESH_S if active else None)(render_runs_table)(workspace)
     by_id = runs_by_id(runs)
     tab_names = ["New run"] + (["Stop · tag · delete", "Restart", "Fork"] if by_id else [])
     run = None
     if by_id:
         if st.session_state.get(SELECTED_KEY) not in by_id:
             st.session_state[SELECTED_KEY] = next(iter(by_id))
-        rid = st.selectbox("Selected run", list(by_id), format_func=lambda r: run_label(by_id[r]), key=SELECTED_KEY)
+        rid = st.selectbox("Selected run", list(by_id), format_func=lambda r: run_method_label(by_id[r]), key=SELECTED_KEY)
         run = by_id[rid]
-    render_flash()
+    with st.container():  # always drawn, so the tabs below keep their place (and their selected tab)
+        render_flash()
     tabs = st.tabs(tab_names)
     with tabs[0]:
         render_launch_form(store)

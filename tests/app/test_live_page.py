@@ -70,3 +70,17 @@ def test_failed_lost_and_old_runs_do_not_break_the_page(tmp_path, open_page):
     assert any("Other signals" in m.value for m in at.markdown)  # an unknown key still gets a chart
     at.selectbox(key="live.run").select(lost).run()
     assert not at.exception and "lost" in _markdown(at)
+
+
+def test_two_tabs_share_one_buffer_and_read_only_new_rows(filled_workspace, open_page):
+    from mmviz.ui.readers import live_buffer
+
+    ws, run = filled_workspace["workspace"], filled_workspace["parent"]
+    first = open_page(ws, "live", run=run)
+    buf = live_buffer(str(ws), run)
+    held, updates = len(buf.frame), buf.updates
+    assert held == len(open_store(ws).load_metrics(run))
+    second = open_page(ws, "live", run=run)  # another browser session on the same run
+    assert live_buffer(str(ws), run) is buf and buf.updates == updates + 1 and len(buf.frame) == held
+    steps = [m.value for at in (first, second) for m in at.markdown if "latest step" in m.value]
+    assert len(steps) == 2 and steps[0].split("latest step")[1][:6] == steps[1].split("latest step")[1][:6]

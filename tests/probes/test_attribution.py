@@ -9,7 +9,9 @@ from mmviz.probes.attribution import compute_imbalance, compute_shapley
 
 def game(players, value):
     """Every coalition's value from ``value(frozenset)``."""
-    return {frozenset(s): value(frozenset(s)) for r in range(len(players) + 1) for s in itertools.combinations(players, r)}
+    return {
+        frozenset(s): value(frozenset(s)) for r in range(len(players) + 1) for s in itertools.combinations(players, r)
+    }
 
 
 @pytest.mark.parametrize("players", [("a", "b"), ("a", "b", "c")])

@@ -110,6 +110,7 @@ def test_silhouette_matches_sklearn():
     for seed, std in [(0, 1.0), (1, 4.0), (2, 10.0)]:
         x, y = blobs(n=90, k=3, std=std, seed=seed)
         assert compute_silhouette(x, y) == pytest.approx(silhouette_score(x.numpy(), y.numpy()), abs=1e-5)
+        assert compute_silhouette(x.double(), y) == pytest.approx(silhouette_score(x.numpy(), y.numpy()), abs=1e-5)
     x = torch.tensor([[0.0], [1.0], [5.0]])  # a singleton class scores 0, as in sklearn
     y = torch.tensor([0, 0, 1])
     assert compute_silhouette(x, y) == pytest.approx(silhouette_score(x.numpy(), y.numpy()))
@@ -133,6 +134,7 @@ def test_purity_by_hand():
 def test_unit_box_scaling():
     x = np.array([[0.0, 5.0, 1.0], [10.0, 5.0, 3.0], [5.0, 5.0, 2.0]])
     assert scale_to_unit_box(x).tolist() == [[-1.0, 0.0, -1.0], [1.0, 0.0, 1.0], [0.0, 0.0, 0.0]]
+    assert scale_to_unit_box(torch.tensor(x)).dtype == torch.float32
 
 
 def test_kmeans_is_deterministic_and_agrees_with_sklearn_on_clear_clusters():
@@ -143,7 +145,7 @@ def test_kmeans_is_deterministic_and_agrees_with_sklearn_on_clear_clusters():
     assert adjusted_rand_score(a, y) == 1.0
     ref = KMeans(4, n_init=1, random_state=0).fit(x)
     assert adjusted_rand_score(a, ref.labels_) == 1.0
-    assert inertia == pytest.approx(ref.inertia_, rel=1e-6)
+    assert inertia == pytest.approx(ref.inertia_, rel=1e-4)
     assert compute_kmeans_purity(x, y, 4) == 1.0
 
 

@@ -1,0 +1,131 @@
+"""One lesson end to end in headless Chromium: predict, run, read the measured answer and the chart, next step,
+and the address bar as a shareable link (with focus mode)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from mmviz.store import open_store
+from mmviz.teach.warm import warm_lessons
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]  # fmt: skip
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make browser)"),
+]
+
+
+@pytest.fixture(scope="session")
+def lesson_workspace(tmp_path_factory) -> Path:
+    """Every default lesson run trained once per session (shared with the AppTest of the teach page)."""
+    ws = tmp_path_factory.getbasetemp() / "teach-lessons"
+    if not (ws / "warm").is_file():
+        with open_store(ws) as store:
+            warm_lessons(store, in_process=True)
+        (ws / "warm").write_text("ok\n")
+    return ws
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(lesson_workspace, tmp_path):
+    """A streamlit server on a free localhost port over a copy of the lesson workspace; yields its base URL."""
+    ws = tmp_path / "ws"
+    shutil.copytree(lesson_workspace, ws)
+    port = _free_port()
+    env = {**os.environ, "MMVIZ_WORKSPACE": str(ws), "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
+           "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, "streamlit did not start"
+        time.sleep(0.3)
+    yield base
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def page(tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, args=ARGS,
+            viewport={"width": 1300, "height": 1600},
+        )  # fmt: skip
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()
+
+
+def _query(page) -> dict[str, str]:
+    return {k: v[-1] for k, v in parse_qs(urlparse(page.url).query).items()}
+
+
+def _predict_and_run(page, option: str) -> str:
+    page.get_by_role("radiogroup").last.get_by_text(option, exact=True).click()  # the question is the last radio
+    run = page.get_by_role("button", name="Run", exact=True)
+    page.wait_for_function("b => !b.disabled", arg=run.element_handle(), timeout=20_000)
+    run.click()
+    answer = page.locator("[data-testid='stAlertContentSuccess'], [data-testid='stAlertContentInfo']")
+    answer.first.wait_for(timeout=60_000)
+    page.locator("[data-testid='stPlotlyChart']").first.wait_for(timeout=30_000)
+    return answer.first.inner_text()
+
+
+def test_lesson_one_in_a_real_browser(server, page):
+    page.goto(f"{server}/teach?lesson=1&step=1")
+    page.get_by_text("Lesson 1 · What imbalance looks like").wait_for(timeout=60_000)
+    assert page.get_by_role("button", name="Run", exact=True).is_disabled()  # predict first
+
+    text = _predict_and_run(page, "b")
+    assert "The runs say: a." in text and "%" in text  # a dominates inside the joint model, measured
+    assert page.locator("[data-testid='stPlotlyChart']").count() == 1
+    q = _query(page)
+    assert q["lesson"] == "1" and q["step"] == "1" and q["strength_a"] == "3" and q["seed"] == "0"
+
+    page.get_by_role("button", name="Next →").click()
+    page.get_by_text("Step 2 of 2 · Now each one alone").wait_for(timeout=30_000)
+    text = _predict_and_run(page, "worse: the joint model under-trains b")
+    assert "The runs agree." in text and "b alone reaches" in text
+    assert _query(page)["step"] == "2"
+
+    # the address bar is the shared link: opening it (focused) shows the same lesson and step, without controls
+    link = page.url + "&focus=1"
+    page.goto(link)
+    page.get_by_text("Step 2 of 2 · Now each one alone").wait_for(timeout=60_000)
+    assert page.get_by_text("1 · What imbalance looks like", exact=True).count() == 0  # no lesson picker
+    assert page.locator("[data-testid='stSlider']").count() == 0
+    assert _query(page)["focus"] == "1"

@@ -1,0 +1,238 @@
+"""Each probe driven hook by hook: values against direct computation, state left as found, snapshot files."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmviz.balancing import mask_batch
+from mmviz.probes import PROBES
+from mmviz.probes.shapley import compute_subset_accuracies, model_features
+from mmviz.probes.snapshots import snapshot_path
+
+EPOCH_PROBES = [e.name for e in PROBES if e.flags["cadence"] == "epoch"]
+STEP_PROBES = [e.name for e in PROBES if e.flags["cadence"] == "step"]
+
+
+def create(name, **fields):
+    entry = PROBES.get(name)
+    return entry.factory(entry.config_cls(**fields))
+
+
+def state_of(model):
+    return {
+        "params": [p.detach().clone() for p in model.parameters()],
+        "buffers": [b.clone() for b in model.buffers()],
+        "grads": [(p.grad, None if p.grad is None else p.grad.clone()) for p in model.parameters()],
+        "rng": (torch.get_rng_state(), np.random.get_state()[1].copy()),
+        "modes": [m.training for m in model.modules()],
+    }
+
+
+def assert_unchanged(model, before):
+    after = state_of(model)
+    assert all(torch.equal(a, b) for a, b in zip(before["params"], after["params"], strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(before["buffers"], after["buffers"], strict=True))
+    for p, (obj, value) in zip(model.parameters(), before["grads"], strict=True):
+        assert p.grad is obj and (value is None or torch.equal(p.grad, value))
+    assert torch.equal(before["rng"][0], after["rng"][0]) and np.array_equal(before["rng"][1], after["rng"][1])
+    assert before["modes"] == after["modes"]
+
+
+CNN = ["data.pix_as_image=true", "data.val_fraction=0.45", "data.test_fraction=0.44"]  # BatchNorm, small train
+
+
+@pytest.mark.parametrize("mode", ["train", "eval", "mixed"])
+def test_epoch_probes_leave_weights_modes_and_random_state_as_found(mode, make_harness, tmp_path):
+    h = make_harness("mfeat", CNN, run_dir=tmp_path) if mode == "train" else make_harness(run_dir=tmp_path)
+    h.model.train(mode != "eval")
+    if mode == "mixed":
+        h.model.fusion.eval()
+    evaluation = h.evaluation()
+    h.backward()
+    for name in EPOCH_PROBES:
+        probe = create(name, probe_every=1) if name == "unimodal_acc" else create(name)
+        probe.setup(h.ctx)
+        before = state_of(h.model)
+        probe.on_epoch_end(3, h.info, evaluation)
+        assert_unchanged(h.model, before)
+
+
+@pytest.mark.parametrize("name", STEP_PROBES)
+def test_step_probes_leave_weights_gradients_buffers_and_random_state_as_found(name, make_harness):
+    h = make_harness("mfeat", CNN)
+    probe = create(name)
+    probe.setup(h.ctx)
+    out, batch = h.backward()
+    before = state_of(h.model)
+    probe.after_backward(out, batch, h.info)
+    probe.before_optimizer_step(out, batch, h.info)
+    assert_unchanged(h.model, before)
+    assert h.logged
+
+
+def test_grad_norm_measures_before_and_after_the_modulation(make_harness):
+    h = make_harness()
+    probe = create("grad_norm")
+    probe.setup(h.ctx)
+    out, batch = h.backward()
+    probe.after_backward(out, batch, h.info)
+    with torch.no_grad():
+        for p in h.model.encoder_parameters("a"):
+            p.grad.mul_(0.25)  # a method damping modality a
+    probe.before_optimizer_step(out, batch, h.info)
+    direct = {m: torch.cat([p.grad.flatten() for p in h.model.encoder_parameters(m)]).norm() for m in "ab"}
+    assert h.values("grad_norm_pre/a")[0] == pytest.approx(4 * float(direct["a"]), rel=1e-5)
+    assert h.values("grad_norm/a")[0] == pytest.approx(float(direct["a"]), rel=1e-5)
+    assert h.values("grad_norm_pre/b") == h.values("grad_norm/b") == [pytest.approx(float(direct["b"]), rel=1e-5)]
+
+
+def test_score_ratio_matches_the_ogm_ge_formula(make_harness):
+    h = make_harness()
+    probe = create("score_ratio")
+    probe.setup(h.ctx)
+    out, batch = h.backward()
+    probe.after_backward(out, batch, h.info)
+    y = batch["label"]
+    s = {m: float(out.unimodal_logits[m].detach().softmax(1)[torch.arange(len(y)), y].sum()) for m in "ab"}
+    assert h.values("score/a") == [pytest.approx(s["a"], rel=1e-5)]
+    assert h.values("ratio/a") == [pytest.approx(s["a"] / s["b"], rel=1e-5)]
+    assert h.values("ratio/b") == [pytest.approx(s["b"] / s["a"], rel=1e-5)]
+
+
+def test_grad_conflict_matches_a_direct_computation(make_harness):
+    h = make_harness()
+    probe = create("grad_conflict")
+    probe.setup(h.ctx)
+    out, batch = h.backward()
+    probe.after_backward(out, batch, h.info)
+    again = h.model(batch)
+    y = batch["label"]
+    for m in "ab":
+        params = h.model.encoder_parameters(m)
+        g_uni = torch.autograd.grad(F.cross_entropy(again.unimodal_logits[m], y), params, retain_graph=True)
+        g_fus = torch.autograd.grad(F.cross_entropy(again.logits, y), params, retain_graph=True)
+        u, f = torch.cat([g.flatten() for g in g_uni]), torch.cat([g.flatten() for g in g_fus])
+        assert h.values(f"conflict/cos/{m}") == [pytest.approx(float(F.cosine_similarity(u, f, dim=0)), abs=1e-5)]
+
+
+def test_param_dist_is_zero_at_init_and_the_distance_after_a_change(make_harness):
+    h = make_harness()
+    probe = create("param_dist")
+    probe.setup(h.ctx)
+    probe.on_epoch_end(1, h.info, None)
+    assert h.values("param_dist/a") == [0.0] and h.values("param_dist/b") == [0.0]
+    with torch.no_grad():
+        h.model.encoder_parameters("b")[0].add_(0.5)
+    probe.on_epoch_end(2, h.info, None)
+    n = h.model.encoder_parameters("b")[0].numel()
+    assert h.values("param_dist/b")[1] == pytest.approx(0.5 * n**0.5, rel=1e-5)
+    assert h.values("param_dist/a")[1] == 0.0
+
+
+def test_prototype_drift_appears_from_the_second_evaluation(make_harness):
+    h = make_harness()
+    probe = create("prototypes")
+    probe.setup(h.ctx)
+    probe.on_epoch_end(1, h.info, h.evaluation())
+    assert "proto/drift/a" not in h.keys() and {"proto/intra/a", "proto/inter/b", "proto/margin/a"} <= h.keys()
+    probe.on_epoch_end(2, h.info, h.evaluation())
+    assert h.values("proto/drift/a") == [0.0]  # same weights, same prototypes
+
+
+@pytest.mark.parametrize("dataset", ["synthetic", "mfeat"])
+def test_shapley_subset_accuracies_equal_masked_forwards(dataset, make_harness):
+    sets = ["data.pix_as_image=true"] if dataset == "mfeat" else []  # a BatchNorm CNN on pix
+    h = make_harness(dataset, sets)
+    h.model.eval()
+    features, labels = model_features(h.ctx, h.evaluation())
+    shapes = {s.name: tuple(s.shape) for s in h.ctx.data.modalities}
+    accs = compute_subset_accuracies(h.model, features, labels, shapes)
+    mods = h.ctx.modalities
+    batch = h.ctx.splits["val"].subset(range(len(h.ctx.splits["val"])))
+    with torch.no_grad():
+        for r in range(len(mods) + 1):
+            for kept in itertools.combinations(mods, r):
+                out = h.model(mask_batch(batch, [m for m in mods if m not in kept]))
+                assert accs[frozenset(kept)] == pytest.approx(
+                    float((out.logits.argmax(1) == batch["label"]).float().mean()), abs=1.5 / len(labels)
+                )
+
+
+def test_shapley_ignores_evaluation_features_of_a_masking_method(make_harness):
+    h = make_harness()
+    own, _ = model_features(h.ctx, None)
+    masked = h.evaluation(lambda m, b: m(mask_batch(b, ["b"])))  # e.g. the unimodal reference's predict
+    reused, _ = model_features(h.ctx, masked)
+    assert torch.allclose(reused["b"], own["b"]) and not torch.allclose(masked.features["b"], own["b"])
+    plain = h.evaluation()
+    assert model_features(h.ctx, plain)[0] is plain.features  # reused when it is the model's own forward
+
+
+def test_imbalance_reuses_this_epochs_shapley_values(make_harness):
+    h = make_harness()
+    shapley, imbalance = create("shapley"), create("imbalance")
+    for p in (shapley, imbalance):
+        p.setup(h.ctx)
+    ev = h.evaluation()
+    shapley.on_epoch_end(1, h.info, ev)
+    h.ctx.extra["probe_cache"]["shapley"] = {"a": 0.6, "b": 0.2}  # what the shapley probe left for this epoch
+    imbalance.on_epoch_end(1, h.info, ev)
+    assert h.values("imbalance/index") == [pytest.approx(0.5)] and h.values("imbalance/dominant") == [0.0]
+    h.next_epoch()
+    imbalance.on_epoch_end(2, h.info, ev)  # a new epoch: computed afresh
+    phi = {m: h.values(f"val/shapley/{m}")[0] for m in "ab"}
+    assert h.values("imbalance/share/a")[1] == pytest.approx(phi["a"] / (abs(phi["a"]) + abs(phi["b"])))
+
+
+def test_linear_probe_runs_only_when_due(make_harness):
+    h = make_harness()
+    ev = h.evaluation()
+    probe = create("unimodal_acc")  # default: no linear probe
+    probe.setup(h.ctx)
+    probe.on_epoch_end(3, h.info, ev)
+    assert {"val/acc_ncm/a", "val/acc_ncm/b"} == h.keys()
+    probe = create("unimodal_acc", probe_every=2)
+    probe.setup(h.ctx)
+    probe.on_epoch_end(1, h.info, ev)
+    assert "val/acc_probe/a" not in h.keys()
+    probe.on_epoch_end(3, h.info, ev)  # the last epoch (info.total_epochs == 3)
+    assert {"val/acc_probe/a", "val/acc_probe/b", "val/acc_probe/fused"} <= h.keys()
+
+
+def test_snapshots_write_float16_arrays_of_the_fixed_probe_set(make_harness, tmp_path):
+    h = make_harness(run_dir=tmp_path)
+    h.ctx.extra["dropped_mask"] = {"b": np.arange(len(h.ctx.data.y)) % 2 == 0}
+    probe = create("snapshots")
+    probe.setup(h.ctx)
+    for epoch in (1, 2):
+        probe.on_epoch_end(epoch, h.info, h.evaluation())
+    assert [a[:3] for a in h.artifacts] == [
+        (1, "snapshot", "snapshots/epoch_0001.npz"),
+        (2, "snapshot", "snapshots/epoch_0002.npz"),
+    ]
+    assert h.artifacts[0][3]["pred_source"] == {"a": "head", "b": "head"} and h.artifacts[0][3]["fused"] == "concat"
+    assert sorted(p.name for p in (tmp_path / "snapshots").iterdir()) == ["epoch_0001.npz", "epoch_0002.npz"]
+    with np.load(snapshot_path(tmp_path, 1)) as one, np.load(snapshot_path(tmp_path, 2)) as two:
+        index = np.asarray(h.ctx.data.probe_index)
+        assert np.array_equal(one["index"], index) and np.array_equal(two["index"], index)
+        assert np.array_equal(one["label"], h.ctx.data.y[index])
+        n = len(index)
+        assert one["features_a"].dtype == np.float16 and one["features_a"].shape == (n, 128)
+        assert one["features_fused"].shape == (n, 256) and one["conf_fused"].dtype == np.float16
+        assert one["pred_a"].shape == one["pred_fused"].shape == (n,)
+        assert np.array_equal(one["dropped_b"], index % 2 == 0)
+    from mmviz.analysis.snapshots import load_snapshot  # the dashboard's reader understands the files
+
+    snap = load_snapshot(snapshot_path(tmp_path, 2), epoch=2)
+    assert snap.views == ("a", "b", "fused") and snap.n == n and set(snap.dropped) == {"a", "b", "fused"}
+
+
+def test_snapshots_need_a_run_folder(make_harness):
+    h = make_harness(run_dir=None)
+    probe = create("snapshots")
+    probe.setup(h.ctx)
+    probe.on_epoch_end(1, h.info, h.evaluation())
+    assert not h.artifacts

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from mmviz.ui.embeddings import start_projection_worker
+
 ROOT = Path(__file__).resolve().parent
 PAGES = [
     ("pages/runs.py", "Runs", ":material/table_rows:"),
@@ -18,6 +20,7 @@ PAGES = [
 ]
 
 st.set_page_config(page_title="mmviz", page_icon=":material/biotech:", layout="wide")
+start_projection_worker()  # the UMAP worker starts (and warms up) with the dashboard, not on the first visit
 pages = [
     st.Page(path, title=title, icon=icon, default=i == 0)
     for i, (path, title, icon) in enumerate(PAGES)

@@ -15,7 +15,6 @@ refresh <= 0.3 s; the one-off first view is printed alongside.
 
 from __future__ import annotations
 
-import logging
 import os
 import statistics
 import sys
@@ -88,9 +87,10 @@ def fill(store) -> tuple[str, int, int]:
 
 
 def main() -> int:
-    logging.getLogger("streamlit").setLevel(logging.ERROR)  # AppTest outside a server warns about its runtime
+    from streamlit.logger import set_log_level
     from streamlit.testing.v1 import AppTest
 
+    set_log_level("error")  # AppTest outside a server warns about its missing runtime
     from mmviz.store import open_store
     from mmviz.ui.readers import live_buffer
 

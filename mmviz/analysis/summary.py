@@ -132,6 +132,9 @@ def compute_imbalance_banner(run: Mapping, frame: pd.DataFrame, references: Mapp
     """The imbalance banner of ``run`` from its tidy metrics ``frame`` and its unimodal ``references``
     (``{modality: run dict}`` with ``best_val_acc``, ``name``, ``run_id``, status)."""
     mods = _modalities(run)
+    if not frame.empty:  # the per-evaluation keys the banner reads: select them once, not once per question
+        keys = frame["key"].unique()
+        frame = frame[frame["key"].isin([k for k in keys if k.startswith(("val/", "imbalance/"))])]
     if run.get("method") == "unimodal":
         return Banner([f"This is a unimodal reference run: only {reference_modality(run)!r} is trained."])
     lines: list[str] = []

@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import dataclasses
-import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -33,185 +32,43 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from mmviz.errors import ConfigError, did_you_mean
+from mmviz.analysis.projection_jobs import (
+    CACHE_DIR,
+    FAULTS_ENV,
+    METHODS,
+    ProjectionRequest,
+    ProjectionResult,
+    compute_projection,
+    load_result,
+    read_json,
+    save_result,
+    write_json,
+)
 
-METHODS: dict[str, dict[str, Any]] = {  # method -> default parameters (every parameter is part of the cache key)
-    "pca": {},
-    "umap": {"n_neighbors": 15, "min_dist": 0.1, "n_epochs": 200, "metric": "euclidean", "random_state": 0},
-    "aligned_umap": {
-        "n_neighbors": 15, "min_dist": 0.1, "n_epochs": 200, "metric": "euclidean", "random_state": 0,
-        "alignment_regularisation": 0.01, "alignment_window_size": 2,
-    },
-}  # fmt: skip
+__all__ = [
+    "CACHE_DIR",
+    "FAULTS_ENV",
+    "METHODS",
+    "WARM_ENV",
+    "CrashReport",
+    "ProjectionRequest",
+    "ProjectionResult",
+    "ProjectionWorker",
+    "RequestState",
+    "compute_projection",
+    "ensure_worker",
+    "load_result",
+    "save_result",
+    "serve",
+    "warm_up",
+]
+
 WARM_ENV = "MMVIZ_PROJECTION_WARM"  # "0": no UMAP warm-up at start (tests that never run UMAP)
-FAULTS_ENV = "MMVIZ_PROJECTION_FAULTS"  # "1" enables the '_crash' method (tests kill the worker with it)
-CACHE_DIR = "proj"
+NICE = 5  # the worker's scheduling niceness increment: the page and the trainers come first
 _POLL_S = 0.05
-
-
-def _file_id(path: str) -> list:
-    try:
-        st = os.stat(path)
-        return [Path(path).name, st.st_size, st.st_mtime_ns]
-    except OSError:
-        return [Path(path).name, None, None]
-
-
-@dataclasses.dataclass(frozen=True)
-class ProjectionRequest:
-    """What to project: one view (a modality or 'fused') of one epoch's snapshot, or of every epoch (aligned).
-
-    Build with :meth:`create`, which fills in default parameters so that equal requests share one cache entry.
-
-    Attributes:
-        run_id: the run; view: modality name or ``'fused'``; method: ``'pca'``, ``'umap'`` or ``'aligned_umap'``.
-        epochs: the epoch (one) or the epochs (aligned) and ``paths`` their snapshot files (absolute).
-        params: sorted ``(name, value)`` pairs; reference: the PCA reference epoch's snapshot file.
-    """
-
-    run_id: str
-    view: str
-    method: str
-    epochs: tuple[int, ...]
-    paths: tuple[str, ...]
-    params: tuple[tuple[str, Any], ...] = ()
-    reference: str | None = None
-
-    @classmethod
-    def create(
-        cls, run_id: str, view: str, method: str, epochs, paths, params: dict | None = None, reference=None
-    ) -> ProjectionRequest:
-        """Validate ``method`` and ``params`` (unknown names are an error) and fill in defaults."""
-        if method not in METHODS and not (method == "_crash" and os.environ.get(FAULTS_ENV) == "1"):
-            raise ConfigError(
-                f"Unknown projection method {method!r}.{did_you_mean(method, METHODS)} Available: {', '.join(METHODS)}."
-            )
-        defaults = METHODS.get(method, {})
-        unknown = sorted(set(params or {}) - set(defaults))
-        if unknown:
-            raise ConfigError(f"Unknown {method} parameter {unknown[0]!r}. Valid: {', '.join(defaults) or 'none'}.")
-        epochs, paths = tuple(int(e) for e in epochs), tuple(str(p) for p in paths)
-        if len(epochs) != len(paths) or not epochs or (method != "aligned_umap" and len(epochs) != 1):
-            raise ValueError(f"A {method} request needs one snapshot per epoch; got {len(epochs)} epochs.")
-        merged = {**defaults, **(params or {})}
-        return cls(run_id, view, method, epochs, paths, tuple(sorted(merged.items())), reference)
-
-    @property
-    def key(self) -> str:
-        """Hash of everything the result depends on, including the snapshot files' size and mtime."""
-        payload = {
-            "run_id": self.run_id, "view": self.view, "method": self.method, "epochs": self.epochs,
-            "files": [_file_id(p) for p in self.paths], "params": self.params,
-            "reference": None if self.reference is None else _file_id(self.reference),
-        }  # fmt: skip
-        return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-    @property
-    def cache_path(self) -> Path:
-        """The cached result: ``<run_dir>/snapshots/proj/<method>-<view>-e<last epoch>-<key>.npz``."""
-        name = f"{self.method}-{self.view}-e{self.epochs[-1]:04d}-{self.key}.npz"
-        return Path(self.paths[-1]).parent / CACHE_DIR / name
-
-    def describe(self) -> str:
-        """A short human description, e.g. ``umap of 'audio' at epoch 3 of run R``."""
-        when = f"epoch {self.epochs[0]}" if len(self.epochs) == 1 else f"epochs {self.epochs[0]}-{self.epochs[-1]}"
-        return f"{self.method} of {self.view!r} at {when} of run {self.run_id}"
-
-    def to_json(self) -> dict:
-        """A JSON-able dict (see :meth:`from_json`)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> ProjectionRequest:
-        """Rebuild a request written by :meth:`to_json`."""
-        params = tuple((str(k), v) for k, v in data["params"])
-        return cls(data["run_id"], data["view"], data["method"], tuple(data["epochs"]), tuple(data["paths"]),
-                   params, data.get("reference"))  # fmt: skip
-
-
-@dataclasses.dataclass(frozen=True)
-class ProjectionResult:
-    """A computed projection: per epoch the ``(N, 2)`` coordinates of the snapshot rows, in row order."""
-
-    embeddings: dict[int, np.ndarray]
-    index: np.ndarray
-    seconds: float
-    computed_at: float
-
-
-def compute_projection(request: ProjectionRequest) -> dict[str, np.ndarray]:
-    """Compute ``request`` in this process and return the arrays of its cache file."""
-    from mmviz.analysis.projection import AlignedUMAPProjection, PCAProjection, UMAPProjection
-    from mmviz.analysis.snapshots import load_snapshot
-
-    if request.method == "_crash" and os.environ.get(FAULTS_ENV) == "1":  # fault injection for tests
-        os._exit(3)
-    if request.method not in METHODS:
-        raise ValueError(f"Unknown projection method {request.method!r}; available: {', '.join(METHODS)}.")
-    params = dict(request.params)
-    snaps = [load_snapshot(p, e) for e, p in zip(request.epochs, request.paths, strict=True)]
-    for snap in snaps:
-        if request.view not in snap.features:
-            raise KeyError(f"Snapshot of epoch {snap.epoch} has no view {request.view!r}; it has {snap.views}.")
-    xs = [s.features[request.view] for s in snaps]
-    if request.method == "pca":
-        ref = load_snapshot(request.reference).features[request.view] if request.reference else xs[0]
-        embedding = PCAProjection(2).fit(ref).transform(xs[0])[None]
-    elif request.method == "umap":
-        embedding = UMAPProjection(**params).fit_transform(xs[0])[None]
-    else:
-        if len({len(x) for x in xs}) != 1:
-            raise ValueError("AlignedUMAP needs the same probe set every epoch; the snapshot sizes differ.")
-        embedding = np.stack(AlignedUMAPProjection(**params).fit_transform(xs, [s.index for s in snaps]))
-    return {"embedding": embedding.astype(np.float32), "epochs": np.asarray(request.epochs), "index": snaps[-1].index}
-
-
-def _write_atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    _write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, default=str), encoding="utf-8"))
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def save_result(request: ProjectionRequest, arrays: dict[str, np.ndarray], seconds: float) -> Path:
-    """Write the cache file of ``request`` atomically and return its path."""
-    path = request.cache_path
-    meta = np.asarray(json.dumps({"seconds": seconds, "computed_at": time.time(), "pid": os.getpid()}))
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, meta=meta, **arrays)
-
-    _write_atomic(path, write)
-    return path
-
-
-def load_result(request: ProjectionRequest | str | Path) -> ProjectionResult | None:
-    """The cached result of ``request`` (or a cache file), or ``None`` when it has not been computed (or is unreadable)."""
-    path = request.cache_path if isinstance(request, ProjectionRequest) else Path(request)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            epochs, embedding, index = z["epochs"], z["embedding"], z["index"]
-    except (OSError, ValueError, KeyError, EOFError):
-        return None
-    return ProjectionResult({int(e): embedding[i] for i, e in enumerate(epochs)}, index, meta["seconds"],
-                            meta["computed_at"])  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------- the worker process
@@ -228,7 +85,7 @@ def warm_up() -> float:
 def _next_request(queue: Path) -> Path | None:
     best, best_rank = None, None
     for path in queue.glob("*.json"):
-        item = _read_json(path)
+        item = read_json(path)
         if item is None:
             continue
         rank = (-int(item.get("priority", 0)), float(item.get("seq", 0.0)))
@@ -240,11 +97,13 @@ def _next_request(queue: Path) -> Path | None:
 def serve(root: Path, parent_pid: int | None = None, warm: bool = True) -> None:
     """The worker's main loop: warm up, then serve requests from ``root/queue`` until the parent process dies."""
     root = Path(root)
+    with contextlib.suppress(OSError):  # background work: the page and the trainers come first
+        os.nice(NICE)
     queue, running, errors = root / "queue", root / "running", root / "errors"
     for folder in (queue, running, errors):
         folder.mkdir(parents=True, exist_ok=True)
     warm_s = warm_up() if warm else 0.0
-    _write_json(root / "ready.json", {"pid": os.getpid(), "warm_s": warm_s, "time": time.time()})
+    write_json(root / "ready.json", {"pid": os.getpid(), "warm_s": warm_s, "time": time.time()})
     stats = {"pid": os.getpid(), "computed": 0, "cached": 0, "failed": 0}
     while parent_pid is None or os.getppid() == parent_pid:
         path = _next_request(queue)
@@ -256,7 +115,7 @@ def serve(root: Path, parent_pid: int | None = None, warm: bool = True) -> None:
             os.replace(path, claim)
         except FileNotFoundError:  # withdrawn meanwhile
             continue
-        item = _read_json(claim)
+        item = read_json(claim)
         try:
             request = ProjectionRequest.from_json(item["request"])
             if request.cache_path.is_file():
@@ -269,10 +128,10 @@ def serve(root: Path, parent_pid: int | None = None, warm: bool = True) -> None:
         except Exception as exc:  # reported to the page; the worker carries on
             stats["failed"] += 1
             message = f"{type(exc).__name__}: {exc}"
-            _write_json(errors / claim.name, {"message": message, "traceback": traceback.format_exc()})
+            write_json(errors / claim.name, {"message": message, "traceback": traceback.format_exc()})
         finally:
             claim.unlink(missing_ok=True)
-            _write_json(root / "stats.json", stats)
+            write_json(root / "stats.json", stats)
 
 
 # ------------------------------------------------------------------------------------------- the client
@@ -352,7 +211,7 @@ class ProjectionWorker:
 
     def ready(self) -> bool:
         """Whether the current worker process has finished its warm-up."""
-        info = _read_json(self.root / "ready.json")
+        info = read_json(self.root / "ready.json")
         return bool(info) and info.get("pid") == self.pid and self.alive()
 
     def alive(self) -> bool:
@@ -371,7 +230,7 @@ class ProjectionWorker:
 
     def stats(self) -> dict:
         """The worker's counters: ``computed``, ``cached`` (found in the cache), ``failed`` and its ``pid``."""
-        return _read_json(self.root / "stats.json") or {}
+        return read_json(self.root / "stats.json") or {}
 
     def _log_tail(self) -> str:
         try:
@@ -387,10 +246,10 @@ class ProjectionWorker:
             returncode = self._proc.returncode
             lost = []
             for claim in (self.root / "running").glob("*.json"):
-                item = _read_json(claim) or {}
+                item = read_json(claim) or {}
                 described = ProjectionRequest.from_json(item["request"]).describe() if "request" in item else "?"
                 lost.append(described)
-                _write_json(self.root / "errors" / claim.name, {
+                write_json(self.root / "errors" / claim.name, {
                     "message": f"The projection worker crashed (exit code {returncode}) while computing {described}.",
                     "traceback": "", "crash": True,
                 })  # fmt: skip
@@ -444,14 +303,14 @@ class ProjectionWorker:
             error.unlink(missing_ok=True)
         if (self.root / "running" / f"{key}.json").is_file():
             return "running"
-        queued = _read_json(self.root / "queue" / f"{key}.json")
+        queued = read_json(self.root / "queue" / f"{key}.json")
         if queued is not None and queued.get("priority") == int(priority):
             return "queued"
         with self._lock:
             self._seq += 1
             seq = time.time() + self._seq * 1e-6
         item = {"priority": int(priority), "seq": seq, "owner": owner, "request": request.to_json()}
-        _write_json(self.root / "queue" / f"{key}.json", item)
+        write_json(self.root / "queue" / f"{key}.json", item)
         return "queued"
 
     def state(self, request: ProjectionRequest) -> RequestState:
@@ -459,7 +318,7 @@ class ProjectionWorker:
         if request.cache_path.is_file():
             return RequestState("done")
         key = request.key
-        error = _read_json(self.root / "errors" / f"{key}.json")
+        error = read_json(self.root / "errors" / f"{key}.json")
         if error is not None:
             return RequestState("error", error.get("message", "failed"))
         if (self.root / "running" / f"{key}.json").is_file():
@@ -472,7 +331,7 @@ class ProjectionWorker:
         """Withdraw ``owner``'s queued requests whose keys are not in ``keep``; return how many."""
         removed = 0
         for path in (self.root / "queue").glob("*.json"):
-            item = _read_json(path)
+            item = read_json(path)
             if item is not None and item.get("owner") == owner and path.stem not in keep:
                 path.unlink(missing_ok=True)
                 removed += 1

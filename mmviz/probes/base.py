@@ -7,8 +7,9 @@ Cost budget. A probe is *due* at its cadence (``every_n_steps`` / ``every_n_epoc
 time under ``max_overhead`` of the run's wall time: each probe times its hooks, keeps a running estimate of one
 call's cost, and skips a due call while ``cost > max_overhead * (time since it last ran)``. The cadence is thus the
 highest rate: a cheap probe on a slow model runs at every due point, an expensive one on a tiny model thins out,
-and the total overhead stays bounded on any machine. The first due call always runs (it measures the cost).
-``max_overhead = 0`` turns the budget off: the probe then runs at exactly its cadence (deterministic logs).
+and the total overhead stays bounded on any machine. Until a probe has measured itself it assumes its class's
+``cost_hint`` (a small CPU model's cost; ``None`` = the first due call simply runs). ``max_overhead = 0`` turns the
+budget off: the probe then runs at exactly its cadence (deterministic logs).
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ class Probe:
     per_epoch: ClassVar[bool] = False
     # Probes run in ascending ``order`` (then by name); a probe that reads another's results runs after it.
     order: ClassVar[int] = 0
+    # Seconds one call is assumed to cost before it has been measured (None: the first due call runs).
+    cost_hint: ClassVar[float | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -80,7 +83,7 @@ class Probe:
         self._in_hook = False
         self._spent = 0.0  # seconds spent in hooks since the last decision
         self._cost: float | None = None  # running estimate of one call's cost (seconds)
-        self._last_run: float | None = None  # perf_counter() when it was last allowed to run
+        self._since: float | None = None  # perf_counter() when it last ran (or was first due)
         self.skipped = 0  # due calls skipped for the budget
 
     def setup(self, ctx: TrainContext) -> None:
@@ -101,12 +104,14 @@ class Probe:
         if self._spent:
             self._cost = self._spent if self._cost is None else 0.5 * (self._cost + self._spent)
             self._spent = 0.0
+        if self._since is None:
+            self._since = now
+        cost = self._cost if self._cost is not None else self.cost_hint
         budget = self.config.max_overhead
-        if budget > 0 and self._cost is not None and self._last_run is not None:
-            if self._cost > budget * (now - self._last_run):
-                self.skipped += 1
-                return False
-        self._last_run = now
+        if budget > 0 and cost is not None and cost > budget * (now - self._since):
+            self.skipped += 1
+            return False
+        self._since = now
         return True
 
     def after_backward(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> None:

@@ -20,11 +20,11 @@ from models import ModelOutput
 
 @dataclasses.dataclass(frozen=True)
 class GradConflictConfig(ProbeConfig):
-    """Settings of the gradient-conflict probe (an extra forward and M + 1 backward passes when it runs)."""
+    """Settings of the gradient-conflict probe (an extra forward and two backward passes when it runs)."""
 
     every_n_steps: int = param(20, "Run at most every N optimiser steps.", low=1, high=1_000_000)
     max_overhead: float = param(
-        0.003, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.001
+        0.002, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.001
     )
 
 
@@ -49,10 +49,12 @@ class GradConflictProbe(Probe):
     Gradient alignment between unimodal and multimodal objectives is the quantity CGGM (Guo et al., NeurIPS
     2024) and gradient-integration methods act on: near 1 the fused loss trains encoder m as if it were alone;
     near 0 or negative the fused objective pulls the encoder away from what its own modality would learn (the
-    fused loss is satisfied by another modality). Every ``every_n_steps`` steps (200 by default: each call costs about one training step) it repeats the
-    step's forward on the same batch in the same (train) mode and takes the gradients with
-    ``torch.autograd.grad`` — parameters' ``.grad`` are never touched, BatchNorm buffers and the global RNG are
-    restored afterwards, so training is unchanged. Uses head-split logits: absent for FiLM and gated fusions.
+    fused loss is satisfied by another modality). When due it repeats the step's forward on the same batch in the
+    same (train) mode and takes both gradients with ``torch.autograd.grad`` (two backward passes: encoder m's
+    unimodal logits depend on no other encoder, so one backward of the summed unimodal losses serves all) —
+    parameters' ``.grad`` are never touched, BatchNorm buffers and the global RNG are restored afterwards, so
+    training is unchanged. Uses head-split logits: absent for FiLM and gated fusions. A call costs about one training
+    step; default: at most every 20 steps, within 0.2% of the run's time.
     """
 
     name = "grad_conflict"

@@ -223,7 +223,11 @@ def scale_to_unit_box(features: torch.Tensor | np.ndarray) -> torch.Tensor:
 
 
 def compute_kmeans(
-    features: torch.Tensor | np.ndarray, num_clusters: int, *, random_state: int = 0, max_iter: int = 100,
+    features: torch.Tensor | np.ndarray,
+    num_clusters: int,
+    *,
+    random_state: int = 0,
+    max_iter: int = 100,
     tol: float = 1e-6,
 ) -> tuple[np.ndarray, float]:
     """Lloyd's k-means with k-means++ seeding (one run, own ``torch.Generator``): assignments ``(N,)`` and inertia.

@@ -21,23 +21,25 @@ class ParamDistConfig(ProbeConfig):
 
     every_n_epochs: int = param(1, "Run at most every N epochs (and at the last epoch).", low=1, high=100_000)
     max_overhead: float = param(
-        0.002, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.001
+        0.001, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.001
     )
 
 
 @PROBES.register("param_dist", config=ParamDistConfig, cadence="epoch", keys=("param_dist/<m>",))
 class ParamDistProbe(Probe):
-    """``||theta_m - theta_m_0||``: how far each encoder's weights have moved from their initial values, per epoch.
+    """How far each encoder's weights have moved from their initial values, ``||theta_m - theta_m_0||`` (per epoch).
 
     An encoder that barely moves is not learning (the under-optimised modality of OGM-GE and of Diagnosing &
     Re-learning, Wei et al., ECCV 2024, whose soft re-initialisation pulls encoders back towards ``theta_0``).
     The initial weights are the run's ``init_state`` (for a fork, the parent's), over the encoder's trainable
-    parameters (buffers such as BatchNorm statistics are left out).
+    parameters (buffers such as BatchNorm statistics are left out). Default: at most every epoch, within 0.1% of
+    the run's time.
     """
 
     name = "param_dist"
     config_cls = ParamDistConfig
     per_epoch = True
+    cost_hint = 0.0003
 
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)

@@ -72,7 +72,7 @@ def _dropped(extra: dict, index: np.ndarray) -> dict[str, np.ndarray]:
 
 @PROBES.register("snapshots", config=SnapshotConfig, cadence="epoch", keys=(), artifact="snapshot")
 class SnapshotProbe(Probe):
-    """Features of a fixed, stratified probe set of val samples, per modality and fused, every 10 epochs by default.
+    """Features of a fixed, stratified probe set of val samples, per modality and fused (per epoch, to a file).
 
     The probe set is the dataset's ``probe_index`` (up to ``data.probe_size`` val samples, the same absolute
     indices every time), so the embeddings page can align projections across epochs. Each snapshot is
@@ -82,12 +82,13 @@ class SnapshotProbe(Probe):
     argmax where the fusion allows it, else the leave-one-out nearest val class mean; the artifact's meta says
     which), ``pred_fused`` and ``conf_fused`` (max softmax of the fused logits), plus ``dropped`` / ``dropped_<m>``
     when the balancing method publishes which samples had a modality dropped (``ctx.extra['dropped_mask']``).
-    Nothing is written for runs without a run folder.
+    Nothing is written for runs without a run folder. Default: at most every epoch, within 0.2% of the run's time.
     """
 
     name = "snapshots"
     config_cls = SnapshotConfig
     per_epoch = True
+    cost_hint = 0.003
     order = 30
 
     def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:

@@ -47,13 +47,15 @@ class Step:
 
 @dataclasses.dataclass(frozen=True)
 class Lesson:
-    """A lesson: a number, a title, a one-paragraph introduction, its control group and its steps."""
+    """A lesson: a number, a title, a one-paragraph introduction, its control group, its steps, and whether it
+    offers every data knob (the lessons that introduce a data set do)."""
 
     number: int
     title: str
     intro: str
     group: str
     steps: tuple[Step, ...]
+    data_knobs: bool = False
 
 
 _DATA = ("preset", "strength_a")
@@ -100,6 +102,7 @@ LESSONS: tuple[Lesson, ...] = (
                 "joint_vs_alone",
             ),
         ),
+        data_knobs=True,
     ),
     Lesson(
         2,
@@ -155,7 +158,7 @@ LESSONS: tuple[Lesson, ...] = (
                 ("method", "alpha", "drop_p"),
                 Question(
                     "How much of b's gap to b-alone (linear probe) will the method close?",
-                    ("most of it", "some of it", "none, or it gets worse"),
+                    ("most of it", "some of it", "little or none (or it widens)"),
                 ),
                 ("reference", "balanced", "alone_b"),
                 ("balance_bars", "balance_curves"),
@@ -204,6 +207,7 @@ LESSONS: tuple[Lesson, ...] = (
                 "dropout_recovery",
             ),
         ),
+        data_knobs=True,
     ),
     Lesson(
         5,
@@ -249,6 +253,22 @@ def lesson_controls(lesson: Lesson) -> tuple[str, ...]:
         for role in step.runs:
             used.update(ROLE_CONTROLS.get(role, ()))
     return tuple(n for n in GROUP_CONTROLS[lesson.group] if n in used)
+
+
+def describe_settings(step: Step, values: Mapping[str, Any], seed: int) -> str:
+    """One caption line with what the step's runs use, e.g. ``Balancing method: PMR · Strength alpha: 1 · Data: ...``
+    (in focus mode it is the only place the link's settings show)."""
+    from mmviz.teach.controls import CONTROLS
+
+    parts = []
+    for name in step.controls:
+        c = CONTROLS[name]
+        if name != "preset" and c.applies(values):
+            shown = METHOD_SHORT.get(values[name], values[name]) if name == "method" else c.format(values[name])
+            parts.append(f"{c.label}: {shown}")
+    parts.append(f"Data: {knobs_from(values).describe()}")
+    parts.append(f"seed {seed}")
+    return " · ".join(parts)
 
 
 def method_spec_args(values: Mapping[str, Any]) -> tuple[str, dict[str, Any], str]:

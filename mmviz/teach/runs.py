@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mmviz import __version__
+from mmviz.errors import RunNotFoundError
 from mmviz.teach.presets import SIZING, DataKnobs, probe_overrides
 
 TAG_PREFIX = "teach:"
@@ -215,7 +216,11 @@ def load_progress(store: Any, specs: Sequence[RunSpec], run_ids: Mapping[str, st
         if rid is None:
             out.append(RunProgress(spec.role, spec.label, "", "missing", 0, SIZING["epochs"]))
             continue
-        run = store.get_run(rid)
+        try:
+            run = store.get_run(rid)
+        except RunNotFoundError:  # deleted since it was requested
+            out.append(RunProgress(spec.role, spec.label, rid, "missing", 0, SIZING["epochs"]))
+            continue
         start = run.get("started") or run.get("created") or now
         end = run.get("finished") or now
         out.append(

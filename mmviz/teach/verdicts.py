@@ -114,7 +114,12 @@ def gap_closed(r: Results) -> Verdict:
         answer, how = 2, f"there was hardly a gap to close ({points(-gap)} below b alone)"
     else:
         answer = 0 if closed >= 0.5 else (1 if closed >= 0.15 else 2)
-        how = f"{bal.label} closed {100 * closed:.0f}% of the gap" if closed >= 0 else f"{bal.label} widened the gap"
+        if closed >= 1:
+            how = f"{bal.label} closed the whole gap"
+        elif closed >= 0:
+            how = f"{bal.label} closed {100 * closed:.0f}% of the gap"
+        else:
+            how = f"{bal.label} widened the gap"
     text = (
         f"b's linear probe: baseline {pct(p0)} → {bal.label} {pct(p1)}, b alone {pct(alone)}: {how}. "
         f"b's head split: {pct(h0)} → {pct(h1)}. Fused accuracy: {pct(f0)} → {pct(f1)} "

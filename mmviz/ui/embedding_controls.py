@@ -53,8 +53,8 @@ def render_run_picker(runs: pd.DataFrame) -> str:
     if st.session_state.get("emb.run") not in by_id:
         active = runs[runs["effective_status"].isin(ACTIVE)]
         st.session_state["emb.run"] = str((active if not active.empty else runs)["run_id"].iloc[0])
-    run_id = st.selectbox("Run", list(by_id), format_func=lambda r: run_label(by_id[r]), key="emb.run",
-                          help="Finished and running runs; a running run's new epochs appear as they arrive.")  # fmt: skip
+    help_text = "Finished and running runs; a running run's new epochs appear as they arrive."
+    run_id = st.selectbox("Run", list(by_id), format_func=lambda r: run_label(by_id[r]), key="emb.run", help=help_text)
     st.query_params["run"] = run_id
     st.session_state["emb.query_run"] = run_id
     return run_id
@@ -89,7 +89,7 @@ def render_controls(epochs: list[int], has_dropped: bool) -> Controls:
     with st.expander("UMAP settings"):
         u1, u2 = st.columns(2)
         n_neighbors = u1.slider("n_neighbors", 5, 100, 15, key="emb.n_neighbors",
-                                help="Larger keeps more global structure; smaller shows finer local groups.")  # fmt: skip
+                                help="Larger keeps more global structure; smaller, finer local groups.")  # fmt: skip
         min_dist = u2.slider("min_dist", 0.0, 0.99, 0.1, 0.01, key="emb.min_dist",
                              help="How tightly points may pack together in the map.")  # fmt: skip
     return Controls(

@@ -23,7 +23,6 @@ from mmviz.analysis.worker import ProjectionRequest, ProjectionWorker, ensure_wo
 from mmviz.ui.embedding_controls import (
     ACTIVE,
     CAUTION,
-    METHOD_LABELS,
     Controls,
     current_selection,
     render_controls,
@@ -137,10 +136,10 @@ class Projector:
                 self._submit(requests[e], 1)
         results = {e: r for e in self.epochs if (r := self._loaded(requests[e])) is not None}
         if epoch not in results:
-            return pca, [pca], "PCA (UMAP pending)" if method == "umap" else "PCA (AlignedUMAP pending)"
+            return pca, [pca], "PCA"
         done = sorted(results)  # successive epochs aligned onto each other, the first onto its PCA view
         chain = align_sequence([results[e].embeddings[e] for e in done], anchor=self.pca(done[0], view))
-        return chain[done.index(epoch)], chain, "UMAP" if method == "umap" else "UMAP (AlignedUMAP pending)"
+        return chain[done.index(epoch)], chain, "UMAP"
 
 
 def _sample_of(point: dict) -> int | None:
@@ -196,18 +195,27 @@ def render_poller(store, run_id: str, worker: ProjectionWorker, watch: list, act
     poll()
 
 
+def _pending_note(projector: Projector, view: str) -> str:
+    """E.g. ``' · AlignedUMAP computing…'`` for the slowest request the panel still waits for."""
+    for request in sorted((r for r in projector.watch if r.view == view), key=lambda r: r.method != "aligned_umap"):
+        state = projector.worker.state(request).state
+        if state in ("queued", "running", "missing"):
+            name = "AlignedUMAP" if request.method == "aligned_umap" else "UMAP"
+            doing = "computing" if state == "running" else "waiting for the worker"
+            return f" · {name} {doing}…"
+    return ""
+
+
 def _render_panel(projector: Projector, frame: pd.DataFrame, view: str, epoch: int, shown: str, controls: Controls,
-                  **plot_kw) -> None:  # fmt: skip
+                  source: str | None, **plot_kw) -> None:  # fmt: skip
     rows = frame[frame["view"] == view]
     acc = rows["correct"].mean()
-    st.markdown(f"**{view}** · epoch {epoch}" + (f" · accuracy {acc:.2f}" if np.isfinite(acc) else ""))
+    how = " (nearest class mean)" if source == "ncm" else ""  # no head split for this fusion: say how it was measured
+    st.markdown(f"**{view}** · epoch {epoch}" + (f" · accuracy {acc:.2f}{how}" if np.isfinite(acc) else ""))
     fig = plot_embedding(rows, controls.color_by, axis_title=shown.split(" ")[0], **plot_kw)
     st.plotly_chart(fig, key=f"emb.chart.{view}", on_select=lambda: _on_select(view), selection_mode=("lasso", "box"),
                     config=PLOTLY_CONFIG, width="stretch")  # fmt: skip
-    pending = [
-        r for r in projector.watch if r.view == view and projector.worker.state(r).state in ("queued", "running")
-    ]
-    st.caption(shown + (f" · {METHOD_LABELS[controls.method]} computing…" if pending else ""))
+    st.caption(shown + _pending_note(projector, view))
     if view in projector.errors:
         request, message = projector.errors[view]
         st.error(message, icon=":material/error:")
@@ -236,8 +244,8 @@ def render_embeddings_page(store, workspace: str) -> None:
     active = runs_by_id(runs)[run_id].get("effective_status") in ACTIVE
     index = snapshot_index(workspace, run_id, len(store.load_artifacts(run_id, kind="snapshot")))
     if index.empty:
-        st.info("This run has no snapshots yet; the `snapshots` probe writes one per epoch"
-                + (", and they appear here as they arrive." if active else " (it was off, or the run ended early)."))  # fmt: skip
+        later = ", and they appear here as they arrive." if active else " (it was off, or the run ended early)."
+        st.info("This run has no snapshots yet; the `snapshots` probe writes them every few epochs" + later)
         render_poller(store, run_id, worker, [], active, [])
         return
     epochs = [int(e) for e in index["epoch"]]
@@ -258,10 +266,13 @@ def render_embeddings_page(store, workspace: str) -> None:
     selected = set(selection["indices"]) if selection else None
 
     render_legend(frame, controls.color_by)
+    meta = index.loc[index["epoch"] == epoch, "meta"].iloc[0]
+    sources = meta.get("pred_source", {}) if isinstance(meta, dict) else {}
     columns = st.columns([*([1.0] * len(views)), 0.6])
     for view, column in zip(views, columns, strict=False):
         with column:
-            _render_panel(projector, frame, view, epoch, shown[view], controls, selected=selected, ranges=ranges[view])
+            _render_panel(projector, frame, view, epoch, shown[view], controls, sources.get(view), selected=selected,
+                          ranges=ranges[view])  # fmt: skip
     with columns[-1]:
         st.caption(CAUTION)
     render_selection_table(snapshot, selection, views)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from mmviz.analysis.summary import compute_imbalance_banner, find_reference_runs
@@ -18,8 +19,8 @@ from mmviz.errors import MmvizError, RunNotFoundError
 from mmviz.ui.charts import render_chart_controls, render_figure
 from mmviz.ui.frame import page_path
 from mmviz.ui.labels import ACTIVE, STATUS_COLORS, epoch_text, run_method_label
-from mmviz.ui.readers import live_buffer, load_runs, runs_by_id
-from mmviz.viz import ChartOptions, assign_panels, metric_groups, panel_by_name, plot_panel
+from mmviz.ui.readers import LiveBuffer, live_buffer, load_runs, runs_by_id
+from mmviz.viz import ChartOptions, assign_panels, panel_by_name, plot_panel
 from mmviz.viz.series import export_frame
 
 RUN_KEY = "live.run"
@@ -140,23 +141,42 @@ def render_banner(store, workspace: str, run: Mapping, frame: pd.DataFrame) -> N
                 st.toast("Started the unimodal reference runs.")
 
 
-def render_panels(frame: pd.DataFrame, events: pd.DataFrame | None, run: Mapping, options: ChartOptions) -> list:
+@st.cache_resource(show_spinner=False, max_entries=256)
+def panel_figure(
+    workspace: str,
+    run_id: str,
+    name: str,
+    groups: tuple,
+    mods: tuple,
+    options: tuple,
+    version: int,
+    n_events: int,
+    t0: float,
+) -> go.Figure:
+    """One live chart of a run, built once per (options, newest row of its keys, events) for all sessions: a panel
+    whose keys got no new rows since the last refresh (per-epoch signals between evaluations) is not rebuilt."""
+    buf = live_buffer(workspace, run_id)
+    opts = ChartOptions(*options)
+    return plot_panel(buf.frame, panel_by_name(name), list(groups), list(mods), opts, buf.events, {run_id: t0})
+
+
+def render_panels(buf: LiveBuffer, run: Mapping, options: ChartOptions) -> list:
     """Every panel that has data; single-facet panels go two to a row. Returns the shown ``(split, quantity)``."""
-    panels = assign_panels(metric_groups(frame))
-    by_group = frame.drop_duplicates("key")
-    keys_of = {}
-    for key, split, quantity in zip(by_group["key"], by_group["split"], by_group["quantity"], strict=True):
-        keys_of.setdefault((split if isinstance(split, str) else None, quantity), []).append(key)
-    mods = list(run.get("modalities") or [])
-    t0 = {run["run_id"]: run.get("started") or (float(frame["wall_time"].min()) if not frame.empty else 0.0)}
+    frame = buf.frame
+    panels = assign_panels(list(buf.groups))
+    mods = tuple(run.get("modalities") or [])
+    t0 = run.get("started") or (float(frame["wall_time"].min()) if not frame.empty else 0.0)
+    opts = (options.x_axis, options.smoothing, options.log_y, options.max_points)
+    n_events = 0 if buf.events is None else len(buf.events)
     shown: list = []
     pending: list = []
 
     def draw(name: str, groups: list) -> None:
         panel = panel_by_name(name)
         st.markdown(f"**{panel.title}**", help=panel.help)
-        rows = frame[frame["key"].isin([k for g in groups for k in keys_of.get(g, [])])]  # one pass per panel
-        render_figure(plot_panel(rows, panel, groups, mods, options, events, t0), key=f"live.chart.{name}")
+        version = buf.version(groups)
+        fig = panel_figure(buf.workspace, buf.run_id, name, tuple(groups), mods, opts, version, n_events, t0)
+        render_figure(fig, key=f"live.chart.{name}")
 
     for name, groups in panels.items():
         shown.extend(groups)
@@ -194,7 +214,7 @@ def live_view(store, workspace: str, run_id: str, options: ChartOptions, polling
     if buf.frame.empty:
         st.info("No metrics logged yet; the charts appear with the first logged step.")
     else:
-        shown = render_panels(buf.frame, buf.events, run, options)
+        shown = render_panels(buf, run, options)
         frame, t0 = buf.frame, {run_id: run.get("started")}
         st.download_button(
             "Download CSV of the shown series",

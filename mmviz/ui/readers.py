@@ -109,7 +109,13 @@ class LiveBuffer:
     after_id: int = 0
     after_event: int = 0
     updates: int = 0
+    last_ids: dict[str, int] = dataclasses.field(default_factory=dict)  # per key: id of its newest row held
+    groups: dict[tuple[str | None, str], list[str]] = dataclasses.field(default_factory=dict)  # -> keys
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
+
+    def version(self, groups) -> int:
+        """Id of the newest row held among the keys of ``groups``: a chart of them is unchanged until it moves."""
+        return max((self.last_ids.get(k, 0) for g in groups for k in self.groups.get(g, [])), default=0)
 
     def update(self, store) -> int:
         """Read the rows and events logged since the last update; return how many metric rows arrived."""
@@ -118,6 +124,14 @@ class LiveBuffer:
             if not new.empty:
                 self.frame = new if self.frame.empty else pd.concat([self.frame, new], ignore_index=True)
                 self.after_id = int(new["id"].max())
+                newest = new.groupby("key", sort=False).agg(
+                    id=("id", "max"), split=("split", "first"), quantity=("quantity", "first")
+                )
+                for key, last, split, quantity in newest.itertuples():
+                    if key not in self.last_ids:
+                        group = (split if isinstance(split, str) else None, str(quantity))
+                        self.groups.setdefault(group, []).append(str(key))
+                    self.last_ids[str(key)] = int(last)
             events = store.load_events(self.run_id, after_id=self.after_event)
             if self.events is None or not events.empty:
                 self.events = events if self.events is None or self.events.empty else pd.concat([self.events, events])

@@ -184,7 +184,9 @@ def render_runs_page(store, workspace: str) -> None:
     if by_id:
         if st.session_state.get(SELECTED_KEY) not in by_id:
             st.session_state[SELECTED_KEY] = next(iter(by_id))
-        rid = st.selectbox("Selected run", list(by_id), format_func=lambda r: run_method_label(by_id[r]), key=SELECTED_KEY)
+        rid = st.selectbox(
+            "Selected run", list(by_id), format_func=lambda r: run_method_label(by_id[r]), key=SELECTED_KEY
+        )
         run = by_id[rid]
     with st.container():  # always drawn, so the tabs below keep their place (and their selected tab)
         render_flash()

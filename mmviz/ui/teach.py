@@ -14,8 +14,9 @@ from typing import Any
 
 import streamlit as st
 
-from mmviz.teach.controls import CONTROLS, GROUP_CONTROLS, METHOD_LABELS, SEED, knobs_from, preset_values
-from mmviz.teach.lessons import LESSONS, Lesson, Step, get_lesson, specs_for
+from mmviz.errors import MmvizError
+from mmviz.teach.controls import CONTROLS, GROUP_CONTROLS, METHOD_LABELS, SEED, preset_values
+from mmviz.teach.lessons import LESSONS, Lesson, Step, describe_settings, get_lesson, specs_for
 from mmviz.teach.presets import PRESET_LABELS
 from mmviz.teach.results import LESSON_KEYS, RunResult
 from mmviz.teach.runs import BROKEN, DONE, RunSpec, ensure_runs, load_progress, spec_hash
@@ -118,19 +119,18 @@ def render_navigation(state: LessonState) -> None:
 
 
 def render_controls(lesson: Lesson, step: Step, state: LessonState) -> None:
-    """The step's controls; lessons 1 and 4 also offer every data knob in a closed expander."""
+    """The step's controls; lessons that introduce a data set also offer every data knob in a closed expander."""
     shown = [n for n in step.controls if CONTROLS[n].applies(state.values)]
     for name in shown:
         render_control(lesson.group, name, state.values)
-    if lesson.number in (1, 4):
+    if lesson.data_knobs:
         with st.expander("More data knobs (per modality: signal strength, non-linearity, noise; classes)"):
             for name in GROUP_CONTROLS[lesson.group]:
                 if name not in shown and name not in ("method", "alpha", "drop_p", "p", "preset"):
                     render_control(lesson.group, name, state.values)
-    st.caption(f"Data: {knobs_from(state.values).describe()} · seed {state.seed}")
 
 
-def render_seed(state: LessonState) -> None:
+def render_seed() -> None:
     """Sidebar: the seed of data and training (part of the shared link)."""
     with st.sidebar:
         st.number_input(SEED.label, int(SEED.low), int(SEED.high), step=1, key=SEED_KEY, help=SEED.help)
@@ -200,25 +200,26 @@ def render_step(store, workspace: str, state: LessonState) -> None:
     st.markdown(step.narrative)
     if not state.focus:
         render_controls(lesson, step, state)
+    st.caption(describe_settings(step, state.values, state.seed))
     try:
         specs = specs_for(step, state.values, state.seed)
         key = _request_key(state, specs)
-    except Exception as exc:  # noqa: BLE001 - only user-caused errors are shown; the rest re-raised
-        from mmviz.errors import MmvizError
-
-        if not isinstance(exc, MmvizError):
-            raise
+    except MmvizError as exc:  # e.g. a knob combination the dataset refuses
         st.error(str(exc))
         return
     guess = st.radio(step.question.prompt, step.question.options, index=None, key=f"{P}guess.{state.lesson}."
                      f"{state.step}")  # fmt: skip
     run_ids = st.session_state.get(REQUESTED, {}).get(key)
+    progress = load_progress(store, specs, run_ids) if run_ids is not None else []
+    if any(p.status == "missing" for p in progress):  # deleted on the Runs page since: start again
+        st.session_state[REQUESTED].pop(key, None)
+        st.warning("A run of this step was deleted in the meantime; press Run to make it again.")
+        run_ids = None
     if run_ids is None:
         st.button("Run", type="primary", key=P + "run", disabled=guess is None, on_click=_start,
                   args=(store, key, specs), help="Make a prediction first." if guess is None else
                   "Trains the runs this step needs (a few seconds each), or reuses identical runs already made.")  # fmt: skip
         return
-    progress = load_progress(store, specs, run_ids)
     if not all(p.status == DONE for p in progress):
         render_progress(store, specs, run_ids, key)
         return
@@ -234,7 +235,7 @@ def render_teach_page(store, workspace: str) -> None:
     for note in st.session_state.pop(NOTES, []):
         st.warning(f"The link's value {note} was ignored; the default is used.")
     if not state.focus:
-        render_seed(state)
+        render_seed()
     render_navigation(state)
     write_url(state)
     render_step(store, workspace, state)

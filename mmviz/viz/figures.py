@@ -23,7 +23,7 @@ from mmviz.viz.panels import (
     modality_color,
     run_color,
 )
-from mmviz.viz.series import X_TITLES, ChartOptions, Series, prepare_series, rows_of_groups
+from mmviz.viz.series import X_TITLES, ChartOptions, Series, prepare_series
 
 ROW_HEIGHT = 290
 MAX_COLS = 3
@@ -201,7 +201,7 @@ def plot_panel(
         events: the run's events, drawn as vertical lines.
         t0: run start time per run id, for the wall-time axis.
     """
-    series = prepare_series(rows_of_groups(frame, groups), options, dict(t0) if t0 else None)
+    series = prepare_series(frame, options, dict(t0) if t0 else None, groups=list(groups))
     if panel.facet == "split":
         facets = sorted({g[0] or "" for g in groups}, key=lambda s: SPLIT_ORDER.get(s, 9))
         facet_of = {g: facets.index(g[0] or "") for g in groups}
@@ -265,12 +265,7 @@ def plot_compare(
         events: the runs' events (forks mark where a child left its parent).
         t0: run start time per run id, for the wall-time axis.
     """
-    if frame.empty:
-        rows = frame
-    else:
-        split_ok = frame["split"].isna() if split is None else frame["split"] == split
-        rows = frame[split_ok & (frame["quantity"] == quantity)]
-    series = prepare_series(rows, options, dict(t0) if t0 else None)
+    series = prepare_series(frame, options, dict(t0) if t0 else None, groups=[(split, quantity)])
     order: list[str] = []
     for run in runs:
         for m in run.get("modalities") or []:

@@ -130,33 +130,79 @@ class Series:
     n_raw: int
 
 
-def prepare_series(frame: pd.DataFrame, options: ChartOptions, t0: dict[str, float] | None = None) -> list[Series]:
+def _text(value) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def prepare_series(
+    frame: pd.DataFrame,
+    options: ChartOptions,
+    t0: dict[str, float] | None = None,
+    groups: list[tuple[str | None, str]] | None = None,
+) -> list[Series]:
     """Split tidy rows into per-(run, key) series: ordered by step, smoothed, then down-sampled.
+
+    Works on integer codes and NumPy columns rather than sub-DataFrames: slicing 100k rows of string columns per
+    chart is what would make a live refresh slow.
 
     Args:
         frame: tidy metric rows (any order).
         options: x axis, smoothing weight and the number of points kept per series.
         t0: per-run start time for the wall-time axis (default: each run's first row).
+        groups: only the keys with these ``(split, quantity)`` (all keys when None).
     """
     out: list[Series] = []
     if frame.empty:
         return out
-    for (run_id, key), rows in frame.groupby(["run_id", "key"], sort=True):
-        steps = rows["step"].to_numpy()
+    key_codes, keys = pd.factorize(frame["key"])
+    run_codes, runs = pd.factorize(frame["run_id"])
+    _, first = np.unique(key_codes, return_index=True)
+    meta = frame[["split", "quantity", "modality"]].take(first).to_numpy()
+    meta = {int(key_codes[i]): (_text(m[0]), str(m[1]), _text(m[2])) for i, m in zip(first, meta, strict=True)}
+    if groups is None:
+        selected = np.arange(len(frame))
+    else:
+        wanted = {(s or "", q) for s, q in groups}
+        codes = [c for c, (s, q, _) in meta.items() if (s or "", q) in wanted]
+        selected = np.flatnonzero(np.isin(key_codes, codes))
+    if selected.size == 0:
+        return out
+    combo = run_codes.astype(np.int64)[selected] * len(keys) + key_codes[selected]
+    perm = np.argsort(combo, kind="stable")
+    order, combo = selected[perm], combo[perm]  # rows of each series together, in the order they came
+    starts = np.flatnonzero(np.r_[True, combo[1:] != combo[:-1]])
+    ends = np.r_[starts[1:], combo.size]
+    cols = {c: frame[c].to_numpy() for c in ("id", "step", "epoch", "wall_time", "value")}
+
+    def name(bounds: tuple[int, int]) -> tuple[str, str]:  # series come out sorted by (run id, key)
+        row = order[bounds[0]]
+        return str(runs[run_codes[row]]), str(keys[key_codes[row]])
+
+    for a, b in sorted(zip(starts, ends, strict=True), key=name):
+        idx = order[a:b]
+        steps = cols["step"][idx]
         if steps.size > 1 and (np.diff(steps) < 0).any():
-            rows = rows.sort_values(["step", "id"], kind="stable")
-        y = rows["value"].to_numpy(dtype=np.float64)
-        x = x_values(rows, options.x_axis, None if t0 is None else t0.get(run_id))
+            idx = idx[np.lexsort((cols["id"][idx], steps))]
+        run_id, key = str(runs[run_codes[idx[0]]]), str(keys[key_codes[idx[0]]])
+        y = cols["value"][idx].astype(np.float64)
+        if options.x_axis == "step":
+            x = cols["step"][idx].astype(np.float64)
+        elif options.x_axis == "epoch":
+            x = cols["epoch"][idx].astype(np.float64)
+        else:
+            wall = cols["wall_time"][idx].astype(np.float64)
+            start = t0.get(run_id) if t0 else None
+            x = wall - (start if start is not None else float(np.nanmin(wall)))
         smooth = compute_debiased_ema(y, options.smoothing) if options.smoothing > 0 and y.size > SMOOTH_ABOVE else None
         keep = compute_minmax_indices(y, options.max_points)
-        first = rows.iloc[0]
+        split, quantity, modality = meta[int(key_codes[idx[0]])]
         out.append(
             Series(
-                run_id=str(run_id),
-                key=str(key),
-                split=first["split"] if isinstance(first["split"], str) else None,
-                quantity=str(first["quantity"]),
-                modality=first["modality"] if isinstance(first["modality"], str) else None,
+                run_id=run_id,
+                key=key,
+                split=split,
+                quantity=quantity,
+                modality=modality,
                 x=x[keep],
                 y=y[keep],
                 y_smooth=None if smooth is None else smooth[keep],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from mmviz.store import open_store
@@ -84,3 +85,35 @@ def test_two_tabs_share_one_buffer_and_read_only_new_rows(filled_workspace, open
     assert live_buffer(str(ws), run) is buf and buf.updates == updates + 1 and len(buf.frame) == held
     steps = [m.value for at in (first, second) for m in at.markdown if "latest step" in m.value]
     assert len(steps) == 2 and steps[0].split("latest step")[1][:6] == steps[1].split("latest step")[1][:6]
+
+
+def _chart_steps(at, index: int = 0) -> set[float]:
+    """The x values of every trace of the ``index``-th chart (plotly sends arrays base64-encoded)."""
+    import base64
+    import json
+
+    import numpy as np
+
+    spec = json.loads(at.get("plotly_chart")[index].proto.spec)
+    xs = set()
+    for trace in spec["data"]:
+        x = trace["x"]
+        if isinstance(x, dict):
+            x = np.frombuffer(base64.b64decode(x["bdata"]), dtype=np.dtype(x["dtype"]))
+        xs.update(float(v) for v in x)
+    return xs
+
+
+def test_a_refresh_shows_rows_logged_since_the_last_one(tmp_path, open_page):
+    store = open_store(tmp_path)
+    rid = store.create_run(config={}, name="r", dataset="d", method="m", fusion="f", modalities=["a"])
+    store.set_status(rid, "running", pid=os.getpid())
+    store.log_batch(rid, [(10, 1.0, time.time(), "val/acc/fused", 0.5), (10, 1.0, time.time(), "val/acc/a", 0.4)])
+    at = open_page(tmp_path, "live", run=rid)
+    assert _chart_steps(at) == {10.0}
+    store.log_batch(rid, [(20, 2.0, time.time(), "val/acc/fused", 0.6)])
+    store.heartbeat(rid)
+    at.run()
+    assert _chart_steps(at) == {10.0, 20.0}
+    assert "latest step 20" in _markdown(at)
+    store.set_status(rid, "stopped")

@@ -176,3 +176,20 @@ def test_a_new_run_trains_and_shows_progress(teach_page, tmp_path):
     at.run()
     assert not at.get("progress") and len(at.get("plotly_chart")) == 1
     assert "gradient of norm" in [*at.success, *at.info][0].value
+
+
+def test_a_run_deleted_meanwhile_asks_to_run_again(teach_page, lesson_workspace, tmp_path):
+    import shutil
+
+    ws = tmp_path / "ws"
+    shutil.copytree(lesson_workspace, ws)
+    at = teach_page(workspace=ws, lesson="2", step="2")
+    _guess(at).set_value("about 1").run()
+    at.button(key="teach.run").click().run()
+    assert [*at.success, *at.info] and len(at.get("plotly_chart")) == 1
+    with open_store(ws) as store:
+        for run in store.list_runs().to_dict("records"):
+            store.delete_run(run["run_id"])
+    at.run()
+    assert not at.exception and any("deleted" in w.value for w in at.warning)
+    assert not at.button(key="teach.run").disabled and not at.get("plotly_chart")

@@ -24,9 +24,11 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "tests" / "artifacts"
 TIMEOUT_MS = 60_000
-QUICK_RUN = ["--dataset", "synthetic", "--set", "data.n_train=300", "--epochs", "3",
-             "--set", "probes.snapshots.every_n_epochs=1", "--name", "lasso-test",
-             *(f"--set=probes.{p}.enabled=false" for p in ("shapley", "grad_conflict", "separability", "unimodal_acc"))]  # fmt: skip
+QUICK_RUN = [
+    "--dataset", "synthetic", "--set", "data.n_train=300", "--epochs", "3", "--name", "lasso-test",
+    "--set", "probes.snapshots.every_n_epochs=1", "--set", "probes.snapshots.max_overhead=0",
+    *(f"--set=probes.{p}.enabled=false" for p in ("shapley", "grad_conflict", "separability", "unimodal_acc")),
+]  # fmt: skip
 
 
 def free_port() -> int:
@@ -153,3 +155,24 @@ def test_lasso_in_one_panel_fills_the_table_and_highlights_the_others(server, pa
     assert 0 < selected_count(page)
     page.get_by_role("button", name="Clear selection").click()
     page.get_by_text("Lasso or box-select points").wait_for()
+
+
+def test_exports_download_the_coordinates_and_the_figure(server, page, tmp_path):
+    url, run_id = server
+    page.goto(f"{url}/embeddings?run={run_id}&projection=pca")
+    page.locator(".js-plotly-plot").nth(2).locator(".nsewdrag").wait_for()
+    settle(page)
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Coordinates (CSV)").click()
+    csv = tmp_path / "coords.csv"
+    info.value.save_as(csv)
+    lines = csv.read_text().splitlines()
+    assert lines[0].startswith("view,x,y,index,label,pred,correct,pred_fused")
+    views = {line.split(",")[0] for line in lines[1:]}
+    assert views == {"a", "b", "fused"} and (len(lines) - 1) % 3 == 0
+    assert info.value.suggested_filename == f"{run_id}_epoch0003_pca.csv"
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Figure (HTML)").click()
+    html = tmp_path / "figure.html"
+    info.value.save_as(html)
+    assert "Plotly.newPlot" in html.read_text() and html.stat().st_size > 1_000_000  # plotly.js inlined: offline

@@ -1,5 +1,5 @@
 """One lesson end to end in headless Chromium: predict, run, read the measured answer and the chart, next step,
-and the address bar as a shareable link (with focus mode)."""
+the address bar as a shareable link (with focus mode), and a run that trains while the page shows progress."""
 
 from __future__ import annotations
 
@@ -94,13 +94,15 @@ def _query(page) -> dict[str, str]:
     return {k: v[-1] for k, v in parse_qs(urlparse(page.url).query).items()}
 
 
-def _predict_and_run(page, option: str) -> str:
+def _predict_and_run(page, option: str, trains: bool = False) -> str:
     page.get_by_role("radiogroup").last.get_by_text(option, exact=True).click()  # the question is the last radio
     run = page.get_by_role("button", name="Run", exact=True)
     page.wait_for_function("b => !b.disabled", arg=run.element_handle(), timeout=20_000)
     run.click()
+    if trains:  # a new run: progress bars while it trains, then the page redraws itself when it has finished
+        page.locator("[data-testid='stProgress']").first.wait_for(timeout=30_000)
     answer = page.locator("[data-testid='stAlertContentSuccess'], [data-testid='stAlertContentInfo']")
-    answer.first.wait_for(timeout=60_000)
+    answer.first.wait_for(timeout=120_000)
     page.locator("[data-testid='stPlotlyChart']").first.wait_for(timeout=30_000)
     return answer.first.inner_text()
 
@@ -129,3 +131,11 @@ def test_lesson_one_in_a_real_browser(server, page):
     assert page.get_by_text("1 · What imbalance looks like", exact=True).count() == 0  # no lesson picker
     assert page.locator("[data-testid='stSlider']").count() == 0
     assert _query(page)["focus"] == "1"
+
+    # a step whose run is not cached (seed 1): it trains in a real trainer process, the progress fragment polls
+    # the store, and the answer appears without any click once the run has finished
+    page.goto(f"{server}/teach?lesson=2&step=1&seed=1")
+    page.get_by_text("Step 1 of 2 · Who gets the learning signal").wait_for(timeout=60_000)
+    text = _predict_and_run(page, "a", trains=True)
+    assert "gradient of norm" in text
+    assert page.locator("[data-testid='stProgress']").count() == 0

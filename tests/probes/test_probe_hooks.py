@@ -171,7 +171,7 @@ def test_shapley_ignores_evaluation_features_of_a_masking_method(make_harness):
     assert model_features(h.ctx, plain)[0] is plain.features  # reused when it is the model's own forward
 
 
-def test_imbalance_reuses_this_epochs_shapley_values(make_harness):
+def test_imbalance_follows_the_shapley_probe_and_reuses_its_values(make_harness):
     h = make_harness()
     shapley, imbalance = create("shapley"), create("imbalance")
     for p in (shapley, imbalance):
@@ -181,10 +181,19 @@ def test_imbalance_reuses_this_epochs_shapley_values(make_harness):
     h.ctx.extra["probe_cache"]["shapley"] = {"a": 0.6, "b": 0.2}  # what the shapley probe left for this epoch
     imbalance.on_epoch_end(1, h.info, ev)
     assert h.values("imbalance/index") == [pytest.approx(0.5)] and h.values("imbalance/dominant") == [0.0]
+    assert h.values("imbalance/share/a") == [pytest.approx(0.75)]
     h.next_epoch()
-    imbalance.on_epoch_end(2, h.info, ev)  # a new epoch: computed afresh
-    phi = {m: h.values(f"val/shapley/{m}")[0] for m in "ab"}
-    assert h.values("imbalance/share/a")[1] == pytest.approx(phi["a"] / (abs(phi["a"]) + abs(phi["b"])))
+    imbalance.on_epoch_end(2, h.info, ev)  # the shapley probe skipped this epoch: so does imbalance
+    assert len(h.values("imbalance/index")) == 1
+
+
+def test_imbalance_computes_shapley_values_itself_when_that_probe_is_off(make_harness):
+    h = make_harness(sets=["probes.shapley.enabled=false"])
+    imbalance = create("imbalance")
+    imbalance.setup(h.ctx)
+    imbalance.on_epoch_end(1, h.info, h.evaluation())
+    phi = h.ctx.extra["probe_cache"]["shapley"]
+    assert h.values("imbalance/share/a") == [pytest.approx(phi["a"] / (abs(phi["a"]) + abs(phi["b"])))]
 
 
 def test_linear_probe_runs_only_when_due(make_harness):

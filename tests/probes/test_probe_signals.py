@@ -14,7 +14,7 @@ from mmviz.launcher import prepare_run
 from mmviz.probes import PROBES
 from mmviz.store import RunStore
 from mmviz.training.config import build_run_config
-from mmviz.training.loop import fit
+from mmviz.training.loop import NullStore, fit
 
 ROOT = Path(__file__).resolve().parents[2]
 # Every key family of the probes, per modality ({m}) or not.
@@ -52,12 +52,20 @@ def train_and_export(tmp_path: Path, dataset: str, sets: list[str], epochs: int)
     return store, run_id, pd.read_csv(io.StringIO(out.stdout))
 
 
+class RecordingKeys(NullStore):
+    def __init__(self) -> None:
+        self.keys: set[str] = set()
+
+    def log_batch(self, run_id, rows) -> None:
+        self.keys.update(r[3] for r in rows)
+
+
 def expected(modalities) -> set[str]:
     return {f.format(m=m) for f in FAMILIES for m in modalities}
 
 
 def test_mfeat_run_stores_and_exports_every_key_family(tmp_path):
-    store, run_id, df = train_and_export(tmp_path, "mfeat", EXTRA, epochs=3)
+    store, run_id, df = train_and_export(tmp_path, "mfeat", [*EXTRA, *NO_BUDGET], epochs=3)
     assert expected(["pix", "fou"]) <= set(df.key)
     row = df[df.key == "sep/purity/fused"].iloc[0]
     assert (row.split if isinstance(row.split, str) else None, row.quantity, row.modality) == (
@@ -65,10 +73,18 @@ def test_mfeat_run_stores_and_exports_every_key_family(tmp_path):
         "sep/purity",
         "fused",
     )
-    steps = df[df.key == "grad_norm_pre/pix"].step
-    assert steps.iloc[0] == 0 and steps.is_unique  # the first step always, later ones as the cost budget allows
+    assert list(df[df.key == "grad_norm_pre/pix"].step) == list(range(66))  # 3 x 22 steps
+    assert list(df[df.key == "conflict/cos/fou"].step) == [0, 20, 40, 60]
     snaps = store.load_artifacts(run_id, kind="snapshot")
-    assert {1, 3} <= set(snaps.epoch) and all((store.run_dir(run_id) / p).is_file() for p in snaps.path)
+    assert list(snaps.epoch) == [1, 2, 3] and all((store.run_dir(run_id) / p).is_file() for p in snaps.path)
+
+
+def test_default_budgets_still_log_every_probe_on_a_short_run():
+    """With the default cost budgets a probe thins out but each one logs (the last epoch always runs)."""
+    store = RecordingKeys()
+    fit(build_run_config("synthetic", "baseline", ["data.n_train=200", "train.threads=1"], epochs=2), store, "r")
+    families = set(FAMILIES) - {"val/acc_probe/{m}", "val/acc_probe/fused", "proto/drift/{m}"}  # probe off; 1 point
+    assert {f.format(m=m) for f in families for m in "ab"} <= store.keys
 
 
 @pytest.fixture(scope="module")

@@ -65,3 +65,12 @@ def test_colearning_runs_evaluate_the_target_alone():
     p0, pp, alone = specs_for(step, {**group_defaults("colearning"), "p": 0.9}, 0)
     assert p0.build_config().method_params.p == 0.0 and pp.build_config().method_params.p == 0.9
     assert p0.build_config().method_params.target == "a" and alone.build_config().method_params.modality == "a"
+
+
+def test_warm_prepares_each_distinct_default_run_once():
+    from mmviz.teach.warm import default_specs
+
+    specs = default_specs()
+    hashes = [spec_hash(s) for s in specs]
+    assert len(hashes) == len(set(hashes)) == 7  # lesson 1 (3), lesson 3 balanced (1), lesson 4 (3)
+    assert len(default_specs(seeds=(0, 1))) == 14

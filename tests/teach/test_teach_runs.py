@@ -67,3 +67,18 @@ def test_bad_settings_raise_before_anything_starts(tmp_path, monkeypatch):
     with pytest.raises(ConfigError):
         ensure_runs(store, [good, bad])
     assert store.list_runs().empty
+
+
+def test_progress_of_missing_and_deleted_runs(tmp_path, monkeypatch):
+    import mmviz.launcher
+    from mmviz.teach.runs import load_progress
+
+    monkeypatch.setattr(mmviz.launcher, "spawn_run", lambda store, run_id: None)
+    store = open_store(tmp_path)
+    specs = [make_spec("joint", "j", "baseline", PRESETS["dominant"], 0)]
+    assert [p.status for p in load_progress(store, specs, {})] == ["missing"]
+    ids = ensure_runs(store, specs)
+    (p,) = load_progress(store, specs, ids)
+    assert (p.status, p.epochs_done, p.fraction) == ("queued", 0, 0.0)
+    store.delete_run(ids["joint"])
+    assert [p.status for p in load_progress(store, specs, ids)] == ["missing"]

@@ -1,0 +1,100 @@
+"""The probes' cost budget: cadence is the highest rate; calls are skipped to keep a probe's time share bounded."""
+
+import dataclasses
+
+import pytest
+
+from mmviz.probes import base
+from mmviz.probes.base import Probe, ProbeConfig
+from mmviz.training.context import StepInfo
+
+
+class Clock:
+    """A fake ``time.perf_counter``."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    c = Clock()
+    monkeypatch.setattr(base.time, "perf_counter", c)
+    return c
+
+
+def make_probe(clock: Clock, cost: float, **fields):
+    """A step probe whose two hooks together take ``cost`` seconds (not registered anywhere)."""
+
+    class Costly(Probe):
+        per_step = True
+
+        def after_backward(self, out, batch, info):
+            clock.now += cost / 2
+
+        def before_optimizer_step(self, out, batch, info):
+            clock.now += cost / 2
+
+    return Costly(dataclasses.replace(ProbeConfig(), **fields))
+
+
+def train(probe: Probe, clock: Clock, steps: int, step_time: float) -> list[int]:
+    """Drive ``steps`` training steps of ``step_time`` seconds each; return the steps at which the probe ran."""
+    ran = []
+    for step in range(steps):
+        info = StepInfo(step, 1, step, steps, 1)
+        if probe.due_step(info):
+            probe.after_backward(None, None, info)
+            probe.before_optimizer_step(None, None, info)
+            ran.append(step)
+        clock.now += step_time
+    return ran
+
+
+def test_without_a_budget_the_probe_runs_at_its_cadence(clock):
+    probe = make_probe(clock, cost=0.01, max_overhead=0.0, every_n_steps=3)
+    assert train(probe, clock, 10, step_time=0.001) == [0, 3, 6, 9]
+    assert probe.skipped == 0
+
+
+def test_a_costly_probe_thins_out_to_its_time_share(clock):
+    probe = make_probe(clock, cost=0.001, max_overhead=0.05)  # 1 ms a call, 5 % of the time
+    ran = train(probe, clock, 2000, step_time=0.002)
+    assert ran[0] == 0  # the first due call always runs (it measures the cost)
+    share = len(ran) * 0.001 / clock.now
+    assert 0.04 < share <= 0.05 + 1e-9
+    assert probe.skipped == 2000 - len(ran)
+
+
+def test_a_cheap_probe_on_a_slow_step_runs_every_time(clock):
+    probe = make_probe(clock, cost=0.0001, max_overhead=0.01)  # 0.1 ms on a 100 ms step: 0.1 %
+    assert train(probe, clock, 50, step_time=0.1) == list(range(50))
+
+
+def test_nested_hooks_are_timed_once(clock):
+    class Parent(Probe):
+        per_epoch = True
+
+        def on_epoch_end(self, epoch, info, evaluation):
+            clock.now += 0.5
+
+    class Child(Parent):
+        def on_epoch_end(self, epoch, info, evaluation):
+            super().on_epoch_end(epoch, info, evaluation)
+            clock.now += 0.25
+
+    probe = Child()
+    probe.on_epoch_end(1, None, None)
+    assert probe._spent == pytest.approx(0.75)
+    probe.due_epoch(1)
+    assert probe._cost == pytest.approx(0.75) and probe._spent == 0
+
+
+def test_a_cost_hint_delays_the_first_call_of_an_expensive_probe(clock):
+    probe = make_probe(clock, cost=0.01, max_overhead=0.01)
+    probe.cost_hint = 0.01  # needs 1 s of training before it may run
+    ran = train(probe, clock, 300, step_time=0.01)
+    assert ran == [100, 199, 298]  # then every 1 s of wall time (the calls themselves included)

@@ -195,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
             epochs = 2
         methods = METHODS[:3] if args.quick else METHODS
         lines += dataset_table(label, dataset, sets, epochs, seeds, methods)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text("\n".join(lines) + "\n(incomplete: the script is still running)\n")
     if args.quick:
         lines += colearning_table(seeds, 2, [0.0, 0.9], ["data.n_train=300"])
     else:

@@ -7,6 +7,7 @@ through Playwright. Screenshots of every page go to ``tests/artifacts/``; the li
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -141,16 +142,22 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
-@pytest.fixture
-def shoot_on_failure(page, request):
-    """Save ``tests/artifacts/failure.png`` when the test fails, to see what the browser saw."""
-    yield
-    report = getattr(request.node, "rep_call", None)
-    if report is None or report.failed:
+@contextlib.contextmanager
+def screenshot_on_failure(page):
+    """Save ``tests/artifacts/failure.png`` when the block fails, to see what the browser saw."""
+    try:
+        yield
+    except BaseException:
         shot(page, "failure")
+        raise
 
 
-def test_launch_watch_stop_fork_and_compare(dashboard, page, shoot_on_failure):
+def test_launch_watch_stop_fork_and_compare(dashboard, page):
+    with screenshot_on_failure(page):
+        _launch_watch_stop_fork_and_compare(dashboard, page)
+
+
+def _launch_watch_stop_fork_and_compare(dashboard, page):
     url, ws = dashboard
     page.goto(url)
     page.get_by_text("Launch run").wait_for()

@@ -4,11 +4,13 @@ Runs the default demo training (``mfeat``, ``baseline``, the default config: 30 
 checkpoints and snapshots in a temporary workspace, as ``python -m mmviz train`` does) alternately with the default
 probe set and with every probe disabled, in one process, after one warm-up run of each. Per run it measures the
 whole ``fit()`` wall time per epoch — the per-step probes and the amortised per-epoch probe work included — and
-prints the ratio of the medians (``--clock cpu`` uses this process's CPU time instead of wall time, which is
-steadier when other processes share the cores). Budget (DESIGN.md §5): <= 1.05. Exit status 0 when it holds, 1 when it does not.
+prints the ratio of the medians, the median of the paired ratios, and the probes' own hook timers as a share of the
+wall time. ``--clock cpu`` uses this process's CPU time instead (steadier when other processes share the cores);
+``--set train.threads=1`` avoids two OpenMP threads fighting other processes for two cores.
+Budget (DESIGN.md §5): <= 1.05. Exit status 0 when it holds, 1 when it does not.
 
-Usage: ``.venv/bin/python bench/overhead.py [--reps 5] [--epochs N] [--set key=value ...]`` (e.g.
-``--set train.device=cuda --set model.encoder=resnet18 --set data.pix_as_image=true`` for a GPU figure).
+Usage: ``.venv/bin/python bench/overhead.py [--reps 7] [--epochs N] [--clock wall|cpu] [--set key=value ...]``
+(e.g. ``--set train.device=cuda --set model.encoder=resnet18 --set data.pix_as_image=true`` for a GPU figure).
 """
 
 from __future__ import annotations
@@ -25,24 +27,37 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mmviz.launcher import prepare_run  # noqa: E402
 from mmviz.probes import PROBES  # noqa: E402
 from mmviz.store import RunStore  # noqa: E402
+from mmviz.training import loop  # noqa: E402
 from mmviz.training.config import build_run_config  # noqa: E402
-from mmviz.training.loop import fit  # noqa: E402
 
 BUDGET = 1.05
 
 
-def run_once(store: RunStore, sets: list[str], epochs: int | None, clock) -> tuple[float, int]:
-    """Train one run; return its time per epoch on ``clock`` and the number of epochs."""
+def run_once(store: RunStore, sets: list[str], epochs: int | None, clock) -> tuple[float, int, float]:
+    """Train one run; return its time per epoch on ``clock``, the number of epochs and the probes' share of the wall
+    time (from the probes' own hook timers)."""
     cfg = build_run_config("mfeat", "baseline", sets, epochs=epochs)
     run_id = prepare_run(store, cfg, name="bench-overhead")
-    start = clock()
-    fit(cfg, store, run_id, store.run_dir(run_id))
-    return (clock() - start) / cfg.train.epochs, cfg.train.epochs
+    probes: list = []
+    create = loop.create_probes
+
+    def create_and_keep(configs: dict) -> list:
+        probes.extend(create(configs))
+        return probes
+
+    loop.create_probes = create_and_keep
+    try:
+        start, wall = clock(), time.perf_counter()
+        loop.fit(cfg, store, run_id, store.run_dir(run_id))
+        elapsed, wall = clock() - start, time.perf_counter() - wall
+    finally:
+        loop.create_probes = create
+    return elapsed / cfg.train.epochs, cfg.train.epochs, sum(p.seconds for p in probes) / wall
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=5, help="Alternating repetitions per arm (default 5).")
+    parser.add_argument("--reps", type=int, default=7, help="Alternating repetitions per arm (default 7).")
     parser.add_argument("--epochs", type=int, default=None, help="Epochs per run (default: the demo's 30).")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument(
@@ -56,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     off = [f"probes.{entry.name}.enabled=false" for entry in PROBES]
     arms = {"default probes": list(args.sets), "no probes": list(args.sets) + off}
     times: dict[str, list[float]] = {name: [] for name in arms}
+    shares: list[float] = []
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     with tempfile.TemporaryDirectory(prefix="mmviz-bench-") as ws, RunStore(ws) as store:
         for sets in arms.values():  # warm-up: imports, caches, first-call costs
@@ -63,8 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         for rep in range(args.reps):
             order = list(arms) if rep % 2 == 0 else list(reversed(arms))
             for name in order:
-                per_epoch, epochs = run_once(store, arms[name], args.epochs, clock)
+                per_epoch, epochs, share = run_once(store, arms[name], args.epochs, clock)
                 times[name].append(per_epoch)
+                if name == "default probes":
+                    shares.append(share)
                 print(f"rep {rep + 1} {name:15s} {1000 * per_epoch:8.1f} ms/epoch ({epochs} epochs)", flush=True)
     with_probes = statistics.median(times["default probes"])
     without = statistics.median(times["no probes"])
@@ -73,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         f"median ms/epoch: default probes {1000 * with_probes:.1f}, no probes {1000 * without:.1f}; "
         f"median of paired ratios {paired:.3f}"
     )
+    print(f"probe hooks' own timers: {100 * statistics.median(shares):.1f}% of the run's wall time (median)")
     ratio = with_probes / without
     print(f"diagnostics overhead ratio {ratio:.3f} ({args.clock} time; budget <= {BUDGET})")
     return 0 if ratio <= BUDGET else 1

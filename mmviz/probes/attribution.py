@@ -46,7 +46,8 @@ def compute_imbalance(phi: Mapping[str, float], eps: float = 1e-12) -> tuple[flo
     ``|share_a - share_b|``. The dominant modality is the one with the largest ``phi`` (0-based position). When no
     modality contributes anything the shares are equal and the index is 0.
 
-    >>> compute_imbalance({"a": 0.6, "b": 0.2})
+    >>> index, dominant, shares = compute_imbalance({"a": 0.6, "b": 0.2})
+    >>> round(index, 6), dominant, {m: round(s, 6) for m, s in shares.items()}
     (0.5, 0, {'a': 0.75, 'b': 0.25})
     """
     names = list(phi)

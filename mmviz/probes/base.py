@@ -7,8 +7,9 @@ Cost budget. A probe is *due* at its cadence (``every_n_steps`` / ``every_n_epoc
 time under ``max_overhead`` of the run's wall time: each probe times its hooks, keeps a running estimate of one
 call's cost, and skips a due call while ``cost > max_overhead * (time since it last ran)``. The cadence is thus the
 highest rate: a cheap probe on a slow model runs at every due point, an expensive one on a tiny model thins out,
-and the total overhead stays bounded on any machine. Until a probe has measured itself it assumes its class's
-``cost_hint`` (a small CPU model's cost; ``None`` = the first due call simply runs). ``max_overhead = 0`` turns the
+and the total overhead stays bounded on any machine. A per-step probe's first run is a warm-up (one-time start-up
+costs) and is not counted; until a probe has measured itself it assumes its class's ``cost_hint`` (a small CPU
+model's cost; ``None`` = due calls simply run). ``max_overhead = 0`` turns the
 budget off: the probe then runs at exactly its cadence (deterministic logs).
 """
 
@@ -37,7 +38,7 @@ class ProbeConfig(Config):
     every_n_epochs: int = param(1, "Run the per-epoch part every N epochs.", low=1, high=100_000)
     max_overhead: float = param(
         0.005, "Largest share of the run's time this probe may take; due calls are skipped while it is over "
-        "(0 = no budget: run at every due step / epoch).", low=0.0, high=1.0, step=0.001,
+        "(0 = no budget: run at every due step / epoch).", low=0.0, high=1.0, step=0.0005,
     )  # fmt: skip
 
 
@@ -53,7 +54,9 @@ def _metered(hook):
         try:
             return hook(self, *args, **kwargs)
         finally:
-            self._spent += time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            self._spent += elapsed
+            self.seconds += elapsed
             self._in_hook = False
 
     return metered
@@ -83,8 +86,10 @@ class Probe:
         self._in_hook = False
         self._spent = 0.0  # seconds spent in hooks since the last decision
         self._cost: float | None = None  # running estimate of one call's cost (seconds)
+        self._runs = 0  # runs measured so far
         self._since: float | None = None  # perf_counter() when it last ran (or was first due)
         self.skipped = 0  # due calls skipped for the budget
+        self.seconds = 0.0  # total wall time spent in this probe's hooks
 
     def setup(self, ctx: TrainContext) -> None:
         """Called once before the first step."""
@@ -101,8 +106,10 @@ class Probe:
     def within_budget(self) -> bool:
         """Whether a due call fits the cost budget now; called once per due point (updates the estimate)."""
         now = time.perf_counter()
-        if self._spent:
-            self._cost = self._spent if self._cost is None else 0.5 * (self._cost + self._spent)
+        if self._spent:  # fold the last run's time into the estimate (a step probe's first run is a warm-up)
+            self._runs += 1
+            if self._runs > 1 or not self.per_step:
+                self._cost = self._spent if self._cost is None else 0.5 * (self._cost + self._spent)
             self._spent = 0.0
         if self._since is None:
             self._since = now

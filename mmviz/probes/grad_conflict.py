@@ -24,7 +24,7 @@ class GradConflictConfig(ProbeConfig):
 
     every_n_steps: int = param(20, "Run at most every N optimiser steps.", low=1, high=1_000_000)
     max_overhead: float = param(
-        0.002, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.001
+        0.001, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.0005
     )
 
 
@@ -54,7 +54,7 @@ class GradConflictProbe(Probe):
     unimodal logits depend on no other encoder, so one backward of the summed unimodal losses serves all) —
     parameters' ``.grad`` are never touched, BatchNorm buffers and the global RNG are restored afterwards, so
     training is unchanged. Uses head-split logits: absent for FiLM and gated fusions. A call costs about one training
-    step; default: at most every 20 steps, within 0.2% of the run's time.
+    step; default: at most every 20 steps, within 0.1% of the run's time.
     """
 
     name = "grad_conflict"
@@ -84,5 +84,8 @@ class GradConflictProbe(Probe):
         start = 0
         for m in mods:
             n = len(self.groups[m])
-            self.log(f"conflict/cos/{m}", compute_grad_cosine(g_uni[start : start + n], g_fused[start : start + n]))
+            self.log(
+                f"conflict/cos/{m}",
+                compute_grad_cosine(g_uni[start : start + n], g_fused[start : start + n], device=self.ctx.device),
+            )
             start += n

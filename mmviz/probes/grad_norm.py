@@ -21,7 +21,7 @@ class GradNormConfig(ProbeConfig):
 
     every_n_steps: int = param(1, "Run at most every N optimiser steps.", low=1, high=1_000_000)
     max_overhead: float = param(
-        0.008, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.001
+        0.003, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.0005
     )
 
 
@@ -35,7 +35,7 @@ class GradNormProbe(Probe):
     optimiser step, after it has — for the baseline both are equal, for OGM-GE or CGGM the gap is the
     modulation. Values stay on the device and are synced when the logger flushes. When no gradient was replaced
     or modified in place in between (same tensors, unchanged autograd version counters), the second value is the
-    first one, not recomputed. Default: at most every step, within 0.8% of the run's time.
+    first one, not recomputed. Default: at most every step, within 0.3% of the run's time.
     """
 
     name = "grad_norm"
@@ -51,7 +51,7 @@ class GradNormProbe(Probe):
         self._pre = {}
         for m, params in self.groups.items():
             grads = [p.grad for p in params]
-            norm = compute_group_norm(grads)
+            norm = compute_group_norm(grads, self.ctx.device)
             self._pre[m] = (norm, [(g, None if g is None else g._version) for g in grads])
             self.log(f"grad_norm_pre/{m}", norm)
 
@@ -63,5 +63,5 @@ class GradNormProbe(Probe):
             ):
                 norm = pre[m][0]  # untouched since after_backward
             else:
-                norm = compute_group_norm([p.grad for p in params])
+                norm = compute_group_norm([p.grad for p in params], self.ctx.device)
             self.log(f"grad_norm/{m}", norm)

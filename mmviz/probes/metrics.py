@@ -34,20 +34,24 @@ def single_blas_thread():
 # ----------------------------------------------------------------------------------------- gradients
 
 
-def compute_group_norm(tensors: Sequence[torch.Tensor | None]) -> torch.Tensor:
+def compute_group_norm(tensors: Sequence[torch.Tensor | None], device: torch.device | None = None) -> torch.Tensor:
     """L2 norm of a group of tensors taken as one vector (``None`` entries skipped), as a 0-d float tensor.
 
     Stays on the tensors' device (no host sync): per-tensor norms with ``torch._foreach_norm``, then the norm of
-    those norms. Used for gradient norms and for distances between parameter sets.
+    those norms. Used for gradient norms and for distances between parameter sets. An empty group gives 0 on
+    ``device``.
     """
     gs = [g for g in tensors if g is not None]
     if not gs:
-        return torch.zeros(())
+        return torch.zeros((), device=device)
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(gs)).float())
 
 
 def compute_grad_cosine(
-    g1: Sequence[torch.Tensor | None], g2: Sequence[torch.Tensor | None], eps: float = 1e-12
+    g1: Sequence[torch.Tensor | None],
+    g2: Sequence[torch.Tensor | None],
+    eps: float = 1e-12,
+    device: torch.device | None = None,
 ) -> torch.Tensor:
     """Cosine between two gradients given as aligned lists of tensors (``None`` = zero), as a 0-d tensor.
 
@@ -56,10 +60,10 @@ def compute_grad_cosine(
     """
     pairs = [(a, b) for a, b in zip(g1, g2, strict=True) if a is not None and b is not None]
     if not pairs:
-        return torch.zeros(())
+        return torch.zeros((), device=device)
     dot = torch.stack([(a.float() * b.float()).sum() for a, b in pairs]).sum()
-    n1 = compute_group_norm([g for g in g1 if g is not None])
-    n2 = compute_group_norm([g for g in g2 if g is not None])
+    n1 = compute_group_norm(g1)
+    n2 = compute_group_norm(g2)
     return dot / (n1 * n2).clamp_min(eps)
 
 
@@ -86,7 +90,7 @@ def compute_score_ratios(scores: torch.Tensor, eps: float = 1e-12) -> torch.Tens
 
     With two modalities ``r_a = s_a / s_b`` (OGM-GE's discrepancy ratio).
 
-    >>> compute_score_ratios(torch.tensor([2.0, 1.0, 3.0])).tolist()
+    >>> [round(r, 4) for r in compute_score_ratios(torch.tensor([2.0, 1.0, 3.0])).tolist()]
     [1.0, 0.4, 2.0]
     """
     m = scores.shape[0]
@@ -213,13 +217,13 @@ def compute_purity(clusters: np.ndarray | torch.Tensor, labels: np.ndarray | tor
     return float(table.max(1).sum() / c.size)
 
 
-def scale_to_unit_box(features: torch.Tensor | np.ndarray) -> torch.Tensor:
+def scale_to_unit_box(features: torch.Tensor | np.ndarray) -> np.ndarray:
     """Min-max scale each dimension to ``[-1, 1]`` (constant dimensions become 0); float32 ``(N, D)``."""
-    x = torch.as_tensor(np.asarray(features) if not isinstance(features, torch.Tensor) else features).float()
-    lo, hi = x.min(0).values, x.max(0).values
+    x = np.asarray(features.cpu() if isinstance(features, torch.Tensor) else features, dtype=np.float32)
+    lo, hi = x.min(0), x.max(0)
     span = hi - lo
     ok = span > 0
-    return torch.where(ok, 2.0 * (x - lo) / torch.where(ok, span, 1.0) - 1.0, 0.0)
+    return np.where(ok, 2.0 * (x - lo) / np.where(ok, span, 1.0) - 1.0, 0.0).astype(np.float32)
 
 
 def compute_kmeans(
@@ -230,39 +234,41 @@ def compute_kmeans(
     max_iter: int = 100,
     tol: float = 1e-6,
 ) -> tuple[np.ndarray, float]:
-    """Lloyd's k-means with k-means++ seeding (one run, own ``torch.Generator``): assignments ``(N,)`` and inertia.
+    """Lloyd's k-means with k-means++ seeding (one run, own numpy generator): assignments ``(N,)`` and inertia.
 
     Deterministic for a given ``random_state``; stops when no assignment changes or the centres move less than
-    ``tol`` (squared, summed). Empty clusters keep their previous centre. Plain torch on the CPU in float32 (no
-    BLAS thread pools to contend with the training process).
+    ``tol`` (squared, summed). Empty clusters keep their previous centre. Float32 numpy; callers on a training
+    machine should hold :func:`single_blas_thread` (the separability probe does).
     """
-    x = torch.as_tensor(np.asarray(features) if not isinstance(features, torch.Tensor) else features).float().cpu()
+    x = np.asarray(features.cpu() if isinstance(features, torch.Tensor) else features, dtype=np.float32)
     n = len(x)
     k = max(1, min(num_clusters, n))
-    gen = torch.Generator().manual_seed(random_state)
-    sq = (x * x).sum(1)
-    centres = x[torch.randint(n, (1,), generator=gen)].repeat(k, 1)
-    closest = (sq - 2 * x @ centres[0] + centres[0] @ centres[0]).clamp_min(0).double()
+    rng = np.random.default_rng(random_state)
+    sq = np.einsum("ij,ij->i", x, x)
+    centres = np.repeat(x[rng.integers(n)][None], k, axis=0)
+    closest = np.maximum(sq - 2 * x @ centres[0] + centres[0] @ centres[0], 0).astype(np.float64)
     for j in range(1, k):  # k-means++: the next centre is drawn with probability proportional to D(x)^2
-        i = torch.multinomial(closest, 1, generator=gen) if closest.sum() > 0 else torch.randint(n, (1,), generator=gen)
-        centres[j] = x[i]
-        closest = torch.minimum(closest, (sq - 2 * x @ centres[j] + centres[j] @ centres[j]).clamp_min(0).double())
-    assign, inertia = torch.full((n,), -1), 0.0
+        total = closest.sum()
+        centres[j] = x[rng.choice(n, p=closest / total) if total > 0 else rng.integers(n)]
+        closest = np.minimum(closest, np.maximum(sq - 2 * x @ centres[j] + centres[j] @ centres[j], 0))
+    assign, inertia, rows = np.full(n, -1), 0.0, np.arange(n)
     for _ in range(max_iter):
-        d = sq[:, None] - 2 * x @ centres.T + (centres * centres).sum(1)[None, :]
-        best, new_assign = d.min(1)
-        inertia = float(best.clamp_min(0).double().sum())
-        counts = torch.bincount(new_assign, minlength=k)
-        sums = torch.zeros_like(centres).index_add_(0, new_assign, x)
+        d = sq[:, None] - 2 * x @ centres.T + np.einsum("ij,ij->i", centres, centres)[None, :]
+        new_assign = d.argmin(1)
+        inertia = float(np.maximum(d[rows, new_assign], 0).sum(dtype=np.float64))
+        onehot = np.zeros((n, k), dtype=np.float32)
+        onehot[rows, new_assign] = 1.0
+        counts = onehot.sum(0)
         nonempty = counts > 0
-        moved = torch.where(nonempty[:, None], sums / counts.clamp_min(1)[:, None], centres)
+        moved = centres.copy()
+        moved[nonempty] = (onehot.T @ x)[nonempty] / counts[nonempty, None]
         shift = float(((moved - centres) ** 2).sum())
         centres = moved
-        done = torch.equal(new_assign, assign) or shift <= tol
+        done = np.array_equal(new_assign, assign) or shift <= tol
         assign = new_assign
         if done:
             break
-    return assign.numpy(), inertia
+    return assign, inertia
 
 
 def compute_kmeans_purity(

@@ -21,7 +21,7 @@ class ParamDistConfig(ProbeConfig):
 
     every_n_epochs: int = param(1, "Run at most every N epochs (and at the last epoch).", low=1, high=100_000)
     max_overhead: float = param(
-        0.001, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.001
+        0.001, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.0005
     )
 
 
@@ -39,7 +39,6 @@ class ParamDistProbe(Probe):
     name = "param_dist"
     config_cls = ParamDistConfig
     per_epoch = True
-    cost_hint = 0.0003
 
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)

@@ -21,7 +21,7 @@ class PrototypesConfig(ProbeConfig):
 
     every_n_epochs: int = param(1, "Run at most every N epochs (and at the last epoch).", low=1, high=100_000)
     max_overhead: float = param(
-        0.001, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.001
+        0.0015, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.0005
     )
 
 
@@ -40,13 +40,12 @@ class PrototypesProbe(Probe):
     higher = better separated classes), and ``proto/drift/<m>`` the mean distance each prototype moved since the
     previous evaluated epoch (absent the first time): a modality whose prototypes stop moving has stopped
     learning. Prototypes here are val class means, so the measures describe the val features on their own.
-    Default: at most every epoch, within 0.1% of the run's time.
+    Default: at most every epoch, within 0.15% of the run's time.
     """
 
     name = "prototypes"
     config_cls = PrototypesConfig
     per_epoch = True
-    cost_hint = 0.0008
 
     def __init__(self, config: ProbeConfig | None = None) -> None:
         super().__init__(config)

@@ -10,7 +10,7 @@ import numpy as np
 from mmviz.config import param
 from mmviz.probes.base import Probe, ProbeConfig
 from mmviz.probes.common import fused_features
-from mmviz.probes.metrics import compute_fisher_ratio, compute_kmeans_purity, compute_silhouette
+from mmviz.probes.metrics import compute_fisher_ratio, compute_kmeans_purity, compute_silhouette, single_blas_thread
 from mmviz.probes.registry import PROBES
 from mmviz.training.context import StepInfo
 
@@ -21,7 +21,7 @@ class SeparabilityConfig(ProbeConfig):
 
     every_n_epochs: int = param(1, "Run at most every N epochs (and at the last epoch).", low=1, high=100_000)
     max_overhead: float = param(
-        0.001, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.001
+        0.001, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.0005
     )
     max_samples: int = param(
         2000,
@@ -67,6 +67,11 @@ class SeparabilityProbe(Probe):
         feats = dict(evaluation.features)
         feats["fused"] = fused_features(evaluation.features, ctx.modalities)
         y = labels[keep]
+        with single_blas_thread():
+            self._measure(feats, keep, y, labels)
+
+    def _measure(self, feats: dict, keep: np.ndarray, y: Any, labels: Any) -> None:
+        ctx, cfg = self.ctx, self.config
         for key, z in feats.items():
             zs = z[keep]
             purity = compute_kmeans_purity(

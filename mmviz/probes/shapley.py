@@ -88,7 +88,7 @@ class ShapleyConfig(ProbeConfig):
 
     every_n_epochs: int = param(1, "Run at most every N epochs (and at the last epoch).", low=1, high=100_000)
     max_overhead: float = param(
-        0.002, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.001
+        0.0025, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.0005
     )
 
 
@@ -103,13 +103,12 @@ class ShapleyProbe(Probe):
     subsets, exact for 2 and 3 modalities). The values add up to ``Acc(all) - Acc(empty)``. Caveat: a zeroed
     input is not "no information" for every encoder (BatchNorm networks still produce a feature). Costs about one
     evaluation pass (the loop's val features are reused when they are the model's own). Default: at most every
-    epoch, within 0.2% of the run's time.
+    epoch, within 0.25% of the run's time.
     """
 
     name = "shapley"
     config_cls = ShapleyConfig
     per_epoch = True
-    cost_hint = 0.0015
     order = 10
 
     def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:

@@ -27,7 +27,7 @@ class SnapshotConfig(ProbeConfig):
 
     every_n_epochs: int = param(1, "Run at most every N epochs (and at the last epoch).", low=1, high=100_000)
     max_overhead: float = param(
-        0.002, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.001
+        0.0015, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.0005
     )
     compress: bool = param(
         False, "Write compressed .npz files (float16 features shrink by only ~20%, for ~10 ms per epoch)."
@@ -82,13 +82,12 @@ class SnapshotProbe(Probe):
     argmax where the fusion allows it, else the leave-one-out nearest val class mean; the artifact's meta says
     which), ``pred_fused`` and ``conf_fused`` (max softmax of the fused logits), plus ``dropped`` / ``dropped_<m>``
     when the balancing method publishes which samples had a modality dropped (``ctx.extra['dropped_mask']``).
-    Nothing is written for runs without a run folder. Default: at most every epoch, within 0.2% of the run's time.
+    Nothing is written for runs without a run folder. Default: at most every epoch, within 0.15% of the run's time.
     """
 
     name = "snapshots"
     config_cls = SnapshotConfig
     per_epoch = True
-    cost_hint = 0.003
     order = 30
 
     def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:

@@ -19,7 +19,7 @@ class UnimodalAccConfig(ProbeConfig):
 
     every_n_epochs: int = param(1, "Run at most every N epochs (and at the last epoch).", low=1, high=100_000)
     max_overhead: float = param(
-        0.002, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.001
+        0.0015, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.0005
     )
     probe_every: int = param(
         0,
@@ -69,13 +69,12 @@ class UnimodalAccProbe(Probe):
     linear-probe figure; the fused probe uses the concatenated features). The probe is the costly part (~20 ms a
     fit): it is off by default; ``probe_every`` = N fits it at epochs divisible by N and at the last epoch. The
     head-split accuracy ``val/acc/<m>`` is logged by the training loop itself where the fusion allows it. These
-    measures disagree substantially; the key says which. Default: at most every epoch, within 0.2% of the run's time.
+    measures disagree substantially; the key says which. Default: at most every epoch, within 0.15% of the run's time.
     """
 
     name = "unimodal_acc"
     config_cls = UnimodalAccConfig
     per_epoch = True
-    cost_hint = 0.001
 
     def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:
         ctx, cfg = self.ctx, self.config

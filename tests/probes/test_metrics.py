@@ -134,7 +134,7 @@ def test_purity_by_hand():
 def test_unit_box_scaling():
     x = np.array([[0.0, 5.0, 1.0], [10.0, 5.0, 3.0], [5.0, 5.0, 2.0]])
     assert scale_to_unit_box(x).tolist() == [[-1.0, 0.0, -1.0], [1.0, 0.0, 1.0], [0.0, 0.0, 0.0]]
-    assert scale_to_unit_box(torch.tensor(x)).dtype == torch.float32
+    assert scale_to_unit_box(torch.tensor(x)).dtype == np.float32
 
 
 def test_kmeans_is_deterministic_and_agrees_with_sklearn_on_clear_clusters():

@@ -24,7 +24,7 @@ class GradConflictConfig(ProbeConfig):
 
     every_n_steps: int = param(20, "Run at most every N optimiser steps.", low=1, high=1_000_000)
     max_overhead: float = param(
-        0.001, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.0005
+        0.01, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.0005
     )
 
 

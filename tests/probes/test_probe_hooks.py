@@ -199,7 +199,7 @@ def test_imbalance_computes_shapley_values_itself_when_that_probe_is_off(make_ha
 def test_linear_probe_runs_only_when_due(make_harness):
     h = make_harness()
     ev = h.evaluation()
-    probe = create("unimodal_acc")  # default: no linear probe
+    probe = create("unimodal_acc", probe_every=0)  # no linear probe
     probe.setup(h.ctx)
     probe.on_epoch_end(3, h.info, ev)
     assert {"val/acc_ncm/a", "val/acc_ncm/b"} == h.keys()

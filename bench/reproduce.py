@@ -126,8 +126,7 @@ def dataset_table(label: str, dataset: str, sets: list[str], epochs: int, seeds:
     lines = [
         f"### {label}",
         "",
-        "Alone (unimodal reference, test accuracy): "
-        + ", ".join(f"`{m}` {_ms(alone[m])}%" for m in mods),
+        "Alone (unimodal reference, test accuracy): " + ", ".join(f"`{m}` {_ms(alone[m])}%" for m in mods),
         "",
         "| method | fused test acc % | "
         + " | ".join(f"`{m}` probe acc % (alone {_ms(alone[m])})" for m in mods)

@@ -27,7 +27,11 @@ class SnapshotConfig(ProbeConfig):
 
     every_n_epochs: int = param(1, "Run at most every N epochs (and at the last epoch).", low=1, high=100_000)
     max_overhead: float = param(
-        0.0, "Largest share of the run's time this probe may take (0 = no budget: every due epoch).", low=0.0, high=1.0, step=0.0005
+        0.0,
+        "Largest share of the run's time this probe may take (0 = no budget: every due epoch).",
+        low=0.0,
+        high=1.0,
+        step=0.0005,
     )
     compress: bool = param(
         False, "Write compressed .npz files (float16 features shrink by only ~20%, for ~10 ms per epoch)."

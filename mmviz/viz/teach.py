@@ -14,34 +14,13 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from mmviz.viz.embeddings import CLASS_COLORS  # one class palette for every embedding picture
 from mmviz.viz.panels import FUSED_COLOR, PALETTE
 from mmviz.viz.series import compute_debiased_ema
 
 COLORS = {"a": PALETTE[0], "b": PALETTE[1], "fused": FUSED_COLOR}
 RUN_COLORS = ("#7f7f7f", "#2ca02c", "#9467bd", "#d62728")  # baseline grey, then the runs compared with it
 HEIGHT = 340
-CLASS_COLORS = (
-    "#1f77b4",
-    "#ff7f0e",
-    "#2ca02c",
-    "#d62728",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#7f7f7f",
-    "#bcbd22",
-    "#17becf",
-    "#aec7e8",
-    "#ffbb78",
-    "#98df8a",
-    "#ff9896",
-    "#c5b0d5",
-    "#c49c94",
-    "#f7b6d2",
-    "#c7c7c7",
-    "#dbdb8d",
-    "#9edae5",
-)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -123,6 +123,7 @@ def dataset_table(label: str, dataset: str, sets: list[str], epochs: int, seeds:
         for seed in seeds:
             out = train_and_test(dataset, "unimodal", sets, epochs, seed, [f"method.modality={m}"])
             alone[m].append(out.fused)
+    print(f"{label}: alone " + ", ".join(f"{m} {_ms(alone[m])}" for m in mods), flush=True)
     lines = [
         f"### {label}",
         "",
@@ -177,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         help="Comma-separated subset of mfeat, avdigits, synthetic, cotrain (to split the full table across processes).",
     )
     parser.add_argument("--avdigits-epochs", type=int, default=None, help="Epochs for avdigits (default 20).")
+    parser.add_argument("--avdigits-samples", type=int, default=None, help="avdigits data.n_samples (default 5000).")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     seeds = [0] if args.quick else list(range(args.seeds))
@@ -186,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         command += f" --sections {args.sections}"
     if args.avdigits_epochs:
         command += f" --avdigits-epochs {args.avdigits_epochs}"
+    if args.avdigits_samples:
+        command += f" --avdigits-samples {args.avdigits_samples}"
     lines = [
         "# Reproduction: does each method reduce the imbalance, and does fused accuracy improve?",
         "",
@@ -202,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if dataset == "avdigits" and args.avdigits_epochs:
             epochs = args.avdigits_epochs
+        if dataset == "avdigits" and args.avdigits_samples:
+            sets = sets + [f"data.n_samples={args.avdigits_samples}"]
         if args.quick:
             if dataset == "avdigits":
                 continue

@@ -31,6 +31,8 @@ class MetricLogger:
         self._known: set[str] = set()
         self._last_flush = time.monotonic()
         self.rows_written = 0
+        self.watch = "train/loss"  # the first non-finite value of this key is kept in ``nonfinite``
+        self.nonfinite: tuple[int, float] | None = None
 
     def check_key(self, key: str) -> None:
         """Raise ValueError for a key that is not lowercase snake_case segments joined by '/'."""
@@ -72,13 +74,11 @@ class MetricLogger:
                 for i, v in zip(tensor_pos, stacked, strict=True):
                     values[i] = v
             out = [(s, e, w, k, float(v)) for (s, e, w, k, _), v in zip(rows, values, strict=True)]
+            if self.nonfinite is None:
+                bad = next(((s, v) for s, _, _, k, v in out if k == self.watch and not math.isfinite(v)), None)
+                self.nonfinite = bad
             self.store.log_batch(self.run_id, out)
             self.rows_written += len(out)
         if events:
             self.store.log_events(self.run_id, events)
         return len(rows)
-
-
-def finite(value: float) -> bool:
-    """True for a finite float."""
-    return math.isfinite(value)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -232,14 +231,11 @@ def fit(
     if resume is None and save_checkpoints:
         writer.submit(checkpoint_path(run_dir, 0), checkpoint(0), _artifact(0, checkpoint_path(run_dir, 0)))
     best_state = {"model": copy.deepcopy(model.state_dict()), "method": copy.deepcopy(method.state_dict())}
-    bad = torch.zeros((), dtype=torch.bool, device=device)
-    on_cpu = device.type == "cpu"
 
     def flush_and_check(epoch_done: int | None = None, **fields: Any) -> None:
-        nonlocal bad
-        if not on_cpu and bool(bad):
-            raise Diverged(step, float("nan"))
-        logger.flush()
+        logger.flush()  # converts the buffered losses; a non-finite one ends the run as diverged
+        if logger.nonfinite is not None:
+            raise Diverged(*logger.nonfinite)
         store.heartbeat(run_id, step=step, **fields)
         if should_stop() or store.stop_requested(run_id):
             raise StopTraining()
@@ -277,11 +273,6 @@ def fit(
                 seen += int(batch["label"].shape[0])
                 step += 1
                 steps_since += 1
-                if on_cpu:
-                    if not math.isfinite(float(loss_d)):
-                        raise Diverged(step - 1, float(loss_d))
-                else:
-                    bad |= ~torch.isfinite(loss_d)
                 if progress is not None:
                     progress(info, {"loss": loss_d})
                 if logger.due():

@@ -42,6 +42,17 @@ class ProbeConfig(Config):
     )  # fmt: skip
 
 
+@dataclasses.dataclass(frozen=True)
+class EpochProbeConfig(ProbeConfig):
+    """Settings of a per-epoch probe: every epoch by default, with no cost budget (deterministic logs)."""
+
+    every_n_epochs: int = param(1, "Run at most every N epochs (and at the last epoch).", low=1, high=100_000)
+    max_overhead: float = param(
+        0.0, "Largest share of the run's time this probe may take (0 = no budget: every due epoch).",
+        low=0.0, high=1.0, step=0.0005,
+    )  # fmt: skip
+
+
 def _metered(hook):
     """Wrap a hook so that its wall time is added to the probe's running cost (outermost call only)."""
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from mmviz.config import param
 from mmviz.probes.attribution import compute_imbalance
-from mmviz.probes.base import Probe, ProbeConfig
+from mmviz.probes.base import EpochProbeConfig, Probe
 from mmviz.probes.common import epoch_cache
 from mmviz.probes.registry import PROBES
 from mmviz.probes.shapley import epoch_shapley
@@ -15,17 +14,8 @@ from mmviz.training.context import StepInfo
 
 
 @dataclasses.dataclass(frozen=True)
-class ImbalanceConfig(ProbeConfig):
+class ImbalanceConfig(EpochProbeConfig):
     """Settings of the imbalance probe."""
-
-    every_n_epochs: int = param(1, "Run at most every N epochs (and at the last epoch).", low=1, high=100_000)
-    max_overhead: float = param(
-        0.0,
-        "Largest share of the run's time this probe may take (0 = no budget: every due epoch).",
-        low=0.0,
-        high=1.0,
-        step=0.0005,
-    )
 
 
 @PROBES.register(

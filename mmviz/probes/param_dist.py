@@ -7,8 +7,7 @@ from typing import Any
 
 import torch
 
-from mmviz.config import param
-from mmviz.probes.base import Probe, ProbeConfig
+from mmviz.probes.base import EpochProbeConfig, Probe
 from mmviz.probes.common import encoder_groups
 from mmviz.probes.metrics import compute_group_norm
 from mmviz.probes.registry import PROBES
@@ -16,17 +15,8 @@ from mmviz.training.context import StepInfo, TrainContext
 
 
 @dataclasses.dataclass(frozen=True)
-class ParamDistConfig(ProbeConfig):
+class ParamDistConfig(EpochProbeConfig):
     """Settings of the param_dist probe."""
-
-    every_n_epochs: int = param(1, "Run at most every N epochs (and at the last epoch).", low=1, high=100_000)
-    max_overhead: float = param(
-        0.0,
-        "Largest share of the run's time this probe may take (0 = no budget: every due epoch).",
-        low=0.0,
-        high=1.0,
-        step=0.0005,
-    )
 
 
 @PROBES.register("param_dist", config=ParamDistConfig, cadence="epoch", keys=("param_dist/<m>",))

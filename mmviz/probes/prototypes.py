@@ -8,25 +8,15 @@ from typing import Any
 
 import torch
 
-from mmviz.config import param
-from mmviz.probes.base import Probe, ProbeConfig
+from mmviz.probes.base import EpochProbeConfig, Probe
 from mmviz.probes.metrics import compute_class_means, compute_prototype_drift, compute_prototype_stats
 from mmviz.probes.registry import PROBES
 from mmviz.training.context import StepInfo
 
 
 @dataclasses.dataclass(frozen=True)
-class PrototypesConfig(ProbeConfig):
+class PrototypesConfig(EpochProbeConfig):
     """Settings of the prototypes probe."""
-
-    every_n_epochs: int = param(1, "Run at most every N epochs (and at the last epoch).", low=1, high=100_000)
-    max_overhead: float = param(
-        0.0,
-        "Largest share of the run's time this probe may take (0 = no budget: every due epoch).",
-        low=0.0,
-        high=1.0,
-        step=0.0005,
-    )
 
 
 @PROBES.register(
@@ -51,7 +41,7 @@ class PrototypesProbe(Probe):
     config_cls = PrototypesConfig
     per_epoch = True
 
-    def __init__(self, config: ProbeConfig | None = None) -> None:
+    def __init__(self, config: PrototypesConfig | None = None) -> None:
         super().__init__(config)
         self.previous: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 

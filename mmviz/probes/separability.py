@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from mmviz.config import param
-from mmviz.probes.base import Probe, ProbeConfig
+from mmviz.probes.base import EpochProbeConfig, Probe
 from mmviz.probes.common import fused_features
 from mmviz.probes.metrics import compute_fisher_ratio, compute_kmeans_purity, compute_silhouette, single_blas_thread
 from mmviz.probes.registry import PROBES
@@ -16,17 +16,9 @@ from mmviz.training.context import StepInfo
 
 
 @dataclasses.dataclass(frozen=True)
-class SeparabilityConfig(ProbeConfig):
+class SeparabilityConfig(EpochProbeConfig):
     """Settings of the separability probe."""
 
-    every_n_epochs: int = param(1, "Run at most every N epochs (and at the last epoch).", low=1, high=100_000)
-    max_overhead: float = param(
-        0.0,
-        "Largest share of the run's time this probe may take (0 = no budget: every due epoch).",
-        low=0.0,
-        high=1.0,
-        step=0.0005,
-    )
     max_samples: int = param(
         2000,
         "Use at most this many val samples (a fixed subset) for k-means and silhouette.",

@@ -10,9 +10,8 @@ from typing import Any
 import torch
 
 from mmviz.balancing.base import mask_batch
-from mmviz.config import param
 from mmviz.probes.attribution import compute_shapley
-from mmviz.probes.base import Probe, ProbeConfig
+from mmviz.probes.base import EpochProbeConfig, Probe
 from mmviz.probes.common import autocast_factory, epoch_cache, eval_mode, extract_features
 from mmviz.probes.registry import PROBES
 from mmviz.training.context import StepInfo, TrainContext
@@ -83,17 +82,8 @@ def epoch_shapley(ctx: TrainContext, evaluation: Any = None) -> dict[str, float]
 
 
 @dataclasses.dataclass(frozen=True)
-class ShapleyConfig(ProbeConfig):
+class ShapleyConfig(EpochProbeConfig):
     """Settings of the shapley probe."""
-
-    every_n_epochs: int = param(1, "Run at most every N epochs (and at the last epoch).", low=1, high=100_000)
-    max_overhead: float = param(
-        0.0,
-        "Largest share of the run's time this probe may take (0 = no budget: every due epoch).",
-        low=0.0,
-        high=1.0,
-        step=0.0005,
-    )
 
 
 @PROBES.register("shapley", config=ShapleyConfig, cadence="epoch", keys=("val/shapley/<m>",))

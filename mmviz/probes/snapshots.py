@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from mmviz.config import param
-from mmviz.probes.base import Probe, ProbeConfig
+from mmviz.probes.base import EpochProbeConfig, Probe
 from mmviz.probes.common import fused_features
 from mmviz.probes.metrics import compute_ncm_loo_predictions
 from mmviz.probes.registry import PROBES
@@ -22,17 +22,9 @@ SNAPSHOT_DIR = "snapshots"
 
 
 @dataclasses.dataclass(frozen=True)
-class SnapshotConfig(ProbeConfig):
+class SnapshotConfig(EpochProbeConfig):
     """Settings of the snapshot probe."""
 
-    every_n_epochs: int = param(1, "Run at most every N epochs (and at the last epoch).", low=1, high=100_000)
-    max_overhead: float = param(
-        0.0,
-        "Largest share of the run's time this probe may take (0 = no budget: every due epoch).",
-        low=0.0,
-        high=1.0,
-        step=0.0005,
-    )
     compress: bool = param(
         False, "Write compressed .npz files (float16 features shrink by only ~20%, for ~10 ms per epoch)."
     )

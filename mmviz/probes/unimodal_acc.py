@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from mmviz.config import param
-from mmviz.probes.base import Probe, ProbeConfig
+from mmviz.probes.base import EpochProbeConfig, Probe
 from mmviz.probes.common import fused_features, train_features
 from mmviz.probes.metrics import compute_linear_probe_accuracy, compute_ncm_loo_predictions
 from mmviz.probes.registry import PROBES
@@ -14,17 +14,9 @@ from mmviz.training.context import StepInfo
 
 
 @dataclasses.dataclass(frozen=True)
-class UnimodalAccConfig(ProbeConfig):
+class UnimodalAccConfig(EpochProbeConfig):
     """Settings of the per-modality accuracy probe."""
 
-    every_n_epochs: int = param(1, "Run at most every N epochs (and at the last epoch).", low=1, high=100_000)
-    max_overhead: float = param(
-        0.0,
-        "Largest share of the run's time this probe may take (0 = no budget: every due epoch).",
-        low=0.0,
-        high=1.0,
-        step=0.0005,
-    )
     probe_every: int = param(
         5,
         "Fit the logistic-regression probe at epochs divisible by N and at the last "

@@ -1,11 +1,11 @@
 """AGM: Shapley responses sum to the fused output, kappa formula, gradient scaling, running means, end-to-end."""
 
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
+from ctx_helpers import fake_ctx
 
 from mmviz.balancing import create_method
 from mmviz.balancing.agm import AGMConfig, compute_agm_coefficients, compute_shapley, scale_gradient
@@ -13,7 +13,7 @@ from mmviz.launcher import prepare_run
 from mmviz.probes import PROBES
 from mmviz.store import RunStore
 from mmviz.training.config import build_run_config
-from mmviz.training.context import StepInfo, TrainContext
+from mmviz.training.context import StepInfo
 from mmviz.training.runner import run_training
 from models import MultimodalNet
 
@@ -23,17 +23,7 @@ INFO = StepInfo(0, 1, 0, 1, 1)
 
 
 def make_ctx(model, logged):
-    data = SimpleNamespace(modality_names=model.modalities, num_classes=model.num_classes)
-    return TrainContext(
-        model=model,
-        data=data,
-        splits={},
-        device=torch.device("cpu"),
-        config=None,
-        run_dir=None,
-        log=lambda k, v: logged.append((k, v)),
-        event=lambda k, p: None,
-    )
+    return fake_ctx(logged, model=model)
 
 
 def test_two_player_shapley_matches_the_paper_and_sums_to_the_fused_output():

@@ -1,10 +1,9 @@
 """The multi-loss baseline: loss = fused CE + weighted per-modality CE; weights parsed and checked; end-to-end."""
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 import torch.nn.functional as F
+from ctx_helpers import fake_ctx
 
 from mmviz.balancing import create_method
 from mmviz.balancing.aux_loss import AuxLossConfig, parse_weights
@@ -14,7 +13,7 @@ from mmviz.probes import PROBES
 from mmviz.store import RunStore
 from mmviz.training.build import check_run_config
 from mmviz.training.config import build_run_config
-from mmviz.training.context import StepInfo, TrainContext
+from mmviz.training.context import StepInfo
 from mmviz.training.runner import run_training
 from models import ModelOutput
 
@@ -22,17 +21,7 @@ QUIET = [f"probes.{p}.enabled=false" for p in PROBES.names()]  # probes never ch
 
 
 def make_ctx(modalities, logged):
-    data = SimpleNamespace(modality_names=tuple(modalities), num_classes=3)
-    return TrainContext(
-        model=None,
-        data=data,
-        splits={},
-        device=torch.device("cpu"),
-        config=None,
-        run_dir=None,
-        log=lambda k, v: logged.append((k, v)),
-        event=lambda k, p: None,
-    )
+    return fake_ctx(logged, modalities=modalities)
 
 
 def test_loss_adds_each_modality_cross_entropy_with_its_weight():

@@ -1,11 +1,11 @@
 """OGM-GE: coefficients from score ratios, gradient scaling and GE noise, parameter choice, end-to-end run."""
 
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
+from ctx_helpers import fake_ctx
 
 from mmviz.balancing import create_method
 from mmviz.balancing.common import compute_confidence_scores, compute_ratios, select_parameters
@@ -16,7 +16,7 @@ from mmviz.probes import PROBES
 from mmviz.store import RunStore
 from mmviz.training.build import check_run_config
 from mmviz.training.config import build_run_config
-from mmviz.training.context import StepInfo, TrainContext
+from mmviz.training.context import StepInfo
 from mmviz.training.runner import run_training
 from models import MultimodalNet, create_encoder
 
@@ -24,17 +24,7 @@ QUIET = [f"probes.{p}.enabled=false" for p in PROBES.names() if p != "score_rati
 
 
 def make_ctx(model, logged):
-    data = SimpleNamespace(modality_names=model.modalities, num_classes=model.num_classes)
-    return TrainContext(
-        model=model,
-        data=data,
-        splits={},
-        device=torch.device("cpu"),
-        config=None,
-        run_dir=None,
-        log=lambda k, v: logged.append((k, v)),
-        event=lambda k, p: None,
-    )
+    return fake_ctx(logged, model=model)
 
 
 def test_scores_are_summed_true_class_probabilities():

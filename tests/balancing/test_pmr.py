@@ -2,11 +2,11 @@
 
 import io
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
+from ctx_helpers import fake_ctx
 
 from mmviz.balancing import create_method
 from mmviz.balancing.pmr import PMRConfig, compute_pmr_coefficients, compute_prototype_logits, compute_prototypes
@@ -15,7 +15,7 @@ from mmviz.probes import PROBES
 from mmviz.store import RunStore
 from mmviz.training.checkpoint import checkpoint_path, load_checkpoint
 from mmviz.training.config import build_run_config
-from mmviz.training.context import StepInfo, TrainContext
+from mmviz.training.context import StepInfo
 from mmviz.training.loop import fit
 from mmviz.training.runner import run_training
 from models import ModelOutput
@@ -26,17 +26,7 @@ SMALL = ["data.n_train=200", "train.batch_size=32", *QUIET]
 
 
 def make_ctx(modalities, logged, num_classes=3):
-    data = SimpleNamespace(modality_names=tuple(modalities), num_classes=num_classes)
-    return TrainContext(
-        model=None,
-        data=data,
-        splits={},
-        device=torch.device("cpu"),
-        config=None,
-        run_dir=None,
-        log=lambda k, v: logged.append((k, v)),
-        event=lambda k, p: None,
-    )
+    return fake_ctx(logged, modalities=modalities, num_classes=num_classes)
 
 
 @pytest.mark.parametrize(("shape", "expected"), [("step", 2.0), ("tanh", 2.0 * math.tanh(1.0)), ("linear", 2.0)])

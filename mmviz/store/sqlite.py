@@ -48,6 +48,8 @@ _NUMBER_COLUMNS = ("id", "step", "epoch", "wall_time", "value")
 # The covering (run_id, key, step, id, ...) index answers every per-key read; without statistics the planner would
 # pick (run_id, id) for ``id > ?`` and scan the whole run once per key.
 _BY_KEY = "INDEXED BY metrics_run_key_step"
+_EVENT_SQL = "INSERT INTO events (run_id, step, epoch, wall_time, kind, payload) VALUES (?, ?, ?, ?, ?, ?)"
+_ARTIFACT_SQL = "INSERT INTO artifacts (run_id, epoch, kind, path, meta) VALUES (?, ?, ?, ?, ?)"
 
 
 def _loads(text: str | None) -> Any:
@@ -199,16 +201,19 @@ class RunStore:
         Setting a ``pid`` also records ``host`` (this machine) and ``heartbeat`` (now) unless they are given: a
         process that was just launched is alive, and the host is what makes its pid checkable.
         """
-        unknown = sorted(set(fields) - UPDATABLE)
-        if unknown:
-            raise ValueError(f"Cannot update run field {unknown[0]!r}. Updatable: {', '.join(sorted(UPDATABLE))}.")
         if not fields:
             self.get_run(run_id)
             return
+        self._update(run_id, self._assignments(fields))
+
+    def _assignments(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Checked, JSON-encoded column values for an update of the runs table (see :meth:`update_run`)."""
+        unknown = sorted(set(fields) - UPDATABLE)
+        if unknown:
+            raise ValueError(f"Cannot update run field {unknown[0]!r}. Updatable: {', '.join(sorted(UPDATABLE))}.")
         if fields.get("pid") is not None:
             fields = {"host": self._hostname, "heartbeat": time.time(), **fields}
-        encoded = {k: json.dumps(v) if isinstance(v, (list, tuple, dict)) else v for k, v in fields.items()}
-        self._update(run_id, encoded)
+        return {k: json.dumps(v) if isinstance(v, (list, tuple, dict)) else v for k, v in fields.items()}
 
     def heartbeat(self, run_id: str, **fields: Any) -> None:
         """Stamp the run's heartbeat with the current time, updating ``fields`` in the same transaction."""
@@ -259,11 +264,22 @@ class RunStore:
             self._modalities[run_id] = _loads(rows[0][0]) or []
         return self._modalities[run_id]
 
-    def log_batch(self, run_id: str, rows: Iterable[tuple[int, float, float, str, float]]) -> int:
+    def log_batch(
+        self,
+        run_id: str,
+        rows: Iterable[tuple[int, float, float, str, float]],
+        *,
+        events: Iterable[tuple[int, float, float, str, dict | None]] = (),
+        artifacts: Iterable[tuple[int | None, str, str | Path, dict | None]] = (),
+        heartbeat: dict[str, Any] | None = None,
+    ) -> int:
         """Append metric rows ``(step, epoch, wall_time, key, value)`` in one transaction; return how many.
 
         Keys are split into split/quantity/modality columns (see :func:`mmviz.store.keys.parse_key`); one malformed
         key rejects the whole batch with a ``ValueError``. ``inf`` is stored as is, ``NaN`` as NULL (reads as NaN).
+        The same transaction can append ``events`` (as :meth:`log_events`), record ``artifacts``
+        ``(epoch, kind, path, meta)`` (as :meth:`add_artifact`) and, when ``heartbeat`` is a dict, stamp the run's
+        heartbeat and update those fields (as :meth:`heartbeat`): a trainer's flush is one commit.
         """
         modalities = self._run_modalities(run_id)
         parsed: dict[str, tuple[str | None, str, str | None]] = {}
@@ -273,21 +289,38 @@ class RunStore:
                 parsed[key] = parse_key(key, modalities)
             value = None if value is None else float(value)
             records.append((run_id, int(step), float(epoch), float(wall_time), key, *parsed[key], value))
-        if records:
-            sql = "INSERT INTO metrics (run_id, step, epoch, wall_time, key, split, quantity, modality, value) "
-            self._db.write(lambda c: c.executemany(sql + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", records))
+        event_records = self._event_records(run_id, events)
+        artifact_records = [self._artifact_record(run_id, *a) for a in artifacts]
+        update = None if heartbeat is None else self._assignments({"heartbeat": time.time(), **heartbeat})
+
+        def write(c: sqlite3.Connection) -> None:
+            if records:
+                sql = "INSERT INTO metrics (run_id, step, epoch, wall_time, key, split, quantity, modality, value) "
+                c.executemany(sql + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", records)
+            if event_records:
+                c.executemany(_EVENT_SQL, event_records)
+            if artifact_records:
+                c.executemany(_ARTIFACT_SQL, artifact_records)
+            if update:
+                sets = ", ".join(f"{column} = ?" for column in update)
+                c.execute(f"UPDATE runs SET {sets} WHERE run_id = ?", (*update.values(), run_id))
+
+        if records or event_records or artifact_records or update:
+            self._db.write(write)
         return len(records)
+
+    def _event_records(self, run_id: str, events: Iterable[tuple[int, float, float, str, dict | None]]) -> list:
+        return [
+            (run_id, int(step), float(epoch), float(wall_time), str(kind), json.dumps(payload or {}))
+            for step, epoch, wall_time, kind, payload in events
+        ]
 
     def log_events(self, run_id: str, events: Iterable[tuple[int, float, float, str, dict | None]]) -> int:
         """Append events ``(step, epoch, wall_time, kind, payload)`` in one transaction; return how many."""
         self._run_modalities(run_id)  # raises for an unknown run
-        records = [
-            (run_id, int(step), float(epoch), float(wall_time), str(kind), json.dumps(payload or {}))
-            for step, epoch, wall_time, kind, payload in events
-        ]
+        records = self._event_records(run_id, events)
         if records:
-            sql = "INSERT INTO events (run_id, step, epoch, wall_time, kind, payload) VALUES (?, ?, ?, ?, ?, ?)"
-            self._db.write(lambda c: c.executemany(sql, records))
+            self._db.write(lambda c: c.executemany(_EVENT_SQL, records))
         return len(records)
 
     def load_metrics(
@@ -373,6 +406,13 @@ class RunStore:
         self, run_id: str, epoch: int | None, kind: str, path: str | Path, meta: dict | None = None
     ) -> int:
         """Record an artifact file of the run; ``path`` is relative to the run folder (or absolute inside it)."""
+        self._run_modalities(run_id)  # raises for an unknown run
+        params = self._artifact_record(run_id, epoch, kind, path, meta)
+        return self._db.write(lambda c: c.execute(_ARTIFACT_SQL, params).lastrowid)
+
+    def _artifact_record(
+        self, run_id: str, epoch: int | None, kind: str, path: str | Path, meta: dict | None = None
+    ) -> tuple:
         folder = self.run_dir(run_id)
         path = Path(path)
         if path.is_absolute():
@@ -380,10 +420,7 @@ class RunStore:
                 path = path.resolve().relative_to(folder.resolve())
             except ValueError as exc:
                 raise ValueError(f"Artifact path {str(path)!r} is outside the run folder {str(folder)!r}.") from exc
-        self._run_modalities(run_id)  # raises for an unknown run
-        params = (run_id, None if epoch is None else int(epoch), kind, path.as_posix(), json.dumps(meta or {}))
-        sql = "INSERT INTO artifacts (run_id, epoch, kind, path, meta) VALUES (?, ?, ?, ?, ?)"
-        return self._db.write(lambda c: c.execute(sql, params).lastrowid)
+        return (run_id, None if epoch is None else int(epoch), str(kind), path.as_posix(), json.dumps(meta or {}))
 
     def load_artifacts(self, run_id: str, kind: str | None = None) -> pd.DataFrame:
         """Return the run's artifacts ordered by epoch and id, with ``meta`` decoded (paths relative to ``run_dir``)."""

@@ -1,8 +1,9 @@
 """Buffered metric and event logging from a training process to the run store.
 
 Values may be Python numbers or tensors (on any device). Tensors are kept as they are and converted
-in one batched transfer at flush time, so on a GPU no per-step ``.item()`` sync happens. Rows are
-written with the store's single write primitive, ``log_batch``, at most every ``flush_interval`` s.
+in one batched transfer at flush time, so on a GPU no per-step ``.item()`` sync happens. Rows, events,
+artifact records and the heartbeat are written together with the store's single write primitive,
+``log_batch`` (one transaction per flush), at most every ``flush_interval`` s.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class MetricLogger:
         self.epoch = 0.0
         self._rows: list[tuple[int, float, float, str, Any]] = []
         self._events: list[tuple[int, float, float, str, dict]] = []
+        self._artifacts: list[tuple[int | None, str, str, dict | None]] = []
         self._known: set[str] = set()
         self._last_flush = time.monotonic()
         self.rows_written = 0
@@ -44,7 +46,7 @@ class MetricLogger:
     def log(self, key: str, value: Any, step: int | None = None) -> None:
         """Record one value at the current (or given) step."""
         self.check_key(key)
-        if isinstance(value, torch.Tensor):
+        if isinstance(value, torch.Tensor) and value.requires_grad:
             value = value.detach()
         self._rows.append((self.step if step is None else step, self.epoch, time.time(), key, value))
 
@@ -57,15 +59,24 @@ class MetricLogger:
         """Record a timeline event (e.g. ``reinit``, ``fork``, ``stop``)."""
         self._events.append((self.step, self.epoch, time.time(), kind, dict(payload or {})))
 
+    def artifact(self, epoch: int | None, kind: str, path: str, meta: dict | None = None) -> None:
+        """Record a file of the run (path relative to the run folder); written with the next flush."""
+        self._artifacts.append((epoch, kind, str(path), meta))
+
     def due(self) -> bool:
         """Whether ``flush_interval`` has passed since the last flush."""
         return time.monotonic() - self._last_flush >= self.flush_interval
 
-    def flush(self) -> int:
-        """Write buffered rows and events; returns the number of metric rows written."""
+    def flush(self, heartbeat: dict[str, Any] | None = None) -> int:
+        """Write buffered rows, events and artifacts (and a heartbeat with ``heartbeat``'s fields) in one transaction.
+
+        Returns the number of metric rows written.
+        """
         rows, self._rows = self._rows, []
         events, self._events = self._events, []
+        artifacts, self._artifacts = self._artifacts, []
         self._last_flush = time.monotonic()
+        out = []
         if rows:
             tensor_pos = [i for i, r in enumerate(rows) if isinstance(r[4], torch.Tensor)]
             values = [r[4] for r in rows]
@@ -77,8 +88,7 @@ class MetricLogger:
             if self.nonfinite is None:
                 bad = next(((s, v) for s, _, _, k, v in out if k == self.watch and not math.isfinite(v)), None)
                 self.nonfinite = bad
-            self.store.log_batch(self.run_id, out)
+        if out or events or artifacts or heartbeat is not None:
+            self.store.log_batch(self.run_id, out, events=events, artifacts=artifacts, heartbeat=heartbeat)
             self.rows_written += len(out)
-        if events:
-            self.store.log_events(self.run_id, events)
-        return len(rows)
+        return len(out)

@@ -58,7 +58,7 @@ class Diverged(Exception):
 class NullStore:
     """A store that keeps nothing (benchmarks and in-process experiments)."""
 
-    def log_batch(self, run_id, rows) -> None:  # noqa: D102
+    def log_batch(self, run_id, rows, *, events=(), artifacts=(), heartbeat=None) -> None:  # noqa: D102
         pass
 
     def log_events(self, run_id, events) -> None:  # noqa: D102
@@ -111,6 +111,37 @@ class _ProbeHooks:
             p.before_optimizer_step(out, batch, info)
 
 
+class _RunningAccuracy:
+    """The epoch's training accuracy, reduced every ``chunk`` steps instead of with four tensor ops per step.
+
+    Keeps the detached logits and labels of the last ``chunk`` batches (no graph, so little memory) and
+    reduces them in one pass; on a small model the per-step ops cost a few percent of the step.
+    """
+
+    def __init__(self, device: torch.device, chunk: int = 32) -> None:
+        self.correct = torch.zeros((), dtype=torch.long, device=device)
+        self.seen = 0
+        self.chunk = chunk
+        self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def add(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        self._pending.append((logits.detach(), labels))
+        self.seen += labels.shape[0]
+        if len(self._pending) >= self.chunk:
+            self._reduce()
+
+    def _reduce(self) -> None:
+        if self._pending:
+            logits = torch.cat([lg for lg, _ in self._pending])
+            labels = torch.cat([y for _, y in self._pending])
+            self.correct += (logits.argmax(1) == labels).sum()
+            self._pending = []
+
+    def value(self) -> torch.Tensor:
+        self._reduce()
+        return self.correct.float() / max(1, self.seen)
+
+
 def _log_eval(logger: MetricLogger, split: str, ev: EvalResult) -> None:
     logger.log(f"{split}/loss", ev.loss)
     logger.log(f"{split}/acc/fused", ev.acc)
@@ -153,7 +184,7 @@ def fit(
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
 
     if resume is not None and resume.init_state is not None and resume.init_state.is_file():
-        init_state = torch.load(resume.init_state, map_location="cpu", weights_only=True)
+        init_state = load_checkpoint(resume.init_state)
     else:
         init_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     if run_dir is not None:
@@ -176,7 +207,7 @@ def fit(
             "init_state": init_state,
             "autocast": autocast,
             # probes record files they write in run_dir (paths relative to it), e.g. per-epoch snapshots
-            "artifact": lambda epoch, kind, path, meta=None: store.add_artifact(run_id, epoch, kind, str(path), meta),
+            "artifact": logger.artifact,
         },
     )
     method.setup(ctx)
@@ -223,20 +254,27 @@ def fit(
             "best_val_acc": best_acc,
         }
 
-    writer = CheckpointWriter()
+    writer = CheckpointWriter(background=device.type != "cpu")
 
     def _artifact(epoch: int, path: Path):
-        return lambda: store.add_artifact(run_id, epoch, "checkpoint", str(path.relative_to(run_dir)))
+        relative = str(path.relative_to(run_dir))
+        if writer.background:  # runs on the writer's thread: the store is thread-safe, the logger's buffers are not
+            return lambda: store.add_artifact(run_id, epoch, "checkpoint", relative)
+        return lambda: logger.artifact(epoch, "checkpoint", relative)
 
     if resume is None and save_checkpoints:
         writer.submit(checkpoint_path(run_dir, 0), checkpoint(0), _artifact(0, checkpoint_path(run_dir, 0)))
-    best_state = {"model": copy.deepcopy(model.state_dict()), "method": copy.deepcopy(method.state_dict())}
+
+    def copy_state() -> dict[str, Any]:
+        model_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return {"model": model_state, "method": copy.deepcopy(method.state_dict())}
+
+    best_state = copy_state()
 
     def flush_and_check(epoch_done: int | None = None, **fields: Any) -> None:
-        logger.flush()  # converts the buffered losses; a non-finite one ends the run as diverged
-        if logger.nonfinite is not None:
+        logger.flush(heartbeat={"step": step, **fields})  # converts the buffered losses: a non-finite one
+        if logger.nonfinite is not None:  # ends the run as diverged
             raise Diverged(*logger.nonfinite)
-        store.heartbeat(run_id, step=step, **fields)
         if should_stop() or store.stop_requested(run_id):
             raise StopTraining()
 
@@ -246,8 +284,7 @@ def fit(
             model.train()
             t_epoch = time.perf_counter()
             t_flush, steps_since = time.perf_counter(), 0
-            correct = torch.zeros((), device=device)
-            seen = 0
+            train_acc = _RunningAccuracy(device)
             for bi, batch in enumerate(splits["train"].batches(cfg.train.batch_size, generator)):
                 info = StepInfo(step, epoch, bi, info.batches_per_epoch, cfg.train.epochs)
                 logger.step, logger.epoch = step, epoch - 1 + bi / info.batches_per_epoch
@@ -267,10 +304,9 @@ def fit(
                     for p in due:
                         p.before_optimizer_step(out, batch, info)
                     optimizer.step()
-                loss_d = loss.detach().float()
+                loss_d = loss.detach()
                 logger.log("train/loss", loss_d)
-                correct += (out.logits.detach().argmax(1) == batch["label"]).sum()
-                seen += int(batch["label"].shape[0])
+                train_acc.add(out.logits, batch["label"])
                 step += 1
                 steps_since += 1
                 if progress is not None:
@@ -285,7 +321,7 @@ def fit(
 
             # ---- end of epoch: schedule, evaluation, probes, method, checkpoint -------------------------
             logger.epoch = float(epoch)
-            logger.log("train/acc/fused", correct.float() / max(1, seen))
+            logger.log("train/acc/fused", train_acc.value())
             logger.log("lr", optimizer.param_groups[0]["lr"])
             if scheduler is not None:
                 scheduler.step()
@@ -296,7 +332,7 @@ def fit(
                     p.on_epoch_end(epoch, info, ev)
             if ev.acc > best_acc:  # keep the weights that were evaluated, before the method's epoch-end changes
                 best_epoch, best_acc = epoch, ev.acc
-                best_state = {"model": copy.deepcopy(model.state_dict()), "method": copy.deepcopy(method.state_dict())}
+                best_state = copy_state()
             method.on_epoch_end(epoch, info)
             logger.log("sys/epoch_s", time.perf_counter() - t_epoch)
             if save_checkpoints:

@@ -1,7 +1,6 @@
 """Every registered balancing method: defaults build, config and state round-trip, one finite CPU step that
 moves parameters, the input batch untouched, well-formed metric keys, no hooks left, exact fork resume."""
 
-import io
 import re
 
 import pytest
@@ -11,6 +10,7 @@ from torch import nn
 from mmviz.balancing import METHODS, create_method
 from mmviz.data.base import TensorSplit
 from mmviz.probes import PROBES
+from mmviz.training.checkpoint import load_checkpoint, save_checkpoint
 from mmviz.training.config import build_run_config
 from mmviz.training.loop import NullStore, Resume, fit
 
@@ -27,10 +27,8 @@ class RecordingStore(NullStore):
         self.keys: set[str] = set()
         self.events: list[tuple] = []
 
-    def log_batch(self, run_id, rows) -> None:
+    def log_batch(self, run_id, rows, *, events=(), artifacts=(), heartbeat=None) -> None:
         self.keys.update(r[3] for r in rows)
-
-    def log_events(self, run_id, events) -> None:
         self.events.extend(events)
 
 
@@ -89,7 +87,7 @@ def test_one_step_is_finite_moves_parameters_and_leaves_no_trace(name, tmp_path,
     result = fit(run_config(name), store, "t", tmp_path)
     assert result.steps == 1 and seen
     # finite and moved
-    init = torch.load(tmp_path / "init.pt", weights_only=True)
+    init = load_checkpoint(tmp_path / "init.pt")
     params = dict(result.model.named_parameters())
     assert all(torch.isfinite(p).all() for p in params.values())
     assert any(not torch.equal(params[k].detach().cpu(), init[k]) for k in params)
@@ -113,13 +111,11 @@ def test_one_step_is_finite_moves_parameters_and_leaves_no_trace(name, tmp_path,
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_state_dict_round_trips_through_a_safe_checkpoint(name):
+def test_state_dict_round_trips_through_a_checkpoint_file(name, tmp_path):
     result = fit(run_config(name))
     state = result.method.state_dict()
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    buf.seek(0)
-    loaded = torch.load(buf, weights_only=True)
+    save_checkpoint(tmp_path / "m.pt", {"method": state})
+    loaded = load_checkpoint(tmp_path / "m.pt")["method"]
     assert all_equal(state, loaded)
     result.method.load_state_dict(loaded)
     assert all_equal(result.method.state_dict(), state)
@@ -140,8 +136,8 @@ def test_fork_from_a_checkpoint_resumes_exactly(name, tmp_path):
     parent = fit(cfg, NullStore(), "p", tmp_path / "p")
     resume = Resume(tmp_path / "p" / "checkpoints" / "epoch_0001.pt", tmp_path / "p" / "init.pt", same_method=True)
     fit(cfg, NullStore(), "c", tmp_path / "c", resume=resume)
-    end_p = torch.load(tmp_path / "p" / "checkpoints" / "epoch_0002.pt", weights_only=True)
-    end_c = torch.load(tmp_path / "c" / "checkpoints" / "epoch_0002.pt", weights_only=True)
+    end_p = load_checkpoint(tmp_path / "p" / "checkpoints" / "epoch_0002.pt")
+    end_c = load_checkpoint(tmp_path / "c" / "checkpoints" / "epoch_0002.pt")
     assert parent.steps == end_c["step"]
     assert all_equal(end_p["model"], end_c["model"]), f"{name}: the forked model differs from its parent"
     assert all_equal(end_p["method"], end_c["method"]), f"{name}: the forked method state differs from its parent"

@@ -49,11 +49,9 @@ class RecordingStore(NullStore):
         self.rows: list[tuple] = []
         self.artifacts: list[tuple] = []
 
-    def log_batch(self, run_id, rows) -> None:
+    def log_batch(self, run_id, rows, *, events=(), artifacts=(), heartbeat=None) -> None:
         self.rows.extend(rows)
-
-    def add_artifact(self, run_id, epoch, kind, path, meta=None) -> None:
-        self.artifacts.append((epoch, kind, path, meta))
+        self.artifacts.extend(artifacts)
 
     @property
     def keys(self) -> set[str]:

@@ -56,7 +56,7 @@ class RecordingKeys(NullStore):
     def __init__(self) -> None:
         self.keys: set[str] = set()
 
-    def log_batch(self, run_id, rows) -> None:
+    def log_batch(self, run_id, rows, **extra) -> None:
         self.keys.update(r[3] for r in rows)
 
 

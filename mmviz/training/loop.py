@@ -4,6 +4,11 @@ Per step: ``transform_batch`` -> forward -> ``compute_loss`` -> backward -> prob
 ``method.on_after_backward`` -> probes(before_optimizer_step) -> optimizer step -> flush logs.
 Per epoch: LR schedule -> evaluation on val -> epoch probes -> ``method.on_epoch_end`` -> checkpoint.
 At the end the best-on-val checkpoint is evaluated on the test split (val is never the test set).
+
+Logs, the heartbeat and the store's stop flag go through one store transaction at most every 0.5 s
+(``MetricLogger.flush_interval``), at the last epoch and at the end, never once per epoch regardless: on a
+small data set an epoch takes ~30 ms, and per-epoch commits cost more than the checkpoints. A SIGTERM
+(``should_stop``) is seen at the next step.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,10 +54,10 @@ class StopTraining(Exception):
 
 
 class Diverged(Exception):
-    """Raised when the training loss is NaN or infinite."""
+    """Raised when the training loss (or, after an epoch, the validation loss) is NaN or infinite."""
 
-    def __init__(self, step: int, value: float) -> None:
-        super().__init__(f"The training loss became {value} at step {step}.")
+    def __init__(self, step: int, value: float, what: str = "training loss") -> None:
+        super().__init__(f"The {what} became {value} at step {step}.")
         self.step = step
 
 
@@ -326,6 +332,9 @@ def fit(
             if scheduler is not None:
                 scheduler.step()
             ev = evaluate(model, method.predict, splits["val"], cfg.train.eval_batch_size, autocast)
+            if not math.isfinite(ev.loss):  # diverged weights: stop before probing them, with the first bad step
+                flush_and_check()
+                raise Diverged(step, ev.loss, "validation loss")  # the last step broke the weights
             _log_eval(logger, "val", ev)
             for p in epoch_probes:
                 if p.due_epoch(epoch) or epoch == cfg.train.epochs:
@@ -340,7 +349,8 @@ def fit(
                 writer.submit(path, checkpoint(epoch), _artifact(epoch, path))
             if progress is not None:
                 progress(info, {"val_acc": ev.acc, "epoch_done": epoch})
-            flush_and_check(epochs_done=epoch, best_val_acc=best_acc, best_epoch=best_epoch)
+            if logger.due() or should_stop() or epoch == cfg.train.epochs:  # short epochs: one write per 0.5 s
+                flush_and_check(epochs_done=epoch, best_val_acc=best_acc, best_epoch=best_epoch)
     except StopTraining:
         # finish cleanly: the step is done; write what we have and a checkpoint of the current state
         logger.event("stop", {"step": step})

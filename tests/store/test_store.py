@@ -406,6 +406,37 @@ def test_events_and_artifacts(store: RunStore) -> None:
         store.add_artifact(run_id, 1, "checkpoint", store.workspace / "elsewhere.pt")
 
 
+def test_one_log_batch_writes_rows_events_artifacts_and_heartbeat_together(store: RunStore) -> None:
+    run_id = make_run(store)
+    before = store.get_run(run_id)["heartbeat"]
+    n = store.log_batch(
+        run_id,
+        [(3, 0.5, 1.0, "train/loss", 0.7)],
+        events=[(3, 0.5, 1.0, "reinit", {"modality": "audio"})],
+        artifacts=[(1, "checkpoint", "checkpoints/epoch_0001.pt", None)],
+        heartbeat={"step": 3, "epochs_done": 1, "best_val_acc": 0.5},
+    )
+    assert n == 1
+    run = store.get_run(run_id)
+    assert (run["step"], run["epochs_done"], run["best_val_acc"]) == (3, 1, 0.5)
+    assert run["heartbeat"] is not None and (before is None or run["heartbeat"] >= before)
+    assert store.load_events(run_id)["kind"].tolist() == ["reinit"]
+    assert store.load_artifacts(run_id)["path"].tolist() == ["checkpoints/epoch_0001.pt"]
+    # one bad part rejects the whole transaction: nothing of it is stored
+    with pytest.raises(ValueError, match="outside the run folder"):
+        store.log_batch(
+            run_id,
+            [(4, 0.6, 2.0, "train/loss", 0.6)],
+            events=[(4, 0.6, 2.0, "stop", None)],
+            artifacts=[(2, "checkpoint", store.workspace / "elsewhere.pt", None)],
+            heartbeat={"step": 4},
+        )
+    with pytest.raises(ValueError, match="Cannot update run field"):
+        store.log_batch(run_id, [(4, 0.6, 2.0, "train/loss", 0.6)], heartbeat={"status": "finished"})
+    assert len(store.load_metrics(run_id)) == 1 and len(store.load_events(run_id)) == 1
+    assert store.get_run(run_id)["step"] == 3
+
+
 # ---------------------------------------------------------------- delete
 
 

@@ -119,3 +119,43 @@ def test_three_modalities_and_fusion_without_split():
 def test_each_bundled_dataset_learns(dataset):
     r = fit(build_run_config(dataset, "baseline", ["train.batch_size=128"], epochs=2))
     assert r.test["test_acc"] > 0.5
+
+
+class CountingStore(RunStore):
+    """The real store, counting its write transactions from the trainer."""
+
+    writes = 0
+
+    def log_batch(self, run_id, rows, **extra):
+        self.writes += 1
+        return super().log_batch(run_id, rows, **extra)
+
+
+def test_short_epochs_share_one_store_write_and_lose_nothing(tmp_path):
+    store = CountingStore(tmp_path / "ws")
+    cfg = build_run_config("synthetic", "baseline", SMALL, epochs=8)
+    run_id = prepare_run(store, cfg)
+    fit(cfg, store, run_id, store.run_dir(run_id))
+    assert store.writes < 8  # epochs of a few ms: not one commit per epoch
+    df = store.load_metrics(run_id)
+    assert (df.key == "val/acc/fused").sum() == 8 and (df.key == "train/acc/fused").sum() == 8
+    assert sorted(store.load_artifacts(run_id, kind="checkpoint").epoch) == list(range(9))
+    run = store.get_run(run_id)
+    assert run["epochs_done"] == 8 and run["best_epoch"] >= 1
+
+
+def test_weights_broken_at_an_epochs_last_step_end_the_run_as_diverged_before_probing(monkeypatch):
+    import mmviz.training.loop as loop
+
+    built = []
+    original = loop.build_model
+    monkeypatch.setattr(loop, "build_model", lambda *a, **k: built.append(original(*a, **k)) or built[-1])
+
+    def progress(info, values):  # called after each optimiser step: break the weights at epoch 1's last step
+        if info.epoch == 1 and info.batch_index == info.batches_per_epoch - 1 and "loss" in values:
+            with torch.no_grad():
+                next(built[0].parameters()).fill_(float("nan"))
+
+    with pytest.raises(loop.Diverged, match="validation loss became nan at step") as err:
+        fit(build_run_config("synthetic", "baseline", SMALL, epochs=3), progress=progress)
+    assert err.value.step == -(-240 // 32)  # the first epoch's steps, all with a finite training loss

@@ -24,7 +24,11 @@ class GradConflictConfig(ProbeConfig):
 
     every_n_steps: int = param(20, "Run at most every N optimiser steps.", low=1, high=1_000_000)
     max_overhead: float = param(
-        0.01, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.0005
+        0.005,
+        "Largest share of the training steps' time this probe may take (0 = no budget).",
+        low=0.0,
+        high=1.0,
+        step=0.0005,
     )
 
 
@@ -54,7 +58,7 @@ class GradConflictProbe(Probe):
     unimodal logits depend on no other encoder, so one backward of the summed unimodal losses serves all) —
     parameters' ``.grad`` are never touched, BatchNorm buffers and the global RNG are restored afterwards, so
     training is unchanged. Uses head-split logits: absent for FiLM and gated fusions. A call costs about one training
-    step; default: at most every 20 steps, within 0.1% of the run's time.
+    step; default: at most every 20 steps, within 0.5% of the training steps' time.
     """
 
     name = "grad_conflict"

@@ -21,7 +21,11 @@ class GradNormConfig(ProbeConfig):
 
     every_n_steps: int = param(1, "Run at most every N optimiser steps.", low=1, high=1_000_000)
     max_overhead: float = param(
-        0.02, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.0005
+        0.012,
+        "Largest share of the training steps' time this probe may take (0 = no budget).",
+        low=0.0,
+        high=1.0,
+        step=0.0005,
     )
 
 
@@ -35,7 +39,7 @@ class GradNormProbe(Probe):
     optimiser step, after it has — for the baseline both are equal, for OGM-GE or CGGM the gap is the
     modulation. Values stay on the device and are synced when the logger flushes. When no gradient was replaced
     or modified in place in between (same tensors, unchanged autograd version counters), the second value is the
-    first one, not recomputed. Default: at most every step, within 0.3% of the run's time.
+    first one, not recomputed. Default: at most every step, within 1.2% of the training steps' time.
     """
 
     name = "grad_norm"

@@ -36,7 +36,7 @@ class ImbalanceProbe(Probe):
     largest Shapley value. The index measures reliance, not learning state: an intrinsically uninformative
     modality also gets a small share — compare with ``sep/purity`` and ``val/acc_probe`` to tell the two apart.
     Logged whenever the ``shapley`` probe runs (it reuses that epoch's values), or on its own cadence (at most
-    every epoch, within 0.05% of the run's time) when that probe is off.
+    every epoch) when that probe is off.
     """
 
     name = "imbalance"

@@ -26,8 +26,7 @@ class ParamDistProbe(Probe):
     An encoder that barely moves is not learning (the under-optimised modality of OGM-GE and of Diagnosing &
     Re-learning, Wei et al., ECCV 2024, whose soft re-initialisation pulls encoders back towards ``theta_0``).
     The initial weights are the run's ``init_state`` (for a fork, the parent's), over the encoder's trainable
-    parameters (buffers such as BatchNorm statistics are left out). Default: at most every epoch, within 0.1% of
-    the run's time.
+    parameters (buffers such as BatchNorm statistics are left out). Default: every epoch.
     """
 
     name = "param_dist"

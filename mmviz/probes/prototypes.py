@@ -34,7 +34,7 @@ class PrototypesProbe(Probe):
     higher = better separated classes), and ``proto/drift/<m>`` the mean distance each prototype moved since the
     previous evaluated epoch (absent the first time): a modality whose prototypes stop moving has stopped
     learning. Prototypes here are val class means, so the measures describe the val features on their own.
-    Default: at most every epoch, within 0.15% of the run's time.
+    Default: every epoch.
     """
 
     name = "prototypes"

@@ -20,7 +20,11 @@ class ScoreRatioConfig(ProbeConfig):
 
     every_n_steps: int = param(1, "Run at most every N optimiser steps.", low=1, high=1_000_000)
     max_overhead: float = param(
-        0.015, "Largest share of the run's time this probe may take (0 = no budget).", low=0.0, high=1.0, step=0.0005
+        0.008,
+        "Largest share of the training steps' time this probe may take (0 = no budget).",
+        low=0.0,
+        high=1.0,
+        step=0.0005,
     )
 
 
@@ -34,7 +38,7 @@ class ScoreRatioProbe(Probe):
     confident one on the training batch. Uses the training forward's head-split per-modality logits, so the keys
     are absent for fusions without an exact split (FiLM, gated): a masked extra forward in train mode would move
     BatchNorm statistics and cost a forward per step, and PMR's trick of reusing the fused logits makes the ratio
-    exactly 1, which says nothing. Default: at most every step, within 0.2% of the run's time.
+    exactly 1, which says nothing. Default: at most every step, within 0.8% of the training steps' time.
     """
 
     name = "score_ratio"

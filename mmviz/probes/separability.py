@@ -45,8 +45,8 @@ class SeparabilityProbe(Probe):
     encoder from an intrinsically weak modality better than an accuracy gap does. ``sep/silhouette/<m>`` is the
     mean silhouette of the true-class partition (Euclidean, in [-1, 1]); ``sep/fisher/<m>`` the trace of the
     between-class scatter over the trace of the within-class scatter. k-means and silhouette make this the
-    costliest epoch measure (~10 ms on the demo): default at most every epoch, within 0.1% of the run's time, so
-    on short CPU runs it appears at the last epoch only.
+    costliest epoch measure (~10 ms on the demo); default: every epoch (set ``every_n_epochs`` or ``max_overhead``
+    to thin it out on long runs).
     """
 
     name = "separability"

@@ -96,8 +96,7 @@ class ShapleyProbe(Probe):
     ``phi_m = sum_S |S|! (n - |S| - 1)! / n! [Acc(S + m) - Acc(S)]`` over the subsets ``S`` without ``m`` (2^M
     subsets, exact for 2 and 3 modalities). The values add up to ``Acc(all) - Acc(empty)``. Caveat: a zeroed
     input is not "no information" for every encoder (BatchNorm networks still produce a feature). Costs about one
-    evaluation pass (the loop's val features are reused when they are the model's own). Default: at most every
-    epoch, within 0.25% of the run's time.
+    evaluation pass (the loop's val features are reused when they are the model's own). Default: every epoch.
     """
 
     name = "shapley"

@@ -78,7 +78,7 @@ class SnapshotProbe(Probe):
     argmax where the fusion allows it, else the leave-one-out nearest val class mean; the artifact's meta says
     which), ``pred_fused`` and ``conf_fused`` (max softmax of the fused logits), plus ``dropped`` / ``dropped_<m>``
     when the balancing method publishes which samples had a modality dropped (``ctx.extra['dropped_mask']``).
-    Nothing is written for runs without a run folder. Default: at most every epoch, within 0.15% of the run's time.
+    Nothing is written for runs without a run folder. Default: every epoch.
     """
 
     name = "snapshots"

@@ -63,9 +63,9 @@ class UnimodalAccProbe(Probe):
     seed) fitted on frozen features of a fixed stratified train subset (one no-grad eval-mode pass) and scored on
     val — how much class information the encoder holds, whether or not the fusion head uses it (the OGM-GE
     linear-probe figure; the fused probe uses the concatenated features). The probe is the costly part (~20 ms a
-    fit): it is off by default; ``probe_every`` = N fits it at epochs divisible by N and at the last epoch. The
+    fit): ``probe_every`` = N (default 5; 0 = never) fits it at epochs divisible by N and at the last epoch. The
     head-split accuracy ``val/acc/<m>`` is logged by the training loop itself where the fusion allows it. These
-    measures disagree substantially; the key says which. Default: at most every epoch, within 0.15% of the run's time.
+    measures disagree substantially; the key says which. Default: every epoch (the fitted probe: see ``probe_every``).
     """
 
     name = "unimodal_acc"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,33 @@ class StepInfo:
         )
 
 
+class TrainClock:
+    """Seconds spent in the epochs' step loops: paused during epoch-end evaluation, probes and checkpoints.
+
+    Per-step probes budget their cost against this clock, so "2% overhead" means 2% of the training steps
+    whatever the epoch-end work costs (against wall time they would take a larger share of the steps).
+    """
+
+    def __init__(self) -> None:
+        self._total = 0.0
+        self._start: float | None = None
+
+    def resume(self) -> None:
+        """Start counting (at the start of an epoch's steps)."""
+        if self._start is None:
+            self._start = time.perf_counter()
+
+    def pause(self) -> None:
+        """Stop counting (after an epoch's last step)."""
+        if self._start is not None:
+            self._total += time.perf_counter() - self._start
+            self._start = None
+
+    def __call__(self) -> float:
+        running = time.perf_counter() - self._start if self._start is not None else 0.0
+        return self._total + running
+
+
 @dataclasses.dataclass
 class TrainContext:
     """Shared handles for methods and probes during one run.
@@ -51,6 +79,7 @@ class TrainContext:
     seed: int = 0
     step: Callable[[], StepInfo] | None = None
     extra: dict = dataclasses.field(default_factory=dict)
+    train_clock: Callable[[], float] = time.perf_counter  # the loop passes its TrainClock
 
     @property
     def modalities(self) -> tuple[str, ...]:

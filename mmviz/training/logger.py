@@ -81,7 +81,10 @@ class MetricLogger:
             tensor_pos = [i for i, r in enumerate(rows) if isinstance(r[4], torch.Tensor)]
             values = [r[4] for r in rows]
             if tensor_pos:
-                stacked = torch.stack([values[i].float().reshape(()) for i in tensor_pos]).cpu().tolist()
+                scalars = [values[i] for i in tensor_pos]
+                if any(t.dtype != torch.float32 or t.dim() for t in scalars):  # else no per-row conversion ops
+                    scalars = [t.float().reshape(()) for t in scalars]
+                stacked = torch.stack(scalars).cpu().tolist()
                 for i, v in zip(tensor_pos, stacked, strict=True):
                     values[i] = v
             out = [(s, e, w, k, float(v)) for (s, e, w, k, _), v in zip(rows, values, strict=True)]

@@ -44,7 +44,7 @@ from mmviz.training.checkpoint import (
     set_rng_state,
 )
 from mmviz.training.config import RunConfig
-from mmviz.training.context import StepInfo, TrainContext
+from mmviz.training.context import StepInfo, TrainClock, TrainContext
 from mmviz.training.evaluate import EvalResult, evaluate
 from mmviz.training.logger import MetricLogger
 
@@ -197,6 +197,7 @@ def fit(
         save_checkpoint(run_dir / "init.pt", init_state)
 
     info = StepInfo(0, 1, 0, splits["train"].num_batches(cfg.train.batch_size), cfg.train.epochs)
+    train_clock = TrainClock()
     ctx = TrainContext(
         model=model,
         data=data,
@@ -209,6 +210,7 @@ def fit(
         batch_size=cfg.train.batch_size,
         seed=cfg.train.seed,
         step=lambda: info,
+        train_clock=train_clock,
         extra={
             "init_state": init_state,
             "autocast": autocast,
@@ -291,6 +293,7 @@ def fit(
             t_epoch = time.perf_counter()
             t_flush, steps_since = time.perf_counter(), 0
             train_acc = _RunningAccuracy(device)
+            train_clock.resume()
             for bi, batch in enumerate(splits["train"].batches(cfg.train.batch_size, generator)):
                 info = StepInfo(step, epoch, bi, info.batches_per_epoch, cfg.train.epochs)
                 logger.step, logger.epoch = step, epoch - 1 + bi / info.batches_per_epoch
@@ -326,6 +329,7 @@ def fit(
                     flush_and_check()
 
             # ---- end of epoch: schedule, evaluation, probes, method, checkpoint -------------------------
+            train_clock.pause()
             logger.epoch = float(epoch)
             logger.log("train/acc/fused", train_acc.value())
             logger.log("lr", optimizer.param_groups[0]["lr"])

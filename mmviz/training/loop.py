@@ -6,9 +6,10 @@ Per epoch: LR schedule -> evaluation on val -> epoch probes -> ``method.on_epoch
 At the end the best-on-val checkpoint is evaluated on the test split (val is never the test set).
 
 Logs, the heartbeat and the store's stop flag go through one store transaction at most every 0.5 s
-(``MetricLogger.flush_interval``), at the last epoch and at the end, never once per epoch regardless: on a
-small data set an epoch takes ~30 ms, and per-epoch commits cost more than the checkpoints. A SIGTERM
-(``should_stop``) is seen at the next step.
+(``MetricLogger.flush_interval``), after an epoch whose diagnostics ran (their rows would otherwise be written
+during the next epoch's steps), at the last epoch and at the end; not after every epoch regardless: on a small
+data set an epoch without diagnostics takes ~30 ms, and a commit per epoch cost more than its checkpoint.
+A SIGTERM (``should_stop``) is seen at the next step.
 """
 
 from __future__ import annotations
@@ -340,9 +341,11 @@ def fit(
                 flush_and_check()
                 raise Diverged(step, ev.loss, "validation loss")  # the last step broke the weights
             _log_eval(logger, "val", ev)
+            probed = False
             for p in epoch_probes:
                 if p.due_epoch(epoch) or epoch == cfg.train.epochs:
                     p.on_epoch_end(epoch, info, ev)
+                    probed = True
             if ev.acc > best_acc:  # keep the weights that were evaluated, before the method's epoch-end changes
                 best_epoch, best_acc = epoch, ev.acc
                 best_state = copy_state()
@@ -353,7 +356,7 @@ def fit(
                 writer.submit(path, checkpoint(epoch), _artifact(epoch, path))
             if progress is not None:
                 progress(info, {"val_acc": ev.acc, "epoch_done": epoch})
-            if logger.due() or should_stop() or epoch == cfg.train.epochs:  # short epochs: one write per 0.5 s
+            if probed or logger.due() or should_stop() or epoch == cfg.train.epochs:
                 flush_and_check(epochs_done=epoch, best_val_acc=best_acc, best_epoch=best_epoch)
     except StopTraining:
         # finish cleanly: the step is done; write what we have and a checkpoint of the current state

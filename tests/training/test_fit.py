@@ -132,11 +132,14 @@ class CountingStore(RunStore):
 
 
 def test_short_epochs_share_one_store_write_and_lose_nothing(tmp_path):
+    from mmviz.probes import PROBES
+
     store = CountingStore(tmp_path / "ws")
-    cfg = build_run_config("synthetic", "baseline", SMALL, epochs=8)
+    off = [f"probes.{entry.name}.enabled=false" for entry in PROBES]
+    cfg = build_run_config("synthetic", "baseline", SMALL + off, epochs=8)
     run_id = prepare_run(store, cfg)
     fit(cfg, store, run_id, store.run_dir(run_id))
-    assert store.writes < 8  # epochs of a few ms: not one commit per epoch
+    assert store.writes < 8  # epochs of a few ms without diagnostics: not one commit per epoch
     df = store.load_metrics(run_id)
     assert (df.key == "val/acc/fused").sum() == 8 and (df.key == "train/acc/fused").sum() == 8
     assert sorted(store.load_artifacts(run_id, kind="checkpoint").epoch) == list(range(9))
@@ -159,3 +162,13 @@ def test_weights_broken_at_an_epochs_last_step_end_the_run_as_diverged_before_pr
     with pytest.raises(loop.Diverged, match="validation loss became nan at step") as err:
         fit(build_run_config("synthetic", "baseline", SMALL, epochs=3), progress=progress)
     assert err.value.step == -(-240 // 32)  # the first epoch's steps, all with a finite training loss
+
+
+def test_epoch_diagnostics_are_written_at_their_epochs_end(tmp_path):
+    store = CountingStore(tmp_path / "ws")
+    cfg = build_run_config("synthetic", "baseline", SMALL, epochs=4)
+    run_id = prepare_run(store, cfg)
+    fit(cfg, store, run_id, store.run_dir(run_id))
+    assert store.writes >= 4
+    df = store.load_metrics(run_id)
+    assert sorted(df[df.key == "imbalance/index"].epoch) == [1.0, 2.0, 3.0, 4.0]

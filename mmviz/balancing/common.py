@@ -6,8 +6,9 @@ Everything here works on tensors and never calls ``.item()``, so a GPU step does
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from mmviz.scores import confidence_scores
 
 EPS = 1e-8
 
@@ -18,17 +19,13 @@ def in_window(epoch: int, start: int, end: int) -> bool:
 
 
 def compute_confidence_scores(logits: dict[str, torch.Tensor], labels: torch.Tensor) -> dict[str, torch.Tensor]:
-    """OGM-GE's score per modality: ``s^m = sum_i softmax(o^m_i)_{y_i}`` (detached, 0-d tensors).
+    """OGM-GE's score per modality, ``s^m = sum_i softmax(o^m_i)_{y_i}``, by name (detached, 0-d tensors).
 
     Args:
         logits: per modality ``(B, C)`` logits.
         labels: ``(B,)`` class indices.
     """
-    out = {}
-    for m, o in logits.items():
-        p = F.softmax(o.detach().float(), dim=1)
-        out[m] = p.gather(1, labels.view(-1, 1)).sum()
-    return out
+    return dict(zip(logits, confidence_scores(list(logits.values()), labels).unbind(), strict=True))
 
 
 def compute_ratios(scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mmviz.scores import confidence_scores
+
 
 @functools.cache
 def _blas_controller(scipy_loaded: bool):
@@ -71,18 +73,8 @@ def compute_grad_cosine(
 
 
 def compute_confidence_scores(logits: Sequence[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-    """OGM-GE confidence score per modality: ``s_m = sum_i softmax(o^m_i)[y_i]``.
-
-    Args:
-        logits: per modality ``(B, C)`` logits, in modality order.
-        labels: ``(B,)``.
-
-    Returns:
-        ``(M,)`` scores on the logits' device (``p(y | o) = exp(-CE(o, y))`` per sample, summed over the batch).
-    """
-    with torch.no_grad():
-        ce = torch.stack([F.cross_entropy(o.float(), labels, reduction="none") for o in logits])  # (M, B)
-        return ce.neg_().exp_().sum(1)
+    """OGM-GE confidence score per modality, ``(M,)``: see :func:`mmviz.scores.confidence_scores`."""
+    return confidence_scores(logits, labels)
 
 
 def compute_score_ratios(scores: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:

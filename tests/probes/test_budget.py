@@ -107,3 +107,31 @@ def test_a_cost_hint_delays_the_first_call_of_an_expensive_probe(clock):
     probe.cost_hint = 0.01  # needs 1 s of training before it may run
     ran = train(probe, clock, 300, step_time=0.01)
     assert ran == [100, 199, 298]  # then every 1 s of wall time (the calls themselves included)
+
+
+def test_a_step_probe_budgets_against_training_time_not_epoch_end_work(clock):
+    """Long epoch-end work (evaluation, epoch diagnostics) must not buy a per-step probe more of the steps."""
+    from types import SimpleNamespace
+
+    from mmviz.training.context import TrainClock
+
+    def run(probe) -> int:
+        train_clock = probe.ctx.train_clock if probe.ctx is not None else None
+        runs = 0
+        for _ in range(5):
+            if train_clock is not None:
+                train_clock.resume()
+            runs += len(train(probe, clock, 40, step_time=0.001))
+            if train_clock is not None:
+                train_clock.pause()
+            clock.now += 1.0  # one second of epoch-end work
+        return runs
+
+    # a 10 ms call with 5 %: one call per 200 ms of training; each epoch has only 40 ms of steps
+    on_wall = make_probe(clock, cost=0.01, max_overhead=0.05)
+    on_steps = make_probe(clock, cost=0.01, max_overhead=0.05)
+    on_steps.ctx = SimpleNamespace(train_clock=TrainClock())
+    wall_runs, step_runs = run(on_wall), run(on_steps)
+    # (the first call is a warm-up and the second measures the cost, so both clocks start with two calls)
+    assert wall_runs >= 6  # on wall time every epoch-end pause pays for a call: ~25 % of the steps' time
+    assert step_runs <= 3  # on training time: ~5 % of the 200 ms of steps

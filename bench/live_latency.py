@@ -13,14 +13,11 @@ from __future__ import annotations
 import logging
 import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,49 +25,13 @@ sys.path.insert(0, str(ROOT))
 
 BUDGET_S = 2.0
 REPEATS = 20
-CHROMIUM = "/usr/bin/chromium"
 CHART_HAS_STEP = """(step) => [...document.querySelectorAll('.js-plotly-plot')].some(
     gd => (gd._fullData || []).some(t => t.x && Array.prototype.includes.call(t.x, step)))"""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(workspace: str, log) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "MMVIZ_WORKSPACE": workspace, "PYTHONPATH": str(ROOT)}
-    argv = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "app.py",
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
-    ]
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.read() == b"ok":
-                    return proc, url
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError("streamlit did not start")
-
-
 def main() -> int:
+    from mmviz.testing import CHROMIUM, launch_chromium, start_dashboard, stop_dashboard
+
     if not Path(CHROMIUM).exists():
         print(f"Debian's chromium is not installed at {CHROMIUM} ('make browser' installs it).")
         return 1
@@ -101,43 +62,28 @@ def main() -> int:
                 store.heartbeat(rid)
 
         threading.Thread(target=beat, daemon=True).start()
-        with open(Path(tmp) / "streamlit.log", "wb") as log:
-            proc, url = start_server(tmp, log)
-            try:
-                with sync_playwright() as pw:
-                    ctx = pw.chromium.launch_persistent_context(
-                        str(Path(tmp) / "profile"),
-                        executable_path=CHROMIUM,
-                        headless=True,
-                        args=[
-                            "--headless",
-                            "--no-sandbox",
-                            "--disable-gpu",
-                            "--disable-background-networking",
-                            "--disable-component-update",
-                            "--disable-sync",
-                            "--no-first-run",
-                        ],
-                    )
-                    page = ctx.new_page()
-                    page.goto(f"{url}/live?run={rid}")
-                    page.wait_for_function(CHART_HAS_STEP, arg=step, timeout=120_000, polling=50)
-                    interval = DEFAULT_INTERVAL_S
-                    rng = random.Random(0)
-                    latencies = []
-                    for _ in range(REPEATS):
-                        time.sleep(rng.uniform(0, interval))
-                        step += 1
-                        store.log_batch(rid, [(step, step / 10, time.time(), "train/loss", 1.0 / (step + 1))])
-                        t0 = time.perf_counter()
-                        page.wait_for_function(CHART_HAS_STEP, arg=step, timeout=30_000, polling=10)
-                        latencies.append(time.perf_counter() - t0)
-                    ctx.close()
-            finally:
-                alive.set()
-                store.set_status(rid, "stopped")
-                proc.terminate()
-                proc.wait(10)
+        proc, url = start_dashboard(tmp, Path(tmp) / "streamlit.log")
+        try:
+            with sync_playwright() as pw:
+                ctx = launch_chromium(pw, Path(tmp) / "profile")
+                page = ctx.new_page()
+                page.goto(f"{url}/live?run={rid}")
+                page.wait_for_function(CHART_HAS_STEP, arg=step, timeout=120_000, polling=50)
+                interval = DEFAULT_INTERVAL_S
+                rng = random.Random(0)
+                latencies = []
+                for _ in range(REPEATS):
+                    time.sleep(rng.uniform(0, interval))
+                    step += 1
+                    store.log_batch(rid, [(step, step / 10, time.time(), "train/loss", 1.0 / (step + 1))])
+                    t0 = time.perf_counter()
+                    page.wait_for_function(CHART_HAS_STEP, arg=step, timeout=30_000, polling=10)
+                    latencies.append(time.perf_counter() - t0)
+                ctx.close()
+        finally:
+            alive.set()
+            store.set_status(rid, "stopped")
+            stop_dashboard(proc)
     median = statistics.median(latencies)
     print(f"refresh interval {interval:g} s; latencies (s): {' '.join(f'{x:.2f}' for x in latencies)}")
     print(f"min {min(latencies):.2f} s, max {max(latencies):.2f} s")

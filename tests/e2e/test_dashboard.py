@@ -11,81 +11,16 @@ import contextlib
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from mmviz.testing import CHROMIUM, ROOT, launch_chromium, start_dashboard, stop_dashboard
+
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "tests" / "artifacts"
 TIMEOUT_MS = 60_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(workspace: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    """``streamlit run app.py`` on a free port; returns the process and its URL once it answers."""
-    port = free_port()
-    env = {**os.environ, "MMVIZ_WORKSPACE": str(workspace), "PYTHONPATH": str(ROOT)}
-    argv = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "app.py",
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
-    ]
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.read() == b"ok":
-                    return proc, url
-        except OSError:
-            time.sleep(0.3)
-        if proc.poll() is not None:
-            break
-    proc.kill()
-    raise RuntimeError(f"streamlit did not start:\n{log.read_text()[-2000:]}")
-
-
-def open_browser(playwright, profile: Path):
-    """Debian's chromium, headless (Playwright's own browser download does not work offline)."""
-    return playwright.chromium.launch_persistent_context(
-        str(profile),
-        executable_path=CHROMIUM,
-        headless=True,
-        args=[
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-        ],
-        viewport={"width": 1400, "height": 2200},
-    )
 
 
 @pytest.fixture(scope="module")
@@ -95,13 +30,9 @@ def dashboard(tmp_path_factory, kill_runs):
         pytest.skip("Debian's chromium is not installed at /usr/bin/chromium ('make browser' installs it).")
     tmp = tmp_path_factory.mktemp("e2e")
     ws = tmp / "ws"
-    proc, url = start_server(ws, tmp / "streamlit.log")
+    proc, url = start_dashboard(ws, tmp / "streamlit.log")
     yield url, ws
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_dashboard(proc)
     kill_runs(ws)
 
 
@@ -110,7 +41,7 @@ def page(tmp_path_factory):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        ctx = open_browser(pw, tmp_path_factory.mktemp("chromium-profile"))
+        ctx = launch_chromium(pw, tmp_path_factory.mktemp("chromium-profile"), viewport={"width": 1400, "height": 2200})
         ctx.set_default_timeout(TIMEOUT_MS)
         yield ctx.new_page()
         ctx.close()

@@ -7,21 +7,17 @@ A screenshot of the page with the selection goes to ``tests/artifacts/embeddings
 
 from __future__ import annotations
 
-import os
 import re
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from mmviz.testing import CHROMIUM, ROOT, launch_chromium, start_dashboard, stop_dashboard
+
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "tests" / "artifacts"
 TIMEOUT_MS = 60_000
 QUICK_RUN = [
@@ -29,12 +25,6 @@ QUICK_RUN = [
     "--set", "probes.snapshots.every_n_epochs=1", "--set", "probes.snapshots.max_overhead=0",
     *(f"--set=probes.{p}.enabled=false" for p in ("shapley", "grad_conflict", "separability", "unimodal_acc")),
 ]  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -46,31 +36,11 @@ def server(tmp_path_factory):
     ws = tmp / "ws"
     argv = [sys.executable, "-m", "mmviz", "train", "--workspace", str(ws), *QUICK_RUN]
     run_id = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300, check=True).stdout.split()[0]
-    port = free_port()
     # no UMAP warm-up: this test selects on the PCA view and should not compete with numba for the CPU
-    env = {**os.environ, "MMVIZ_WORKSPACE": str(ws), "PYTHONPATH": str(ROOT), "MMVIZ_PROJECTION_WARM": "0"}
     log = tmp / "streamlit.log"
-    serve = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
-             "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]  # fmt: skip
-    proc = subprocess.Popen(serve, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.read() == b"ok":
-                    break
-        except OSError:
-            time.sleep(0.3)
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"streamlit did not start:\n{log.read_text()[-2000:]}")
+    proc, url = start_dashboard(ws, log, env={"MMVIZ_PROJECTION_WARM": "0"})
     yield url, run_id
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_dashboard(proc)
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
 
 
@@ -81,14 +51,7 @@ def page(tmp_path_factory):
     profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_playwright() as pw:
         # a fresh profile folder (Playwright passes it to chromium as --user-data-dir)
-        ctx = pw.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-            viewport={"width": 1500, "height": 1400},
-        )  # fmt: skip
+        ctx = launch_chromium(pw, profile, viewport={"width": 1500, "height": 1400})
         ctx.set_default_timeout(TIMEOUT_MS)
         yield ctx.new_page()
         ctx.close()

@@ -3,13 +3,7 @@ the address bar as a shareable link (with focus mode), and a run that trains whi
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -17,11 +11,7 @@ import pytest
 
 from mmviz.store import open_store
 from mmviz.teach.warm import warm_lessons
-
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]  # fmt: skip
+from mmviz.testing import CHROMIUM, launch_chromium, start_dashboard, stop_dashboard
 
 pytestmark = [
     pytest.mark.e2e,
@@ -40,50 +30,21 @@ def lesson_workspace(tmp_path_factory) -> Path:
     return ws
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(lesson_workspace, tmp_path):
     """A streamlit server on a free localhost port over a copy of the lesson workspace; yields its base URL."""
     ws = tmp_path / "ws"
     shutil.copytree(lesson_workspace, ws)
-    port = _free_port()
-    env = {**os.environ, "MMVIZ_WORKSPACE": str(ws), "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
-           "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "streamlit did not start"
-        time.sleep(0.3)
+    proc, base = start_dashboard(ws)
     yield base
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_dashboard(proc)
 
 
 @pytest.fixture
 def page(tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, args=ARGS,
-            viewport={"width": 1300, "height": 1600},
-        )  # fmt: skip
+        browser = launch_chromium(p, tmp_path / "chromium-profile", viewport={"width": 1300, "height": 1600})
         try:
             yield browser.new_page()
         finally:

@@ -1,0 +1,116 @@
+"""Helpers for the project's browser tests and dashboard benchmarks (as ``numpy.testing`` is for numpy's).
+
+Start the dashboard (``streamlit run app.py``) on a free localhost port over a given workspace, stop it again, and
+open Debian's headless chromium through Playwright (Playwright's own browser download does not work offline).
+
+Only the standard library is imported here; callers pass in their Playwright object, so importing this is cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_dashboard(
+    workspace: str | os.PathLike,
+    log_path: str | os.PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+) -> tuple[subprocess.Popen, str]:
+    """``streamlit run app.py`` over ``workspace`` on a free localhost port; returns the process and its URL.
+
+    The server runs from the repository root with ``MMVIZ_WORKSPACE`` and ``PYTHONPATH`` set (plus ``env``, which
+    wins). Its output goes to ``log_path`` (stdout and stderr together), or nowhere when that is None. Returns once
+    ``/_stcore/health`` answers "ok"; if the server exits first or ``timeout`` seconds pass, it is killed and
+    RuntimeError is raised, with the end of the log when there is one.
+    """
+    port = free_port()
+    full_env = {**os.environ, "MMVIZ_WORKSPACE": str(workspace), "PYTHONPATH": str(ROOT), **(env or {})}
+    argv = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    if log_path is None:
+        proc = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    else:
+        with open(log_path, "wb") as log:  # the child keeps its own copy of the file descriptor
+            proc = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.read() == b"ok":
+                    return proc, url
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    proc.kill()
+    proc.wait()
+    tail = f":\n{Path(log_path).read_text(errors='replace')[-2000:]}" if log_path is not None else ""
+    raise RuntimeError(f"streamlit did not start{tail}")
+
+
+def stop_dashboard(proc: subprocess.Popen) -> None:
+    """Stop a server from :func:`start_dashboard`: terminate it, and kill it if it has not exited after 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def launch_chromium(
+    playwright: Any, profile_dir: str | os.PathLike, viewport: Mapping[str, int] | None = None, **options: Any
+) -> Any:
+    """Debian's chromium, headless, with a fresh profile in ``profile_dir``: a Playwright ``BrowserContext``.
+
+    ``playwright`` is the object ``sync_playwright()`` yields. ``viewport`` (``{"width": ..., "height": ...}``) is
+    Playwright's default (1280x720) when None; other ``options`` go to ``launch_persistent_context`` unchanged.
+    """
+    if viewport is not None:
+        options["viewport"] = dict(viewport)
+    return playwright.chromium.launch_persistent_context(
+        str(profile_dir), executable_path=CHROMIUM, headless=True, args=list(CHROMIUM_ARGS), **options
+    )

@@ -67,3 +67,17 @@ def scratch_workspace(filled_workspace, tmp_path) -> dict:
 def kill_runs():
     """The :func:`stop_processes` helper, for fixtures that start runs through other processes (the e2e server)."""
     return stop_processes
+
+
+@pytest.fixture(scope="session")
+def lesson_workspace(tmp_path_factory) -> Path:
+    """A workspace with every default lesson run (seed 0) trained once for the session (teach page and e2e)."""
+    from mmviz.store import open_store
+    from mmviz.teach.warm import warm_lessons
+
+    ws = tmp_path_factory.getbasetemp() / "teach-lessons"
+    if not (ws / "warm").is_file():
+        with open_store(ws) as store:
+            warm_lessons(store, in_process=True)
+        (ws / "warm").write_text("ok\n")
+    return ws

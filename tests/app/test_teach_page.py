@@ -11,7 +11,6 @@ from streamlit.testing.v1 import AppTest
 
 from mmviz.store import open_store
 from mmviz.teach.lessons import LESSONS
-from mmviz.teach.warm import warm_lessons
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "teach.py")
 STEPS = [(ls.number, i, step) for ls in LESSONS for i, step in enumerate(ls.steps, start=1)]
@@ -26,17 +25,6 @@ EXPECTED = {
     (4, 2): "recover to about a alone",
     (5, 1): "more separated",
 }
-
-
-@pytest.fixture(scope="session")
-def lesson_workspace(tmp_path_factory) -> Path:
-    """A workspace with every default lesson run (seed 0) trained once for the session."""
-    ws = tmp_path_factory.getbasetemp() / "teach-lessons"
-    if not (ws / "warm").is_file():
-        with open_store(ws) as store:
-            warm_lessons(store, in_process=True)
-        (ws / "warm").write_text("ok\n")
-    return ws
 
 
 @pytest.fixture

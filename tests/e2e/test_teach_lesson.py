@@ -9,25 +9,12 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from mmviz.store import open_store
-from mmviz.teach.warm import warm_lessons
 from mmviz.testing import CHROMIUM, launch_chromium, start_dashboard, stop_dashboard
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make browser)"),
 ]
-
-
-@pytest.fixture(scope="session")
-def lesson_workspace(tmp_path_factory) -> Path:
-    """Every default lesson run trained once per session (shared with the AppTest of the teach page)."""
-    ws = tmp_path_factory.getbasetemp() / "teach-lessons"
-    if not (ws / "warm").is_file():
-        with open_store(ws) as store:
-            warm_lessons(store, in_process=True)
-        (ws / "warm").write_text("ok\n")
-    return ws
 
 
 @pytest.fixture

@@ -1,16 +1,15 @@
 """Uni-modal ensemble: each modality learns only from its own logits; prediction is their sum."""
 
-from types import SimpleNamespace
-
 import torch
 import torch.nn.functional as F
+from ctx_helpers import fake_ctx
 
 from mmviz.balancing import create_method
 from mmviz.launcher import prepare_run
 from mmviz.probes import PROBES
 from mmviz.store import RunStore
 from mmviz.training.config import build_run_config
-from mmviz.training.context import StepInfo, TrainContext
+from mmviz.training.context import StepInfo
 from mmviz.training.runner import run_training
 from models import MultimodalNet
 
@@ -24,18 +23,8 @@ def build_ume(fusion="concat"):
     model = MultimodalNet(
         [("a", "vector", (5,)), ("b", "vector", (4,))], 3, feature_dim=8, hidden_dim=16, fusion=fusion
     )
-    data = SimpleNamespace(modality_names=model.modalities, num_classes=3)
     logged = []
-    ctx = TrainContext(
-        model=model,
-        data=data,
-        splits={},
-        device=torch.device("cpu"),
-        config=None,
-        run_dir=None,
-        log=lambda k, v: logged.append((k, v)),
-        event=lambda k, p: None,
-    )
+    ctx = fake_ctx(logged, model=model)
     method = create_method("ume")
     method.setup(ctx)
     return model, method, logged

@@ -11,7 +11,6 @@ import streamlit as st
 from mmviz.errors import MmvizError
 from mmviz.ui.frame import flash, page_path, render_flash
 from mmviz.ui.labels import ACTIVE, epoch_text, format_duration, run_method_label
-from mmviz.ui.launch import render_demo_button, render_fork_form, render_launch_form, render_restart_form
 from mmviz.ui.readers import load_last_values, load_runs, runs_by_id
 
 SELECTED_KEY = "runs.selected"
@@ -167,8 +166,6 @@ def render_manage(store, run: Mapping) -> None:
 def render_runs_page(store, workspace: str) -> None:
     """The whole runs page below the frame."""
     c1, c2, _ = st.columns([2, 1, 4])
-    with c1:
-        render_demo_button(store)
     with c2:
         if st.button("Refresh", icon=":material/refresh:", key="runs.refresh"):
             load_runs.clear()
@@ -178,6 +175,12 @@ def render_runs_page(store, workspace: str) -> None:
     else:
         active = runs["effective_status"].isin(ACTIVE).any()
         st.fragment(run_every=TABLE_REFRESH_S if active else None)(render_runs_table)(workspace)
+    # The forms need the dataset / method / probe registries, which import torch (~1 s once per server): imported
+    # here, after the table is on screen, so the first view after a server start shows the runs at once.
+    from mmviz.ui.launch import render_demo_button, render_fork_form, render_launch_form, render_restart_form
+
+    with c1:
+        render_demo_button(store)
     by_id = runs_by_id(runs)
     tab_names = ["New run"] + (["Stop · tag · delete", "Restart", "Fork"] if by_id else [])
     run = None

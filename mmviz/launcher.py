@@ -21,7 +21,7 @@ from mmviz import __version__
 from mmviz.errors import ConfigError, StoreError
 from mmviz.store import pid_alive
 from mmviz.training.build import check_run_config
-from mmviz.training.checkpoint import checkpoint_path
+from mmviz.training.checkpoint import check_checkpoint, checkpoint_path
 from mmviz.training.config import RunConfig, build_run_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +53,7 @@ def prepare_run(
                 f"Run {parent_run_id!r} has no checkpoint for epoch {fork_epoch!r}. "
                 f"Available epochs: {', '.join(map(str, have)) or 'none'}."
             )
+        check_checkpoint(checkpoint_path(store.run_dir(parent_run_id), fork_epoch))
         if parent["dataset"] != cfg.dataset or parent["config"].get("data") != cfg.to_dict()["data"]:
             raise ConfigError(
                 f"A fork must keep the parent's dataset settings ({parent['dataset']!r}); "

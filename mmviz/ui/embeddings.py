@@ -195,14 +195,20 @@ def render_poller(store, run_id: str, worker: ProjectionWorker, watch: list, act
     poll()
 
 
-def _pending_note(projector: Projector, view: str) -> str:
-    """E.g. ``' · AlignedUMAP computing…'`` for the slowest request the panel still waits for."""
+def _pending_note(projector: Projector, view: str, shown: str = "") -> str:
+    """E.g. ``' · AlignedUMAP computing…'`` for the slowest request the panel still waits for.
+
+    A request that finished after the panel chose its coordinates (``shown`` is still "PCA") reads "ready": the
+    next poll shows it.
+    """
     for request in sorted((r for r in projector.watch if r.view == view), key=lambda r: r.method != "aligned_umap"):
         state = projector.worker.state(request).state
+        name = "AlignedUMAP" if request.method == "aligned_umap" else "UMAP"
         if state in ("queued", "running", "missing"):
-            name = "AlignedUMAP" if request.method == "aligned_umap" else "UMAP"
             doing = "computing" if state == "running" else "waiting for the worker"
             return f" · {name} {doing}…"
+        if state == "done" and shown == "PCA":
+            return f" · {name} ready, showing it next…"
     return ""
 
 
@@ -215,7 +221,7 @@ def _render_panel(projector: Projector, frame: pd.DataFrame, view: str, epoch: i
     fig = plot_embedding(rows, controls.color_by, axis_title=shown.split(" ")[0], **plot_kw)
     st.plotly_chart(fig, key=f"emb.chart.{view}", on_select=lambda: _on_select(view), selection_mode=("lasso", "box"),
                     config=PLOTLY_CONFIG, width="stretch")  # fmt: skip
-    st.caption(shown + _pending_note(projector, view))
+    st.caption(shown + _pending_note(projector, view, shown))
     if view in projector.errors:
         request, message = projector.errors[view]
         st.error(message, icon=":material/error:")

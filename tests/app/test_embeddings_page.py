@@ -168,3 +168,22 @@ def test_a_damaged_snapshot_is_one_sentence_on_the_page(open_page, run_ws, tmp_p
     (ws / "runs" / run_ws["run"] / "snapshots" / "epoch_0003.npz").write_bytes(b"not a zip file")
     at = open_page(ws, "embeddings", run=run_ws["run"], projection="pca")
     assert any("cannot be read" in e.value for e in at.error)
+
+
+def test_a_umap_that_finishes_while_the_panel_draws_says_ready_not_plain_pca():
+    from types import SimpleNamespace
+
+    from mmviz.ui.embeddings import _pending_note
+
+    request = SimpleNamespace(view="a", method="umap")
+    states = {"running": "computing", "queued": "waiting for the worker"}
+
+    def projector(state):
+        worker = SimpleNamespace(state=lambda r: SimpleNamespace(state=state))
+        return SimpleNamespace(watch=[request], worker=worker)
+
+    for state, doing in states.items():
+        assert _pending_note(projector(state), "a", "PCA") == f" · UMAP {doing}…"
+    assert _pending_note(projector("done"), "a", "PCA").startswith(" · UMAP ready")
+    assert _pending_note(projector("done"), "a", "UMAP") == ""
+    assert _pending_note(projector("running"), "b", "PCA") == ""  # another panel's request

@@ -18,6 +18,23 @@ import torch
 KEY_RE = re.compile(r"^[a-z0-9_]+(/[a-z0-9_]+)*$")
 
 
+def _to_floats(scalars: list[torch.Tensor]) -> list[float]:
+    """0-d float32 tensors as Python floats: one stack and one host transfer per device.
+
+    A CUDA run logs device tensors (losses, gradient norms) next to CPU ones (measures on the CPU copies of the
+    evaluation features), and ``torch.stack`` refuses to mix devices.
+    """
+    devices = {t.device for t in scalars}
+    if len(devices) == 1:
+        return torch.stack(scalars).cpu().tolist()
+    out: list[float] = [0.0] * len(scalars)
+    for device in devices:
+        positions = [i for i, t in enumerate(scalars) if t.device == device]
+        for i, v in zip(positions, torch.stack([scalars[i] for i in positions]).cpu().tolist(), strict=True):
+            out[i] = v
+    return out
+
+
 class MetricLogger:
     """Collects ``(step, epoch, wall_time, key, value)`` rows and events; flushes them in batches."""
 
@@ -84,7 +101,7 @@ class MetricLogger:
                 scalars = [values[i] for i in tensor_pos]
                 if any(t.dtype != torch.float32 or t.dim() for t in scalars):  # else no per-row conversion ops
                     scalars = [t.float().reshape(()) for t in scalars]
-                stacked = torch.stack(scalars).cpu().tolist()
+                stacked = _to_floats(scalars)
                 for i, v in zip(tensor_pos, stacked, strict=True):
                     values[i] = v
             out = [(s, e, w, k, float(v)) for (s, e, w, k, _), v in zip(rows, values, strict=True)]

@@ -172,3 +172,28 @@ def test_epoch_diagnostics_are_written_at_their_epochs_end(tmp_path):
     assert store.writes >= 4
     df = store.load_metrics(run_id)
     assert sorted(df[df.key == "imbalance/index"].epoch) == [1.0, 2.0, 3.0, 4.0]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_logger_flushes_cuda_and_cpu_tensors_together():
+    from mmviz.training.logger import MetricLogger
+    from mmviz.training.loop import NullStore
+
+    class Keep(NullStore):
+        rows: list = []
+
+        def log_batch(self, run_id, rows, **extra):
+            self.rows.extend(rows)
+
+    store = Keep()
+    logger = MetricLogger(store, "r")
+    logger.log("train/loss", torch.tensor(0.5, device="cuda"))
+    logger.log("proto/intra/a", torch.tensor(2.0))
+    logger.log("train/acc/fused", torch.tensor(0.25, device="cuda"))
+    logger.flush()
+    assert [(r[3], r[4]) for r in store.rows] == [
+        ("train/loss", 0.5),
+        ("proto/intra/a", 2.0),
+        ("train/acc/fused", 0.25),
+    ]

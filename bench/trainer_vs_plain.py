@@ -32,7 +32,7 @@ from mmviz.training.build import build_model, check_run_config  # noqa: E402
 from mmviz.training.config import build_run_config  # noqa: E402
 from mmviz.training.loop import fit  # noqa: E402
 
-EPOCHS, REPS, BUDGET = 10, 7, 0.95
+EPOCHS, REPS, BUDGET = 30, 7, 0.95  # the default demo run: 30 epochs
 
 
 def no_probe_config():

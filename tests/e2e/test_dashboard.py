@@ -118,7 +118,8 @@ def _launch_watch_stop_fork_and_compare(dashboard, page):
     )
     assert page.evaluate("() => window.__e2e_no_reload === true"), "the page reloaded"
     assert latest_step(page) > first
-    assert page.locator(".js-plotly-plot").count() >= 3
+    # plotly.js draws each chart after its element arrives: wait for them rather than sampling once
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=TIMEOUT_MS)
     page.wait_for_function("() => /epoch ([3-9]|\\d\\d+)\\/400/.test(document.body.innerText)", timeout=TIMEOUT_MS)
     page.wait_for_timeout(2500)  # let the charts take the latest refresh before the picture
     shot(page, "live")

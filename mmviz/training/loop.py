@@ -351,7 +351,7 @@ def fit(
                 best_state = copy_state()
             method.on_epoch_end(epoch, info)
             logger.log("sys/epoch_s", time.perf_counter() - t_epoch)
-            if save_checkpoints:
+            if save_checkpoints and (epoch % cfg.train.checkpoint_every == 0 or epoch == cfg.train.epochs):
                 path = checkpoint_path(run_dir, epoch)
                 writer.submit(path, checkpoint(epoch), _artifact(epoch, path))
             if progress is not None:

@@ -197,3 +197,22 @@ def test_logger_flushes_cuda_and_cpu_tensors_together():
         ("proto/intra/a", 2.0),
         ("train/acc/fused", 0.25),
     ]
+
+
+def test_checkpoint_every_n_epochs_and_forks_only_from_those(tmp_path):
+    from mmviz.errors import ConfigError
+    from mmviz.probes import PROBES
+
+    store = RunStore(tmp_path / "ws")
+    off = [f"probes.{entry.name}.enabled=false" for entry in PROBES]
+    cfg = build_run_config("synthetic", "baseline", [*SMALL, *off, "train.checkpoint_every=3"], epochs=7)
+    run_id = prepare_run(store, cfg)
+    fit(cfg, store, run_id, store.run_dir(run_id))
+    assert sorted(store.load_artifacts(run_id, kind="checkpoint").epoch) == [0, 3, 6, 7]  # and the last
+    assert sorted(p.name for p in (store.run_dir(run_id) / "checkpoints").iterdir()) == [
+        "epoch_0000.pt", "epoch_0003.pt", "epoch_0006.pt", "epoch_0007.pt"
+    ]  # fmt: skip
+    with pytest.raises(ConfigError, match="no checkpoint for epoch 4. Available epochs: 0, 3, 6, 7."):
+        prepare_run(store, cfg, parent_run_id=run_id, fork_epoch=4)
+    child = prepare_run(store, cfg, parent_run_id=run_id, fork_epoch=3)
+    assert store.get_run(child)["fork_epoch"] == 3

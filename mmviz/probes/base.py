@@ -8,14 +8,15 @@ time under ``max_overhead`` of the run's time: each probe times its hooks, keeps
 call's cost, and skips a due call while ``cost > max_overhead * (time since it last ran)``. A per-step probe
 counts that time on the loop's training clock (the steps only, ``TrainContext.train_clock``): against wall time,
 which includes the per-epoch evaluation and diagnostics, it would take more than its share of each step.
+The cadence is thus the highest rate: a cheap probe on a slow model runs at every due point, an expensive one on
+a tiny model thins out, and the total overhead stays bounded on any machine. A per-step probe's first run is a
+warm-up (one-time start-up costs) and is not counted; until a probe has measured itself it assumes its class's
+``cost_hint`` (a small CPU model's cost; ``None`` = due calls simply run). ``max_overhead = 0`` turns the
+budget off: the probe then runs at exactly its cadence (deterministic logs).
+
 The per-step probes' default budgets add up to 2.5% (grad_norm 1.2%, score_ratio 0.8%, grad_conflict 0.5%):
 their logging and bookkeeping come on top, and DESIGN.md §5 budgets the whole overhead on a step at 5%
-(bench/overhead.py). The cadence is thus the
-highest rate: a cheap probe on a slow model runs at every due point, an expensive one on a tiny model thins out,
-and the total overhead stays bounded on any machine. A per-step probe's first run is a warm-up (one-time start-up
-costs) and is not counted; until a probe has measured itself it assumes its class's ``cost_hint`` (a small CPU
-model's cost; ``None`` = due calls simply run). ``max_overhead = 0`` turns the
-budget off: the probe then runs at exactly its cadence (deterministic logs).
+(bench/overhead.py).
 """
 
 from __future__ import annotations

@@ -68,12 +68,6 @@ class NullStore:
     def log_batch(self, run_id, rows, *, events=(), artifacts=(), heartbeat=None) -> None:  # noqa: D102
         pass
 
-    def log_events(self, run_id, events) -> None:  # noqa: D102
-        pass
-
-    def heartbeat(self, run_id, **fields) -> None:  # noqa: D102
-        pass
-
     def stop_requested(self, run_id) -> bool:  # noqa: D102
         return False
 
@@ -363,8 +357,8 @@ def fit(
         logger.event("stop", {"step": step})
         if save_checkpoints:
             save_checkpoint(run_dir / "checkpoints" / "stopped.pt", checkpoint(info.epoch - 1))
-            store.add_artifact(run_id, info.epoch - 1, "checkpoint_stop", "checkpoints/stopped.pt")
-        logger.flush()
+            logger.artifact(info.epoch - 1, "checkpoint_stop", "checkpoints/stopped.pt")
+        logger.flush()  # rows, the stop event and the checkpoint record in one transaction
         raise
     finally:
         writer.close()

@@ -91,6 +91,8 @@ def test_stop_request_ends_stopped_with_checkpoint(tmp_path):
     assert store.get_run(run_id)["status"] == "stopped"
     assert (store.run_dir(run_id) / "checkpoints" / "stopped.pt").is_file()
     assert "stop" in set(store.load_events(run_id).kind)
+    assert store.load_artifacts(run_id, kind="checkpoint_stop").path.tolist() == ["checkpoints/stopped.pt"]
+    assert load_checkpoint(store.run_dir(run_id) / "checkpoints" / "stopped.pt")["step"] >= 0
 
 
 def test_divergence_is_reported_with_the_step(tmp_path):

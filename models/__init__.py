@@ -1,6 +1,6 @@
 """Torch-only model zoo: per-modality encoders, fusion modules and the multimodal network.
 
-This package never imports ``mmviz``; everything here is plain PyTorch.
+This package imports nothing of ``mmviz`` but the leaf :mod:`mmviz.contracts` (the model contract it implements).
 """
 
 from models.encoders import ENCODERS, create_encoder, default_encoder

@@ -10,13 +10,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mmviz.balancing.base import BalancingMethod, mask_batch
+from mmviz.balancing.base import BalancingMethod, check_requirements
 from mmviz.balancing.common import in_window
 from mmviz.balancing.registry import METHODS
 from mmviz.config import Config, param
+from mmviz.contracts import ModelOutput, ModelSpec, StepInfo, TrainContext
 from mmviz.errors import ConfigError
-from mmviz.training.context import StepInfo, TrainContext
-from models import ModelOutput
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,8 +122,13 @@ class AGM(BalancingMethod):
     accuracy ``agm/acc/<m>`` every step.
     """
 
-    name = "agm"
     config_cls = AGMConfig
+
+    @classmethod
+    def check_compatible(cls, config: AGMConfig, model: ModelSpec) -> None:
+        needs = {"fuse"} if config.masked_forward == "features" else set()
+        check_requirements("Method", cls.name, frozenset(cls.requires | needs), model)
+        cls.check_config(config, model.modalities)
 
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)
@@ -138,7 +142,7 @@ class AGM(BalancingMethod):
         zero = {}
         if self.config.masked_forward == "features":
             for m in mods:
-                enc = model.encoders[m]
+                enc = model.encoder(m)
                 was = enc.training
                 enc.eval()
                 try:
@@ -155,7 +159,7 @@ class AGM(BalancingMethod):
                     was = model.training
                     model.eval()
                     try:
-                        values[frozenset(subset)] = model(mask_batch(batch, absent)).logits
+                        values[frozenset(subset)] = model.masked_forward(batch, absent).logits
                     finally:
                         model.train(was)
         return values

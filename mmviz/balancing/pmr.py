@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from typing import Any
 
@@ -13,9 +12,8 @@ from mmviz.balancing.base import BalancingMethod
 from mmviz.balancing.common import EPS, compute_ratios, in_window
 from mmviz.balancing.registry import METHODS
 from mmviz.config import Config, param
+from mmviz.contracts import EvalResult, ModelOutput, StepInfo, TrainContext
 from mmviz.errors import ConfigError
-from mmviz.training.context import StepInfo, TrainContext
-from models import ModelOutput
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +131,6 @@ class PMR(BalancingMethod):
     ``pmr/proto_drift/<m>`` at each prototype update.
     """
 
-    name = "pmr"
     config_cls = PMRConfig
 
     def setup(self, ctx: TrainContext) -> None:
@@ -154,7 +151,7 @@ class PMR(BalancingMethod):
         was_training = model.training
         model.eval()
         try:
-            with ctx.extra.get("autocast", contextlib.nullcontext)():
+            with ctx.autocast():
                 for i, batch in enumerate(split.batches(ctx.batch_size, self._gen)):
                     if i >= n_batches:
                         break
@@ -177,7 +174,7 @@ class PMR(BalancingMethod):
             self.prototypes[m] = torch.where(present, (1.0 - mu) * fresh + mu * old, old)
             self.log(f"pmr/proto_drift/{m}", (self.prototypes[m] - old).norm(dim=1).mean())
 
-    def on_epoch_end(self, epoch: int, info: StepInfo) -> None:
+    def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: EvalResult) -> None:
         self.update_prototypes()
 
     # ----- loss ---------------------------------------------------------------------------------

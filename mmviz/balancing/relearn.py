@@ -12,8 +12,7 @@ import torch
 from mmviz.balancing.base import BalancingMethod
 from mmviz.balancing.registry import METHODS
 from mmviz.config import Config, param
-from mmviz.data.base import TensorSplit
-from mmviz.training.context import StepInfo, TrainContext
+from mmviz.contracts import DataSplit, StepInfo, TrainContext
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,49 +117,37 @@ class Relearn(BalancingMethod):
     ``relearn/dist_before/<m>`` and ``relearn/dist_after/<m>`` (distance to theta_0) and a ``reinit`` event.
     """
 
-    name = "relearn"
     config_cls = RelearnConfig
 
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)
         self.count = 0
-        init = ctx.extra["init_state"]
+        init = ctx.init_state
         missing = [
-            f"encoders.{m}.{n}"
+            f"{m}: {n}"
             for m in ctx.modalities
-            for n, _ in ctx.model.encoders[m].named_parameters()
-            if f"encoders.{m}.{n}" not in init
+            for n, _ in ctx.model.encoder(m).named_parameters()
+            if n not in init.get(m, {})
         ]
         if missing:
             raise RuntimeError(f"The initial-weights snapshot lacks encoder parameters, e.g. {missing[0]!r}.")
 
-    def transform_batch(self, batch: dict[str, torch.Tensor], info: StepInfo) -> dict[str, torch.Tensor]:
+    def on_epoch_start(self, info: StepInfo) -> None:
         done = info.epoch - 1  # epochs completed before this one
-        if (
-            info.batch_index == 0
-            and done > 0
-            and done % self.config.reinit_every == 0
-            and self.count < self.config.reinit_num
-        ):
+        if done > 0 and done % self.config.reinit_every == 0 and self.count < self.config.reinit_num:
             self.reinit(done)
-        return batch
 
     # ----- the diagnosis ----------------------------------------------------------------------------
     @torch.no_grad()
-    def extract_features(self, split: TensorSplit) -> dict[str, torch.Tensor]:
+    def extract_features(self, split: DataSplit) -> dict[str, torch.Tensor]:
         """Eval-mode pooled features ``{m: (N, D_m)}`` of a whole split (train/eval mode restored)."""
         model = self.ctx.model
         was_training = model.training
         model.eval()
-        autocast = self.ctx.extra.get("autocast")
-        bs = getattr(getattr(self.ctx.config, "train", None), "eval_batch_size", 512)
         feats: dict[str, list[torch.Tensor]] = {m: [] for m in self.ctx.modalities}
         try:
-            for batch in split.batches(bs):
-                if autocast is not None:
-                    with autocast():
-                        z = model.encode(batch)
-                else:
+            for batch in split.batches(self.ctx.eval_batch_size):
+                with self.ctx.autocast():
                     z = model.encode(batch)
                 for m in feats:
                     feats[m].append(z[m].float())
@@ -175,7 +162,7 @@ class Relearn(BalancingMethod):
         rng = np.random.default_rng(cfg.kmeans_seed)
         for split in ("train", "val"):
             feats = self.extract_features(ctx.splits[split])
-            labels = ctx.splits[split].tensors["label"].cpu().numpy()
+            labels = ctx.splits[split].labels.cpu().numpy()
             keep = np.arange(len(labels))
             if len(keep) > cfg.max_samples:
                 keep = np.sort(rng.choice(len(labels), cfg.max_samples, replace=False))
@@ -189,25 +176,24 @@ class Relearn(BalancingMethod):
     # ----- the soft re-initialisation -------------------------------------------------------------------
     def distance_from_init(self, modality: str) -> float:
         """``||theta^m - theta^m_0||`` over the encoder's parameters."""
-        init = self.ctx.extra["init_state"]
+        init = self.ctx.init_state[modality]
         sq = 0.0
-        for n, p in self.ctx.model.encoders[modality].named_parameters():
-            sq += float((p.detach().float().cpu() - init[f"encoders.{modality}.{n}"].float()).pow(2).sum())
+        for n, p in self.ctx.model.encoder(modality).named_parameters():
+            sq += float((p.detach().float().cpu() - init[n].float()).pow(2).sum())
         return math.sqrt(sq)
 
     @torch.no_grad()
     def blend_encoder(self, modality: str, alpha: float) -> None:
         """Soft re-init of one encoder towards theta_0 (and, per config, its BN buffers and optimiser state)."""
         ctx = self.ctx
-        init = ctx.extra["init_state"]
-        enc = ctx.model.encoders[modality]
+        init = ctx.init_state[modality]
+        enc = ctx.model.encoder(modality)
         for n, p in enc.named_parameters():
-            blend_(p.data, init[f"encoders.{modality}.{n}"], alpha)
+            blend_(p.data, init[n], alpha)
         if self.config.bn_buffers == "blend":
             for n, b in enc.named_buffers():
-                key = f"encoders.{modality}.{n}"
-                if b.is_floating_point() and key in init:
-                    blend_(b, init[key], alpha)
+                if b.is_floating_point() and n in init:
+                    blend_(b, init[n], alpha)
         if self.config.momentum == "reset" and ctx.optimizer is not None:
             for p in enc.parameters():
                 ctx.optimizer.state.pop(p, None)

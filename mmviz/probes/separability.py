@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 
 from mmviz.config import param
+from mmviz.contracts import StepInfo
 from mmviz.probes.base import EpochProbeConfig, Probe
 from mmviz.probes.common import fused_features
 from mmviz.probes.metrics import compute_fisher_ratio, compute_kmeans_purity, compute_silhouette, single_blas_thread
 from mmviz.probes.registry import PROBES
-from mmviz.training.context import StepInfo
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,9 +49,7 @@ class SeparabilityProbe(Probe):
     to thin it out on long runs).
     """
 
-    name = "separability"
     config_cls = SeparabilityConfig
-    per_epoch = True
     cost_hint = 0.01
 
     def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:

@@ -9,12 +9,11 @@ from typing import Any
 
 import torch
 
-from mmviz.balancing.base import mask_batch
+from mmviz.contracts import StepInfo, TrainContext, mask_batch
 from mmviz.probes.attribution import compute_shapley
 from mmviz.probes.base import EpochProbeConfig, Probe
 from mmviz.probes.common import autocast_factory, epoch_cache, eval_mode, extract_features
 from mmviz.probes.registry import PROBES
-from mmviz.training.context import StepInfo, TrainContext
 
 SPOT_CHECK = 8  # val samples re-encoded to check that the evaluation's features are the model's own
 
@@ -50,7 +49,7 @@ def compute_subset_accuracies(
 
     ``features`` are the encoders' outputs ``(N, D_m)`` on the real inputs; ``input_shapes`` the per-sample input
     shapes. In eval mode an encoder sees one modality and one sample at a time, so a zeroed input
-    (:func:`mmviz.balancing.mask_batch`) gives one feature vector, computed once per modality; the fused logits for
+    (:func:`mmviz.contracts.mask_batch`) gives one feature vector, computed once per modality; the fused logits for
     S are then those of ``model(mask_batch(batch, M - S))``. The empty set masks everything.
     """
     mods = tuple(features)
@@ -75,7 +74,7 @@ def epoch_shapley(ctx: TrainContext, evaluation: Any = None) -> dict[str, float]
     cache = epoch_cache(ctx)
     if "shapley" not in cache:
         features, labels = model_features(ctx, evaluation)
-        shapes = {spec.name: tuple(spec.shape) for spec in ctx.data.modalities}
+        shapes = ctx.input_shapes
         accs = compute_subset_accuracies(ctx.model, features, labels, shapes, autocast_factory(ctx))
         cache["shapley"] = compute_shapley(accs, ctx.modalities)
     return cache["shapley"]
@@ -99,9 +98,8 @@ class ShapleyProbe(Probe):
     evaluation pass (the loop's val features are reused when they are the model's own). Default: every epoch.
     """
 
-    name = "shapley"
     config_cls = ShapleyConfig
-    per_epoch = True
+    requires = frozenset({"fuse"})
     order = 10
 
     def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:

@@ -109,6 +109,9 @@ class MultimodalModel(nn.Module):
     def forward(self, batch: Batch) -> ModelOutput:  # noqa: D102 (documented on the class)
         raise NotImplementedError
 
+    def check_batch(self, batch: Batch) -> None:
+        """Check the model on a batch before training (an adapter checks its wrapping here); raise one sentence."""
+
     def masked_forward(self, batch: Batch, absent: Sequence[str]) -> ModelOutput:
         """The forward with the inputs of ``absent`` modalities zeroed (Shapley, target-only evaluation)."""
         return self(mask_batch(batch, absent))
@@ -153,7 +156,7 @@ class ModelSpec:
         """The spec of a built model."""
         return cls(
             tuple(model.modalities), frozenset(model.capabilities), dict(model.feature_dims),
-            f"model {type(model).__name__!r}",
+            f"model {getattr(model, 'display_name', type(model).__name__)!r}",
         )  # fmt: skip
 
     def missing(self, needs: frozenset[str] | set[str] | Sequence[str]) -> str | None:

@@ -1,8 +1,10 @@
 """Start, stop and fork trainer processes.
 
 A run is its own OS process, ``python -m mmviz train --run-id ID --workspace DIR``, launched with an
-argv list (never a shell). Everything is validated before the run row is created, so bad input starts
-nothing and writes nothing.
+argv list (never a shell). The settings are validated before the run row is created, so bad input starts
+nothing and writes nothing; the checks that need the data (a method's fit with the model, modality names in
+settings, the device) run in the trainer, which ends the run ``failed`` with the same one-sentence message
+(:func:`wait_until_checked` lets a caller show it). This module does not import torch.
 """
 
 from __future__ import annotations
@@ -18,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from mmviz import __version__
+from mmviz.data.registry import dataset_modalities
 from mmviz.errors import ConfigError, StoreError
 from mmviz.store import pid_alive
-from mmviz.training.build import check_run_config
-from mmviz.training.checkpoint import check_checkpoint, checkpoint_path
 from mmviz.training.config import RunConfig, build_run_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,12 +39,15 @@ def prepare_run(
     tags: Iterable[str] = (),
     data: Any = None,
 ) -> str:
-    """Validate ``cfg`` (and the fork point) and create a queued run; returns its id.
+    """Validate ``cfg``'s settings (and the fork point) and create a queued run; returns its id.
 
-    ``data`` is the already loaded dataset when the caller validated ``cfg`` before opening the store.
+    The checks that need the data run in the trainer (:func:`mmviz.training.build.check_run_config`);
+    ``data`` is the already loaded dataset when the caller ran them before opening the store (the CLI).
     """
-    data = check_run_config(cfg, data)
+    modalities = data.modality_names if data is not None else dataset_modalities(cfg.dataset, cfg.data)
     if parent_run_id is not None:
+        from mmviz.training.checkpoint import check_checkpoint, checkpoint_path  # a fork reads the parent's file
+
         parent = store.get_run(parent_run_id)
         if fork_epoch is None:
             raise ConfigError("A fork needs --fork-epoch K (the parent's checkpoint epoch to start from).")
@@ -70,7 +74,7 @@ def prepare_run(
         dataset=cfg.dataset,
         method=cfg.method,
         fusion=cfg.model.fusion,
-        modalities=list(data.modality_names),
+        modalities=list(modalities),
         parent_run_id=parent_run_id,
         fork_epoch=fork_epoch,
         tags=list(tags),
@@ -89,6 +93,20 @@ def available_checkpoints(store: Any, run_id: str) -> list[int]:
         except (IndexError, ValueError):
             continue
     return sorted(out)
+
+
+def wait_until_checked(store: Any, run_id: str, timeout: float = 20.0, poll: float = 0.2) -> dict:
+    """Wait while the run is ``queued`` (its trainer checks the settings against the data); return the run.
+
+    A run that fails its checks is ``failed`` with the one-sentence message in ``error``; one still ``queued``
+    after ``timeout`` seconds is returned as it is (its trainer is slow to start).
+    """
+    deadline = time.monotonic() + timeout
+    run = store.get_run(run_id)
+    while run["status"] == "queued" and time.monotonic() < deadline:
+        time.sleep(poll)
+        run = store.get_run(run_id)
+    return run
 
 
 def trainer_argv(store: Any, run_id: str) -> list[str]:

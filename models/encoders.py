@@ -11,6 +11,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from models.catalog import ENCODER_NAMES
+
 # name -> (factory(in_shape, out_dim, hidden) -> nn.Module, kinds, description)
 ENCODERS: dict[str, tuple[Callable[..., nn.Module], tuple[str, ...], str]] = {}
 
@@ -21,6 +23,8 @@ def register_encoder(name: str, kinds: tuple[str, ...], description: str):
     def deco(cls):
         if name in ENCODERS:
             raise ValueError(f"encoder {name!r} is already registered")
+        if name not in ENCODER_NAMES:
+            raise ValueError(f"encoder {name!r} is not declared in models.catalog.ENCODER_NAMES")
         ENCODERS[name] = (cls, kinds, description)
         return cls
 

@@ -11,6 +11,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from models.catalog import FUSION_NAMES
+
 # name -> (class, description)
 FUSIONS: dict[str, tuple[Callable[..., nn.Module], str]] = {}
 
@@ -21,6 +23,8 @@ def register_fusion(name: str, description: str):
     def deco(cls):
         if name in FUSIONS:
             raise ValueError(f"fusion {name!r} is already registered")
+        if name not in FUSION_NAMES:
+            raise ValueError(f"fusion {name!r} is not declared in models.catalog.FUSION_NAMES")
         cls.name = name
         FUSIONS[name] = (cls, description)
         return cls

@@ -1,19 +1,21 @@
-"""Balancing methods: the base class, the registry and one module per method."""
+"""Balancing methods: the registry, each method's declaration (torch-free) and one implementation module per method.
 
-from mmviz.balancing import (
-    agm,  # noqa: F401
-    amd,  # noqa: F401
-    aux_loss,  # noqa: F401
-    baseline,  # noqa: F401  (registers the methods)
-    cggm,  # noqa: F401
-    gblending,  # noqa: F401
-    mla,  # noqa: F401
-    ogm_ge,  # noqa: F401
-    pmr,  # noqa: F401
-    relearn,  # noqa: F401
-    ume,  # noqa: F401
-)
-from mmviz.balancing.base import BalancingMethod, mask_batch
+Importing this package does not import torch: it declares every method (:mod:`mmviz.balancing.configs`); an
+implementation is imported when first used (``METHODS.get(name).factory``). ``BalancingMethod`` and ``mask_batch``
+are imported on first access.
+"""
+
+from typing import Any
+
+from mmviz.balancing import configs  # noqa: F401  (declares the methods)
 from mmviz.balancing.registry import METHODS, create_method
 
 __all__ = ["METHODS", "BalancingMethod", "create_method", "mask_batch"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("BalancingMethod", "mask_batch"):
+        from mmviz.balancing import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module 'mmviz.balancing' has no attribute {name!r}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 from typing import Any
@@ -12,41 +11,8 @@ import torch.nn.functional as F
 
 from mmviz.balancing.base import BalancingMethod, check_requirements
 from mmviz.balancing.common import in_window
-from mmviz.balancing.registry import METHODS
-from mmviz.config import Config, param
+from mmviz.balancing.configs import AGMConfig
 from mmviz.contracts import ModelOutput, ModelSpec, StepInfo, TrainContext
-from mmviz.errors import ConfigError
-
-
-@dataclasses.dataclass(frozen=True)
-class AGMConfig(Config):
-    """Settings of AGM."""
-
-    alpha: float = param(
-        1.5,
-        "Modulation strength alpha in kappa = exp(alpha * min(r_mean - r, 10)) "
-        "(author's CREMA-D value 1.5; BalanceMM 0.1).",
-        low=0.0,
-        high=10.0,
-    )
-    masked_forward: str = param(
-        "features",
-        "'features': reuse the step's features and pass zeros through the absent "
-        "encoder only (eval mode); 'eval': whole eval-mode forwards of zero-masked inputs "
-        "(official code).",
-        choices=("features", "eval"),
-    )
-    modulation_starts: int = param(1, "First epoch (1-based, inclusive) with modulation.", low=1, high=100000)
-    modulation_ends: int = param(
-        100000, "Last epoch (inclusive) with modulation (default: the whole run, as the author).", low=1, high=100000
-    )
-
-    def check(self) -> None:
-        if self.modulation_ends < self.modulation_starts:
-            raise ConfigError(
-                f"The 'modulation_ends' parameter of {self.title()} must be >= 'modulation_starts' "
-                f"({self.modulation_starts}). Got {self.modulation_ends!r} instead."
-            )
 
 
 def compute_shapley(values: dict[frozenset, torch.Tensor], modalities: tuple[str, ...]) -> dict[str, torch.Tensor]:
@@ -98,7 +64,6 @@ def scale_gradient(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     return x.detach() + factor * (x - x.detach())
 
 
-@METHODS.register("agm", kind="gradient")
 class AGM(BalancingMethod):
     """AGM (Li et al., "Boosting Multi-modal Model Performance with Adaptive Gradient Modulation", ICCV 2023).
 

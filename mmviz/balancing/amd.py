@@ -2,91 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
 import torch
 
 from mmviz.balancing.base import BalancingMethod
-from mmviz.balancing.registry import METHODS
-from mmviz.config import Config, param
+from mmviz.balancing.configs import AMDConfig, parse_modality_values
 from mmviz.contracts import EvalResult, ModelOutput, StepInfo, TrainContext
 from mmviz.errors import ConfigError
 
-SCHEDULES = ("constant", "linear", "cosine", "step")
-DRAW_MODES = ("shared_per_batch", "independent_per_batch", "independent_per_sample")
 _SEED_OFFSET = 0x5EED_A4D  # keeps the dropout draws apart from the data-order generator seeded with the same seed
-
-
-def parse_modality_values(items: tuple[str, ...], owner: str, field: str, low: float, high: float) -> dict[str, float]:
-    """Parse ``("name=value", ...)`` into ``{name: float}``; raise ConfigError naming the bad entry."""
-    out: dict[str, float] = {}
-    for item in items:
-        name, eq, value = item.partition("=")
-        try:
-            v = float(value)
-        except ValueError:
-            v = math.nan
-        if not eq or not name.strip() or not low <= v <= high:
-            raise ConfigError(
-                f"The {field!r} parameter of {owner} must hold entries 'modality=value' with value in "
-                f"[{low:g}, {high:g}] (e.g. 'b=0.5'). Got {item!r} instead."
-            )
-        out[name.strip()] = v
-    return out
-
-
-@dataclasses.dataclass(frozen=True)
-class AMDConfig(Config):
-    """Settings of aggressive modality dropout."""
-
-    target: str = param("", "Target modality, never dropped and evaluated alone each epoch ('' = none).")
-    drop: tuple[str, ...] = param((), "Modalities that may be dropped (empty = every modality except the target).")
-    p: float = param(
-        0.8,
-        "Drop probability of each dropped modality at the end of its schedule (paper: >= 0.8).",
-        low=0.0,
-        high=1.0,
-        step=0.05,
-    )
-    p_modality: tuple[str, ...] = param((), "Per-modality overrides of p, entries 'modality=value' (e.g. 'b=0.5').")
-    schedule: str = param(
-        "constant",
-        "How p moves over training: constant (paper), linear or cosine ramp from "
-        "p_start, or step (p_start during the warm-up, then p).",
-        choices=SCHEDULES,
-    )
-    p_start: float = param(
-        0.0,
-        "Drop probability at the start of a linear/cosine ramp or during the step warm-up.",
-        low=0.0,
-        high=1.0,
-        step=0.05,
-    )
-    ramp_fraction: float = param(
-        0.3, "Fraction of training taken by the linear/cosine ramp or the step warm-up.", low=0.0, high=1.0, step=0.05
-    )
-    draw_mode: str = param(
-        "shared_per_batch",
-        "One uniform draw per batch for all modalities (paper), one per "
-        "modality and batch, or one per modality and sample.",
-        choices=DRAW_MODES,
-    )
-    evaluate_on: str = param(
-        "full",
-        "Inputs of the run's val/test evaluation: 'full' (all modalities) or 'target' "
-        "(helpers zeroed, as the paper evaluates and selects checkpoints).",
-        choices=("full", "target"),
-    )
-
-    def check(self) -> None:
-        parse_modality_values(self.p_modality, self.title(), "p_modality", 0.0, 1.0)
-        if self.evaluate_on == "target" and not self.target:
-            raise ConfigError(
-                f"The 'evaluate_on' parameter of {self.title()} is 'target', but no 'target' modality "
-                "is set. Set method.target or use evaluate_on=full."
-            )
 
 
 def compute_drop_probability(schedule: str, p: float, p_start: float, ramp_fraction: float, progress: float) -> float:
@@ -136,7 +62,6 @@ def compute_drop_decisions(
     return drop
 
 
-@METHODS.register("amd", config=AMDConfig, kind="balancing")
 class AggressiveModalityDropout(BalancingMethod):
     """AMD (Magal et al., "Negative to Positive Co-learning with Aggressive Modality Dropout", arXiv 2025).
 

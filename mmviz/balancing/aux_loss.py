@@ -2,52 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 import torch.nn.functional as F
 
 from mmviz.balancing.base import BalancingMethod
-from mmviz.balancing.registry import METHODS
-from mmviz.config import Config, param
+from mmviz.balancing.configs import AuxLossConfig, parse_weights
 from mmviz.contracts import ModelOutput, StepInfo, TrainContext
 from mmviz.errors import ConfigError
 
 
-def parse_weights(text: str, owner: str = "AuxLossConfig") -> dict[str, float]:
-    """Parse ``'b=2,a=0.5'`` into ``{'b': 2.0, 'a': 0.5}``; raise ConfigError on a malformed or negative entry."""
-    out: dict[str, float] = {}
-    for item in (t.strip() for t in text.split(",")):
-        if not item:
-            continue
-        name, eq, value = item.partition("=")
-        try:
-            w = float(value)
-        except ValueError:
-            w = float("nan")
-        if not eq or not name.strip() or not w >= 0.0:
-            raise ConfigError(
-                f"The 'weights' parameter of {owner} must be 'name=value' pairs with values >= 0, e.g. 'b=2,a=0.5'. "
-                f"Got {text!r} instead."
-            )
-        out[name.strip()] = w
-    return out
-
-
-@dataclasses.dataclass(frozen=True)
-class AuxLossConfig(Config):
-    """Settings of the multi-loss baseline."""
-
-    weight: float = param(
-        1.0, "Weight w of every modality's own cross-entropy (L = CE(fused) + sum_m w_m CE(o^m)).", low=0.0, high=100.0
-    )
-    weights: str = param("", "Per-modality overrides as 'name=value' pairs, e.g. 'b=2,a=0.5' (others use 'weight').")
-
-    def check(self) -> None:
-        parse_weights(self.weights, self.title())
-
-
-@METHODS.register("aux_loss", kind="objective")
 class AuxLoss(BalancingMethod):
     """Multi-loss baseline (Du et al., "On Uni-Modal Feature Learning in Supervised Multi-Modal Learning", ICML 2023).
 
@@ -61,7 +24,6 @@ class AuxLoss(BalancingMethod):
     """
 
     config_cls = AuxLossConfig
-    requires = frozenset({"unimodal_logits"})
 
     @classmethod
     def check_config(cls, config: AuxLossConfig, modalities: tuple[str, ...]) -> None:

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
 from mmviz.balancing.base import BalancingMethod
-from mmviz.balancing.registry import METHODS
-from mmviz.config import Config, param
+from mmviz.balancing.configs import UnimodalConfig
 from mmviz.contracts import ModelOutput, StepInfo, mask_batch
 from mmviz.errors import ConfigError
 
 
-@METHODS.register("baseline", kind="reference")
 class Baseline(BalancingMethod):
     """Joint training with the fused cross-entropy only (no balancing): the imbalanced reference.
 
@@ -22,14 +18,6 @@ class Baseline(BalancingMethod):
     """
 
 
-@dataclasses.dataclass(frozen=True)
-class UnimodalConfig(Config):
-    """Settings of the unimodal reference."""
-
-    modality: str = param("", "The modality to train alone ('' = the dataset's first modality).")
-
-
-@METHODS.register("unimodal", config=UnimodalConfig, kind="reference")
 class Unimodal(BalancingMethod):
     """One modality trained alone: the reference for what that modality reaches by itself.
 

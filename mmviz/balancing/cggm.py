@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
@@ -10,64 +9,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmviz.balancing.base import BalancingMethod, check_requirements
-from mmviz.balancing.registry import METHODS
-from mmviz.config import Config, param
+from mmviz.balancing.configs import CGGMConfig
 from mmviz.contracts import ModelOutput, ModelSpec, StepInfo, TrainContext
 from mmviz.errors import ConfigError
 
 EPS = 1e-8
 _SEED_OFFSET = 0xC66  # the auxiliary classifiers' init uses its own seed and leaves the global RNG untouched
-
-
-@dataclasses.dataclass(frozen=True)
-class CGGMConfig(Config):
-    """Settings of CGGM."""
-
-    rho: float = param(
-        1.3,
-        "Overall gradient scale rho: encoder m's gradient is multiplied by rho * B^m "
-        "(official: 1.3; 1.0 for segmentation).",
-        low=0.0,
-        high=10.0,
-    )
-    lam: float = param(
-        0.2, "Weight lambda of the direction loss (official: 0.2 MOSI/IEMOCAP, 0.05 Food-101).", low=0.0, high=10.0
-    )
-    direction: str = param(
-        "gradient",
-        "Direction term: 'gradient' = cosine between the current-step gradients of "
-        "the fused and auxiliary losses w.r.t. their logits (paper); 'code' = cosine between the "
-        "fused head's weight block and the auxiliary classifier's final weight (official code).",
-        choices=("gradient", "code"),
-    )
-    smoothing: float = param(
-        0.99,
-        "EMA factor on the auxiliary accuracies before taking their change (0 = raw "
-        "per-batch change, as the official code; ~1/(1 - factor) steps are averaged).",
-        low=0.0,
-        high=0.9999,
-    )
-    b_max: float = param(
-        1.0, "Clip B^m to [0, b_max] (B explodes or flips sign when the changes nearly cancel).", low=0.0, high=10.0
-    )
-    aux_hidden: int = param(
-        0,
-        "Hidden width of the auxiliary MLPs (0 = the modality's feature size, needed by "
-        "direction=code to match the head's weight shape).",
-        low=0,
-        high=8192,
-    )
-    aux_lr: float = param(
-        5e-4,
-        "Learning rate of the auxiliary classifiers' own Adam optimiser (official: 5e-4).",
-        low=0.0,
-        low_open=True,
-        high=1.0,
-        log=True,
-    )
-    clip_norm: float = param(
-        0.0, "Clip the model's gradient norm before the step (official code: 0.8; 0 = off).", low=0.0, high=1000.0
-    )
 
 
 def compute_cggm_coefficients(delta: torch.Tensor, eps: float = EPS) -> torch.Tensor:
@@ -93,7 +40,6 @@ def make_aux_classifier(in_dim: int, hidden: int, num_classes: int) -> nn.Module
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
 
 
-@METHODS.register("cggm", config=CGGMConfig, kind="balancing")
 class CGGM(BalancingMethod):
     """CGGM (Guo et al., "Classifier-guided Gradient Modulation for Enhanced Multimodal Learning", NeurIPS 2024).
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
@@ -10,39 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmviz.balancing.base import BalancingMethod
-from mmviz.balancing.registry import METHODS
-from mmviz.config import Config, param
+from mmviz.balancing.configs import GBlendingConfig
 from mmviz.contracts import EvalResult, ModelOutput, StepInfo, TrainContext
 
 FUSED = "fused"
-
-
-@dataclasses.dataclass(frozen=True)
-class GBlendingConfig(Config):
-    """Settings of G-Blending."""
-
-    super_epoch: int = param(
-        5,
-        "Epochs per re-estimation window of the blending weights (BalanceMM: 10 of 30 epochs; 5 suits our short runs).",
-        low=1,
-        high=10000,
-    )
-    min_delta_o: float = param(
-        0.01,
-        "Lower clip of |Delta O| in w ~ Delta G / Delta O^2 (keeps a head that does not "
-        "overfit from taking every weight at 1 / 0).",
-        low=0.0,
-        low_open=True,
-        high=10.0,
-        log=True,
-    )
-    min_weight: float = param(
-        0.05,
-        "Floor of every head's weight: w = floor + (1 - K floor) * w_raw (keeps the fused "
-        "head, used for prediction, trained).",
-        low=0.0,
-        high=0.25,
-    )
 
 
 def compute_blend_weights(
@@ -67,7 +37,6 @@ def compute_blend_weights(
     return min_weight + (1.0 - k * min_weight) * raw / total
 
 
-@METHODS.register("gblending", kind="objective")
 class GBlending(BalancingMethod):
     """G-Blending (Wang, Tran, Feiszli, "What Makes Training Multi-modal Classification Networks Hard?", CVPR 2020).
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
@@ -10,45 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmviz.balancing.base import BalancingMethod
-from mmviz.balancing.registry import METHODS
-from mmviz.config import Config, param
+from mmviz.balancing.configs import MLAConfig
 from mmviz.contracts import EvalResult, ModelOutput, StepInfo, TrainContext
 from mmviz.errors import ConfigError
-
-
-@dataclasses.dataclass(frozen=True)
-class MLAConfig(Config):
-    """Settings of MLA."""
-
-    projection: str = param(
-        "replace",
-        "Shared-head weight gradient: 'replace' G <- G P^T (paper), 'add' "
-        "G <- G + G P^T (BalanceMM), or 'off' (plain alternating training).",
-        choices=("replace", "add", "off"),
-    )
-    fusion_mode: str = param(
-        "dynamic",
-        "Test-time fusion: 'dynamic' per-sample entropy weights (paper) or 'fixed' weights.",
-        choices=("dynamic", "fixed"),
-    )
-    fixed_weights: tuple[str, ...] = param(
-        (),
-        "Weights of fusion_mode=fixed, entries 'modality=w' (e.g. 'a=0.55'); "
-        "empty = equal weights; normalised to sum 1.",
-    )
-
-    def check(self) -> None:
-        for item in self.fixed_weights:
-            name, eq, value = item.partition("=")
-            try:
-                ok = bool(eq and name.strip()) and float(value) >= 0
-            except ValueError:
-                ok = False
-            if not ok:
-                raise ConfigError(
-                    f"The 'fixed_weights' parameter of {self.title()} must hold entries 'modality=w' "
-                    f"with w >= 0 (e.g. 'a=0.55'). Got {item!r} instead."
-                )
 
 
 def compute_alpha(batch_index: int, batches_per_epoch: int) -> float:
@@ -93,7 +56,6 @@ def compute_entropy_weights(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(ent.max(dim=0, keepdim=True).values - ent, dim=0)
 
 
-@METHODS.register("mla", config=MLAConfig, kind="balancing")
 class MLA(BalancingMethod):
     """MLA (Zhang et al., "Multimodal Representation Learning by Alternating Unimodal Adaptation", CVPR 2024).
 
@@ -125,7 +87,6 @@ class MLA(BalancingMethod):
 
     config_cls = MLAConfig
     replaces_step = True
-    requires = frozenset({"shared_head"})
 
     @classmethod
     def check_config(cls, config: MLAConfig, modalities: tuple[str, ...]) -> None:

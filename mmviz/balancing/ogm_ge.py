@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
 from mmviz.balancing.base import BalancingMethod
@@ -14,43 +12,8 @@ from mmviz.balancing.common import (
     in_window,
     select_parameters,
 )
-from mmviz.balancing.registry import METHODS
-from mmviz.config import Config, param
+from mmviz.balancing.configs import OGMGEConfig
 from mmviz.contracts import ModelOutput, StepInfo, TrainContext
-from mmviz.errors import ConfigError
-
-
-@dataclasses.dataclass(frozen=True)
-class OGMGEConfig(Config):
-    """Settings of OGM-GE."""
-
-    alpha: float = param(
-        0.8, "Modulation strength alpha (README: 0.8 CREMA-D, 0.1 VGGSound; BalanceMM 0.3).", low=0.0, high=10.0
-    )
-    coefficient: str = param(
-        "step",
-        "'step': k = 1 - tanh(alpha * rho) (paper/code, jumps at rho = 1); "
-        "'continuous': k = 1 - tanh(alpha * (rho - 1)).",
-        choices=("step", "continuous"),
-    )
-    ge: bool = param(True, "Add Gaussian noise N(0, std(g)^2) to the modulated gradients (GE); off = plain OGM.")
-    params: str = param(
-        "auto",
-        "Encoder parameters modulated: 'auto' = conv weights when the encoder has convs, "
-        "else all; 'conv_only' (official code); 'all'.",
-        choices=("auto", "conv_only", "all"),
-    )
-    modulation_starts: int = param(1, "First epoch (1-based, inclusive) with modulation.", low=1, high=100000)
-    modulation_ends: int = param(
-        100000, "Last epoch (inclusive) with modulation (default: the whole run).", low=1, high=100000
-    )
-
-    def check(self) -> None:
-        if self.modulation_ends < self.modulation_starts:
-            raise ConfigError(
-                f"The 'modulation_ends' parameter of {self.title()} must be >= 'modulation_starts' "
-                f"({self.modulation_starts}). Got {self.modulation_ends!r} instead."
-            )
 
 
 def compute_ogm_coefficients(ratios: dict[str, torch.Tensor], alpha: float, shape: str) -> dict[str, torch.Tensor]:
@@ -68,7 +31,6 @@ def compute_ogm_coefficients(ratios: dict[str, torch.Tensor], alpha: float, shap
     return out
 
 
-@METHODS.register("ogm_ge", kind="gradient")
 class OGMGE(BalancingMethod):
     """OGM-GE (Peng et al., "Balanced Multimodal Learning via On-the-fly Gradient Modulation", CVPR 2022).
 
@@ -95,7 +57,6 @@ class OGMGE(BalancingMethod):
     """
 
     config_cls = OGMGEConfig
-    requires = frozenset({"unimodal_logits"})
 
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)

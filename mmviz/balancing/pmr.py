@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
@@ -10,70 +9,8 @@ import torch.nn.functional as F
 
 from mmviz.balancing.base import BalancingMethod
 from mmviz.balancing.common import EPS, compute_ratios, in_window
-from mmviz.balancing.registry import METHODS
-from mmviz.config import Config, param
+from mmviz.balancing.configs import PMRConfig
 from mmviz.contracts import EvalResult, ModelOutput, StepInfo, TrainContext
-from mmviz.errors import ConfigError
-
-
-@dataclasses.dataclass(frozen=True)
-class PMRConfig(Config):
-    """Settings of PMR."""
-
-    alpha: float = param(
-        1.0,
-        "Strength alpha of the slower modality's prototypical cross-entropy (code default 1; "
-        "scripts 2-5; BalanceMM 0.6).",
-        low=0.0,
-        high=20.0,
-    )
-    coefficient: str = param(
-        "step",
-        "Shape f of beta = alpha * f(rho - 1): 'step' (official code: alpha or 0), "
-        "'tanh' or 'linear' (paper: grows with the imbalance).",
-        choices=("step", "tanh", "linear"),
-    )
-    momentum_coef: float = param(
-        0.2, "EMA momentum mu of the prototypes: c <- (1 - mu) c_new + mu c_old.", low=0.0, high=1.0
-    )
-    proto_fraction: float = param(
-        0.1,
-        "Fraction of training batches used to recompute the prototypes each epoch.",
-        low=0.0,
-        low_open=True,
-        high=1.0,
-    )
-    temperature: float = param(
-        1.0,
-        "Temperature T of softmax(-distance / T) (the code's flag is unused, i.e. 1).",
-        low=0.0,
-        low_open=True,
-        high=1000.0,
-        log=True,
-    )
-    modulation_starts: int = param(
-        1, "First epoch (1-based, inclusive) with the prototypical loss.", low=1, high=100000
-    )
-    modulation_ends: int = param(
-        100000, "Last epoch (inclusive) with the prototypical loss (default: the whole run).", low=1, high=100000
-    )
-    entropy_weight: float = param(
-        0.0,
-        "Weight of the paper-only entropy regulariser on the leading modality's "
-        "prototype distribution (0 = off, as in the released code).",
-        low=0.0,
-        high=10.0,
-    )
-    entropy_epochs: int = param(
-        5, "Epochs (from the start) during which the entropy regulariser acts.", low=0, high=100000
-    )
-
-    def check(self) -> None:
-        if self.modulation_ends < self.modulation_starts:
-            raise ConfigError(
-                f"The 'modulation_ends' parameter of {self.title()} must be >= 'modulation_starts' "
-                f"({self.modulation_starts}). Got {self.modulation_ends!r} instead."
-            )
 
 
 def compute_prototypes(
@@ -106,7 +43,6 @@ def compute_pmr_coefficients(scores: dict[str, torch.Tensor], alpha: float, shap
     return out
 
 
-@METHODS.register("pmr", kind="objective")
 class PMR(BalancingMethod):
     """PMR (Fan et al., "PMR: Prototypical Modal Rebalance for Multimodal Learning", CVPR 2023).
 

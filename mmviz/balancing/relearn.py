@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
@@ -10,47 +9,8 @@ import numpy as np
 import torch
 
 from mmviz.balancing.base import BalancingMethod
-from mmviz.balancing.registry import METHODS
-from mmviz.config import Config, param
+from mmviz.balancing.configs import RelearnConfig
 from mmviz.contracts import DataSplit, StepInfo, TrainContext
-
-
-@dataclasses.dataclass(frozen=True)
-class RelearnConfig(Config):
-    """Settings of Diagnosing & Re-learning."""
-
-    lam: float = param(
-        3.0, "Re-init strength lambda: alpha = tanh(lambda * gap) (official and BalanceMM: 3).", low=0.0, high=100.0
-    )
-    reinit_every: int = param(
-        10, "E_r: diagnose and re-initialise after every E_r epochs (paper 20 of 90 epochs).", low=1, high=100000
-    )
-    reinit_num: int = param(2, "N_r: at most this many re-initialisations (paper 3).", low=0, high=100000)
-    diagnosis: str = param(
-        "purity_gap",
-        "Learning state: |purity_train - purity_val| (official code) or the "
-        "train purity alone (the paper's 'separability').",
-        choices=("purity_gap", "train_purity"),
-    )
-    bn_buffers: str = param(
-        "blend",
-        "BatchNorm running mean/var at a re-init: blended like the weights, or kept (official code).",
-        choices=("blend", "keep"),
-    )
-    momentum: str = param(
-        "reset",
-        "Optimiser state (momentum / Adam moments) of a re-initialised encoder: reset, or "
-        "kept (official code: pushes the weights back towards the pre-reset solution).",
-        choices=("reset", "keep"),
-    )
-    max_samples: int = param(
-        10000,
-        "At most this many samples per split enter k-means (a fixed random subset).",
-        low=10,
-        high=10_000_000,
-        log=True,
-    )
-    kmeans_seed: int = param(0, "random_state of k-means and of the sample subset.", low=0, high=2**31 - 1)
 
 
 def compute_minmax_scale(x: np.ndarray) -> np.ndarray:
@@ -91,7 +51,6 @@ def blend_(tensor: torch.Tensor, init: torch.Tensor, alpha: float) -> None:
     tensor.copy_(alpha * init.to(tensor.device, tensor.dtype) + (1.0 - alpha) * tensor)
 
 
-@METHODS.register("relearn", config=RelearnConfig, kind="balancing")
 class Relearn(BalancingMethod):
     """Re-learning (Wei et al., "Diagnosing and Re-learning for Balanced Multimodal Learning", ECCV 2024).
 

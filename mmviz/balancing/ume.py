@@ -7,11 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmviz.balancing.base import BalancingMethod
-from mmviz.balancing.registry import METHODS
 from mmviz.contracts import ModelOutput, StepInfo
 
 
-@METHODS.register("ume", kind="objective")
 class UME(BalancingMethod):
     """Uni-modal ensemble (Du et al., "On Uni-Modal Feature Learning in Supervised Multi-Modal Learning", ICML 2023).
 
@@ -23,8 +21,6 @@ class UME(BalancingMethod):
     shared_head equals the fused output by construction. Needs per-modality logits (concat, sum,
     shared_head). Logs ``ume/loss/<m>`` every step.
     """
-
-    requires = frozenset({"unimodal_logits"})
 
     def compute_loss(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> torch.Tensor:
         y = batch["label"]

@@ -40,7 +40,20 @@ def _fail(path: str, what: str) -> DataError:
     return DataError(f"The arrays file {path!r} is not usable: {what}.")
 
 
-@DATASETS.register("arrays", config=ArraysConfig, kind="user")
+def arrays_modalities(config: ArraysConfig) -> tuple[str, ...]:
+    """The modality names in the .npz file (its array names but labels and splits), reading only its listing."""
+    path = config.path
+    if not Path(path).is_file():
+        raise _fail(path, "no such file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            names = list(z.files)
+    except (OSError, ValueError) as exc:
+        raise _fail(path, f"it is not a readable .npz archive ({exc})") from None
+    return tuple(sorted(n for n in names if n != config.label_key and n not in SPLIT_KEYS))
+
+
+@DATASETS.register("arrays", config=ArraysConfig, kind="user", modalities=arrays_modalities)
 def load_arrays(config: ArraysConfig) -> MultimodalData:
     """Your own data from a .npz file: one array per modality (2 or 3) plus integer labels 0..C-1."""
     path = config.path

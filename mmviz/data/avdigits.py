@@ -201,6 +201,7 @@ def _audio_noise(
         "one joint training under-learns."
     ),
     kind="real",
+    modalities=("image", "audio"),
 )
 def load_avdigits(config: AVDigitsConfig) -> MultimodalData:
     """Load AV-Digits: MNIST images paired with synthetic speech clips of the same digit."""

@@ -84,7 +84,7 @@ def _load_raw(path: str) -> dict[str, np.ndarray]:
         ) from None
 
 
-@DATASETS.register("mfeat", config=MfeatConfig, kind="real")
+@DATASETS.register("mfeat", config=MfeatConfig, kind="real", modalities=lambda config: tuple(config.views))
 def load_mfeat(config: MfeatConfig) -> MultimodalData:
     """UCI Multiple Features: 2,000 real handwritten digits (10 classes), six feature views; choose 2 or 3.
 

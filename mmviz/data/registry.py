@@ -35,6 +35,20 @@ class SplitConfig(Config):
             )
 
 
+def dataset_modalities(name: str, config: Config | None = None) -> tuple[str, ...]:
+    """The modality names dataset ``name`` gives with ``config``, without loading it when the dataset declares them.
+
+    A dataset declares them with the ``modalities`` flag of its registration: a tuple, or a function of its config
+    that reads nothing big (the dashboard calls it when it creates a run). Otherwise the dataset is built.
+    """
+    entry = DATASETS.get(name)
+    config = config if config is not None else entry.config_cls()
+    declared = entry.flags.get("modalities")
+    if declared is None:
+        return tuple(create_dataset(name, config).modality_names)
+    return tuple(declared(config) if callable(declared) else declared)
+
+
 def create_dataset(name: str, config: Config | None = None) -> MultimodalData:
     """Build dataset ``name`` with ``config`` (its defaults when None)."""
     entry = DATASETS.get(name)

@@ -119,7 +119,12 @@ def generate_gmm(
     return x.astype(np.float32), means
 
 
-@DATASETS.register("synthetic", config=SyntheticConfig, kind="synthetic")
+def synthetic_modalities(config: SyntheticConfig) -> tuple[str, ...]:
+    """The modality names ``config`` gives, without generating the data."""
+    return tuple(NAMES[: config.resolved()["n_modalities"]])
+
+
+@DATASETS.register("synthetic", config=SyntheticConfig, kind="synthetic", modalities=synthetic_modalities)
 def load_synthetic(config: SyntheticConfig) -> MultimodalData:
     """Two or three Gaussian-mixture modalities with separate strength and learnability knobs.
 

@@ -1,19 +1,21 @@
-"""Diagnostic probes: per-modality signals of modality imbalance, logged while a run trains."""
+"""Diagnostic probes: per-modality signals of modality imbalance, logged while a run trains.
 
-# Importing the probe modules registers them (explicitly, no discovery by file name).
-from mmviz.probes import (  # noqa: E402, F401, I001
-    grad_conflict,
-    grad_norm,
-    imbalance,
-    param_dist,
-    prototypes,
-    score_ratio,
-    separability,
-    shapley,
-    snapshots,
-    unimodal_acc,
-)
-from mmviz.probes.base import Probe, ProbeConfig
+Importing this package does not import torch: it declares every probe (:mod:`mmviz.probes.configs`); an
+implementation is imported when first used (``PROBES.get(name).factory``). ``Probe`` is imported on first access.
+"""
+
+from typing import Any
+
+from mmviz.probes import configs  # noqa: F401  (declares the probes)
+from mmviz.probes.configs import EpochProbeConfig, ProbeConfig
 from mmviz.probes.registry import PROBES, create_probes
 
-__all__ = ["PROBES", "Probe", "ProbeConfig", "create_probes"]
+__all__ = ["PROBES", "EpochProbeConfig", "Probe", "ProbeConfig", "create_probes"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Probe":
+        from mmviz.probes.base import Probe
+
+        return Probe
+    raise AttributeError(f"module 'mmviz.probes' has no attribute {name!r}")

@@ -21,40 +21,15 @@ their logging and bookkeeping come on top, and DESIGN.md §5 budgets the whole o
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import time
 from typing import Any, ClassVar
 
-from mmviz.config import Config, param
 from mmviz.contracts import Batch, EvalResult, Hooks, ModelOutput, StepInfo, TrainContext
+from mmviz.probes.configs import ProbeConfig
 
 _HOOKS = ("on_epoch_start", "on_after_backward", "on_before_optimizer_step", "on_epoch_end")
 CADENCES = ("step", "epoch")
-
-
-@dataclasses.dataclass(frozen=True)
-class ProbeConfig(Config):
-    """Settings every probe has: on/off, a cadence and a cost budget."""
-
-    enabled: bool = param(True, "Whether this probe runs.")
-    every_n_steps: int = param(1, "Run the per-step part every N optimiser steps.", low=1, high=1_000_000)
-    every_n_epochs: int = param(1, "Run the per-epoch part every N epochs.", low=1, high=100_000)
-    max_overhead: float = param(
-        0.005, "Largest share of the run's time this probe may take; due calls are skipped while it is over "
-        "(0 = no budget: run at every due step / epoch).", low=0.0, high=1.0, step=0.0005,
-    )  # fmt: skip
-
-
-@dataclasses.dataclass(frozen=True)
-class EpochProbeConfig(ProbeConfig):
-    """Settings of a per-epoch probe: every epoch by default, with no cost budget (deterministic logs)."""
-
-    every_n_epochs: int = param(1, "Run at most every N epochs (and at the last epoch).", low=1, high=100_000)
-    max_overhead: float = param(
-        0.0, "Largest share of the run's time this probe may take (0 = no budget: every due epoch).",
-        low=0.0, high=1.0, step=0.0005,
-    )  # fmt: skip
 
 
 def _metered(hook):

@@ -3,32 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 
-from mmviz.config import param
 from mmviz.contracts import ModelOutput, StepInfo, TrainContext
-from mmviz.probes.base import Probe, ProbeConfig
+from mmviz.probes.base import Probe
 from mmviz.probes.common import autocast_factory, encoder_groups
+from mmviz.probes.configs import GradConflictConfig
 from mmviz.probes.metrics import compute_grad_cosine
-from mmviz.probes.registry import PROBES
-
-
-@dataclasses.dataclass(frozen=True)
-class GradConflictConfig(ProbeConfig):
-    """Settings of the gradient-conflict probe (an extra forward and two backward passes when it runs)."""
-
-    every_n_steps: int = param(20, "Run at most every N optimiser steps.", low=1, high=1_000_000)
-    max_overhead: float = param(
-        0.005,
-        "Largest share of the training steps' time this probe may take (0 = no budget).",
-        low=0.0,
-        high=1.0,
-        step=0.0005,
-    )
 
 
 @contextlib.contextmanager
@@ -45,7 +29,6 @@ def preserved_state(model: torch.nn.Module, device: torch.device) -> Iterator[No
                 b.copy_(copy)
 
 
-@PROBES.register("grad_conflict", config=GradConflictConfig, cadence="step", keys=("conflict/cos/<m>",))
 class GradConflictProbe(Probe):
     """Cosine between the gradients of the unimodal loss CE(o^m, y) and the fused loss CE(o, y) on encoder m.
 

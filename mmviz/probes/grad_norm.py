@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
-from mmviz.config import param
 from mmviz.contracts import ModelOutput, StepInfo, TrainContext
-from mmviz.probes.base import Probe, ProbeConfig
+from mmviz.probes.base import Probe
 from mmviz.probes.common import encoder_groups
+from mmviz.probes.configs import GradNormConfig
 from mmviz.probes.metrics import compute_group_norm
-from mmviz.probes.registry import PROBES
 
 
-@dataclasses.dataclass(frozen=True)
-class GradNormConfig(ProbeConfig):
-    """Settings of the grad_norm probe."""
-
-    every_n_steps: int = param(1, "Run at most every N optimiser steps.", low=1, high=1_000_000)
-    max_overhead: float = param(
-        0.012,
-        "Largest share of the training steps' time this probe may take (0 = no budget).",
-        low=0.0,
-        high=1.0,
-        step=0.0005,
-    )
-
-
-@PROBES.register("grad_norm", config=GradNormConfig, cadence="step", keys=("grad_norm_pre/<m>", "grad_norm/<m>"))
 class GradNormProbe(Probe):
     """L2 norm of each modality encoder's gradient, before and after the method's modulation (per step).
 

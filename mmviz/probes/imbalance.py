@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from mmviz.contracts import StepInfo
 from mmviz.probes.attribution import compute_imbalance
-from mmviz.probes.base import EpochProbeConfig, Probe
+from mmviz.probes.base import Probe
 from mmviz.probes.common import epoch_cache
-from mmviz.probes.registry import PROBES
+from mmviz.probes.configs import ImbalanceConfig
 from mmviz.probes.shapley import epoch_shapley
 
 
-@dataclasses.dataclass(frozen=True)
-class ImbalanceConfig(EpochProbeConfig):
-    """Settings of the imbalance probe."""
-
-
-@PROBES.register(
-    "imbalance",
-    config=ImbalanceConfig,
-    cadence="epoch",
-    keys=("imbalance/index", "imbalance/dominant", "imbalance/share/<m>"),
-)
 class ImbalanceProbe(Probe):
     """The imbalance index: how unequally the modalities contribute to val accuracy, from their Shapley values.
 
@@ -40,7 +28,6 @@ class ImbalanceProbe(Probe):
     """
 
     config_cls = ImbalanceConfig
-    requires = frozenset({"fuse"})
     order = 20  # after shapley (it reuses this epoch's Shapley values when they are there)
 
     def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
 
 from mmviz.contracts import StepInfo, TrainContext
-from mmviz.probes.base import EpochProbeConfig, Probe
+from mmviz.probes.base import Probe
+from mmviz.probes.configs import ParamDistConfig
 from mmviz.probes.metrics import compute_group_norm
-from mmviz.probes.registry import PROBES
 
 
-@dataclasses.dataclass(frozen=True)
-class ParamDistConfig(EpochProbeConfig):
-    """Settings of the param_dist probe."""
-
-
-@PROBES.register("param_dist", config=ParamDistConfig, cadence="epoch", keys=("param_dist/<m>",))
 class ParamDistProbe(Probe):
     """How far each encoder's weights have moved from their initial values, ``||theta_m - theta_m_0||`` (per epoch).
 

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
 import torch
 
 from mmviz.contracts import StepInfo
-from mmviz.probes.base import EpochProbeConfig, Probe
+from mmviz.probes.base import Probe
+from mmviz.probes.configs import PrototypesConfig
 from mmviz.probes.metrics import compute_class_means, compute_prototype_drift, compute_prototype_stats
-from mmviz.probes.registry import PROBES
 
 
-@dataclasses.dataclass(frozen=True)
-class PrototypesConfig(EpochProbeConfig):
-    """Settings of the prototypes probe."""
-
-
-@PROBES.register(
-    "prototypes",
-    config=PrototypesConfig,
-    cadence="epoch",
-    keys=("proto/intra/<m>", "proto/inter/<m>", "proto/margin/<m>", "proto/drift/<m>"),
-)
 class PrototypesProbe(Probe):
     """Geometry of each modality's class prototypes (class means of its val features), per epoch.
 

@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
-from mmviz.config import param
 from mmviz.contracts import ModelOutput, StepInfo, TrainContext
-from mmviz.probes.base import Probe, ProbeConfig
+from mmviz.probes.base import Probe
+from mmviz.probes.configs import ScoreRatioConfig
 from mmviz.probes.metrics import compute_confidence_scores, compute_score_ratios
-from mmviz.probes.registry import PROBES
 
 
-@dataclasses.dataclass(frozen=True)
-class ScoreRatioConfig(ProbeConfig):
-    """Settings of the score_ratio probe."""
-
-    every_n_steps: int = param(1, "Run at most every N optimiser steps.", low=1, high=1_000_000)
-    max_overhead: float = param(
-        0.008,
-        "Largest share of the training steps' time this probe may take (0 = no budget).",
-        low=0.0,
-        high=1.0,
-        step=0.0005,
-    )
-
-
-@PROBES.register("score_ratio", config=ScoreRatioConfig, cadence="step", keys=("score/<m>", "ratio/<m>"))
 class ScoreRatioProbe(Probe):
     """OGM-GE confidence score ``s_m = sum_i softmax(o^m_i)[y_i]`` over the batch and its ratio to the others.
 

@@ -2,40 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
 
-from mmviz.config import param
 from mmviz.contracts import StepInfo
-from mmviz.probes.base import EpochProbeConfig, Probe
+from mmviz.probes.base import Probe
 from mmviz.probes.common import fused_features
+from mmviz.probes.configs import SeparabilityConfig
 from mmviz.probes.metrics import compute_fisher_ratio, compute_kmeans_purity, compute_silhouette, single_blas_thread
-from mmviz.probes.registry import PROBES
 
 
-@dataclasses.dataclass(frozen=True)
-class SeparabilityConfig(EpochProbeConfig):
-    """Settings of the separability probe."""
-
-    max_samples: int = param(
-        2000,
-        "Use at most this many val samples (a fixed subset) for k-means and silhouette.",
-        low=10,
-        high=100_000,
-        log=True,
-    )
-    kmeans_n_init: int = param(1, "k-means restarts (the best of N runs is kept).", low=1, high=100)
-    seed: int = param(0, "Seed of k-means and of the val subset.", low=0, high=2**31 - 1)
-
-
-@PROBES.register(
-    "separability",
-    config=SeparabilityConfig,
-    cadence="epoch",
-    keys=("sep/purity/<m>", "sep/silhouette/<m>", "sep/fisher/<m>"),
-)
 class SeparabilityProbe(Probe):
     """How separable the classes are in each modality's val features, and in the fused (concatenated) features.
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import itertools
 from typing import Any
 
@@ -11,9 +10,9 @@ import torch
 
 from mmviz.contracts import StepInfo, TrainContext, mask_batch
 from mmviz.probes.attribution import compute_shapley
-from mmviz.probes.base import EpochProbeConfig, Probe
+from mmviz.probes.base import Probe
 from mmviz.probes.common import autocast_factory, epoch_cache, eval_mode, extract_features
-from mmviz.probes.registry import PROBES
+from mmviz.probes.configs import ShapleyConfig
 
 SPOT_CHECK = 8  # val samples re-encoded to check that the evaluation's features are the model's own
 
@@ -80,12 +79,6 @@ def epoch_shapley(ctx: TrainContext, evaluation: Any = None) -> dict[str, float]
     return cache["shapley"]
 
 
-@dataclasses.dataclass(frozen=True)
-class ShapleyConfig(EpochProbeConfig):
-    """Settings of the shapley probe."""
-
-
-@PROBES.register("shapley", config=ShapleyConfig, cadence="epoch", keys=("val/shapley/<m>",))
 class ShapleyProbe(Probe):
     """Exact Shapley value of each modality's contribution to val accuracy (per epoch).
 
@@ -99,7 +92,6 @@ class ShapleyProbe(Probe):
     """
 
     config_cls = ShapleyConfig
-    requires = frozenset({"fuse"})
     order = 10
 
     def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:

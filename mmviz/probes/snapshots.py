@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
 from pathlib import Path
@@ -11,23 +10,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmviz.config import param
 from mmviz.contracts import StepInfo
-from mmviz.probes.base import EpochProbeConfig, Probe
+from mmviz.probes.base import Probe
 from mmviz.probes.common import fused_features
+from mmviz.probes.configs import SnapshotConfig
 from mmviz.probes.metrics import compute_ncm_loo_predictions
-from mmviz.probes.registry import PROBES
 
 SNAPSHOT_DIR = "snapshots"
-
-
-@dataclasses.dataclass(frozen=True)
-class SnapshotConfig(EpochProbeConfig):
-    """Settings of the snapshot probe."""
-
-    compress: bool = param(
-        False, "Write compressed .npz files (float16 features shrink by only ~20%, for ~10 ms per epoch)."
-    )
 
 
 def snapshot_path(run_dir: Path, epoch: int) -> Path:
@@ -65,7 +54,6 @@ def _dropped(source: Any, index: np.ndarray) -> dict[str, np.ndarray]:
     return {"dropped": pick(source)}
 
 
-@PROBES.register("snapshots", config=SnapshotConfig, cadence="epoch", keys=(), artifact="snapshot")
 class SnapshotProbe(Probe):
     """Features of a fixed, stratified probe set of val samples, per modality and fused (per epoch, to a file).
 

@@ -2,57 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
-from mmviz.config import param
 from mmviz.contracts import StepInfo
-from mmviz.probes.base import EpochProbeConfig, Probe
+from mmviz.probes.base import Probe
 from mmviz.probes.common import fused_features, train_features
+from mmviz.probes.configs import UnimodalAccConfig
 from mmviz.probes.metrics import compute_linear_probe_accuracy, compute_ncm_loo_predictions
-from mmviz.probes.registry import PROBES
 
 
-@dataclasses.dataclass(frozen=True)
-class UnimodalAccConfig(EpochProbeConfig):
-    """Settings of the per-modality accuracy probe."""
-
-    probe_every: int = param(
-        5,
-        "Fit the logistic-regression probe at epochs divisible by N and at the last "
-        "epoch (0 = never: ~20 ms per fit, the costliest measure).",
-        low=0,
-        high=100_000,
-    )
-    probe_train_samples: int = param(
-        500,
-        "Train samples (a fixed stratified subset) the linear probe is fitted on.",
-        low=10,
-        high=1_000_000,
-        log=True,
-    )
-    probe_c: float = param(
-        1.0,
-        "Inverse L2 regularisation strength C of the logistic-regression probe.",
-        low=0.0,
-        low_open=True,
-        high=1e6,
-        log=True,
-    )
-    probe_max_iter: int = param(
-        20,
-        "Iteration cap of the probe's lbfgs solver (accuracy settles long before the loss converges).",
-        low=1,
-        high=10_000,
-    )
-
-
-@PROBES.register(
-    "unimodal_acc",
-    config=UnimodalAccConfig,
-    cadence="epoch",
-    keys=("val/acc_ncm/<m>", "val/acc_probe/<m>", "val/acc_probe/fused"),
-)
 class UnimodalAccProbe(Probe):
     """Each modality's val accuracy measured on its frozen features, two ways (METHODS.md §1.4, items 5 and 6).
 

@@ -6,7 +6,7 @@ import torch
 
 from mmviz.balancing import METHODS, create_method
 from mmviz.balancing.base import check_requirements
-from mmviz.contracts import CAPABILITIES, ModelSpec
+from mmviz.contracts import CAPABILITIES, ModelSpec, MultimodalModel
 from mmviz.data import create_dataset
 from mmviz.data.base import MultimodalData
 from mmviz.errors import ConfigError
@@ -70,9 +70,28 @@ def model_spec(cfg: ModelConfig, data: MultimodalData) -> ModelSpec:
     )
 
 
-def check_run_config(cfg: RunConfig, data: MultimodalData | None = None) -> MultimodalData:
-    """Every check that needs the dataset: fusion fits, method requirements hold. Returns the dataset."""
+def check_run_config(cfg: RunConfig, data: MultimodalData | None = None, model: MultimodalModel | None = None):
+    """Every check that needs the dataset: fusion fits, method requirements hold. Returns the dataset.
+
+    With a user's ``model`` (through the contract; a :class:`mmviz.adapter.ModelAdapter` that has seen a batch),
+    the method and probes are checked against its declared capabilities instead of ``cfg.model``.
+    """
     data = data if data is not None else create_dataset(cfg.dataset, cfg.data)
+    if model is not None:
+        if not isinstance(model, MultimodalModel):
+            raise ConfigError(
+                f"fit(model=...) takes a model implementing mmviz.contracts.MultimodalModel, got "
+                f"{type(model).__name__}; wrap it with mmviz.adapter.ModelAdapter(model, encoders=...)."
+            )
+        if tuple(model.modalities) != tuple(data.modality_names):
+            raise ConfigError(
+                f"The model's modalities ({', '.join(model.modalities)}) are not the data's "
+                f"({', '.join(data.modality_names)}); name the encoders in the data's modality order."
+            )
+        spec = ModelSpec.of(model)
+        METHODS.get(cfg.method).factory.check_compatible(cfg.method_params, spec)
+        check_probes(cfg.probes, spec)
+        return data
     fusion_cls = FUSIONS[cfg.model.fusion][0]
     if cfg.model.fusion == "shared_head" and len(set(feature_dims(cfg.model, data).values())) != 1:
         raise ConfigError("Fusion 'shared_head' needs equal feature sizes per modality; use one encoder type for all.")

@@ -12,7 +12,7 @@ from typing import Any
 
 from mmviz.config import Config, param
 from mmviz.errors import ConfigError, did_you_mean
-from models import ENCODERS, FUSIONS
+from models.catalog import ENCODER_NAMES, FUSION_NAMES
 
 SECTIONS = ("data", "model", "optim", "train", "method", "probes")
 
@@ -21,13 +21,11 @@ SECTIONS = ("data", "model", "optim", "train", "method", "probes")
 class ModelConfig(Config):
     """Encoders and fusion of the multimodal network."""
 
-    fusion: str = param(
-        "concat", "How per-modality features are combined into the fused logits.", choices=tuple(FUSIONS)
-    )
+    fusion: str = param("concat", "How per-modality features are combined into the fused logits.", choices=FUSION_NAMES)
     encoder: str = param(
         "auto",
         "Encoder for every modality ('auto' picks MLP / 2-D CNN / 1-D CNN by modality kind).",
-        choices=("auto", *ENCODERS),
+        choices=("auto", *ENCODER_NAMES),
     )
     feature_dim: int = param(
         128, "Size of each modality's pooled feature (ResNet18 always gives 512).", low=2, high=4096

@@ -104,7 +104,7 @@ def create_context(
         autocast=autocast,
         init_state=init_state if init_state is not None else initial_encoder_state(model),
         evaluate=run_evaluate,
-        num_samples=len(data.y),
+        num_samples=int(data.num_samples),
         input_shapes={s.name: tuple(s.shape) for s in data.modalities},
         probe_index=np.asarray(data.probe_index, dtype=np.int64),
         enabled_probes=frozenset(enabled_probes),

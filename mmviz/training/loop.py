@@ -27,7 +27,10 @@ from typing import Any
 
 import torch
 
-from mmviz.data.base import TensorSplit
+from mmviz.contracts import MultimodalModel
+from mmviz.data import create_dataset
+from mmviz.data.base import MultimodalData
+from mmviz.data.loader import LoaderData
 from mmviz.probes import create_probes
 from mmviz.training.build import (
     build_method,
@@ -162,24 +165,40 @@ def fit(
     should_stop: Callable[[], bool] = lambda: False,
     progress: Callable[[StepInfo, dict], None] | None = None,
     save_checkpoints: bool = True,
+    data: MultimodalData | LoaderData | None = None,
+    model: MultimodalModel | None = None,
 ) -> FitResult:
     """Train ``cfg``'s model with its balancing method, logging to ``store`` under ``run_id``.
 
     Raises :class:`StopTraining` when stopped (after finishing the step, flushing and checkpointing) and
     :class:`Diverged` on a non-finite loss.
+
+    ``data`` replaces ``cfg``'s dataset: an in-memory :class:`MultimodalData` (the fast path) or a
+    :class:`LoaderData` of the user's ``Dataset`` per split, batched by ``DataLoader`` workers. ``model`` replaces
+    the network ``cfg.model`` describes: any :class:`mmviz.contracts.MultimodalModel`, e.g. a user's model in a
+    :class:`mmviz.adapter.ModelAdapter`; it is checked on a val batch and against the method's and probes' needs
+    before the first step.
     """
     # ---- set-up: data, model, method, probes, optimiser -------------------------------------------
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     store = store if store is not None else NullStore()
     device = resolve_device(cfg.train.device)
-    data = check_run_config(cfg)
-    torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg.model, data).to(device)
+    if model is None:
+        data = check_run_config(cfg, data)
+        torch.manual_seed(cfg.train.seed)
+        model = build_model(cfg.model, data).to(device)
+        splits = data.to_splits(device)
+    else:
+        data = data if data is not None else create_dataset(cfg.dataset, cfg.data)
+        splits = data.to_splits(device)
+        if isinstance(model, MultimodalModel):
+            model = model.to(device)
+            model.check_batch(splits["val"].subset(range(min(8, len(splits["val"])))))
+        check_run_config(cfg, data, model)
     method = build_method(cfg)
     probes = create_probes(cfg.probes)
     generator = torch.Generator().manual_seed(cfg.train.seed)
-    splits = {s: TensorSplit(data, data.splits[s], device) for s in ("train", "val", "test")}
     logger = MetricLogger(store, run_id)
     run_dir = Path(run_dir) if run_dir is not None else None
     save_checkpoints = save_checkpoints and run_dir is not None

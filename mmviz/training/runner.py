@@ -2,7 +2,9 @@
 
 Status transitions: ``queued`` -> ``running`` -> ``finished`` | ``stopped`` (stop request or SIGTERM:
 the step is finished, logs flushed, a checkpoint written) | ``diverged`` (NaN/inf loss, with the step)
-| ``failed`` (any exception, with its message; the traceback goes to the run's log).
+| ``failed`` (any exception, with its message; the traceback goes to the run's log). The checks that need the
+data and the machine run while the run is still ``queued``: one that fails ends it ``failed`` with the check's
+one-sentence message as its error (the dashboard's launch form shows it).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import time
 import traceback
 from typing import Any
 
+from mmviz.errors import MmvizError
+from mmviz.training.build import check_run_config, resolve_device
 from mmviz.training.checkpoint import checkpoint_path
 from mmviz.training.config import RunConfig
 from mmviz.training.context import StepInfo
@@ -75,13 +79,15 @@ def run_training(store: Any, run_id: str, *, progress: bool = False) -> str:
         signal.signal(signal.SIGTERM, on_sigterm) if threading.current_thread() is threading.main_thread() else None
     )
     store.update_run(run_id, pid=os.getpid(), host=socket.gethostname())
-    store.set_status(run_id, "running", pid=os.getpid())
     beat = _Heartbeat(store, run_id)
     beat.start()
     status = "failed"
     try:
         cfg = RunConfig.from_dict(run["config"])
         store.update_run(run_id, device=cfg.train.device)
+        resolve_device(cfg.train.device)
+        data = check_run_config(cfg)  # the checks that need the data, before the run counts as running
+        store.set_status(run_id, "running", pid=os.getpid())
         resume = None
         if run.get("parent_run_id"):
             parent_dir = store.run_dir(run["parent_run_id"])
@@ -93,7 +99,14 @@ def run_training(store: Any, run_id: str, *, progress: bool = False) -> str:
             )
         bar = _Progress(cfg.train.epochs) if progress and sys.stderr.isatty() else None
         result = fit(
-            cfg, store, run_id, store.run_dir(run_id), resume=resume, should_stop=stop_flag.is_set, progress=bar
+            cfg,
+            store,
+            run_id,
+            store.run_dir(run_id),
+            resume=resume,
+            should_stop=stop_flag.is_set,
+            progress=bar,
+            data=data,
         )
         if bar is not None:
             sys.stderr.write("\n")
@@ -115,6 +128,10 @@ def run_training(store: Any, run_id: str, *, progress: bool = False) -> str:
     except KeyboardInterrupt:
         status = "stopped"
         store.set_status(run_id, status, error="Interrupted from the keyboard.")
+    except MmvizError as exc:  # a user's error: its one sentence is the whole message
+        status = "failed"
+        store.set_status(run_id, status, error=str(exc))
+        traceback.print_exc()
     except BaseException as exc:  # noqa: BLE001 - record every failure, then re-raise for the log
         status = "failed"
         msg = str(exc) or type(exc).__name__

@@ -1,9 +1,11 @@
 """Launch, restart and fork forms: every widget comes from the registered config dataclasses.
 
 Dataset and method are picked outside the form (their settings depend on them); everything else sits in one
-``st.form`` so typing does not rerun the page. Submitting validates through the same code as the CLI
-(:func:`mmviz.training.config.build_run_config` and :func:`mmviz.training.build.check_run_config`) and shows
-its one-sentence error in the form when the combination is invalid.
+``st.form`` so typing does not rerun the page. Submitting validates the settings through the same code as the CLI
+(:func:`mmviz.training.config.build_run_config`) and shows its one-sentence error in the form. The checks that
+need the data (:func:`mmviz.training.build.check_run_config`) run in the trainer process, never here: the form
+waits a few seconds for the trainer's verdict and shows the failed run's one-sentence message from the store.
+Nothing here imports torch (the registries hold torch-free declarations).
 """
 
 from __future__ import annotations
@@ -114,14 +116,31 @@ def _started(run_id: str, verb: str, parent: str | None = None) -> None:
 def start_run(
     store, dataset: str, method: str, overrides: Mapping, name: str = "", tags: list[str] | None = None
 ) -> str:
-    """Validate like the CLI, then start a trainer process; returns the run id (raises ``MmvizError``)."""
-    from mmviz import launcher
-    from mmviz.training.build import resolve_device
-    from mmviz.training.config import build_run_config
+    """Validate the settings like the CLI, start a trainer process and wait for its checks; returns the run id.
 
-    cfg = build_run_config(dataset, method, overrides=overrides)
-    resolve_device(cfg.train.device)
-    return launcher.launch(store, dataset, method, overrides=overrides, name=name, tags=tags or [])
+    Raises ``MmvizError`` for bad settings, and ``RunRefused`` (with the trainer's one sentence) when the trainer
+    ended the run ``failed`` at its checks that need the data.
+    """
+    from mmviz import launcher
+
+    run_id = launcher.launch(store, dataset, method, overrides=overrides, name=name, tags=tags or [])
+    return _checked(store, run_id)
+
+
+class RunRefused(MmvizError):
+    """The trainer refused the run at its checks (the message is its one sentence)."""
+
+
+def _checked(store, run_id: str) -> str:
+    """Wait for the trainer's checks (spinner); raise :class:`RunRefused` when it ended the run failed."""
+    from mmviz import launcher
+
+    with st.spinner("Checking the settings against the data…"):
+        run = launcher.wait_until_checked(store, run_id)
+    if run["status"] == "failed":
+        load_runs.clear()
+        raise RunRefused(run.get("error") or f"Run {run_id} failed at its start; see its log.")
+    return run_id
 
 
 def render_demo_button(store) -> None:
@@ -180,8 +199,9 @@ def render_restart_form(store, run: Mapping) -> None:
         submitted = st.form_submit_button("Restart with these settings", type="primary")
     if submitted:
         try:
-            new_id = launcher.restart(
-                store, rid, dataset=dataset, method=method, overrides=overrides, name=name.strip()
+            new_id = _checked(
+                store,
+                launcher.restart(store, rid, dataset=dataset, method=method, overrides=overrides, name=name.strip()),
             )
         except MmvizError as exc:
             st.error(str(exc))
@@ -210,7 +230,9 @@ def render_fork_form(store, run: Mapping) -> None:
         submitted = st.form_submit_button("Fork", type="primary")
     if submitted:
         try:
-            child = launcher.fork(store, rid, int(epoch), method=method, overrides=overrides, name=name.strip())
+            child = _checked(
+                store, launcher.fork(store, rid, int(epoch), method=method, overrides=overrides, name=name.strip())
+            )
         except MmvizError as exc:
             st.error(str(exc))
         else:

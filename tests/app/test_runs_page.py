@@ -52,6 +52,7 @@ def test_launch_form_starts_a_run_with_the_chosen_settings(scratch_workspace, op
 
 
 def test_invalid_combination_is_refused_with_the_cli_sentence(scratch_workspace, open_page):
+    """A check that needs the data runs in the trainer: the run ends failed and the form shows its sentence."""
     from mmviz.training.build import check_run_config
     from mmviz.training.config import build_run_config
 
@@ -64,6 +65,20 @@ def test_invalid_combination_is_refused_with_the_cli_sentence(scratch_workspace,
     with pytest.raises(MmvizError) as cli:
         check_run_config(build_run_config("synthetic", "unimodal", ["method.modality=zzz"]))
     assert [e.value for e in at.error] == [str(cli.value)]
+    (run,) = _new_runs(ws, {scratch_workspace["parent"], scratch_workspace["child"]})
+    assert run["status"] == "failed" and run["error"] == str(cli.value)
+
+
+def test_invalid_settings_are_refused_before_any_run_is_created(scratch_workspace, open_page):
+    ws = scratch_workspace["workspace"]
+    at = open_page(ws, "runs")
+    at.selectbox(key="launch.dataset").select("mfeat").run()
+    at.text_input(key="launch.name").set_value("x")
+    at.number_input(key="launch.train.epochs").set_value(2)
+    at.selectbox(key="launch.method").select("aux_loss").run()
+    at.text_input(key="launch.method.aux_loss.weights").set_value("b=-1")
+    _button(at, "Launch run").click().run()
+    assert [e.value for e in at.error] and "'weights'" in at.error[0].value
     assert not _new_runs(ws, {scratch_workspace["parent"], scratch_workspace["child"]})
 
 

@@ -11,7 +11,7 @@ from mmviz.balancing import create_method
 from mmviz.balancing.cggm import CGGMConfig, compute_cggm_coefficients, compute_direction_loss
 from mmviz.contracts import StepInfo
 from mmviz.data import create_dataset
-from mmviz.data.base import TensorSplit
+from mmviz.data.split import TensorSplit
 from mmviz.data.synthetic import SyntheticConfig
 from mmviz.errors import ConfigError
 from mmviz.probes import PROBES

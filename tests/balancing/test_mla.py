@@ -16,7 +16,7 @@ from mmviz.balancing.mla import (
 )
 from mmviz.contracts import StepInfo
 from mmviz.data import create_dataset
-from mmviz.data.base import TensorSplit
+from mmviz.data.split import TensorSplit
 from mmviz.data.synthetic import SyntheticConfig
 from mmviz.errors import ConfigError
 from mmviz.probes import PROBES

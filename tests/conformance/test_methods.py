@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from mmviz.balancing import METHODS, create_method
-from mmviz.data.base import TensorSplit
+from mmviz.data.split import TensorSplit
 from mmviz.probes import PROBES
 from mmviz.training.build import fusions_with
 from mmviz.training.checkpoint import load_checkpoint, save_checkpoint

@@ -1,5 +1,7 @@
 """Bundled and generated datasets: shapes, fixed disjoint splits, probe subsets, knobs, user arrays."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -145,3 +147,32 @@ def test_arrays_not_an_npz(tmp_path):
         create_dataset("arrays", ArraysConfig(path=str(path)))
     with pytest.raises(DataError, match="no such file"):
         create_dataset("arrays", ArraysConfig(path=str(tmp_path / "missing.npz")))
+
+
+@pytest.mark.parametrize(
+    ("name", "sets"),
+    [
+        ("synthetic", {}),
+        ("synthetic", {"preset": "custom", "n_modalities": 3}),
+        ("mfeat", {}),
+        ("mfeat", {"views": ("fac", "pix", "kar")}),
+        ("avdigits", {}),
+    ],
+)
+def test_declared_modality_names_match_the_built_dataset(name, sets):
+    from mmviz.data.registry import DATASETS, create_dataset, dataset_modalities
+
+    config = dataclasses.replace(DATASETS.get(name).config_cls(), **sets)
+    assert dataset_modalities(name, config) == create_dataset(name, config).modality_names
+
+
+def test_declared_modality_names_of_a_user_file_read_only_its_listing(tmp_path):
+    from mmviz.data.registry import dataset_modalities
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    path = _write(tmp_path, vec=rng.normal(size=(60, 5)), img=rng.normal(size=(60, 1, 4, 4)), label=y)
+    config = ArraysConfig(path=path)
+    assert dataset_modalities("arrays", config) == create_dataset("arrays", config).modality_names == ("img", "vec")
+    with pytest.raises(DataError, match="no such file"):
+        dataset_modalities("arrays", ArraysConfig(path=str(tmp_path / "missing.npz")))

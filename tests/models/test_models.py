@@ -46,3 +46,9 @@ def test_parameter_groups_are_disjoint_and_cover_the_model():
     net = MultimodalNet(SPECS[:2], 4)
     ids = [id(p) for m in net.modalities for p in net.encoder_parameters(m)] + [id(p) for p in net.head_parameters()]
     assert len(ids) == len(set(ids)) == len(list(net.parameters()))
+
+
+def test_the_catalog_names_exactly_the_implemented_encoders_and_fusions():
+    from models.catalog import ENCODER_NAMES, FUSION_NAMES
+
+    assert list(ENCODERS) == list(ENCODER_NAMES) and list(FUSIONS) == list(FUSION_NAMES)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from mmviz.contracts import StepInfo, TrainContext
-from mmviz.data.base import TensorSplit
+from mmviz.data.split import TensorSplit
 from mmviz.training.build import build_model, check_run_config
 from mmviz.training.config import build_run_config
 from mmviz.training.context import create_context

@@ -1,0 +1,438 @@
+"""Balancing methods' declarations: each method's settings (a frozen config dataclass) and its registry entry.
+
+Torch-free, so that the dashboard lists the methods and builds their forms without importing torch. Each entry
+points at its implementation, ``"mmviz.balancing.<module>:<Class>"`` (one file per method), imported when a run
+first uses it; the implementation's docstring is the description the dashboard shows (read from its source file
+without importing it). ``requires`` is what the method needs of the model and the run
+(:data:`mmviz.contracts.CAPABILITIES`, :data:`mmviz.contracts.RUN_REQUIREMENTS`), checked before training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from mmviz.balancing.registry import METHODS
+from mmviz.config import Config, param
+from mmviz.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class AGMConfig(Config):
+    """Settings of AGM."""
+
+    alpha: float = param(
+        1.5,
+        "Modulation strength alpha in kappa = exp(alpha * min(r_mean - r, 10)) "
+        "(author's CREMA-D value 1.5; BalanceMM 0.1).",
+        low=0.0,
+        high=10.0,
+    )
+    masked_forward: str = param(
+        "features",
+        "'features': reuse the step's features and pass zeros through the absent "
+        "encoder only (eval mode); 'eval': whole eval-mode forwards of zero-masked inputs "
+        "(official code).",
+        choices=("features", "eval"),
+    )
+    modulation_starts: int = param(1, "First epoch (1-based, inclusive) with modulation.", low=1, high=100000)
+    modulation_ends: int = param(
+        100000, "Last epoch (inclusive) with modulation (default: the whole run, as the author).", low=1, high=100000
+    )
+
+    def check(self) -> None:
+        if self.modulation_ends < self.modulation_starts:
+            raise ConfigError(
+                f"The 'modulation_ends' parameter of {self.title()} must be >= 'modulation_starts' "
+                f"({self.modulation_starts}). Got {self.modulation_ends!r} instead."
+            )
+
+
+SCHEDULES = ("constant", "linear", "cosine", "step")
+
+
+DRAW_MODES = ("shared_per_batch", "independent_per_batch", "independent_per_sample")
+
+
+def parse_modality_values(items: tuple[str, ...], owner: str, field: str, low: float, high: float) -> dict[str, float]:
+    """Parse ``("name=value", ...)`` into ``{name: float}``; raise ConfigError naming the bad entry."""
+    out: dict[str, float] = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        try:
+            v = float(value)
+        except ValueError:
+            v = math.nan
+        if not eq or not name.strip() or not low <= v <= high:
+            raise ConfigError(
+                f"The {field!r} parameter of {owner} must hold entries 'modality=value' with value in "
+                f"[{low:g}, {high:g}] (e.g. 'b=0.5'). Got {item!r} instead."
+            )
+        out[name.strip()] = v
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class AMDConfig(Config):
+    """Settings of aggressive modality dropout."""
+
+    target: str = param("", "Target modality, never dropped and evaluated alone each epoch ('' = none).")
+    drop: tuple[str, ...] = param((), "Modalities that may be dropped (empty = every modality except the target).")
+    p: float = param(
+        0.8,
+        "Drop probability of each dropped modality at the end of its schedule (paper: >= 0.8).",
+        low=0.0,
+        high=1.0,
+        step=0.05,
+    )
+    p_modality: tuple[str, ...] = param((), "Per-modality overrides of p, entries 'modality=value' (e.g. 'b=0.5').")
+    schedule: str = param(
+        "constant",
+        "How p moves over training: constant (paper), linear or cosine ramp from "
+        "p_start, or step (p_start during the warm-up, then p).",
+        choices=SCHEDULES,
+    )
+    p_start: float = param(
+        0.0,
+        "Drop probability at the start of a linear/cosine ramp or during the step warm-up.",
+        low=0.0,
+        high=1.0,
+        step=0.05,
+    )
+    ramp_fraction: float = param(
+        0.3, "Fraction of training taken by the linear/cosine ramp or the step warm-up.", low=0.0, high=1.0, step=0.05
+    )
+    draw_mode: str = param(
+        "shared_per_batch",
+        "One uniform draw per batch for all modalities (paper), one per "
+        "modality and batch, or one per modality and sample.",
+        choices=DRAW_MODES,
+    )
+    evaluate_on: str = param(
+        "full",
+        "Inputs of the run's val/test evaluation: 'full' (all modalities) or 'target' "
+        "(helpers zeroed, as the paper evaluates and selects checkpoints).",
+        choices=("full", "target"),
+    )
+
+    def check(self) -> None:
+        parse_modality_values(self.p_modality, self.title(), "p_modality", 0.0, 1.0)
+        if self.evaluate_on == "target" and not self.target:
+            raise ConfigError(
+                f"The 'evaluate_on' parameter of {self.title()} is 'target', but no 'target' modality "
+                "is set. Set method.target or use evaluate_on=full."
+            )
+
+
+def parse_weights(text: str, owner: str = "AuxLossConfig") -> dict[str, float]:
+    """Parse ``'b=2,a=0.5'`` into ``{'b': 2.0, 'a': 0.5}``; raise ConfigError on a malformed or negative entry."""
+    out: dict[str, float] = {}
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        name, eq, value = item.partition("=")
+        try:
+            w = float(value)
+        except ValueError:
+            w = float("nan")
+        if not eq or not name.strip() or not w >= 0.0:
+            raise ConfigError(
+                f"The 'weights' parameter of {owner} must be 'name=value' pairs with values >= 0, e.g. 'b=2,a=0.5'. "
+                f"Got {text!r} instead."
+            )
+        out[name.strip()] = w
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class AuxLossConfig(Config):
+    """Settings of the multi-loss baseline."""
+
+    weight: float = param(
+        1.0, "Weight w of every modality's own cross-entropy (L = CE(fused) + sum_m w_m CE(o^m)).", low=0.0, high=100.0
+    )
+    weights: str = param("", "Per-modality overrides as 'name=value' pairs, e.g. 'b=2,a=0.5' (others use 'weight').")
+
+    def check(self) -> None:
+        parse_weights(self.weights, self.title())
+
+
+@dataclasses.dataclass(frozen=True)
+class UnimodalConfig(Config):
+    """Settings of the unimodal reference."""
+
+    modality: str = param("", "The modality to train alone ('' = the dataset's first modality).")
+
+
+@dataclasses.dataclass(frozen=True)
+class CGGMConfig(Config):
+    """Settings of CGGM."""
+
+    rho: float = param(
+        1.3,
+        "Overall gradient scale rho: encoder m's gradient is multiplied by rho * B^m "
+        "(official: 1.3; 1.0 for segmentation).",
+        low=0.0,
+        high=10.0,
+    )
+    lam: float = param(
+        0.2, "Weight lambda of the direction loss (official: 0.2 MOSI/IEMOCAP, 0.05 Food-101).", low=0.0, high=10.0
+    )
+    direction: str = param(
+        "gradient",
+        "Direction term: 'gradient' = cosine between the current-step gradients of "
+        "the fused and auxiliary losses w.r.t. their logits (paper); 'code' = cosine between the "
+        "fused head's weight block and the auxiliary classifier's final weight (official code).",
+        choices=("gradient", "code"),
+    )
+    smoothing: float = param(
+        0.99,
+        "EMA factor on the auxiliary accuracies before taking their change (0 = raw "
+        "per-batch change, as the official code; ~1/(1 - factor) steps are averaged).",
+        low=0.0,
+        high=0.9999,
+    )
+    b_max: float = param(
+        1.0, "Clip B^m to [0, b_max] (B explodes or flips sign when the changes nearly cancel).", low=0.0, high=10.0
+    )
+    aux_hidden: int = param(
+        0,
+        "Hidden width of the auxiliary MLPs (0 = the modality's feature size, needed by "
+        "direction=code to match the head's weight shape).",
+        low=0,
+        high=8192,
+    )
+    aux_lr: float = param(
+        5e-4,
+        "Learning rate of the auxiliary classifiers' own Adam optimiser (official: 5e-4).",
+        low=0.0,
+        low_open=True,
+        high=1.0,
+        log=True,
+    )
+    clip_norm: float = param(
+        0.0, "Clip the model's gradient norm before the step (official code: 0.8; 0 = off).", low=0.0, high=1000.0
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class GBlendingConfig(Config):
+    """Settings of G-Blending."""
+
+    super_epoch: int = param(
+        5,
+        "Epochs per re-estimation window of the blending weights (BalanceMM: 10 of 30 epochs; 5 suits our short runs).",
+        low=1,
+        high=10000,
+    )
+    min_delta_o: float = param(
+        0.01,
+        "Lower clip of |Delta O| in w ~ Delta G / Delta O^2 (keeps a head that does not "
+        "overfit from taking every weight at 1 / 0).",
+        low=0.0,
+        low_open=True,
+        high=10.0,
+        log=True,
+    )
+    min_weight: float = param(
+        0.05,
+        "Floor of every head's weight: w = floor + (1 - K floor) * w_raw (keeps the fused "
+        "head, used for prediction, trained).",
+        low=0.0,
+        high=0.25,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class MLAConfig(Config):
+    """Settings of MLA."""
+
+    projection: str = param(
+        "replace",
+        "Shared-head weight gradient: 'replace' G <- G P^T (paper), 'add' "
+        "G <- G + G P^T (BalanceMM), or 'off' (plain alternating training).",
+        choices=("replace", "add", "off"),
+    )
+    fusion_mode: str = param(
+        "dynamic",
+        "Test-time fusion: 'dynamic' per-sample entropy weights (paper) or 'fixed' weights.",
+        choices=("dynamic", "fixed"),
+    )
+    fixed_weights: tuple[str, ...] = param(
+        (),
+        "Weights of fusion_mode=fixed, entries 'modality=w' (e.g. 'a=0.55'); "
+        "empty = equal weights; normalised to sum 1.",
+    )
+
+    def check(self) -> None:
+        for item in self.fixed_weights:
+            name, eq, value = item.partition("=")
+            try:
+                ok = bool(eq and name.strip()) and float(value) >= 0
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ConfigError(
+                    f"The 'fixed_weights' parameter of {self.title()} must hold entries 'modality=w' "
+                    f"with w >= 0 (e.g. 'a=0.55'). Got {item!r} instead."
+                )
+
+
+@dataclasses.dataclass(frozen=True)
+class OGMGEConfig(Config):
+    """Settings of OGM-GE."""
+
+    alpha: float = param(
+        0.8, "Modulation strength alpha (README: 0.8 CREMA-D, 0.1 VGGSound; BalanceMM 0.3).", low=0.0, high=10.0
+    )
+    coefficient: str = param(
+        "step",
+        "'step': k = 1 - tanh(alpha * rho) (paper/code, jumps at rho = 1); "
+        "'continuous': k = 1 - tanh(alpha * (rho - 1)).",
+        choices=("step", "continuous"),
+    )
+    ge: bool = param(True, "Add Gaussian noise N(0, std(g)^2) to the modulated gradients (GE); off = plain OGM.")
+    params: str = param(
+        "auto",
+        "Encoder parameters modulated: 'auto' = conv weights when the encoder has convs, "
+        "else all; 'conv_only' (official code); 'all'.",
+        choices=("auto", "conv_only", "all"),
+    )
+    modulation_starts: int = param(1, "First epoch (1-based, inclusive) with modulation.", low=1, high=100000)
+    modulation_ends: int = param(
+        100000, "Last epoch (inclusive) with modulation (default: the whole run).", low=1, high=100000
+    )
+
+    def check(self) -> None:
+        if self.modulation_ends < self.modulation_starts:
+            raise ConfigError(
+                f"The 'modulation_ends' parameter of {self.title()} must be >= 'modulation_starts' "
+                f"({self.modulation_starts}). Got {self.modulation_ends!r} instead."
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class PMRConfig(Config):
+    """Settings of PMR."""
+
+    alpha: float = param(
+        1.0,
+        "Strength alpha of the slower modality's prototypical cross-entropy (code default 1; "
+        "scripts 2-5; BalanceMM 0.6).",
+        low=0.0,
+        high=20.0,
+    )
+    coefficient: str = param(
+        "step",
+        "Shape f of beta = alpha * f(rho - 1): 'step' (official code: alpha or 0), "
+        "'tanh' or 'linear' (paper: grows with the imbalance).",
+        choices=("step", "tanh", "linear"),
+    )
+    momentum_coef: float = param(
+        0.2, "EMA momentum mu of the prototypes: c <- (1 - mu) c_new + mu c_old.", low=0.0, high=1.0
+    )
+    proto_fraction: float = param(
+        0.1,
+        "Fraction of training batches used to recompute the prototypes each epoch.",
+        low=0.0,
+        low_open=True,
+        high=1.0,
+    )
+    temperature: float = param(
+        1.0,
+        "Temperature T of softmax(-distance / T) (the code's flag is unused, i.e. 1).",
+        low=0.0,
+        low_open=True,
+        high=1000.0,
+        log=True,
+    )
+    modulation_starts: int = param(
+        1, "First epoch (1-based, inclusive) with the prototypical loss.", low=1, high=100000
+    )
+    modulation_ends: int = param(
+        100000, "Last epoch (inclusive) with the prototypical loss (default: the whole run).", low=1, high=100000
+    )
+    entropy_weight: float = param(
+        0.0,
+        "Weight of the paper-only entropy regulariser on the leading modality's "
+        "prototype distribution (0 = off, as in the released code).",
+        low=0.0,
+        high=10.0,
+    )
+    entropy_epochs: int = param(
+        5, "Epochs (from the start) during which the entropy regulariser acts.", low=0, high=100000
+    )
+
+    def check(self) -> None:
+        if self.modulation_ends < self.modulation_starts:
+            raise ConfigError(
+                f"The 'modulation_ends' parameter of {self.title()} must be >= 'modulation_starts' "
+                f"({self.modulation_starts}). Got {self.modulation_ends!r} instead."
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class RelearnConfig(Config):
+    """Settings of Diagnosing & Re-learning."""
+
+    lam: float = param(
+        3.0, "Re-init strength lambda: alpha = tanh(lambda * gap) (official and BalanceMM: 3).", low=0.0, high=100.0
+    )
+    reinit_every: int = param(
+        10, "E_r: diagnose and re-initialise after every E_r epochs (paper 20 of 90 epochs).", low=1, high=100000
+    )
+    reinit_num: int = param(2, "N_r: at most this many re-initialisations (paper 3).", low=0, high=100000)
+    diagnosis: str = param(
+        "purity_gap",
+        "Learning state: |purity_train - purity_val| (official code) or the "
+        "train purity alone (the paper's 'separability').",
+        choices=("purity_gap", "train_purity"),
+    )
+    bn_buffers: str = param(
+        "blend",
+        "BatchNorm running mean/var at a re-init: blended like the weights, or kept (official code).",
+        choices=("blend", "keep"),
+    )
+    momentum: str = param(
+        "reset",
+        "Optimiser state (momentum / Adam moments) of a re-initialised encoder: reset, or "
+        "kept (official code: pushes the weights back towards the pre-reset solution).",
+        choices=("reset", "keep"),
+    )
+    max_samples: int = param(
+        10000,
+        "At most this many samples per split enter k-means (a fixed random subset).",
+        low=10,
+        high=10_000_000,
+        log=True,
+    )
+    kmeans_seed: int = param(0, "random_state of k-means and of the sample subset.", low=0, high=2**31 - 1)
+
+
+# ---- declarations (name, implementation, settings, kind, requirements) ----
+METHODS.declare("agm", "mmviz.balancing.agm:AGM", config=AGMConfig, kind="gradient")
+METHODS.declare("amd", "mmviz.balancing.amd:AggressiveModalityDropout", config=AMDConfig, kind="balancing")
+METHODS.declare(
+    "aux_loss",
+    "mmviz.balancing.aux_loss:AuxLoss",
+    config=AuxLossConfig,
+    kind="objective",
+    requires=frozenset({"unimodal_logits"}),
+)
+METHODS.declare("baseline", "mmviz.balancing.baseline:Baseline", kind="reference")
+METHODS.declare("unimodal", "mmviz.balancing.baseline:Unimodal", config=UnimodalConfig, kind="reference")
+METHODS.declare("cggm", "mmviz.balancing.cggm:CGGM", config=CGGMConfig, kind="balancing")
+METHODS.declare("gblending", "mmviz.balancing.gblending:GBlending", config=GBlendingConfig, kind="objective")
+METHODS.declare(
+    "mla", "mmviz.balancing.mla:MLA", config=MLAConfig, kind="balancing", requires=frozenset({"shared_head"})
+)
+METHODS.declare(
+    "ogm_ge",
+    "mmviz.balancing.ogm_ge:OGMGE",
+    config=OGMGEConfig,
+    kind="gradient",
+    requires=frozenset({"unimodal_logits"}),
+)
+METHODS.declare("pmr", "mmviz.balancing.pmr:PMR", config=PMRConfig, kind="objective")
+METHODS.declare("relearn", "mmviz.balancing.relearn:Relearn", config=RelearnConfig, kind="balancing")
+METHODS.declare("ume", "mmviz.balancing.ume:UME", kind="objective", requires=frozenset({"unimodal_logits"}))

@@ -1,0 +1,164 @@
+"""Data from outside: a user's ``torch.utils.data.Dataset`` per split, batched by a ``DataLoader``.
+
+The in-memory datasets (:class:`mmviz.data.base.MultimodalData`) stay the fast path. :class:`LoaderData` takes any
+map-style datasets whose items are dicts of tensors keyed by modality name plus ``"label"`` (for example samples
+loaded lazily from files), and :class:`LoaderSplit` batches them with a ``DataLoader`` (``num_workers`` worker
+processes; pinned memory on CUDA) in the same order an in-memory split uses for the same generator, so a run
+gives the same metrics from either. Probes and snapshots work on a fixed stratified probe subset of val drawn
+through the same dataset (:meth:`LoaderSplit.subset`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data._utils.collate import default_collate
+
+from mmviz.data.base import ModalitySpec, stratified_subset
+from mmviz.errors import DataError
+
+__all__ = ["LoaderData", "LoaderSplit"]
+
+
+class LoaderSplit:
+    """One split as a ``Dataset``, batched through a ``DataLoader``; implements :class:`mmviz.contracts.DataSplit`.
+
+    Args:
+        dataset: map-style dataset; ``dataset[i]`` is a dict of tensors (modalities and ``"label"``).
+        index: the absolute sample index of each item (added to batches as ``"index"``).
+        labels: every item's label ``(N,)`` (read once from the items when None).
+        device: where batches go. num_workers: DataLoader worker processes. pin_memory: default on CUDA.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        index: np.ndarray,
+        device: torch.device,
+        *,
+        labels: torch.Tensor | None = None,
+        num_workers: int = 0,
+        pin_memory: bool | None = None,
+    ) -> None:
+        self.dataset = dataset
+        self.index = torch.as_tensor(np.asarray(index), dtype=torch.long)
+        self.device = torch.device(device)
+        self.num_workers = num_workers
+        self.pin_memory = self.device.type == "cuda" if pin_memory is None else pin_memory
+        if labels is None:
+            labels = torch.as_tensor([int(dataset[i]["label"]) for i in range(len(dataset))], dtype=torch.long)
+        self._labels = torch.as_tensor(labels, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """Every sample's label ``(N,)`` on the CPU, in split order."""
+        return self._labels
+
+    def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
+        """Number of batches per pass."""
+        n = len(self)
+        return n // batch_size if drop_last and n >= batch_size else -(-n // batch_size)
+
+    def _to_device(self, batch: dict, positions: torch.Tensor) -> dict[str, torch.Tensor]:
+        batch = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
+        batch.setdefault("index", self.index[positions])
+        batch["label"] = batch["label"].long()
+        return {k: v.to(self.device, non_blocking=self.pin_memory) for k, v in batch.items()}
+
+    def batches(
+        self, batch_size: int, generator: torch.Generator | None = None, drop_last: bool = False
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Yield batches; shuffled with ``generator`` as an in-memory split would (same draws), else in order."""
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+        nb = self.num_batches(batch_size, drop_last)
+        chunks = [order[b * batch_size : (b + 1) * batch_size].tolist() for b in range(nb)]
+        loader = DataLoader(
+            self.dataset,
+            batch_sampler=chunks,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=False,
+        )
+        for chunk, batch in zip(chunks, loader, strict=True):
+            yield self._to_device(batch, torch.as_tensor(chunk))
+
+    def subset(self, positions: np.ndarray | Sequence[int]) -> dict[str, torch.Tensor]:
+        """The samples at the given positions, as one batch (read through the dataset)."""
+        pos = [int(p) for p in np.asarray(positions).reshape(-1)]
+        return self._to_device(default_collate([self.dataset[p] for p in pos]), torch.as_tensor(pos))
+
+
+@dataclasses.dataclass
+class LoaderData:
+    """A run's data as one map-style ``Dataset`` per split (train, val, test), loaded by ``DataLoader`` workers.
+
+    Attributes:
+        train, val, test: the splits; each item a dict of tensors keyed by modality name plus ``"label"``.
+        modalities: the modality specs (name, kind, per-sample shape), in the fixed order.
+        classes: class names (labels are ``0 .. C-1``).
+        num_workers: DataLoader worker processes per pass.
+        probe_size: size of the fixed stratified probe subset of val (snapshots).
+        labels: optional per split labels ``(N,)`` (else read once from the items).
+
+    Samples get absolute indices train first, then val, then test.
+    """
+
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    modalities: tuple[ModalitySpec, ...]
+    classes: tuple[str, ...]
+    num_workers: int = 0
+    probe_size: int = 2000
+    labels: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+    name: str = "loader"
+
+    def __post_init__(self) -> None:
+        start = 0
+        self.splits: dict[str, np.ndarray] = {}
+        for split in ("train", "val", "test"):
+            n = len(getattr(self, split))
+            if n == 0:
+                raise DataError(f"The {split!r} dataset given to LoaderData is empty.")
+            self.splits[split] = np.arange(start, start + n)
+            start += n
+        self.num_samples = start
+        self._val_labels: np.ndarray | None = None
+
+    @property
+    def modality_names(self) -> tuple[str, ...]:
+        """Modality names in the fixed order."""
+        return tuple(s.name for s in self.modalities)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return len(self.classes)
+
+    def to_splits(self, device: torch.device) -> dict[str, LoaderSplit]:
+        """The three splits as :class:`LoaderSplit` on ``device``."""
+        out = {
+            s: LoaderSplit(
+                getattr(self, s), self.splits[s], device, labels=self.labels.get(s), num_workers=self.num_workers
+            )
+            for s in ("train", "val", "test")
+        }
+        self._val_labels = out["val"].labels.numpy()
+        return out
+
+    @property
+    def probe_index(self) -> np.ndarray:
+        """Absolute indices of the fixed stratified probe subset of val (after :meth:`to_splits`)."""
+        labels = self._val_labels
+        if labels is None:
+            labels = np.asarray([int(self.val[i]["label"]) for i in range(len(self.val))])
+            self._val_labels = labels
+        return stratified_subset(self.splits["val"], labels, self.probe_size, seed=0)

@@ -46,7 +46,9 @@ def _submodule(model: nn.Module, path: str, what: str, owner: str) -> nn.Module:
         return model.get_submodule(path)
     except AttributeError:
         names = ", ".join(repr(n) for n, _ in model.named_children()) or "none"
-        raise ConfigError(f"The {what} is {path!r}, which is not a submodule of {owner}; its submodules are {names}.") from None
+        raise ConfigError(
+            f"The {what} is {path!r}, which is not a submodule of {owner}; its submodules are {names}."
+        ) from None
 
 
 def _default_logits(output: Any) -> torch.Tensor:

@@ -86,6 +86,7 @@ class LoaderSplit:
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=False,
+            generator=torch.Generator().manual_seed(0),  # its workers' base seed: never drawn from the global RNG
         )
         for chunk, batch in zip(chunks, loader, strict=True):
             yield self._to_device(batch, torch.as_tensor(chunk))

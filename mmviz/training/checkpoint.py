@@ -180,10 +180,18 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(tmp, flags, 0o644)
     try:
-        _write_all(fd, [memoryview(MAGIC), memoryview(struct.pack("<Q", len(header))), memoryview(header), *buffers])
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            _write_all(
+                fd, [memoryview(MAGIC), memoryview(struct.pack("<Q", len(header))), memoryview(header), *buffers]
+            )
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException as exc:  # a full disk: give the space of the partial file back, name the file
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -3,19 +3,28 @@
 Status transitions: ``queued`` -> ``running`` -> ``finished`` | ``stopped`` (stop request or SIGTERM:
 the step is finished, logs flushed, a checkpoint written) | ``diverged`` (NaN/inf loss, with the step)
 | ``failed`` (any exception, with its message; the traceback goes to the run's log).
+
+A full or failing disk must still end the run ``failed`` with its reason: the trainer keeps a small reserve
+file next to the run's artifacts (:data:`RESERVE_BYTES`) and frees it to make room for the final status write,
+which it retries; such a failure is reported in one sentence, without a traceback (it is not a bug). Only a
+workspace that cannot be written at all (read-only) leaves the run without a recorded status (shown ``lost``).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import threading
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
+from mmviz.errors import MmvizError
 from mmviz.training.checkpoint import checkpoint_path
 from mmviz.training.config import RunConfig
 from mmviz.training.context import StepInfo
@@ -63,6 +72,56 @@ class _Progress:
         sys.stderr.flush()
 
 
+RESERVE_BYTES = 1 << 20  # freed when the disk is full so that the final status can still be written
+RESERVE_NAME = ".space-reserve"
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
+_DISK_HINT = "free space or fix the disk, then fork from the last checkpoint."
+_DISK_SQLITE = ("database or disk is full", "disk i/o error", "readonly database", "read-only")
+
+
+def disk_failure(exc: BaseException) -> str | None:
+    """One sentence for an error caused by a full, read-only or failing disk; None for any other error."""
+    if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+        what = {errno.EROFS: "is read-only", errno.EIO: "reported an I/O error"}.get(exc.errno, "is full")
+        where = f" (writing {str(exc.filename)!r})" if exc.filename else ""
+        return f"The disk {what}{where}: {exc.strerror or exc}; {_DISK_HINT}"
+    if isinstance(exc, sqlite3.OperationalError) and any(t in str(exc).lower() for t in _DISK_SQLITE):
+        return f"The run store could not be written ({exc}); {_DISK_HINT}"
+    return None
+
+
+def _reserve(folder: Path) -> Path | None:
+    """Take :data:`RESERVE_BYTES` of disk for the failure path; None when even that does not fit."""
+    path = folder / RESERVE_NAME
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as fh:
+            try:
+                os.posix_fallocate(fh.fileno(), 0, RESERVE_BYTES)
+            except (AttributeError, OSError):  # no fallocate on this file system: write the bytes
+                fh.write(bytes(RESERVE_BYTES))
+                fh.flush()
+                os.fsync(fh.fileno())
+        return path
+    except OSError:
+        path.unlink(missing_ok=True)
+        return None
+
+
+def _record_status(store: Any, run_id: str, status: str, reserve: Path | None, error: str | None = None) -> bool:
+    """Write the final status, freeing the reserve and retrying when the disk is full; False when it never went in."""
+    for attempt in range(4):
+        try:
+            store.set_status(run_id, status, error=error)
+            return True
+        except (sqlite3.Error, OSError, MmvizError):
+            if reserve is not None:
+                reserve.unlink(missing_ok=True)
+                reserve = None
+            time.sleep(0.2 * attempt)
+    return False
+
+
 def run_training(store: Any, run_id: str, *, progress: bool = False) -> str:
     """Train the stored run ``run_id`` in this process; returns its final status."""
     run = store.get_run(run_id)
@@ -76,9 +135,10 @@ def run_training(store: Any, run_id: str, *, progress: bool = False) -> str:
     )
     store.update_run(run_id, pid=os.getpid(), host=socket.gethostname())
     store.set_status(run_id, "running", pid=os.getpid())
+    reserve = _reserve(store.run_dir(run_id))
     beat = _Heartbeat(store, run_id)
     beat.start()
-    status = "failed"
+    status, error = "failed", None
     try:
         cfg = RunConfig.from_dict(run["config"])
         store.update_run(run_id, device=cfg.train.device)
@@ -105,23 +165,31 @@ def run_training(store: Any, run_id: str, *, progress: bool = False) -> str:
             summary=result.test,
         )
         status = "finished"
-        store.set_status(run_id, status)
     except StopTraining:
         status = "stopped"
-        store.set_status(run_id, status)
     except Diverged as exc:
-        status = "diverged"
-        store.set_status(run_id, status, error=str(exc))
+        status, error = "diverged", str(exc)
     except KeyboardInterrupt:
-        status = "stopped"
-        store.set_status(run_id, status, error="Interrupted from the keyboard.")
-    except BaseException as exc:  # noqa: BLE001 - record every failure, then re-raise for the log
+        status, error = "stopped", "Interrupted from the keyboard."
+    except MmvizError as exc:  # a user's input or file found bad late (a damaged checkpoint): one sentence
+        status, error = "failed", str(exc)
+    except BaseException as exc:  # noqa: BLE001 - record every failure; a bug's traceback goes to the log
         status = "failed"
-        msg = str(exc) or type(exc).__name__
-        store.set_status(run_id, status, error=f"{type(exc).__name__}: {msg}")
-        traceback.print_exc()
+        error = disk_failure(exc)
+        if error is None:
+            error = f"{type(exc).__name__}: {str(exc) or type(exc).__name__}"
+            traceback.print_exc()
     finally:
         beat.done.set()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+    if not _record_status(store, run_id, status, reserve, error):
+        print(
+            f"mmviz: error: run {run_id} ended {status} but the run store {str(store.workspace)!r} could not record it"
+            + (f" ({error})" if error else "")
+            + "; it will show as 'lost'.",
+            file=sys.stderr,
+        )
+    if reserve is not None:
+        reserve.unlink(missing_ok=True)
     return status

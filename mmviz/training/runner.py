@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mmviz.errors import MmvizError
-from mmviz.training.checkpoint import checkpoint_path
+from mmviz.launcher import fork_checkpoint
 from mmviz.training.config import RunConfig
 from mmviz.training.context import StepInfo
 from mmviz.training.loop import Diverged, Resume, StopTraining, fit
@@ -122,8 +122,38 @@ def _record_status(store: Any, run_id: str, status: str, reserve: Path | None, e
     return False
 
 
+class _EpochLines:
+    """One line per epoch on stderr (a log file, a scheduler, ``nohup``): loss, val and probe accuracies, imbalance."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+        self.loss_sum, self.steps = 0.0, 0
+
+    def __call__(self, info: StepInfo, values: dict) -> None:
+        if "loss" in values:
+            self.loss_sum = values["loss"].float() + self.loss_sum  # stays on the device: no per-step sync
+            self.steps += 1
+        if "epoch_done" not in values:
+            return
+        logged = values.get("logged") or {}
+        parts = [f"epoch {values['epoch_done']}/{self.epochs}"]
+        if self.steps:
+            parts.append(f"loss {float(self.loss_sum) / self.steps:.4f}")
+        parts.append(f"val acc {100 * values['val_acc']:.1f}%")
+        probes = [(k.rsplit("/", 1)[1], v) for k, v in sorted(logged.items()) if k.startswith("val/acc_probe/")]
+        if probes:
+            parts.append("probe acc " + ", ".join(f"{m} {100 * float(v):.1f}%" for m, v in probes))
+        if "imbalance/index" in logged:
+            parts.append(f"imbalance {float(logged['imbalance/index']):.2f}")
+        print("  ".join(parts), file=sys.stderr, flush=True)
+        self.loss_sum, self.steps = 0.0, 0
+
+
 def run_training(store: Any, run_id: str, *, progress: bool = False) -> str:
-    """Train the stored run ``run_id`` in this process; returns its final status."""
+    """Train the stored run ``run_id`` in this process; returns its final status.
+
+    With ``progress``: a progress bar on stderr when stdout and stderr are terminals, else one line per epoch.
+    """
     run = store.get_run(run_id)
     stop_flag = threading.Event()
 
@@ -138,7 +168,7 @@ def run_training(store: Any, run_id: str, *, progress: bool = False) -> str:
     reserve = _reserve(store.run_dir(run_id))
     beat = _Heartbeat(store, run_id)
     beat.start()
-    status, error = "failed", None
+    status, error, bar = "failed", None, None
     try:
         cfg = RunConfig.from_dict(run["config"])
         store.update_run(run_id, device=cfg.train.device)
@@ -147,20 +177,20 @@ def run_training(store: Any, run_id: str, *, progress: bool = False) -> str:
             parent_dir = store.run_dir(run["parent_run_id"])
             parent = store.get_run(run["parent_run_id"])
             resume = Resume(
-                checkpoint_path(parent_dir, int(run["fork_epoch"])),
+                fork_checkpoint(store, run),
                 parent_dir / "init.pt",
                 same_method=parent["config"]["method"] == cfg.method,
             )
-        bar = _Progress(cfg.train.epochs) if progress and sys.stderr.isatty() else None
+        if progress:
+            tty = sys.stderr.isatty() and sys.stdout.isatty()
+            bar = _Progress(cfg.train.epochs) if tty else _EpochLines(cfg.train.epochs)
         result = fit(
             cfg, store, run_id, store.run_dir(run_id), resume=resume, should_stop=stop_flag.is_set, progress=bar
         )
-        if bar is not None:
-            sys.stderr.write("\n")
         store.update_run(
             run_id,
             epochs_done=result.epochs_done,
-            best_val_acc=result.best_val_acc,
+            best_val_acc=result.best_val_acc if result.best_epoch else None,  # never -1 ("nothing evaluated")
             best_epoch=result.best_epoch,
             summary=result.test,
         )
@@ -180,6 +210,8 @@ def run_training(store: Any, run_id: str, *, progress: bool = False) -> str:
             error = f"{type(exc).__name__}: {str(exc) or type(exc).__name__}"
             traceback.print_exc()
     finally:
+        if isinstance(bar, _Progress):
+            sys.stderr.write("\n")
         beat.done.set()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -56,6 +56,7 @@ def parse_fork_epoch(text: str | int) -> int | str:
             f"The fork epoch must be a checkpoint's epoch number or {STOP_POINT!r} (where the parent was stopped). "
             f"Got {text!r} instead."
         ) from None
+_CHILDREN_LOCK = threading.Lock()
 
 
 def prepare_run(
@@ -190,8 +191,19 @@ def spawn_run(store: Any, run_id: str) -> subprocess.Popen:
     finally:
         log.close()
     store.update_run(run_id, pid=proc.pid)
-    _CHILDREN.append(proc)
+    with _CHILDREN_LOCK:
+        _CHILDREN.append(proc)
+    # A waiter per child collects its exit status the moment it ends: a long-lived parent (the dashboard) keeps no
+    # <defunct> trainer around until its next launch.
+    threading.Thread(target=_wait_and_forget, args=(proc,), daemon=True, name=f"mmviz-reap-{proc.pid}").start()
     return proc
+
+
+def _wait_and_forget(proc: subprocess.Popen) -> None:
+    proc.wait()
+    with _CHILDREN_LOCK:
+        if proc in _CHILDREN:
+            _CHILDREN.remove(proc)
 
 
 def launch(
@@ -248,18 +260,22 @@ def restart(
     overrides: Mapping[str, Any] | None = None,
     name: str = "",
 ) -> str:
-    """Start a new run from scratch whose config is ``run_id``'s with edits."""
+    """Start a new run from scratch whose config is ``run_id``'s with edits; it records ``run_id`` as its origin
+    (``restart_of``), so it belongs to ``run_id``'s family."""
     old = store.get_run(run_id)
-    return launch(
+    new_id = launch(
         store, dataset, method, base=old["config"], overrides=overrides, name=name or f"{old['name']}-restart"
     )
+    store.update_run(new_id, restart_of=run_id)
+    return new_id
 
 
 def reap() -> None:
     """Collect exited child trainer processes so they do not linger as zombies."""
-    for proc in list(_CHILDREN):
-        if proc.poll() is not None:
-            _CHILDREN.remove(proc)
+    with _CHILDREN_LOCK:
+        for proc in list(_CHILDREN):
+            if proc.poll() is not None:
+                _CHILDREN.remove(proc)
 
 
 def stop(store: Any, run_id: str, *, grace: float = 20.0, wait: bool = False) -> None:

@@ -13,6 +13,7 @@ from mmviz.balancing.base import BalancingMethod
 from mmviz.balancing.registry import METHODS
 from mmviz.config import Config, param
 from mmviz.data.base import TensorSplit
+from mmviz.measures import compute_kmeans_purity, extract_features
 from mmviz.training.context import StepInfo, TrainContext
 
 
@@ -52,33 +53,7 @@ class RelearnConfig(Config):
         log=True,
     )
     kmeans_seed: int = param(0, "random_state of k-means and of the sample subset.", low=0, high=2**31 - 1)
-
-
-def compute_minmax_scale(x: np.ndarray) -> np.ndarray:
-    """Scale each column of ``x`` ``(N, D)`` to [-1, 1] with its own min and max (constant columns -> -1)."""
-    lo, hi = x.min(axis=0, keepdims=True), x.max(axis=0, keepdims=True)
-    return 2.0 * (x - lo) / np.maximum(hi - lo, 1e-12) - 1.0
-
-
-def compute_purity(labels: np.ndarray, clusters: np.ndarray) -> float:
-    """Cluster purity ``(1/N) sum_c max_k |{i in c : y_i = k}|``.
-
-    >>> compute_purity(np.array([0, 0, 1, 1]), np.array([0, 0, 0, 1]))
-    0.75
-    """
-    total = 0
-    for c in np.unique(clusters):
-        total += np.bincount(labels[clusters == c]).max()
-    return float(total / max(1, len(labels)))
-
-
-def compute_cluster_purity(features: np.ndarray, labels: np.ndarray, num_classes: int, seed: int) -> float:
-    """Purity of k-means (K = number of classes) on min-max scaled ``features`` ``(N, D)``."""
-    from sklearn.cluster import KMeans
-
-    k = min(num_classes, len(labels))
-    clusters = KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(compute_minmax_scale(features))
-    return compute_purity(labels, clusters)
+    kmeans_n_init: int = param(3, "k-means restarts per diagnosis (the lowest-inertia run is kept).", low=1, high=100)
 
 
 def compute_alpha(state: float, lam: float) -> float:
@@ -99,7 +74,8 @@ class Relearn(BalancingMethod):
     Training is plain joint cross-entropy; every ``reinit_every`` epochs (at most ``reinit_num`` times) each
     encoder's learning state is diagnosed from the separability of its own features: in eval mode the
     features of the train and val splits are min-max scaled to [-1, 1] per split, clustered by k-means with
-    K = C (fixed random state) and scored by cluster purity. The gap ``g = |P_train - P_val|`` gives the
+    K = C (fixed random state, ``kmeans_n_init`` restarts) and scored by cluster purity — the same function
+    (:func:`mmviz.measures.compute_kmeans_purity`) as the ``separability`` probe's ``sep/purity``. The gap ``g = |P_train - P_val|`` gives the
     strength ``alpha = tanh(lambda * g)`` and the encoder is softly re-initialised,
     ``theta <- alpha * theta_0 + (1 - alpha) * theta`` (the fusion head is untouched), so an encoder that
     memorises is pulled back hard and one still learning is barely touched. Default: the official code's
@@ -146,27 +122,12 @@ class Relearn(BalancingMethod):
         return batch
 
     # ----- the diagnosis ----------------------------------------------------------------------------
-    @torch.no_grad()
-    def extract_features(self, split: TensorSplit) -> dict[str, torch.Tensor]:
-        """Eval-mode pooled features ``{m: (N, D_m)}`` of a whole split (train/eval mode restored)."""
-        model = self.ctx.model
-        was_training = model.training
-        model.eval()
-        autocast = self.ctx.extra.get("autocast")
-        bs = getattr(getattr(self.ctx.config, "train", None), "eval_batch_size", 512)
-        feats: dict[str, list[torch.Tensor]] = {m: [] for m in self.ctx.modalities}
-        try:
-            for batch in split.batches(bs):
-                if autocast is not None:
-                    with autocast():
-                        z = model.encode(batch)
-                else:
-                    z = model.encode(batch)
-                for m in feats:
-                    feats[m].append(z[m].float())
-        finally:
-            model.train(was_training)
-        return {m: torch.cat(v).cpu() for m, v in feats.items()}
+    def split_features(self, split: TensorSplit) -> dict[str, torch.Tensor]:
+        """Eval-mode pooled features ``{m: (N, D_m)}`` of a whole split, on the CPU (modes restored)."""
+        ctx = self.ctx
+        bs = getattr(getattr(ctx.config, "train", None), "eval_batch_size", 512)
+        feats, _ = extract_features(ctx.model, split.batches(bs), ctx.modalities, autocast=ctx.extra.get("autocast"))
+        return feats
 
     def diagnose(self) -> dict[str, dict[str, float]]:
         """Purity of each modality's features on train and val, their gap and the resulting alpha."""
@@ -174,13 +135,19 @@ class Relearn(BalancingMethod):
         out: dict[str, dict[str, float]] = {m: {} for m in ctx.modalities}
         rng = np.random.default_rng(cfg.kmeans_seed)
         for split in ("train", "val"):
-            feats = self.extract_features(ctx.splits[split])
+            feats = self.split_features(ctx.splits[split])
             labels = ctx.splits[split].tensors["label"].cpu().numpy()
             keep = np.arange(len(labels))
             if len(keep) > cfg.max_samples:
                 keep = np.sort(rng.choice(len(labels), cfg.max_samples, replace=False))
             for m, z in feats.items():
-                out[m][split] = compute_cluster_purity(z.numpy()[keep], labels[keep], ctx.num_classes, cfg.kmeans_seed)
+                out[m][split] = compute_kmeans_purity(
+                    z.numpy()[keep],
+                    labels[keep],
+                    ctx.num_classes,
+                    random_state=cfg.kmeans_seed,
+                    n_init=cfg.kmeans_n_init,
+                )
         for _m, d in out.items():
             d["gap"] = abs(d["train"] - d["val"])
             d["alpha"] = compute_alpha(d["gap"] if cfg.diagnosis == "purity_gap" else d["train"], cfg.lam)

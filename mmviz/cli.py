@@ -156,6 +156,12 @@ def cmd_train(args) -> int:
 
     resolve_device(cfg.train.device)
     data = check_run_config(cfg)  # everything about the config is checked before the store is touched
+    from mmviz.balancing import METHODS
+    from mmviz.recipes import describe_recipe
+
+    recipe = describe_recipe(METHODS.get(cfg.method).factory, cfg.to_dict())
+    if recipe:  # the settings the recipe implies, before launch (stderr: stdout's first line is the run id)
+        print(recipe, file=sys.stderr, flush=True)
     store = store or _store(args)
     run_id = prepare_run(
         store, cfg, name=args.name, parent_run_id=args.fork, fork_epoch=fork_epoch, tags=args.tags, data=data

@@ -17,6 +17,7 @@ from mmviz.balancing import METHODS
 from mmviz.data import DATASETS
 from mmviz.errors import ConfigError, MmvizError
 from mmviz.probes import PROBES
+from mmviz.recipes import recipe_summary
 from mmviz.training.config import ModelConfig, OptimConfig, TrainConfig
 from mmviz.ui.forms import changed_fields, cli_command, defaults_of, render_config
 from mmviz.ui.frame import flash
@@ -110,6 +111,9 @@ def render_run_form(
                 if rest.strip():
                     with st.expander(f"More about {me.name}"):
                         st.markdown(rest)
+                summary = recipe_summary(me.factory)
+                if summary:  # what recipe=paper implies, shown before launch (as text, not markdown)
+                    st.text(summary)
             elif section == "data":
                 st.caption(ds.summary)
             shown = {**defaults_of(cls), **(initial[section] or {})}

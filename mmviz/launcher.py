@@ -42,6 +42,8 @@ def prepare_run(
 
     ``data`` is the already loaded dataset when the caller validated ``cfg`` before opening the store.
     """
+    if parent_run_id is not None:
+        check_rerunnable(store.get_run(parent_run_id), "fork")
     data = check_run_config(cfg, data)
     if parent_run_id is not None:
         parent = store.get_run(parent_run_id)
@@ -77,6 +79,17 @@ def prepare_run(
         device=cfg.train.device,
         version=__version__,
     )
+
+
+def check_rerunnable(run: Mapping[str, Any], action: str) -> None:
+    """Refuse to ``action`` ('fork' or 'restart') a run that the user's own code trained (mmviz.api, Lightning)."""
+    origin = run.get("origin") or "trainer"
+    if origin != "trainer":
+        how = "a Lightning callback" if origin == "lightning" else "mmviz.api"
+        raise ConfigError(
+            f"Run {run['run_id']!r} was trained by your own code through {how}, so mmviz cannot {action} it; "
+            "re-run your script with the settings shown for the run instead."
+        )
 
 
 def available_checkpoints(store: Any, run_id: str) -> list[int]:
@@ -173,6 +186,7 @@ def restart(
 ) -> str:
     """Start a new run from scratch whose config is ``run_id``'s with edits."""
     old = store.get_run(run_id)
+    check_rerunnable(old, "restart")
     return launch(
         store, dataset, method, base=old["config"], overrides=overrides, name=name or f"{old['name']}-restart"
     )
@@ -194,6 +208,8 @@ def stop(store: Any, run_id: str, *, grace: float = 20.0, wait: bool = False) ->
     if run["status"] not in ("queued", "running"):
         raise StoreError(f"Run {run_id!r} is {run['status']!r}, not running; only running runs can be stopped.")
     store.request_stop(run_id)
+    if (run.get("origin") or "trainer") != "trainer":
+        return  # the user's own process: it sees the request (mmviz.api's ``should_stop``); never signal it
     pid = run.get("pid")
 
     def escalate() -> None:

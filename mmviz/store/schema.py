@@ -18,8 +18,11 @@ TERMINAL = frozenset({"finished", "failed", "stopped", "diverged"})
 RUN_COLUMNS = [
     "run_id", "name", "created", "started", "finished", "status", "config", "dataset", "method", "fusion",
     "modalities", "pid", "host", "heartbeat", "parent_run_id", "fork_epoch", "error", "stop_requested", "tags",
-    "epochs_done", "step", "best_val_acc", "best_epoch", "imbalance_index", "device", "version", "summary",
+    "epochs_done", "step", "best_val_acc", "best_epoch", "imbalance_index", "device", "version", "summary", "origin",
 ]  # fmt: skip
+# Who trained a run: mmviz's own trainer (restart and fork work), or the user's code through the public API
+# ("api": a plain loop with mmviz.api; "lightning": the Lightning callback), which mmviz cannot re-run.
+ORIGINS = ("trainer", "api", "lightning")
 JSON_COLUMNS = frozenset({"config", "modalities", "tags", "summary"})
 UPDATABLE = frozenset({
     "name", "tags", "epochs_done", "step", "best_val_acc", "best_epoch", "imbalance_index", "summary", "device",
@@ -38,7 +41,7 @@ DDL = [
         dataset TEXT, method TEXT, fusion TEXT, modalities TEXT, pid INTEGER, host TEXT, heartbeat REAL,
         parent_run_id TEXT, fork_epoch INTEGER, error TEXT, stop_requested INTEGER DEFAULT 0, tags TEXT,
         epochs_done INTEGER DEFAULT 0, step INTEGER DEFAULT 0, best_val_acc REAL, best_epoch INTEGER,
-        imbalance_index REAL, device TEXT, version TEXT, summary TEXT)""",
+        imbalance_index REAL, device TEXT, version TEXT, summary TEXT, origin TEXT DEFAULT 'trainer')""",
     """CREATE TABLE IF NOT EXISTS metrics (
         id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, step INTEGER, epoch REAL, wall_time REAL, key TEXT,
         split TEXT, quantity TEXT, modality TEXT, value REAL)""",
@@ -59,6 +62,11 @@ def create_schema(conn: sqlite3.Connection) -> None:
     """Create the tables, indexes and ``meta`` rows that are missing (inside the caller's transaction)."""
     for statement in DDL:
         conn.execute(statement)
+    # Columns added after schema 1 was released: older stores get them with their default (readers of either
+    # version select columns by name, so the schema version stays 1).
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+    if "origin" not in columns:
+        conn.execute("ALTER TABLE runs ADD COLUMN origin TEXT DEFAULT 'trainer'")
     conn.executemany(
         "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
         [("app", "mmviz"), ("schema_version", str(SCHEMA_VERSION))],

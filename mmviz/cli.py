@@ -143,7 +143,11 @@ def cmd_train(args) -> int:
     fork_epoch = None
     if args.fork:
         store = _store(args)
-        base = store.get_run(args.fork)["config"]
+        parent = store.get_run(args.fork)
+        from mmviz.launcher import check_rerunnable
+
+        check_rerunnable(parent, "fork")
+        base = parent["config"]
         if args.fork_epoch is None:
             raise MmvizError("A fork needs --fork-epoch K (the parent's checkpoint epoch to start from, or 'stopped').")
         fork_epoch = parse_fork_epoch(args.fork_epoch)

@@ -76,6 +76,8 @@ def prepare_run(
     """
     from mmviz.training.build import check_run_config
 
+    if parent_run_id is not None:
+        check_rerunnable(store.get_run(parent_run_id), "fork")
     data = check_run_config(cfg, data)
     stop_step = None
     if parent_run_id is not None:
@@ -153,6 +155,17 @@ def stop_checkpoint(store: Any, run_id: str) -> tuple[int, int] | None:
         return int(state["epoch"]), int(state["step"])
     except (StoreError, KeyError, TypeError, ValueError):
         return None
+
+
+def check_rerunnable(run: Mapping[str, Any], action: str) -> None:
+    """Refuse to ``action`` ('fork' or 'restart') a run that the user's own code trained (mmviz.api, Lightning)."""
+    origin = run.get("origin") or "trainer"
+    if origin != "trainer":
+        how = "a Lightning callback" if origin == "lightning" else "mmviz.api"
+        raise ConfigError(
+            f"Run {run['run_id']!r} was trained by your own code through {how}, so mmviz cannot {action} it; "
+            "re-run your script with the settings shown for the run instead."
+        )
 
 
 def available_checkpoints(store: Any, run_id: str) -> list[int]:
@@ -263,6 +276,7 @@ def restart(
     """Start a new run from scratch whose config is ``run_id``'s with edits; it records ``run_id`` as its origin
     (``restart_of``), so it belongs to ``run_id``'s family."""
     old = store.get_run(run_id)
+    check_rerunnable(old, "restart")
     new_id = launch(
         store, dataset, method, base=old["config"], overrides=overrides, name=name or f"{old['name']}-restart"
     )
@@ -292,6 +306,8 @@ def stop(store: Any, run_id: str, *, grace: float = 20.0, wait: bool = False) ->
     if status not in ("queued", "running"):
         raise StoreError(f"Run {run_id!r} is {status!r}, not running; only running runs can be stopped.")
     store.request_stop(run_id)
+    if (run.get("origin") or "trainer") != "trainer":
+        return  # the user's own process: it sees the request (mmviz.api's ``should_stop``); never signal it
     pid = run.get("pid")
 
     def escalate() -> None:

@@ -8,6 +8,7 @@ its one-sentence error in the form when the combination is invalid.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -212,10 +213,27 @@ def render_launch_form(store) -> None:
             _started(run_id, "Started")
 
 
+def render_own_code_settings(run: Mapping, done: str) -> bool:
+    """For a run the user's own code trained: say it cannot be ``done`` here and show its exact settings (True)."""
+    origin = run.get("origin") or "trainer"
+    if origin == "trainer":
+        return False
+    how = "a PyTorch Lightning callback" if origin == "lightning" else "the mmviz.api calls in your own training loop"
+    st.info(
+        f"This run was trained by your own code through {how}, so it cannot be {done} from the dashboard: "
+        "re-run your script with these settings (or edited ones) instead.",
+        icon=":material/code:",
+    )
+    st.code(json.dumps(run.get("config") or {}, indent=2, sort_keys=True), language="json")
+    return True
+
+
 def render_restart_form(store, run: Mapping) -> None:
     """Restart ``run`` from scratch with edited settings (a new run; the old one is kept)."""
     from mmviz import launcher
 
+    if render_own_code_settings(run, "restarted"):
+        return
     base = run.get("config") or {}
     rid = run["run_id"]
     c1, c2 = st.columns(2)
@@ -264,6 +282,8 @@ def render_fork_form(store, run: Mapping) -> None:
     """Fork ``run`` from one of its checkpoints with edited balancing settings (the child resumes its weights)."""
     from mmviz import launcher
 
+    if render_own_code_settings(run, "forked"):
+        return
     rid = run["run_id"]
     base = run.get("config") or {}
     epochs = launcher.available_checkpoints(store, rid)

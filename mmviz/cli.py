@@ -1,4 +1,5 @@
-"""The command line: ``python -m mmviz train | runs | export | methods | datasets | stop | build-avdigits``.
+"""The command line: ``python -m mmviz train | runs | export | methods | datasets | stop | build-avdigits``, plus
+``sweep | queue | scheduler`` (see :mod:`mmviz.cli_scale`).
 
 Bad input exits with status 2 and one sentence on stderr naming the field, the bad value and the valid
 choices; nothing is started and nothing is written.
@@ -11,6 +12,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from mmviz.cli_scale import SCALE_COMMANDS, add_scale_commands, add_start_options, run_scale_command, wait_for_run
 from mmviz.errors import MmvizError
 
 
@@ -44,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--fork", metavar="RUN_ID", help="Start from this run's checkpoint (needs --fork-epoch).")
     t.add_argument("--fork-epoch", type=int, metavar="K")
     t.add_argument("--detach", action="store_true", help="Start the run in the background and return at once.")
+    add_start_options(t)
     t.add_argument("--run-id", help=argparse.SUPPRESS)  # internal: train an already prepared run
     _add_workspace(t)
 
@@ -68,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build-avdigits", help="Rebuild the avdigits audio with espeak-ng (needs Debian's espeak-ng).")
     b.add_argument("--out", help="Output .npz (default: the bundled file).")
     b.add_argument("--clips", type=int, default=3000)
+    add_scale_commands(sub, _add_workspace)
     return parser
 
 
@@ -106,7 +110,7 @@ def _print_entries(registry, prefix: str) -> None:
 
 
 def cmd_train(args) -> int:
-    from mmviz.launcher import prepare_run, spawn_run
+    from mmviz.launcher import submit
     from mmviz.training.config import build_run_config
     from mmviz.training.runner import run_training
 
@@ -133,14 +137,23 @@ def cmd_train(args) -> int:
     resolve_device(cfg.train.device)
     data = check_run_config(cfg)  # everything about the config is checked before the store is touched
     store = store or _store(args)
-    run_id = prepare_run(
-        store, cfg, name=args.name, parent_run_id=args.fork, fork_epoch=args.fork_epoch, tags=args.tags, data=data
+    detach = args.detach or args.queue
+    backend = args.backend if detach or args.backend != "local" else None  # None: this process trains it
+    run_id = submit(
+        store,
+        cfg,
+        name=args.name,
+        parent_run_id=args.fork,
+        fork_epoch=args.fork_epoch,
+        tags=args.tags,
+        data=data,
+        backend=backend,
+        queue=args.queue,
     )
     print(run_id, flush=True)
-    if args.detach:
-        spawn_run(store, run_id)
+    if detach:
         return 0
-    status = run_training(store, run_id, progress=True)
+    status = run_training(store, run_id, progress=True) if backend is None else wait_for_run(store, run_id)
     run = store.get_run(run_id)
     if status != "finished":
         print(f"Run {run_id} ended {status}" + (f": {run['error']}" if run.get("error") else "."), file=sys.stderr)
@@ -221,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_export(args)
         if args.command == "stop":
             return cmd_stop(args)
+        if args.command in SCALE_COMMANDS:
+            return run_scale_command(args, _store(args))
         if args.command in ("methods", "datasets"):
             if args.command == "methods":
                 from mmviz.balancing import METHODS as registry

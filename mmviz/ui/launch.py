@@ -114,14 +114,11 @@ def _started(run_id: str, verb: str, parent: str | None = None) -> None:
 def start_run(
     store, dataset: str, method: str, overrides: Mapping, name: str = "", tags: list[str] | None = None
 ) -> str:
-    """Validate like the CLI, then start a trainer process; returns the run id (raises ``MmvizError``)."""
+    """Validate like the CLI, then queue the run (it starts now when a slot is free); returns the run id (raises
+    ``MmvizError``)."""
     from mmviz import launcher
-    from mmviz.training.build import resolve_device
-    from mmviz.training.config import build_run_config
 
-    cfg = build_run_config(dataset, method, overrides=overrides)
-    resolve_device(cfg.train.device)
-    return launcher.launch(store, dataset, method, overrides=overrides, name=name, tags=tags or [])
+    return launcher.launch(store, dataset, method, overrides=overrides, name=name, tags=tags or [], queue=True)
 
 
 def render_demo_button(store) -> None:
@@ -181,7 +178,7 @@ def render_restart_form(store, run: Mapping) -> None:
     if submitted:
         try:
             new_id = launcher.restart(
-                store, rid, dataset=dataset, method=method, overrides=overrides, name=name.strip()
+                store, rid, dataset=dataset, method=method, overrides=overrides, name=name.strip(), queue=True
             )
         except MmvizError as exc:
             st.error(str(exc))
@@ -210,7 +207,9 @@ def render_fork_form(store, run: Mapping) -> None:
         submitted = st.form_submit_button("Fork", type="primary")
     if submitted:
         try:
-            child = launcher.fork(store, rid, int(epoch), method=method, overrides=overrides, name=name.strip())
+            child = launcher.fork(
+                store, rid, int(epoch), method=method, overrides=overrides, name=name.strip(), queue=True
+            )
         except MmvizError as exc:
             st.error(str(exc))
         else:

@@ -60,6 +60,8 @@ DDL = [
     """CREATE TABLE IF NOT EXISTS artifacts (
         id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, epoch INTEGER, kind TEXT, path TEXT, meta TEXT)""",
     "CREATE INDEX IF NOT EXISTS artifacts_run_kind ON artifacts (run_id, kind, epoch)",
+    # Runs waiting for a free slot, in start order (see mmviz.store.queue); a claimed run leaves this table.
+    "CREATE TABLE IF NOT EXISTS queue (run_id TEXT PRIMARY KEY, position REAL, enqueued REAL, backend TEXT)",
 ]
 
 

@@ -163,14 +163,11 @@ def _started(run_id: str, verb: str, parent: str | None = None, compare: str = "
 def start_run(
     store, dataset: str, method: str, overrides: Mapping, name: str = "", tags: list[str] | None = None
 ) -> str:
-    """Validate like the CLI, then start a trainer process; returns the run id (raises ``MmvizError``)."""
+    """Validate like the CLI, then queue the run (it starts now when a slot is free); returns the run id (raises
+    ``MmvizError``)."""
     from mmviz import launcher
-    from mmviz.training.build import resolve_device
-    from mmviz.training.config import build_run_config
 
-    cfg = build_run_config(dataset, method, overrides=overrides)
-    resolve_device(cfg.train.device)
-    return launcher.launch(store, dataset, method, overrides=overrides, name=name, tags=tags or [])
+    return launcher.launch(store, dataset, method, overrides=overrides, name=name, tags=tags or [], queue=True)
 
 
 def render_demo_button(store) -> None:
@@ -248,7 +245,7 @@ def render_restart_form(store, run: Mapping) -> None:
     if submitted:
         try:
             new_id = launcher.restart(
-                store, rid, dataset=dataset, method=method, overrides=overrides, name=name.strip()
+                store, rid, dataset=dataset, method=method, overrides=overrides, name=name.strip(), queue=True
             )
         except MmvizError as exc:
             st.error(md(exc))
@@ -334,7 +331,9 @@ def render_fork_form(store, run: Mapping) -> None:
         overrides = {**overrides, "train": {**overrides.get("train", {}), "epochs": total}}
         try:
             check_fork_trains(int(epoch), total)
-            child = launcher.fork(store, rid, int(epoch), method=method, overrides=overrides, name=name.strip())
+            child = launcher.fork(
+                store, rid, int(epoch), method=method, overrides=overrides, name=name.strip(), queue=True
+            )
         except MmvizError as exc:
             st.error(md(exc))
         else:

@@ -23,5 +23,6 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
+        import_module("models.av_resnet")  # registers the audio-visual ResNet-18 encoders too
         return getattr(import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'models' has no attribute {name!r}")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from models.catalog import FUSION_NAMES
+from models.catalog import FUSION_CAPABILITIES, FUSION_NAMES
 
 # name -> (class, description)
 FUSIONS: dict[str, tuple[Callable[..., nn.Module], str]] = {}
@@ -26,6 +26,7 @@ def register_fusion(name: str, description: str):
         if name not in FUSION_NAMES:
             raise ValueError(f"fusion {name!r} is not declared in models.catalog.FUSION_NAMES")
         cls.name = name
+        cls.capabilities = FUSION_CAPABILITIES[name]
         FUSIONS[name] = (cls, description)
         return cls
 
@@ -71,7 +72,6 @@ class ConcatFusion(Fusion):
     """``o = W [z^1; ...; z^M] + b``; per-modality logits ``o^m = W^m z^m + b / M`` sum exactly to ``o``."""
 
     has_unimodal = True
-    capabilities = frozenset({"unimodal_logits", "head_split"})
 
     def __init__(self, dims: dict[str, int], num_classes: int) -> None:
         super().__init__(dims, num_classes)
@@ -104,7 +104,6 @@ class SumFusion(Fusion):
     """``o = sum_m (W_m z^m + b_m)``; ``o^m = W_m z^m + b_m`` (full own bias, in training and evaluation)."""
 
     has_unimodal = True
-    capabilities = frozenset({"unimodal_logits", "head_split"})
 
     def __init__(self, dims: dict[str, int], num_classes: int) -> None:
         super().__init__(dims, num_classes)
@@ -126,7 +125,6 @@ class SharedHeadFusion(Fusion):
     """``o^m = H(z^m)`` with one shared head ``H``; ``o = sum_m o^m``. All feature sizes must be equal."""
 
     has_unimodal = True
-    capabilities = frozenset({"unimodal_logits", "head_split", "shared_head"})
 
     def __init__(self, dims: dict[str, int], num_classes: int) -> None:
         super().__init__(dims, num_classes)

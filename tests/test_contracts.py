@@ -131,3 +131,10 @@ def test_fusions_with_lists_the_fusions_a_method_can_run_on():
     assert fusions_with({"shared_head"}) == ["shared_head"]
     assert fusions_with(frozenset()) == list(FUSIONS)
     assert fusions_with({"unimodal_logits", "two_modalities"}) == ["concat", "sum", "shared_head"]
+
+
+def test_the_torch_free_kmeans_default_is_the_measures_one():
+    from mmviz.measures import KMEANS_N_INIT
+    from mmviz.probes.configs import KMEANS_N_INIT as DECLARED
+
+    assert DECLARED == KMEANS_N_INIT

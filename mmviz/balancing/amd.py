@@ -81,6 +81,13 @@ class AggressiveModalityDropout(BalancingMethod):
     target-only accuracy ``val/acc_target`` (helpers zeroed) is logged every epoch. The samples zeroed in the
     current epoch are published as ``ctx.dropped_mask``: per modality a bool tensor over absolute
     sample indices (size of the whole dataset; True = zeroed this epoch).
+
+    Recipes: the default ``recipe=quick`` (Adam 1e-3, batch 64, 30 epochs) suits mmviz's small CPU data;
+    ``recipe=paper`` is the official IEMOCAP notebook's: Adam lr 1e-4, batch 30, 40 epochs
+    (nmagal/modality_drop_for_colearning @3cf784fd, ``code/run_model_IEMOCAP.ipynb`` config cell:
+    ``batchsize = 15 * 2``, ``num_epochs = 40``, ``lr = 0.0001``; ``code/training_loops.py`` line 53: Adam). Its
+    ``ReduceLROnPlateau(patience=100)`` (line 58) cannot fire within 40 epochs, so no schedule is its exact
+    equivalent. The target modality and p stay the run's choice (the paper sweeps p).
     """
 
     config_cls = AMDConfig

@@ -30,6 +30,16 @@ def compute_cggm_coefficients(delta: torch.Tensor, eps: float = EPS) -> torch.Te
     return (s - delta) / s
 
 
+def clip_coefficients(coef: torch.Tensor, mode: str, b_max: float) -> torch.Tensor:
+    """``B`` clipped to ``[0, b_max]`` (``mode="clip"``) or unchanged (``"none"``, the official code).
+
+    >>> clip_coefficients(torch.tensor([-0.5, 1.5]), "clip", 1.0).tolist(), clip_coefficients(
+    ...     torch.tensor([-0.5, 1.5]), "none", 1.0).tolist()
+    ([0.0, 1.0], [-0.5, 1.5])
+    """
+    return coef.clamp(0.0, b_max) if mode == "clip" else coef
+
+
 def compute_direction_loss(coef: torch.Tensor, cosines: torch.Tensor) -> torch.Tensor:
     """``L_gm = (1/M) [sum_m |B^m| - sum_m B^m cos_m]`` (``coef`` detached, ``cosines`` carry the gradient)."""
     return (coef.abs().sum() - (coef * cosines).sum()) / coef.numel()
@@ -63,6 +73,16 @@ class CGGM(BalancingMethod):
     Logs ``coef/cggm/<m>`` (raw B, clipped), ``cggm/coef_smooth/<m>``, ``cggm/scale/<m>`` (applied rho * B),
     ``cggm/aux_acc/<m>``, ``cggm/aux_delta/<m>``, ``cggm/aux_delta_smooth/<m>``, ``cggm/aux_loss/<m>``, ``cggm/cos/<m>``
     and ``cggm/direction_loss``.
+
+    B clip: the official code (zrguo/CGGM @21e428cb, ``src/msatrain.py`` lines 106-122) uses
+    ``B^m = (S - delta^m) / S`` unclipped; ``b_clip=none`` selects that variant, the default ``clip`` keeps B in
+    [0, b_max] for the reason above. Recipes: the default ``recipe=quick`` (Adam 1e-3, batch 64, 30 epochs,
+    smoothed and clipped B, paper's direction term, no gradient clip) suits mmviz's small data; ``recipe=paper``
+    is the official MOSI/IEMOCAP setting (``run/mosi_run.py`` and ``run/iemo_run.py`` argparse lines 43-56;
+    ``src/msatrain.py`` lines 21-33 and 126): Adam lr 1e-3, classifiers lr 5e-4, batch 64, 30 epochs, rho 1.3,
+    lambda 0.2, gradient norm clipped to 0.8, raw per-batch accuracy change, unclipped B and the code's
+    parameter-cosine direction term. Its ``ReduceLROnPlateau(patience 10)`` on the validation loss has no mmviz
+    schedule and is left out (with patience 10 it can fire at most twice in 30 epochs).
     """
 
     config_cls = CGGMConfig
@@ -129,8 +149,8 @@ class CGGM(BalancingMethod):
             ema = cfg.smoothing * self.ema_acc + (1.0 - cfg.smoothing) * acc
             delta_smooth = ema - self.ema_acc
             self.ema_acc = ema
-            coef_raw = compute_cggm_coefficients(delta).clamp(0.0, cfg.b_max)
-            coef_smooth = compute_cggm_coefficients(delta_smooth).clamp(0.0, cfg.b_max)
+            coef_raw = clip_coefficients(compute_cggm_coefficients(delta), cfg.b_clip, cfg.b_max)
+            coef_smooth = clip_coefficients(compute_cggm_coefficients(delta_smooth), cfg.b_clip, cfg.b_max)
             self.coef = coef_smooth if cfg.smoothing > 0 else coef_raw
         cosines = torch.stack([self.direction_cosine(m, out.logits, aux_logits[m], y) for m in self.modalities])
         direction = compute_direction_loss(self.coef, cosines.float())

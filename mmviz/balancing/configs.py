@@ -15,10 +15,11 @@ import math
 from mmviz.balancing.registry import METHODS
 from mmviz.config import Config, param
 from mmviz.errors import ConfigError
+from mmviz.recipes import Recipe, RecipeSetting
 
 
 @dataclasses.dataclass(frozen=True)
-class AGMConfig(Config):
+class AGMConfig(RecipeSetting, Config):
     """Settings of AGM."""
 
     alpha: float = param(
@@ -34,6 +35,18 @@ class AGMConfig(Config):
         "encoder only (eval mode); 'eval': whole eval-mode forwards of zero-masked inputs "
         "(official code).",
         choices=("features", "eval"),
+    )
+    grad_clip: str = param(
+        "conditional",
+        "'conditional' (official code): when any element of the fused head's weight gradient lies outside [-1, 1], "
+        "clip the whole model's gradient to norm 1 before the step; 'off': never clip.",
+        choices=("conditional", "off"),
+    )
+    running_mean: str = param(
+        "previous",
+        "Running mean of the response losses that kappa compares with: 'previous' = over the steps before this "
+        "one (official code: updated after kappa); 'inclusive' = this step included.",
+        choices=("previous", "inclusive"),
     )
     modulation_starts: int = param(1, "First epoch (1-based, inclusive) with modulation.", low=1, high=100000)
     modulation_ends: int = param(
@@ -73,7 +86,7 @@ def parse_modality_values(items: tuple[str, ...], owner: str, field: str, low: f
 
 
 @dataclasses.dataclass(frozen=True)
-class AMDConfig(Config):
+class AMDConfig(RecipeSetting, Config):
     """Settings of aggressive modality dropout."""
 
     target: str = param("", "Target modality, never dropped and evaluated alone each epoch ('' = none).")
@@ -124,48 +137,8 @@ class AMDConfig(Config):
             )
 
 
-def parse_weights(text: str, owner: str = "AuxLossConfig") -> dict[str, float]:
-    """Parse ``'b=2,a=0.5'`` into ``{'b': 2.0, 'a': 0.5}``; raise ConfigError on a malformed or negative entry."""
-    out: dict[str, float] = {}
-    for item in (t.strip() for t in text.split(",")):
-        if not item:
-            continue
-        name, eq, value = item.partition("=")
-        try:
-            w = float(value)
-        except ValueError:
-            w = float("nan")
-        if not eq or not name.strip() or not w >= 0.0:
-            raise ConfigError(
-                f"The 'weights' parameter of {owner} must be 'name=value' pairs with values >= 0, e.g. 'b=2,a=0.5'. "
-                f"Got {text!r} instead."
-            )
-        out[name.strip()] = w
-    return out
-
-
 @dataclasses.dataclass(frozen=True)
-class AuxLossConfig(Config):
-    """Settings of the multi-loss baseline."""
-
-    weight: float = param(
-        1.0, "Weight w of every modality's own cross-entropy (L = CE(fused) + sum_m w_m CE(o^m)).", low=0.0, high=100.0
-    )
-    weights: str = param("", "Per-modality overrides as 'name=value' pairs, e.g. 'b=2,a=0.5' (others use 'weight').")
-
-    def check(self) -> None:
-        parse_weights(self.weights, self.title())
-
-
-@dataclasses.dataclass(frozen=True)
-class UnimodalConfig(Config):
-    """Settings of the unimodal reference."""
-
-    modality: str = param("", "The modality to train alone ('' = the dataset's first modality).")
-
-
-@dataclasses.dataclass(frozen=True)
-class CGGMConfig(Config):
+class CGGMConfig(RecipeSetting, Config):
     """Settings of CGGM."""
 
     rho: float = param(
@@ -192,9 +165,13 @@ class CGGMConfig(Config):
         low=0.0,
         high=0.9999,
     )
-    b_max: float = param(
-        1.0, "Clip B^m to [0, b_max] (B explodes or flips sign when the changes nearly cancel).", low=0.0, high=10.0
+    b_clip: str = param(
+        "clip",
+        "'clip': B^m clipped to [0, b_max] (B explodes or flips sign when the changes nearly cancel); "
+        "'none': the official code's unclipped B.",
+        choices=("clip", "none"),
     )
+    b_max: float = param(1.0, "Upper end of the B^m clip (b_clip=clip).", low=0.0, high=10.0)
     aux_hidden: int = param(
         0,
         "Hidden width of the auxiliary MLPs (0 = the modality's feature size, needed by "
@@ -244,7 +221,7 @@ class GBlendingConfig(Config):
 
 
 @dataclasses.dataclass(frozen=True)
-class MLAConfig(Config):
+class MLAConfig(RecipeSetting, Config):
     """Settings of MLA."""
 
     projection: str = param(
@@ -279,7 +256,7 @@ class MLAConfig(Config):
 
 
 @dataclasses.dataclass(frozen=True)
-class OGMGEConfig(Config):
+class OGMGEConfig(RecipeSetting, Config):
     """Settings of OGM-GE."""
 
     alpha: float = param(
@@ -298,6 +275,12 @@ class OGMGEConfig(Config):
         "else all; 'conv_only' (official code); 'all'.",
         choices=("auto", "conv_only", "all"),
     )
+    tie: str = param(
+        "damp_first",
+        "When every score is equal (rho = 1): 'damp_first' damps the first modality by 1 - tanh(alpha) as the "
+        "official code's else-branch does; 'none' damps nobody.",
+        choices=("damp_first", "none"),
+    )
     modulation_starts: int = param(1, "First epoch (1-based, inclusive) with modulation.", low=1, high=100000)
     modulation_ends: int = param(
         100000, "Last epoch (inclusive) with modulation (default: the whole run).", low=1, high=100000
@@ -312,7 +295,7 @@ class OGMGEConfig(Config):
 
 
 @dataclasses.dataclass(frozen=True)
-class PMRConfig(Config):
+class PMRConfig(RecipeSetting, Config):
     """Settings of PMR."""
 
     alpha: float = param(
@@ -330,6 +313,12 @@ class PMRConfig(Config):
     )
     momentum_coef: float = param(
         0.2, "EMA momentum mu of the prototypes: c <- (1 - mu) c_new + mu c_old.", low=0.0, high=1.0
+    )
+    first_update: str = param(
+        "replace",
+        "The prototype update after the first epoch: 'replace' the initial prototypes by the fresh class means "
+        "(official code: no blend while its 0-based epoch is 0) or 'blend' them with the EMA like later updates.",
+        choices=("replace", "blend"),
     )
     proto_fraction: float = param(
         0.1,
@@ -372,7 +361,7 @@ class PMRConfig(Config):
 
 
 @dataclasses.dataclass(frozen=True)
-class RelearnConfig(Config):
+class RelearnConfig(RecipeSetting, Config):
     """Settings of Diagnosing & Re-learning."""
 
     lam: float = param(
@@ -382,6 +371,12 @@ class RelearnConfig(Config):
         10, "E_r: diagnose and re-initialise after every E_r epochs (paper 20 of 90 epochs).", low=1, high=100000
     )
     reinit_num: int = param(2, "N_r: at most this many re-initialisations (paper 3).", low=0, high=100000)
+    reinit_timing: str = param(
+        "official",
+        "When the re-inits happen: 'official' after epochs E_r + 1, 2 E_r + 1, ... (the code tests its 0-based "
+        "epoch, so E_r = 20 re-initialises after epochs 21, 41, 61); 'every' after epochs E_r, 2 E_r, ...",
+        choices=("official", "every"),
+    )
     diagnosis: str = param(
         "purity_gap",
         "Learning state: |purity_train - purity_val| (official code) or the "
@@ -407,11 +402,209 @@ class RelearnConfig(Config):
         log=True,
     )
     kmeans_seed: int = param(0, "random_state of k-means and of the sample subset.", low=0, high=2**31 - 1)
+    kmeans_n_init: int = param(
+        0,
+        "k-means restarts (best inertia kept); 0 = scikit-learn's default, as the official code, which does not "
+        "set it ('auto': one k-means++ run since scikit-learn 1.4, 10 before).",
+        low=0,
+        high=100,
+    )
 
 
-# ---- declarations (name, implementation, settings, kind, requirements) ----
-METHODS.declare("agm", "mmviz.balancing.agm:AGM", config=AGMConfig, kind="gradient")
-METHODS.declare("amd", "mmviz.balancing.amd:AggressiveModalityDropout", config=AMDConfig, kind="balancing")
+def parse_weights(text: str, owner: str = "AuxLossConfig") -> dict[str, float]:
+    """Parse ``'b=2,a=0.5'`` into ``{'b': 2.0, 'a': 0.5}``; raise ConfigError on a malformed or negative entry."""
+    out: dict[str, float] = {}
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        name, eq, value = item.partition("=")
+        try:
+            w = float(value)
+        except ValueError:
+            w = float("nan")
+        if not eq or not name.strip() or not w >= 0.0:
+            raise ConfigError(
+                f"The 'weights' parameter of {owner} must be 'name=value' pairs with values >= 0, e.g. 'b=2,a=0.5'. "
+                f"Got {text!r} instead."
+            )
+        out[name.strip()] = w
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class AuxLossConfig(Config):
+    """Settings of the multi-loss baseline."""
+
+    weight: float = param(
+        1.0, "Weight w of every modality's own cross-entropy (L = CE(fused) + sum_m w_m CE(o^m)).", low=0.0, high=100.0
+    )
+    weights: str = param("", "Per-modality overrides as 'name=value' pairs, e.g. 'b=2,a=0.5' (others use 'weight').")
+
+    def check(self) -> None:
+        parse_weights(self.weights, self.title())
+
+
+@dataclasses.dataclass(frozen=True)
+class UnimodalConfig(Config):
+    """Settings of the unimodal reference."""
+
+    modality: str = param("", "The modality to train alone ('' = the dataset's first modality).")
+
+
+# ---- declarations ----
+METHODS.declare(
+    "agm",
+    "mmviz.balancing.agm:AGM",
+    config=AGMConfig,
+    kind="gradient",
+    paper_recipe=Recipe(
+        {
+            "optim": {
+                "name": "sgd",
+                "lr": 1e-4,
+                "momentum": 0.9,
+                "weight_decay": 1e-4,
+                "schedule": "step",
+                "step_size": 70,
+                "gamma": 0.1,
+            },
+            "train": {"epochs": 100, "batch_size": 64},
+            "method": {"alpha": 1.5, "grad_clip": "conditional"},
+        },
+        "lihong2303/AGM_ICCV2023@5a65542c tasks/CREMAD_task.py L36-37 (SGD momentum 0.9, wd 1e-4, StepLR), "
+        "utils/config.py L77-78 (step 70, x0.1), README train command (lr 1e-4, batch 64, 100 epochs), "
+        "run/CREMAD_main.py L230-243 (conditional clip); alpha 1.5 whole run from the author in issues #3/#5",
+    ),
+)
+METHODS.declare(
+    "amd",
+    "mmviz.balancing.amd:AggressiveModalityDropout",
+    config=AMDConfig,
+    kind="balancing",
+    paper_recipe=Recipe(
+        {
+            "optim": {"name": "adam", "lr": 1e-4, "weight_decay": 0.0, "schedule": "none"},
+            "train": {"epochs": 40, "batch_size": 30},
+        },
+        "nmagal/modality_drop_for_colearning@3cf784fd code/run_model_IEMOCAP.ipynb config cell (batchsize 15*2, "
+        "num_epochs 40, lr 1e-4), code/training_loops.py L53 (Adam), L58 (ReduceLROnPlateau patience 100: never "
+        "fires in 40 epochs)",
+    ),
+)
+METHODS.declare(
+    "cggm",
+    "mmviz.balancing.cggm:CGGM",
+    config=CGGMConfig,
+    kind="balancing",
+    paper_recipe=Recipe(
+        {
+            "optim": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "none"},
+            "train": {"epochs": 30, "batch_size": 64},
+            "method": {
+                "rho": 1.3,
+                "lam": 0.2,
+                "aux_lr": 5e-4,
+                "clip_norm": 0.8,
+                "smoothing": 0.0,
+                "b_clip": "none",
+                "direction": "code",
+            },
+        },
+        "zrguo/CGGM@21e428cb run/mosi_run.py and run/iemo_run.py L43-56 (batch 64, clip 0.8, lr 1e-3, cls_lr 5e-4, "
+        "Adam, 30 epochs, rou 1.3, lamda 0.2), src/msatrain.py L21-33 (optimisers), L106-127 (raw B, clip, step)",
+        "ReduceLROnPlateau(patience 10, x0.1) on the validation loss (no mmviz schedule).",
+    ),
+)
+METHODS.declare("gblending", "mmviz.balancing.gblending:GBlending", config=GBlendingConfig, kind="objective")
+METHODS.declare(
+    "mla",
+    "mmviz.balancing.mla:MLA",
+    config=MLAConfig,
+    kind="balancing",
+    requires=frozenset({"shared_head"}),
+    paper_recipe=Recipe(
+        {
+            "model": {"fusion": "shared_head"},
+            "optim": {
+                "name": "sgd",
+                "lr": 1e-3,
+                "momentum": 0.9,
+                "weight_decay": 1e-4,
+                "schedule": "step",
+                "step_size": 70,
+                "gamma": 0.1,
+            },
+            "train": {"epochs": 100, "batch_size": 64},
+        },
+        "Cecile-hi/Multimodal-Learning-with-Alternating-Unimodal-Adaptation@ab6c1845 main.py L28-34 (batch 64, "
+        "100 epochs, SGD lr 1e-3, StepLR 70 x0.1), L749 (momentum 0.9, wd 1e-4), L760 (StepLR), README command",
+    ),
+)
+METHODS.declare(
+    "ogm_ge",
+    "mmviz.balancing.ogm_ge:OGMGE",
+    config=OGMGEConfig,
+    kind="gradient",
+    requires=frozenset({"unimodal_logits"}),
+    paper_recipe=Recipe(
+        {
+            "optim": {
+                "name": "sgd",
+                "lr": 1e-3,
+                "momentum": 0.9,
+                "weight_decay": 1e-4,
+                "schedule": "step",
+                "step_size": 70,
+                "gamma": 0.1,
+            },
+            "train": {"epochs": 100, "batch_size": 64},
+            "method": {"alpha": 0.8, "modulation_starts": 1, "modulation_ends": 51},
+        },
+        "GeWu-Lab/OGM-GE_CVPR2022@343dc1d9 main.py L33-43 (batch 64, 100 epochs, SGD lr 1e-3, StepLR 70 x0.1, "
+        "modulation epochs 0-50 0-based), L246-247 (momentum 0.9, wd 1e-4), README (alpha 0.8 for CREMA-D)",
+    ),
+)
+METHODS.declare(
+    "pmr",
+    "mmviz.balancing.pmr:PMR",
+    config=PMRConfig,
+    kind="objective",
+    paper_recipe=Recipe(
+        {
+            "optim": {
+                "name": "sgd",
+                "lr": 1e-3,
+                "momentum": 0.9,
+                "weight_decay": 1e-4,
+                "schedule": "step",
+                "step_size": 70,
+                "gamma": 0.1,
+            },
+            "train": {"epochs": 150, "batch_size": 64},
+            "method": {"alpha": 3.0, "momentum_coef": 0.0, "modulation_starts": 1, "modulation_ends": 101},
+        },
+        "fanyunfeng-bit/Modal-Imbalance-PMR@3615e489 bash.sh L58 (CREMA-D Proto: lr 1e-3, 150 epochs, "
+        "modulation 0-100, alpha 3, momentum_coef 0), main_Prototype_grad.py L36-45 (SGD, batch 64, StepLR 70 x0.1), "
+        "L464-465 (momentum 0.9, wd 1e-4)",
+        "the script runs FiLM fusion; the recipe keeps the run's fusion (model.fusion).",
+    ),
+)
+METHODS.declare(
+    "relearn",
+    "mmviz.balancing.relearn:Relearn",
+    config=RelearnConfig,
+    kind="balancing",
+    paper_recipe=Recipe(
+        {
+            "optim": {"name": "sgd", "lr": 2e-3, "momentum": 0.9, "weight_decay": 1e-4, "schedule": "none"},
+            "train": {"epochs": 90, "batch_size": 64},
+            "method": {"lam": 3.0, "reinit_every": 20, "reinit_num": 3, "reinit_timing": "official"},
+        },
+        "GeWu-Lab/Diagnosing_Relearning_ECCV2024@025085ea code/script/ours.sh (move_lambda 3, reinit_epoch 20, "
+        "reinit_num 3, 90 epochs), code/ours.py L34-38 (batch 64, SGD, lr 2e-3), L368 (momentum 0.9, wd 1e-4; "
+        "no scheduler), L418-427 (re-init timing)",
+    ),
+)
 METHODS.declare(
     "aux_loss",
     "mmviz.balancing.aux_loss:AuxLoss",
@@ -421,18 +614,4 @@ METHODS.declare(
 )
 METHODS.declare("baseline", "mmviz.balancing.baseline:Baseline", kind="reference")
 METHODS.declare("unimodal", "mmviz.balancing.baseline:Unimodal", config=UnimodalConfig, kind="reference")
-METHODS.declare("cggm", "mmviz.balancing.cggm:CGGM", config=CGGMConfig, kind="balancing")
-METHODS.declare("gblending", "mmviz.balancing.gblending:GBlending", config=GBlendingConfig, kind="objective")
-METHODS.declare(
-    "mla", "mmviz.balancing.mla:MLA", config=MLAConfig, kind="balancing", requires=frozenset({"shared_head"})
-)
-METHODS.declare(
-    "ogm_ge",
-    "mmviz.balancing.ogm_ge:OGMGE",
-    config=OGMGEConfig,
-    kind="gradient",
-    requires=frozenset({"unimodal_logits"}),
-)
-METHODS.declare("pmr", "mmviz.balancing.pmr:PMR", config=PMRConfig, kind="objective")
-METHODS.declare("relearn", "mmviz.balancing.relearn:Relearn", config=RelearnConfig, kind="balancing")
 METHODS.declare("ume", "mmviz.balancing.ume:UME", kind="objective", requires=frozenset({"unimodal_logits"}))

@@ -11,6 +11,7 @@ from torch import nn
 from mmviz.balancing.base import BalancingMethod
 from mmviz.balancing.configs import GBlendingConfig
 from mmviz.contracts import EvalResult, ModelOutput, StepInfo, TrainContext
+from mmviz.measures import eval_mode
 
 FUSED = "fused"
 
@@ -84,24 +85,20 @@ class GBlending(BalancingMethod):
         """Mean cross-entropy of every head on the full train and val splits, in eval mode: ``{split: (K,)}``."""
         ctx = self.ctx
         model = ctx.model
-        was = model.training, self.heads.training
-        model.eval()
-        self.heads.eval()
+        bs = ctx.eval_batch_size
+        autocast = ctx.autocast
         result = {}
-        try:
+        with eval_mode(model, self.heads):
             for split in ("train", "val"):
                 total = torch.zeros(len(self.names), device=ctx.device)
                 n = 0
-                for batch in ctx.splits[split].batches(ctx.eval_batch_size):
-                    with ctx.autocast():
+                for batch in ctx.splits[split].batches(bs):
+                    with autocast():
                         logits = self.head_logits(model(batch))
                     y = batch["label"]
                     total += torch.stack([F.cross_entropy(logits[k].float(), y, reduction="sum") for k in self.names])
                     n += int(y.shape[0])
                 result[split] = total / max(1, n)
-        finally:
-            model.train(was[0])
-            self.heads.train(was[1])
         return result
 
     def compute_loss(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> torch.Tensor:

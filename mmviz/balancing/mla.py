@@ -12,6 +12,7 @@ from mmviz.balancing.base import BalancingMethod
 from mmviz.balancing.configs import MLAConfig
 from mmviz.contracts import EvalResult, ModelOutput, StepInfo, TrainContext
 from mmviz.errors import ConfigError
+from mmviz.measures import eval_mode
 
 
 def compute_alpha(batch_index: int, batches_per_epoch: int) -> float:
@@ -83,6 +84,12 @@ class MLA(BalancingMethod):
     of the head gradient removed by the projection's direction, its overall gain divided out) and per step
     ``mla/alpha`` and ``mla/proj_gain``; per epoch on val ``mla/weight/<m>`` (mean entropy weight),
     ``val/acc_dynamic`` and ``val/acc_fixed``.
+
+    Recipes: the default ``recipe=quick`` (Adam 1e-3, batch 64, 30 epochs) suits mmviz's small CPU data (and
+    Adam cancels the projector's 1/sqrt(D) gain); ``recipe=paper`` is the official CREMA-D setting: SGD lr 1e-3,
+    momentum 0.9, weight decay 1e-4, StepLR(70, x0.1), batch 64, 100 epochs and the shared head
+    (Cecile-hi/Multimodal-Learning-with-Alternating-Unimodal-Adaptation @ab6c1845 ``main.py`` argparse lines
+    28-34, optimiser line 749, scheduler line 760, README's CREMA-D command ``--batch_size 64 --epochs 100``).
     """
 
     config_cls = MLAConfig
@@ -183,13 +190,12 @@ class MLA(BalancingMethod):
     def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: EvalResult) -> None:
         ctx = self.ctx
         model = ctx.model
-        was_training = model.training
-        model.eval()
+        bs = ctx.eval_batch_size
         wsum = torch.zeros(len(self.modalities), device=ctx.device)
         correct = {"dynamic": torch.zeros((), device=ctx.device), "fixed": torch.zeros((), device=ctx.device)}
         n = 0
-        try:
-            for batch in ctx.splits["val"].batches(ctx.eval_batch_size):
+        with eval_mode(model):
+            for batch in ctx.splits["val"].batches(bs):
                 feats = model.encode(batch)
                 uni = torch.stack([self.head(feats[m]).float() for m in self.modalities])
                 w = compute_entropy_weights(uni)
@@ -198,8 +204,6 @@ class MLA(BalancingMethod):
                 correct["dynamic"] += (((w.unsqueeze(-1) * uni).sum(0)).argmax(1) == y).sum()
                 correct["fixed"] += (((self.fixed.view(-1, 1, 1) * uni).sum(0)).argmax(1) == y).sum()
                 n += int(y.shape[0])
-        finally:
-            model.train(was_training)
         for j, m in enumerate(self.modalities):
             self.log(f"mla/weight/{m}", wsum[j] / max(1, n))
         self.log("val/acc_dynamic", correct["dynamic"] / max(1, n))

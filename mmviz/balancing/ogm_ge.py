@@ -16,18 +16,33 @@ from mmviz.balancing.configs import OGMGEConfig
 from mmviz.contracts import ModelOutput, StepInfo, TrainContext
 
 
-def compute_ogm_coefficients(ratios: dict[str, torch.Tensor], alpha: float, shape: str) -> dict[str, torch.Tensor]:
+def compute_ogm_coefficients(
+    ratios: dict[str, torch.Tensor], alpha: float, shape: str, tie: str = "damp_first"
+) -> dict[str, torch.Tensor]:
     """OGM-GE's gradient coefficient per modality: ``k = 1 - tanh(alpha * rho)`` where ``rho > 1``, else 1.
 
     Args:
         ratios: per modality the score ratio ``rho`` (0-d tensors, see :func:`compute_ratios`).
         alpha: modulation strength.
         shape: ``step`` (paper/code) or ``continuous`` (``1 - tanh(alpha * (rho - 1))``, no jump at 1).
+        tie: ``damp_first``: when no ratio exceeds 1 (all scores equal) the first modality is damped as if its
+            ratio exceeded 1 — the official code's ``if ratio_v > 1: ... else: damp a`` damps audio at
+            ``ratio_v == 1``; ``none``: nobody is damped at a tie.
+
+    >>> k = compute_ogm_coefficients({"a": torch.tensor(1.0), "v": torch.tensor(1.0)}, 0.8, "step")
+    >>> round(float(k["a"]), 4), float(k["v"])
+    (0.3359, 1.0)
     """
     out = {}
-    for m, rho in ratios.items():
+    names = list(ratios)
+    all_tied = torch.stack([ratios[m] <= 1.0 for m in names]).all()
+    for i, m in enumerate(names):
+        rho = ratios[m]
         arg = alpha * rho if shape == "step" else alpha * (rho - 1.0)
-        out[m] = torch.where(rho > 1.0, 1.0 - torch.tanh(arg), torch.ones_like(rho))
+        damped = rho > 1.0
+        if tie == "damp_first" and i == 0:
+            damped = damped | all_tied
+        out[m] = torch.where(damped, 1.0 - torch.tanh(arg), torch.ones_like(rho))
     return out
 
 
@@ -54,6 +69,15 @@ class OGMGE(BalancingMethod):
     shared_head). Logs ``coef/ogm_ge/<m>`` (k), ``ogm_ge/ratio/<m>`` and ``ogm_ge/noise_sigma/<m>`` (mean
     noise std over the modulated tensors) every step; the scores themselves are the ``score_ratio`` probe's
     ``score/<m>`` (the same quantity, on by default).
+
+    Recipes: the default ``recipe=quick`` (Adam 1e-3, batch 64, 30 epochs, modulation over the whole run) suits
+    mmviz's small CPU datasets, where 100 SGD epochs would take most of a session; ``recipe=paper`` is the
+    official code's: SGD lr 1e-3, momentum 0.9, weight decay 1e-4, StepLR(70, x0.1), batch 64, 100 epochs,
+    alpha 0.8 (README's CREMA-D value) and modulation in the code's 0-based epochs 0-50, i.e. our 1-based 1-51
+    (GeWu-Lab/OGM-GE_CVPR2022 @343dc1d9 ``main.py`` argparse lines 33-43, optimiser and scheduler lines
+    246-247, README "alpha=0.8 for CREMA-D"). Tie: when both scores are equal the official code damps audio
+    (its else-branch, ``main.py`` lines 119-124); ``tie=damp_first`` (default) does the same for the first
+    modality, ``tie=none`` damps nobody.
     """
 
     config_cls = OGMGEConfig
@@ -67,7 +91,7 @@ class OGMGE(BalancingMethod):
         scores = compute_confidence_scores(out.unimodal_logits, batch["label"])
         ratios = compute_ratios(scores)
         active = in_window(info.epoch, cfg.modulation_starts, cfg.modulation_ends)
-        coefs = compute_ogm_coefficients(ratios, cfg.alpha, cfg.coefficient)
+        coefs = compute_ogm_coefficients(ratios, cfg.alpha, cfg.coefficient, cfg.tie)
         for m in self.ctx.modalities:
             k = coefs[m] if active else torch.ones_like(coefs[m])
             sigmas = self._modulate(self._params[m], k, add_noise=active and cfg.ge)

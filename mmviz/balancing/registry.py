@@ -5,7 +5,7 @@ from __future__ import annotations
 from mmviz.config import Config
 from mmviz.registry import Registry
 
-METHODS: Registry = Registry("balancing method", class_flags=("requires",))
+METHODS: Registry = Registry("balancing method", class_flags=("requires", "paper_recipe"))
 
 
 def create_method(name: str, config: Config | None = None):

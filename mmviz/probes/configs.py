@@ -14,6 +14,9 @@ import dataclasses
 from mmviz.config import Config, param
 from mmviz.probes.registry import PROBES
 
+# k-means restarts by default (the value of mmviz.measures.KMEANS_N_INIT, which imports torch; a test keeps them equal)
+KMEANS_N_INIT = 10
+
 
 @dataclasses.dataclass(frozen=True)
 class ProbeConfig(Config):
@@ -107,7 +110,12 @@ class SeparabilityConfig(EpochProbeConfig):
         high=100_000,
         log=True,
     )
-    kmeans_n_init: int = param(1, "k-means restarts (the best of N runs is kept).", low=1, high=100)
+    kmeans_n_init: int = param(
+        KMEANS_N_INIT,
+        "k-means restarts (the lowest-inertia run is kept); with one restart purity jumps between epochs.",
+        low=1,
+        high=100,
+    )
     seed: int = param(0, "Seed of k-means and of the val subset.", low=0, high=2**31 - 1)
 
 
@@ -159,7 +167,7 @@ class UnimodalAccConfig(EpochProbeConfig):
     )
 
 
-# ---- declarations (name, implementation, settings, cadence, logged keys, requirements) ----
+# ---- declarations ----
 PROBES.declare(
     "grad_conflict",
     "mmviz.probes.grad_conflict:GradConflictProbe",
@@ -179,7 +187,7 @@ PROBES.declare(
     "mmviz.probes.imbalance:ImbalanceProbe",
     config=ImbalanceConfig,
     cadence="epoch",
-    keys=("imbalance/index", "imbalance/dominant", "imbalance/share/<m>"),
+    keys=("imbalance/index", "imbalance/dominant/<m>", "imbalance/share/<m>"),
     requires=frozenset({"fuse"}),
 )
 PROBES.declare(

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from mmviz.contracts import ModelOutput, StepInfo, TrainContext
+from mmviz.measures import compute_grad_cosine
 from mmviz.probes.base import Probe
 from mmviz.probes.common import autocast_factory, encoder_groups
 from mmviz.probes.configs import GradConflictConfig
-from mmviz.probes.metrics import compute_grad_cosine
 
 
 @contextlib.contextmanager

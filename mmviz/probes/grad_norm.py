@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 
 from mmviz.contracts import ModelOutput, StepInfo, TrainContext
+from mmviz.measures import compute_group_norm
 from mmviz.probes.base import Probe
 from mmviz.probes.common import encoder_groups
 from mmviz.probes.configs import GradNormConfig
-from mmviz.probes.metrics import compute_group_norm
 
 
 class GradNormProbe(Probe):

@@ -7,9 +7,9 @@ from typing import Any
 import torch
 
 from mmviz.contracts import StepInfo, TrainContext
+from mmviz.measures import compute_group_norm
 from mmviz.probes.base import Probe
 from mmviz.probes.configs import ParamDistConfig
-from mmviz.probes.metrics import compute_group_norm
 
 
 class ParamDistProbe(Probe):

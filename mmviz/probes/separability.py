@@ -7,10 +7,15 @@ from typing import Any
 import numpy as np
 
 from mmviz.contracts import StepInfo
+from mmviz.measures import (
+    compute_fisher_ratio,
+    compute_kmeans_purity,
+    compute_silhouette,
+    concat_features,
+    single_blas_thread,
+)
 from mmviz.probes.base import Probe
-from mmviz.probes.common import fused_features
 from mmviz.probes.configs import SeparabilityConfig
-from mmviz.probes.metrics import compute_fisher_ratio, compute_kmeans_purity, compute_silhouette, single_blas_thread
 
 
 class SeparabilityProbe(Probe):
@@ -18,7 +23,7 @@ class SeparabilityProbe(Probe):
 
     ``sep/purity/<m>`` is the learning-state measure of Diagnosing & Re-learning (Wei et al., ECCV 2024): the
     features are min-max scaled to [-1, 1] per dimension, clustered by k-means with K = number of classes (fixed
-    seed), and purity is the fraction of samples in their cluster's majority class — it tells an under-trained
+    seed, scikit-learn's KMeans with ``kmeans_n_init`` restarts, default 10), and purity is the fraction of samples in their cluster's majority class — it tells an under-trained
     encoder from an intrinsically weak modality better than an accuracy gap does. ``sep/silhouette/<m>`` is the
     mean silhouette of the true-class partition (Euclidean, in [-1, 1]); ``sep/fisher/<m>`` the trace of the
     between-class scatter over the trace of the within-class scatter. k-means and silhouette make this the
@@ -36,7 +41,7 @@ class SeparabilityProbe(Probe):
         if len(keep) > cfg.max_samples:
             keep = np.sort(np.random.default_rng(cfg.seed).choice(len(keep), cfg.max_samples, replace=False))
         feats = dict(evaluation.features)
-        feats["fused"] = fused_features(evaluation.features, ctx.modalities)
+        feats["fused"] = concat_features(evaluation.features, ctx.modalities)
         y = labels[keep]
         with single_blas_thread():
             self._measure(feats, keep, y, labels)

@@ -13,6 +13,7 @@ from mmviz.errors import ConfigError
 from mmviz.probes import PROBES
 from mmviz.training.config import ModelConfig, OptimConfig, RunConfig
 from models import ENCODERS, FUSIONS, MultimodalNet
+from models.catalog import FUSION_CAPABILITIES, FUSION_NAMES
 
 
 def resolve_device(name: str) -> torch.device:
@@ -45,13 +46,13 @@ def feature_dims(cfg: ModelConfig, data: MultimodalData) -> dict[str, int]:
 
 def fusion_capabilities(fusion: str) -> frozenset[str]:
     """The model-contract capabilities a :class:`MultimodalNet` with ``fusion`` declares."""
-    return frozenset({"fuse", "final_linear", *FUSIONS[fusion][0].capabilities})
+    return frozenset({"fuse", "final_linear", *FUSION_CAPABILITIES[fusion]})
 
 
 def fusions_with(requires: frozenset[str] | set[str]) -> list[str]:
     """Fusions whose network offers every capability in ``requires`` (in registration order)."""
     needs = {r for r in requires if r in CAPABILITIES}
-    return [name for name in FUSIONS if needs <= fusion_capabilities(name)]
+    return [name for name in FUSION_NAMES if needs <= fusion_capabilities(name)]
 
 
 def model_spec(cfg: ModelConfig, data: MultimodalData) -> ModelSpec:
@@ -92,6 +93,11 @@ def check_run_config(cfg: RunConfig, data: MultimodalData | None = None, model: 
         METHODS.get(cfg.method).factory.check_compatible(cfg.method_params, spec)
         check_probes(cfg.probes, spec)
         return data
+    if getattr(data, "lazy", False):
+        raise ConfigError(
+            f"Dataset {cfg.dataset!r} is read lazily from files, which the built-in trainer does not take yet; "
+            "train it in your own loop watched with mmviz.api (README: 'Watch your own model')."
+        )
     fusion_cls = FUSIONS[cfg.model.fusion][0]
     if cfg.model.fusion == "shared_head" and len(set(feature_dims(cfg.model, data).values())) != 1:
         raise ConfigError("Fusion 'shared_head' needs equal feature sizes per modality; use one encoder type for all.")

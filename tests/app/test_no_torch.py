@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from mmviz.store import open_store
+from mmviz.ui.labels import md
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,7 +25,7 @@ at = AppTest.from_file(sys.argv[1], default_timeout=120)
 at.run()
 errors = [e.value for e in at.exception]
 for page in ("live", "compare", "embeddings", "teach", "runs"):
-    at.switch_page(f"pages/{page}.py").run()
+    at.switch_page(f"app_pages/{page}.py").run()
     errors += [e.value for e in at.exception]
 refused = []
 if sys.argv[2] == "launch":
@@ -63,7 +64,7 @@ def test_a_launch_refused_by_the_trainer_shows_its_sentence_without_importing_to
     result = run_app(ws, "launch")
     with pytest.raises(Exception) as cli:  # the sentence the CLI prints for the same settings
         check_run_config(build_run_config("synthetic", "unimodal", ["method.modality=zzz"]))
-    assert result["refused"] == [str(cli.value)] and not result["errors"]
+    assert result["refused"] == [md(str(cli.value))] and not result["errors"]
     assert result["torch"] == []
     with open_store(ws) as store:
         failed = [r for r in store.list_runs().to_dict("records") if r["status"] == "failed"]

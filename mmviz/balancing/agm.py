@@ -172,6 +172,8 @@ class AGM(BalancingMethod):
     @classmethod
     def check_compatible(cls, config: AGMConfig, model: ModelSpec) -> None:
         needs = {"fuse"} if config.masked_forward == "features" else set()
+        if config.grad_clip == "conditional":
+            needs.add("final_linear")  # the clip condition reads the fused head's weight gradient
         check_requirements("Method", cls.name, frozenset(cls.requires | needs), model)
         cls.check_config(config, model.modalities)
 
@@ -226,7 +228,7 @@ class AGM(BalancingMethod):
     def on_after_backward(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> None:
         if self.config.grad_clip != "conditional":
             return
-        clipped = needs_clip(self.ctx.model.fusion.final_linear().weight.grad)
+        clipped = needs_clip(self.ctx.model.final_linear().weight.grad)
         if clipped:
             torch.nn.utils.clip_grad_norm_(self.ctx.model.parameters(), max_norm=1.0)
         self.log("agm/clipped", float(clipped))

@@ -73,7 +73,7 @@ def _member_headers(path: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         raise (
             _fail(path, "it is a single .npy array; save one array per modality and the labels with numpy.savez")
             if npy
-            else _fail(path, "it is not a .npz archive (not a zip file, or a truncated one)")
+            else _fail(path, "it is not a readable .npz archive (not a zip file, or a truncated one)")
         ) from None
     out: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
     total = 0

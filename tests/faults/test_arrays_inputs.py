@@ -66,7 +66,7 @@ CASES = {
     "0-d modality": "modality 'a' is a 0-d array",
     "huge 45 GiB": "claims shape (30, 200000000)",
     "huge 29 TiB": "claims shape (30, 130000000000)",
-    "truncated zip": "not a .npz archive",
+    "truncated zip": "not a readable .npz archive",
     "empty train split": "the train split is empty",
     "complex features": "complex dtype complex128",
     "float split indices": "must be integers, got dtype float64",

@@ -157,6 +157,7 @@ def cmd_train(args) -> int:
     resolve_device(cfg.train.device)
     data = check_run_config(cfg)  # everything about the config is checked before the store is touched
     store = store or _store(args)
+    store.check_integrity()  # a damaged database is named before a run is added to it
     run_id = prepare_run(
         store, cfg, name=args.name, parent_run_id=args.fork, fork_epoch=fork_epoch, tags=args.tags, data=data
     )

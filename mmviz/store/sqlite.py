@@ -434,6 +434,10 @@ class RunStore:
         return frame
 
     # ---------------------------------------------------------------- lifetime
+    def check_integrity(self) -> None:
+        """Raise ``StoreError`` naming the database file when it has damaged pages (reads only; before a run)."""
+        self._db.check_integrity()
+
     def close(self) -> None:
         """Close the connection; the store cannot be used afterwards."""
         self._db.close()

@@ -195,13 +195,24 @@ def render_fork_form(store, run: Mapping) -> None:
 
     rid = run["run_id"]
     base = run.get("config") or {}
-    epochs = launcher.available_checkpoints(store, rid)
+    epochs: list[int | str] = list(launcher.available_checkpoints(store, rid))
+    stop_point = launcher.stop_checkpoint(store, rid)
+    if stop_point is not None:
+        epochs.append(launcher.STOP_POINT)
     if not epochs:
         st.info("This run has no checkpoint yet: a fork starts from a checkpoint written at the end of an epoch.")
         return
+
+    def label(e: int | str) -> str:
+        if e == launcher.STOP_POINT and stop_point is not None:
+            return f"where it was stopped (after epoch {stop_point[0]}, step {stop_point[1]})"
+        return str(e)
+
     c1, c2 = st.columns(2)
     with c1:
-        epoch = st.selectbox("From checkpoint epoch", epochs, index=len(epochs) - 1, key=f"fork.{rid}.epoch")
+        epoch = st.selectbox(
+            "From checkpoint epoch", epochs, index=len(epochs) - 1, key=f"fork.{rid}.epoch", format_func=label
+        )
     with c2:
         method = render_registry_picker("Balancing method", METHODS, f"fork.{rid}.method", base.get("method"))
     with st.form(f"fork.{rid}.form"):
@@ -210,7 +221,7 @@ def render_fork_form(store, run: Mapping) -> None:
         submitted = st.form_submit_button("Fork", type="primary")
     if submitted:
         try:
-            child = launcher.fork(store, rid, int(epoch), method=method, overrides=overrides, name=name.strip())
+            child = launcher.fork(store, rid, epoch, method=method, overrides=overrides, name=name.strip())
         except MmvizError as exc:
             st.error(str(exc))
         else:

@@ -20,7 +20,7 @@ $(STAMP): requirements.txt | $(BIN)/python
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT)
+	$(BIN)/python -m mmviz dashboard --port $(PORT)
 
 # Debian packages the tests need: chromium for the browser tests (Playwright's own browser download does not
 # work offline) and espeak-ng for the avdigits build test. One apt-get run for whatever is missing.

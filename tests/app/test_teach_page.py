@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from mmviz.store import open_store
 from mmviz.teach.lessons import LESSONS
+from mmviz.ui.labels import plain
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "teach.py")
 STEPS = [(ls.number, i, step) for ls in LESSONS for i, step in enumerate(ls.steps, start=1)]
@@ -48,7 +49,7 @@ def _guess(at: AppTest):
 
 
 def _text(at: AppTest) -> str:
-    return "\n".join(m.value for m in [*at.markdown, *at.caption])
+    return "\n".join(plain(m.value) for m in [*at.markdown, *at.caption])
 
 
 @pytest.mark.parametrize(("lesson", "index", "step"), STEPS, ids=[f"lesson{n}.{i}" for n, i, _ in STEPS])
@@ -124,7 +125,7 @@ def test_focus_mode_hides_the_controls(teach_page):
 
 def test_a_bad_link_is_explained_not_a_traceback(teach_page):
     at = teach_page(lesson="7", p="lots", strength_a="1e9")
-    assert any("lesson='7'" in w.value for w in at.warning)
+    assert any("lesson='7'" in plain(w.value) for w in at.warning)
     assert at.query_params["lesson"] == "1" and at.query_params["strength_a"] == "8"  # clamped to the slider
 
 
@@ -140,7 +141,7 @@ def test_user_errors_show_as_one_sentence(teach_page, monkeypatch, tmp_path):
     _guess(at).set_value("a").run()
     at.button(key="teach.run").click().run()
     assert not at.exception
-    assert [e.value for e in at.error] == [
+    assert [plain(e.value) for e in at.error] == [
         "The 'n_train' parameter of SyntheticConfig must be at least 50. Got 3 instead."
     ]
 

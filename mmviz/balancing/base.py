@@ -54,19 +54,9 @@ class BalancingMethod:
         cls, config: Config, fusion: str, has_unimodal: bool, modalities: tuple[str, ...], feature_dims: dict[str, int]
     ) -> None:
         """Raise ConfigError when this method cannot run on the given model; called before anything starts."""
-        if cls.fusions is not None and fusion not in cls.fusions:
-            raise ConfigError(
-                f"Method {cls.name!r} needs fusion {' or '.join(map(repr, cls.fusions))}, but the run uses {fusion!r}. "
-                f"Set model.fusion={cls.fusions[0]}."
-            )
-        if "unimodal_logits" in cls.requires and not has_unimodal:
-            from models import FUSIONS
-
-            ok = [n for n, (c, _) in FUSIONS.items() if c.has_unimodal]
-            raise ConfigError(
-                f"Method {cls.name!r} needs per-modality logits, but fusion {fusion!r} has none. "
-                f"Use {' or '.join(map(repr, ok))}."
-            )
+        problem = cls.fusion_problem(fusion, has_unimodal)
+        if problem:
+            raise ConfigError(problem)
         if "two_modalities" in cls.requires and len(modalities) != 2:
             raise ConfigError(
                 f"Method {cls.name!r} works with exactly two modalities; the dataset gives "
@@ -75,6 +65,25 @@ class BalancingMethod:
         if "equal_feature_dims" in cls.requires and len(set(feature_dims.values())) != 1:
             raise ConfigError(f"Method {cls.name!r} needs equal feature sizes per modality; got {feature_dims}.")
         cls.check_config(config, modalities)
+
+    @classmethod
+    def fusion_problem(cls, fusion: str, has_unimodal: bool) -> str | None:
+        """Why this method cannot run with ``fusion`` (one sentence), or None when it can (the launch forms offer
+        only the fusions for which this is None)."""
+        if cls.fusions is not None and fusion not in cls.fusions:
+            return (
+                f"Method {cls.name!r} needs fusion {' or '.join(map(repr, cls.fusions))}, but the run uses {fusion!r}. "
+                f"Set model.fusion={cls.fusions[0]}."
+            )
+        if "unimodal_logits" in cls.requires and not has_unimodal:
+            from models import FUSIONS
+
+            ok = [n for n, (c, _) in FUSIONS.items() if c.has_unimodal]
+            return (
+                f"Method {cls.name!r} needs per-modality logits, but fusion {fusion!r} has none. "
+                f"Use {' or '.join(map(repr, ok))}."
+            )
+        return None
 
     @classmethod
     def check_config(cls, config: Config, modalities: tuple[str, ...]) -> None:

@@ -47,14 +47,11 @@ def render_registry_picker(
 
 
 def _fusion_fits(method: str, fusion: str) -> bool:
-    cls = METHODS.get(method).factory
-    restricted = getattr(cls, "fusions", None)
-    needs_split = "unimodal_logits" in getattr(cls, "requires", frozenset())
-    return (restricted is None or fusion in restricted) and (not needs_split or FUSIONS[fusion][0].has_unimodal)
+    return METHODS.get(method).factory.fusion_problem(fusion, FUSIONS[fusion][0].has_unimodal) is None
 
 
 def fusions_for(method: str) -> list[str]:
-    """The fusions ``method`` works with (from its declared ``fusions`` and ``requires``), in registry order."""
+    """The fusions ``method`` works with (the check the launch applies), in registry order."""
     return [f for f in FUSIONS if _fusion_fits(method, f)]
 
 

@@ -175,7 +175,7 @@ def render_progress(store, specs: list[RunSpec], run_ids: Mapping[str, str], key
             st.rerun()
         for p in progress:
             text = f"{p.label}: {p.status}, epoch {p.epochs_done}/{p.epochs} ({p.seconds:.0f} s)"
-            st.progress(p.fraction, text=md(text))
+            st.progress(p.fraction, text=text)  # our own labels and numbers
             if p.status in BROKEN:
                 st.error(md(f"The run '{p.label}' ({p.run_id}) ended as {p.status}. {p.error}".strip()))
             elif p.seconds > SLOW_S:

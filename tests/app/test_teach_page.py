@@ -13,7 +13,8 @@ from mmviz.store import open_store
 from mmviz.teach.lessons import LESSONS
 from mmviz.ui.labels import plain
 
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "teach.py")
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+PAGE = "pages/teach.py"
 STEPS = [(ls.number, i, step) for ls in LESSONS for i, step in enumerate(ls.steps, start=1)]
 # What the default presets show, measured by these very runs (seed 0); the page decides it from the numbers.
 EXPECTED = {
@@ -34,10 +35,11 @@ def teach_page(monkeypatch, lesson_workspace):
 
     def open_(workspace: Path | None = None, **query: str) -> AppTest:
         monkeypatch.setenv("MMVIZ_WORKSPACE", str(workspace or lesson_workspace))
-        at = AppTest.from_file(PAGE, default_timeout=60)
+        at = AppTest.from_file(APP, default_timeout=60)  # through the navigation: the page links to others
         for key, value in query.items():
             at.query_params[key] = value
         at.run()
+        at.switch_page(PAGE).run()
         assert not at.exception, at.exception
         return at
 

@@ -71,15 +71,21 @@ def short_id(run_id: str) -> str:
 
 
 def chart_names(runs: list[Mapping]) -> dict[str, str]:
-    """``{run_id: legend name}``: ``'name (method)'``, plus ``' · id'`` where two of ``runs`` would read the same,
-    so every line of a chart (legend and hover) names exactly one run."""
-    base = {r["run_id"]: f"{r.get('name') or r['run_id']} ({r.get('method')})" for r in runs}
+    """``{run_id: legend name}``: ``'name (method)'``, plus ``' · id'`` where two of ``runs`` share a name, so every
+    line of a chart (legend and hover) names exactly one run and says how it was trained."""
+    names = {r["run_id"]: str(r.get("name") or r["run_id"]) for r in runs}
     counts: dict[str, int] = {}
-    for text in base.values():
-        counts[text] = counts.get(text, 0) + 1
-    out = {rid: text if counts[text] == 1 else f"{text} · {short_id(rid)}" for rid, text in base.items()}
+    for name in names.values():
+        counts[name] = counts.get(name, 0) + 1
+    method = {r["run_id"]: r.get("method") for r in runs}
+
+    def label(rid: str, tail) -> str:
+        text = f"{names[rid]} ({method[rid]})"
+        return text if counts[names[rid]] == 1 else f"{text} · {tail(rid)}"
+
+    out = {rid: label(rid, short_id) for rid in names}
     if len(set(out.values())) < len(out):  # the short ids clash too: use the whole ids
-        out = {rid: text if counts[text] == 1 else f"{text} · {rid}" for rid, text in base.items()}
+        out = {rid: label(rid, str) for rid in names}
     return out
 
 

@@ -291,7 +291,9 @@ def render_fork_form(store, run: Mapping) -> None:
         f"({int(further)} more; {total} in total)."
         + (f" Only methods that work with the parent's fusion '{fusion}' are offered." if skipped else "")
     )
+    # Outside the form, so that a typed name is committed at once and survives a change of method or epoch.
     _follow_default(f"fork.{rid}.name", f"{run.get('name') or rid}-{method}-e{epoch}")
+    name = st.text_input("Run name", key=f"fork.{rid}.name", help="Defaults to parent-method-epoch until you type one.")
     with st.form(f"fork.{rid}.form"):
         overrides = render_run_form(
             f"fork.{rid}",
@@ -301,7 +303,6 @@ def render_fork_form(store, run: Mapping) -> None:
             ("method", "train"),
             skip={"train": ("epochs",)},
         )
-        name = st.text_input("Run name", key=f"fork.{rid}.name")
         submitted = st.form_submit_button("Fork", type="primary")
     if submitted:
         overrides = {**overrides, "train": {**overrides.get("train", {}), "epochs": total}}

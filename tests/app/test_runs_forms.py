@@ -4,6 +4,7 @@ filters that hide teaching runs, notes."""
 
 from __future__ import annotations
 
+import re
 import shlex
 import time
 
@@ -30,8 +31,10 @@ def _new_runs(workspace, before: set[str]) -> list[dict]:
 # ------------------------------------------------------------------------------------------------ escaping
 def test_md_leaves_no_markdown_construct_and_reads_back_literally():
     escaped = md(EVIL + "\nsecond line")
-    for construct in ("![", "](", "**", ":red[", ":smile:", "$x", "<b>", "&amp;", "`c`"):
+    for construct in ("![", "](", "**", ":red[", ":smile:", "<b>", "&amp;", "`c`"):
         assert construct not in escaped, construct
+    unescaped = re.sub(r"\\.", "", escaped)  # drop every backslash escape: no punctuation may be left bare
+    assert not re.search(r"[!-/:-@\[-`{-~]", unescaped), unescaped
     assert plain(escaped) == EVIL + " second line"  # line breaks become spaces, nothing else changes
     assert md("plain words 123") == "plain words 123"
 
@@ -128,8 +131,9 @@ def test_chart_names_are_unique_and_name_the_method():
     ]
     names = chart_names(runs)
     assert len(set(names.values())) == 3
-    assert names["20261201-000002-cccc"] == "p-e30 (amd)"  # unique already: no id
+    assert names["20261201-000002-cccc"] == "p-e30 (amd) · cccc"
     assert names["20261201-000000-aaaa"] == "p-e30 (ogm_ge) · aaaa"
+    assert chart_names([runs[0], {**runs[2], "name": "other"}])["20261201-000002-cccc"] == "other (amd)"
 
 
 def test_compare_legend_tells_apart_runs_that_share_a_name(scratch_workspace, open_page):

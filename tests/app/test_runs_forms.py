@@ -300,3 +300,27 @@ def test_dashboard_runs_are_reaped_when_they_end(tmp_path):
                 break
             time.sleep(0.1)
         assert not zombie, f"trainer {pid} stayed <defunct>"
+
+
+# ------------------------------------------------------------------------------------------------ references
+def test_reference_runs_show_progress_and_cannot_start_twice(scratch_workspace, open_page):
+    from mmviz.ui.references import launch_missing_references
+
+    ws, parent = scratch_workspace["workspace"], scratch_workspace["parent"]
+    at = open_page(ws, "live", run=parent)
+    (button,) = [b for b in at.button if b.label.startswith("Launch unimodal reference runs")]
+    button.click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    refs = _new_runs(ws, {parent, scratch_workspace["child"]})
+    assert sorted(r["config"]["method_params"]["modality"] for r in refs) == ["a", "b"]
+    assert all(r["method"] == "unimodal" and "reference" in r["tags"] for r in refs)
+    # the button gives way to one progress bar per reference run, so it cannot be clicked again
+    assert not [b for b in at.button if b.label.startswith("Launch unimodal reference runs")]
+    texts = [plain(p.proto.text) for p in at.get("progress")]
+    assert sorted(t.split(" (")[1].split(")")[0] for t in texts if t.startswith("Reference run")) == [
+        "a alone",
+        "b alone",
+    ]
+    with open_store(ws) as store:  # a second click elsewhere (another tab) starts nothing either
+        assert launch_missing_references(store, store.get_run(parent)) == []
+    assert len(_new_runs(ws, {parent, scratch_workspace["child"]})) == 2

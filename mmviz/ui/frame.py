@@ -1,7 +1,7 @@
 """The page frame every page starts with: workspace choice, the shared store, and user-caused errors.
 
-Each page calls :func:`page_frame` itself (rather than relying on ``app.py``) because a page can run without the
-entry script: AppTest's ``switch_page`` and a server's very first run treat ``pages/`` as a legacy page folder.
+Each page calls :func:`page_frame` itself (rather than relying on ``app.py``) so that a page script run on its own
+(AppTest, a bench) still gets its frame; in the server every page runs through ``app.py``'s navigation.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from mmviz.ui.labels import md
 
 WORKSPACE_KEY = "mmviz_workspace"  # not a widget key: widget state does not survive a page switch
 PAGES = {
-    "runs": "pages/runs.py",
-    "live": "pages/live.py",
-    "compare": "pages/compare.py",
-    "embeddings": "pages/embeddings.py",
-    "teach": "pages/teach.py",
+    "runs": "app_pages/runs.py",
+    "live": "app_pages/live.py",
+    "compare": "app_pages/compare.py",
+    "embeddings": "app_pages/embeddings.py",
+    "teach": "app_pages/teach.py",
 }
 
 
@@ -93,7 +93,7 @@ def user_errors() -> Iterator[None]:
 
 
 def page_path(name: str) -> str:
-    """The page file for a page name, e.g. ``'live'`` -> ``'pages/live.py'``."""
+    """The page file for a page name, e.g. ``'live'`` -> ``'app_pages/live.py'``."""
     return PAGES[name]
 
 

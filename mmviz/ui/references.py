@@ -38,6 +38,7 @@ def launch_missing_references(store, run: Mapping) -> list[str]:
                 overrides={"method": {"modality": m}},
                 name=f"{run.get('name') or run['run_id']}-alone-{m}",
                 tags=["reference"],
+                queue=True,
             )
         )
     return started
@@ -64,7 +65,7 @@ def render_reference_runs(store, workspace: str, run: Mapping, missing: list[str
             min(done / total, 1.0) if total else 0.0,
             text=md(f"Reference run {ref.get('name')} ({m} alone): {status}, epoch {done}/{total or '?'}"),
         )
-    if missing and run.get("config"):
+    if missing and run.get("config") and (run.get("origin") or "trainer") == "trainer":
         label = f"Launch unimodal reference runs ({', '.join(missing)})"
         if st.button(md(label), key="live.references", help="One 'unimodal' run per modality, same data and model."):
             try:

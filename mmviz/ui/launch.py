@@ -1,7 +1,7 @@
 """Launch, restart and fork forms: every widget comes from the registered config dataclasses.
 
-Dataset and method are picked outside the form (their settings depend on them); everything else sits in one
-``st.form`` so typing does not rerun the page. Submitting validates through the same code as the CLI
+Each form is a fragment: a change reruns only the form (not the page), so fields that do not apply (momentum under
+Adam, the fusions a method cannot use) come and go as the user edits. Submitting validates through the same code as the CLI
 (:func:`mmviz.training.config.build_run_config` and :func:`mmviz.training.build.check_run_config`) and shows
 its one-sentence error in the form when the combination is invalid.
 """
@@ -70,7 +70,7 @@ def render_run_form(
     sections: tuple = SECTIONS,
     skip: Mapping[str, tuple] | None = None,
 ) -> dict[str, dict]:
-    """Tabs of widgets for the run-config ``sections`` (call inside ``st.form``); returns the overrides: every
+    """Tabs of widgets for the run-config ``sections`` (inside a form container); returns the overrides: every
     field changed from ``base``'s values (else the defaults). ``skip`` names fields per section not to show.
 
     The fusion offers only those the method works with; when ``base``'s fusion is not one of them, the form shows
@@ -183,6 +183,7 @@ def render_demo_button(store) -> None:
             _started(run_id, "Started demo")
 
 
+@st.fragment
 def render_launch_form(store) -> None:
     """Dataset and method pickers, the settings form, and the launch button."""
     c1, c2 = st.columns(2)
@@ -190,12 +191,12 @@ def render_launch_form(store) -> None:
         dataset = render_registry_picker("Dataset", DATASETS, "launch.dataset", "mfeat")
     with c2:
         method = render_registry_picker("Balancing method", METHODS, "launch.method", "baseline")
-    with st.form("launch.form"):
+    with st.container(border=True, key="launch.form"):
         overrides = render_run_form("launch", dataset, method)
         c1, c2 = st.columns(2)
         name = c1.text_input("Run name", key="launch.name", placeholder=f"{dataset}-{method}")
         tags = c2.text_input("Tags", key="launch.tags", help="Comma-separated.")
-        submitted = st.form_submit_button("Launch run", type="primary")
+        submitted = st.button("Launch run", type="primary", key="launch.submit")
     if submitted:
         st.caption("Equivalent command:")
         st.code(cli_command(dataset, method, overrides, name.strip(), tuple(_tags(tags))), language="bash")
@@ -222,6 +223,7 @@ def render_own_code_settings(run: Mapping, done: str) -> bool:
     return True
 
 
+@st.fragment
 def render_restart_form(store, run: Mapping) -> None:
     """Restart ``run`` from scratch with edited settings (a new run; the old one is kept)."""
     from mmviz import launcher
@@ -235,10 +237,10 @@ def render_restart_form(store, run: Mapping) -> None:
         dataset = render_registry_picker("Dataset", DATASETS, f"restart.{rid}.dataset", base.get("dataset"))
     with c2:
         method = render_registry_picker("Balancing method", METHODS, f"restart.{rid}.method", base.get("method"))
-    with st.form(f"restart.{rid}.form"):
+    with st.container(border=True, key=f"restart.{rid}.form"):
         overrides = render_run_form(f"restart.{rid}", dataset, method, base)
         name = st.text_input("Run name", key=f"restart.{rid}.name", value=f"{run.get('name') or rid}-restart")
-        submitted = st.form_submit_button("Restart with these settings", type="primary")
+        submitted = st.button("Restart with these settings", type="primary", key=f"restart.{rid}.submit")
     if submitted:
         try:
             new_id = launcher.restart(
@@ -272,6 +274,7 @@ def _follow_default(key: str, default: str) -> None:
     ss[f"{key}.default"] = default
 
 
+@st.fragment
 def render_fork_form(store, run: Mapping) -> None:
     """Fork ``run`` from one of its checkpoints with edited balancing settings (the child resumes its weights)."""
     from mmviz import launcher
@@ -312,10 +315,9 @@ def render_fork_form(store, run: Mapping) -> None:
         f"({int(further)} more; {total} in total)."
         + (f" Only methods that work with the parent's fusion '{fusion}' are offered." if skipped else "")
     )
-    # Outside the form, so that a typed name is committed at once and survives a change of method or epoch.
     _follow_default(f"fork.{rid}.name", f"{run.get('name') or rid}-{method}-e{epoch}")
     name = st.text_input("Run name", key=f"fork.{rid}.name", help="Defaults to parent-method-epoch until you type one.")
-    with st.form(f"fork.{rid}.form"):
+    with st.container(border=True, key=f"fork.{rid}.form"):
         overrides = render_run_form(
             f"fork.{rid}",
             base.get("dataset") or "mfeat",
@@ -324,7 +326,7 @@ def render_fork_form(store, run: Mapping) -> None:
             ("method", "train"),
             skip={"train": ("epochs",)},
         )
-        submitted = st.form_submit_button("Fork", type="primary")
+        submitted = st.button("Fork", type="primary", key=f"fork.{rid}.submit")
     if submitted:
         overrides = {**overrides, "train": {**overrides.get("train", {}), "epochs": total}}
         try:

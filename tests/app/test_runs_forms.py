@@ -324,3 +324,20 @@ def test_reference_runs_show_progress_and_cannot_start_twice(scratch_workspace, 
     with open_store(ws) as store:  # a second click elsewhere (another tab) starts nothing either
         assert launch_missing_references(store, store.get_run(parent)) == []
     assert len(_new_runs(ws, {parent, scratch_workspace["child"]})) == 2
+
+
+def test_fields_that_do_not_apply_are_hidden(scratch_workspace, open_page):
+    from mmviz.training.config import OptimConfig
+
+    specs = {s.name: s for s in OptimConfig.field_specs()}
+    assert not specs["momentum"].applies({"name": "adam"}) and specs["momentum"].applies({"name": "sgd"})
+    at = open_page(scratch_workspace["workspace"], "runs")
+    keys = lambda: {n.key for n in at.number_input}  # noqa: E731
+    assert "launch.optim.lr" in keys() and "launch.optim.momentum" not in keys()  # Adam by default
+    assert not {"launch.optim.step_size", "launch.optim.gamma"} & keys()  # schedule 'none'
+    at.selectbox(key="launch.optim.name").select("sgd").run()
+    at.selectbox(key="launch.optim.schedule").select("step").run()
+    assert {"launch.optim.momentum", "launch.optim.step_size", "launch.optim.gamma"} <= keys()
+    at.number_input(key="launch.optim.momentum").set_value(0.5).run()
+    at.selectbox(key="launch.optim.name").select("adam").run()
+    assert "launch.optim.momentum" not in keys()

@@ -22,7 +22,7 @@ from mmviz.recipes import recipe_summary
 from mmviz.training.config import ModelConfig, OptimConfig, TrainConfig
 from mmviz.ui.forms import changed_fields, cli_command, defaults_of, render_config
 from mmviz.ui.frame import flash
-from mmviz.ui.labels import md
+from mmviz.ui.labels import format_duration, md
 from mmviz.ui.readers import load_runs
 from models.fusion import FUSIONS
 
@@ -183,6 +183,48 @@ def render_demo_button(store) -> None:
             _started(run_id, "Started demo")
 
 
+# Seconds per epoch on 2 CPU cores with the default settings, for a data set this workspace has not trained yet
+# (mfeat: the demo's 30 epochs take under a minute; avdigits: its CNN encoders take about a minute an epoch).
+PRIOR_EPOCH_S = {"mfeat": 1.5, "avdigits": 60.0}
+
+
+def store_workspace(store) -> str:
+    """The workspace path of ``store`` as the cached readers key it."""
+    return str(store.workspace)
+
+
+def estimate_epoch_seconds(runs, dataset: str, encoder: str) -> tuple[float | None, str]:
+    """Seconds per epoch for ``dataset`` with ``encoder``: the median of this workspace's finished runs of that data
+    set and encoder, else a prior measured on 2 CPU cores (:data:`PRIOR_EPOCH_S`); returns ``(seconds, source)``."""
+    rates = []
+    for run in runs.to_dict("records") if not runs.empty else []:
+        cfg = run.get("config") if isinstance(run.get("config"), dict) else {}
+        done, took = run.get("epochs_done") or 0, run.get("duration")
+        if run.get("dataset") != dataset or (cfg.get("model") or {}).get("encoder", "auto") != encoder:
+            continue
+        if run.get("status") == "finished" and done and took and took == took and not run.get("parent_run_id"):
+            rates.append(float(took) / float(done))
+    if rates:
+        rates.sort()
+        return rates[len(rates) // 2], f"median of {len(rates)} finished {dataset} run(s) in this workspace"
+    if dataset in PRIOR_EPOCH_S and encoder == "auto":
+        return PRIOR_EPOCH_S[dataset], "measured on 2 CPU cores"
+    return None, ""
+
+
+def estimate_text(runs, dataset: str, overrides: Mapping[str, Mapping[str, Any]]) -> str:
+    """One line: how long the run the form describes will take (or that there is nothing to estimate from yet)."""
+    epochs = int((overrides.get("train") or {}).get("epochs", defaults_of(TrainConfig)["epochs"]))
+    encoder = str((overrides.get("model") or {}).get("encoder", defaults_of(ModelConfig)["encoder"]))
+    per_epoch, source = estimate_epoch_seconds(runs, dataset, encoder)
+    if per_epoch is None:
+        return f"Expected time: no finished {dataset} run with encoder '{encoder}' here to estimate from yet."
+    return (
+        f"Expected time: about {format_duration(max(per_epoch * epochs, 1.0))} for {epochs} epochs "
+        f"(~{per_epoch:.1f} s per epoch, {source}; more data, larger encoders or a busy machine take longer)."
+    )
+
+
 @st.fragment
 def render_launch_form(store) -> None:
     """Dataset and method pickers, the settings form, and the launch button."""
@@ -196,6 +238,7 @@ def render_launch_form(store) -> None:
         c1, c2 = st.columns(2)
         name = c1.text_input("Run name", key="launch.name", placeholder=f"{dataset}-{method}")
         tags = c2.text_input("Tags", key="launch.tags", help="Comma-separated.")
+        st.caption(estimate_text(load_runs(store_workspace(store)), dataset, overrides))
         submitted = st.button("Launch run", type="primary", key="launch.submit")
     if submitted:
         st.caption("Equivalent command:")

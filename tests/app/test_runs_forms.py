@@ -341,3 +341,29 @@ def test_fields_that_do_not_apply_are_hidden(scratch_workspace, open_page):
     at.number_input(key="launch.optim.momentum").set_value(0.5).run()
     at.selectbox(key="launch.optim.name").select("adam").run()
     assert "launch.optim.momentum" not in keys()
+
+
+def test_the_form_estimates_how_long_a_run_takes():
+    from mmviz.ui.launch import estimate_epoch_seconds, estimate_text
+
+    runs = pd.DataFrame(
+        [
+            {"run_id": "1", "dataset": "mfeat", "status": "finished", "epochs_done": 10, "duration": 20.0,
+             "config": {"model": {"encoder": "auto"}}, "parent_run_id": None},
+            {"run_id": "2", "dataset": "mfeat", "status": "finished", "epochs_done": 10, "duration": 40.0,
+             "config": {"model": {"encoder": "auto"}}, "parent_run_id": None},
+            {"run_id": "3", "dataset": "mfeat", "status": "failed", "epochs_done": 1, "duration": 900.0,
+             "config": {}, "parent_run_id": None},
+        ]
+    )  # fmt: skip
+    assert estimate_epoch_seconds(runs, "mfeat", "auto")[0] == 4.0  # the median of the finished runs
+    assert "about 2m 00s for 30 epochs" in estimate_text(runs, "mfeat", {})
+    assert estimate_epoch_seconds(runs.iloc[0:0], "avdigits", "auto")[0] == 60.0  # ~1 min/epoch on 2 cores
+    assert "no finished synthetic run" in estimate_text(runs, "synthetic", {})
+
+
+def test_one_way_to_select_a_run(filled_workspace, open_page):
+    at = open_page(filled_workspace["workspace"], "runs")
+    assert not at.dataframe[0].proto.selection_mode  # the table shows; the "Selected run" box selects
+    at.selectbox(key="runs.selected").select(filled_workspace["parent"]).run()
+    assert at.text_input(key=f"fork.{filled_workspace['parent']}.name").value.startswith("parent-run")

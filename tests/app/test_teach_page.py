@@ -111,6 +111,19 @@ def test_navigation_moves_the_link(teach_page):
     assert at.query_params["strength_b"] == "4.5"
 
 
+def test_a_lessons_end_offers_the_next_lesson_and_links_runs_to_live(teach_page):
+    last = LESSONS[0]
+    at = teach_page(lesson=str(last.number), step=str(len(last.steps)))
+    at.button(key="teach.next_lesson").click().run()
+    assert at.query_params["lesson"] == str(LESSONS[1].number) and at.query_params["step"] == "1"
+    at = teach_page(lesson="1", step="1")
+    _guess(at).set_value("a").run()
+    at.button(key="teach.run").click().run()
+    links = [p for p in at.get("page_link") if "monitoring" in p.proto.icon]
+    assert links and all(p.proto.page.endswith("live.py") or "live" in p.proto.page for p in links)
+    assert all("run=" in p.proto.query_string for p in links)
+
+
 def test_preset_change_resets_the_knobs(teach_page):
     at = teach_page(lesson="1", strength_a="1")
     at.radio(key="teach.w.imbalance.preset").set_value("balanced").run()

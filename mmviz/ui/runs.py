@@ -36,9 +36,9 @@ def accuracy_or_none(value) -> float | None:
 def origin_text(run: Mapping, names: Mapping[str, str]) -> str:
     """``'NAME @ epoch 3'`` for a fork, ``'restart of NAME'`` for a restart, else empty."""
     parent, restart_of = run.get("parent_run_id"), run.get("restart_of")
-    if parent:
+    if isinstance(parent, str) and parent:
         return f"{names.get(parent, parent)} @ epoch {epoch_text(run.get('fork_epoch'))}"
-    if restart_of:
+    if isinstance(restart_of, str) and restart_of:
         return f"restart of {names.get(restart_of, restart_of)}"
     return ""
 

@@ -359,11 +359,14 @@ def plot_panel(
             color = neutral.setdefault(name, NEUTRAL_PALETTE[len(neutral) % len(NEUTRAL_PALETTE)])
         else:
             color = modality_color(s.modality, modalities)
-        data.extend(_traces(s, axis, name, color, dash, name not in seen, specs[axis]))
-        seen.add(name)
         note = _sparse_note(s, options)
-        if note and axis not in notes:
-            notes[axis] = note
+        traces = _traces(s, axis, name, color, dash, name not in seen, specs[axis])
+        if note:  # a line across the skipped steps would draw values that were never measured
+            notes.setdefault(axis, note)
+            for trace in traces:
+                trace["mode"] = "markers"
+        data.extend(traces)
+        seen.add(name)
     _set_y_axes(layout, data, specs, options)
     for axis, note in notes.items():
         text = note if len(note) < 70 else note[: note.index(":") + 1] + "<br>" + note[note.index(":") + 2 :]

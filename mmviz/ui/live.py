@@ -16,9 +16,18 @@ import streamlit as st
 
 from mmviz.analysis.summary import compute_imbalance_banner, find_reference_runs
 from mmviz.errors import MmvizError, RunNotFoundError
+from mmviz.store.keys import parse_key
 from mmviz.ui.charts import render_chart_controls, render_figure
 from mmviz.ui.frame import page_path
-from mmviz.ui.labels import ACTIVE, STATUS_COLORS, epoch_text, run_method_label
+from mmviz.ui.labels import (
+    ACTIVE,
+    NOT_APPLICABLE,
+    STATUS_COLORS,
+    applies,
+    epoch_text,
+    run_method_label,
+    trained_modalities,
+)
 from mmviz.ui.readers import LiveBuffer, live_buffer, load_runs, runs_by_id
 from mmviz.viz import ChartOptions, assign_panels, panel_by_name, plot_panel
 from mmviz.viz.series import export_frame
@@ -152,19 +161,41 @@ def panel_figure(
     version: int,
     n_events: int,
     t0: float,
+    hidden: tuple[str, ...] = (),
 ) -> go.Figure:
     """One live chart of a run, built once per (options, newest row of its keys, events) for all sessions: a panel
     whose keys got no new rows since the last refresh (per-epoch signals between evaluations) is not rebuilt."""
     buf = live_buffer(workspace, run_id)
     opts = ChartOptions(*options)
-    return plot_panel(buf.frame, panel_by_name(name), list(groups), list(mods), opts, buf.events, {run_id: t0})
+    return plot_panel(
+        buf.frame, panel_by_name(name), list(groups), list(mods), opts, buf.events, {run_id: t0}, hidden=hidden
+    )
+
+
+def not_applicable_keys(run: Mapping, groups: Mapping[tuple, list[str]]) -> tuple[str, ...]:
+    """The keys of ``groups`` that mean nothing for ``run`` (see :func:`mmviz.ui.labels.applies`), sorted."""
+    mods = list(run.get("modalities") or [])
+    return tuple(
+        sorted(
+            k
+            for (_, quantity), keys in groups.items()
+            for k in keys
+            if not applies(run, quantity, parse_key(k, mods)[2])
+        )
+    )
 
 
 def render_panels(buf: LiveBuffer, run: Mapping, options: ChartOptions) -> list:
     """Every panel that has data; single-facet panels go two to a row. Returns the shown ``(split, quantity)``."""
     frame = buf.frame
-    panels = assign_panels(list(buf.groups))
     mods = tuple(run.get("modalities") or [])
+    hidden = not_applicable_keys(run, buf.groups)
+    panels = assign_panels([g for g, keys in buf.groups.items() if not set(keys) <= set(hidden)])
+    if hidden:
+        st.caption(
+            f"{NOT_APPLICABLE} Not charted, as they do not apply to a run that trains only "
+            f"{', '.join(trained_modalities(run))}: {', '.join(sorted(hidden))}."
+        )
     t0 = run.get("started") or (float(frame["wall_time"].min()) if not frame.empty else 0.0)
     opts = (options.x_axis, options.smoothing, options.log_y, options.max_points)
     n_events = 0 if buf.events is None else len(buf.events)
@@ -175,7 +206,7 @@ def render_panels(buf: LiveBuffer, run: Mapping, options: ChartOptions) -> list:
         panel = panel_by_name(name)
         st.markdown(f"**{panel.title}**", help=panel.help)
         version = buf.version(groups)
-        fig = panel_figure(buf.workspace, buf.run_id, name, tuple(groups), mods, opts, version, n_events, t0)
+        fig = panel_figure(buf.workspace, buf.run_id, name, tuple(groups), mods, opts, version, n_events, t0, hidden)
         render_figure(fig, key=f"live.chart.{name}")
 
     for name, groups in panels.items():

@@ -8,7 +8,7 @@ on every facet. Facets are laid out by hand (``make_subplots`` costs ~25 ms a fi
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -296,6 +296,7 @@ def plot_panel(
     options: ChartOptions,
     events: pd.DataFrame | None = None,
     t0: Mapping[str, float] | None = None,
+    hidden: Collection[str] = (),
 ) -> go.Figure:
     """One live chart of one run: the ``groups`` (split, quantity) of ``panel``, faceted as the panel says.
 
@@ -307,8 +308,10 @@ def plot_panel(
         options: x axis, smoothing, log-y and points per series.
         events: the run's events, drawn as vertical lines.
         t0: run start time per run id, for the wall-time axis.
+        hidden: keys not to draw (what does not apply to the run, e.g. another modality's accuracy in a unimodal run).
     """
     series = prepare_series(frame, options, dict(t0) if t0 else None, groups=list(groups))
+    series = [s for s in series if s.key not in hidden]
     if panel.facet == "split":
         facets = sorted({g[0] or "" for g in groups}, key=lambda s: SPLIT_ORDER.get(s, 9))
         facet_of = {g: facets.index(g[0] or "") for g in groups}

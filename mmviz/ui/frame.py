@@ -14,6 +14,7 @@ import streamlit as st
 
 from mmviz.errors import MmvizError
 from mmviz.store import RunStore, default_workspace, open_store
+from mmviz.ui.labels import md
 
 WORKSPACE_KEY = "mmviz_workspace"  # not a widget key: widget state does not survive a page switch
 PAGES = {
@@ -66,7 +67,7 @@ def page_frame(title: str, caption: str = "") -> tuple[RunStore, str]:
     try:
         return get_store(workspace), workspace
     except MmvizError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
         st.stop()
         raise  # unreachable: st.stop() raises
 
@@ -80,7 +81,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except MmvizError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
 
 
 def page_path(name: str) -> str:
@@ -92,7 +93,7 @@ FLASH_KEY = "mmviz_flash"
 
 
 def flash(text: str, links: list[tuple[str, str, str, dict]] | None = None) -> None:
-    """Rerun the page and show ``text`` (with page links ``(page, label, icon, query_params)``) at the next run.
+    """Rerun the page and show ``text`` literally (with page links ``(page, label, icon, query_params)``) at the next run.
 
     After an action changed the store, the rerun redraws everything (e.g. the runs table) from the new state.
     """
@@ -104,6 +105,6 @@ def render_flash() -> None:
     """Show (once) the message left by :func:`flash`."""
     message = st.session_state.pop(FLASH_KEY, None)
     if message:
-        st.success(message["text"])
+        st.success(md(message["text"]))
         for page, label, icon, query in message["links"]:
             st.page_link(page_path(page), label=label, icon=icon, query_params=query)

@@ -213,7 +213,8 @@ def render_panels(buf: LiveBuffer, run: Mapping, options: ChartOptions) -> list:
     for name, groups in panels.items():
         shown.extend(groups)
         panel = panel_by_name(name)
-        facets = {"split": len({g[0] for g in groups}), "quantity": len({g[1] for g in groups})}.get(panel.facet, 1)
+        facets = {"split": len({g[0] for g in groups}), "quantity": len({g[1] for g in groups}), "measure": len(groups)}
+        facets = facets.get(panel.facet, 1)
         if facets > 1:
             draw(name, groups)
             continue

@@ -20,6 +20,7 @@ from mmviz.viz.panels import (
     DASHES,
     EVENT_COLORS,
     MEASUREMENT_DASH,
+    MEASUREMENTS,
     NEUTRAL_PALETTE,
     PanelSpec,
     facet_title,
@@ -32,6 +33,7 @@ from mmviz.viz.series import X_TITLES, ChartOptions, Series, prepare_series
 ROW_HEIGHT = 290
 MAX_COLS = 3
 SPLIT_ORDER = {"train": 0, "": 1, "val": 2}
+MEASURE_ORDER = {"acc": 0, "acc_ncm": 1, "acc_probe": 2, "shapley": 3}
 MARKERS_BELOW = 60  # series this short get markers: per-epoch signals of a short run are a handful of points
 LINES_FROM = 3  # a series of fewer points is drawn as markers only: a line through two points invents a trend
 SPARSE_NOTE_BELOW = 0.5  # a per-step series with fewer than this share of its due points gets a note on the chart
@@ -316,6 +318,13 @@ def plot_panel(
         facets = sorted({g[0] or "" for g in groups}, key=lambda s: SPLIT_ORDER.get(s, 9))
         facet_of = {g: facets.index(g[0] or "") for g in groups}
         titles = [f or "all" for f in facets]
+    elif panel.facet == "measure":  # one facet per split and measure: a handful of lines each, colour = modality
+        ordered = sorted(groups, key=lambda g: (SPLIT_ORDER.get(g[0] or "", 9), MEASURE_ORDER.get(g[1], 9), g[1]))
+        facet_of = {g: i for i, g in enumerate(ordered)}
+        split_only = {g for g in ordered if g[1] == "acc"}  # fused accuracy alone: no "head split" to name
+        split_only -= {(s.split, s.quantity) for s in series if s.modality not in (None, "fused")}
+        titles = [g[0] or "accuracy" if g in split_only else " · ".join(filter(None, (g[0], MEASUREMENTS[g[1]])))
+                  for g in ordered]  # fmt: skip
     elif panel.facet == "quantity":
         facets = sorted({g[1] for g in groups})
         facet_of = {g: facets.index(g[1]) for g in groups}
@@ -346,13 +355,17 @@ def plot_panel(
             seen.add("dominant modality")
             layout[f"yaxis{_axis_suffix(axis)}"].update(type="category", categoryarray=modalities, range=None)
             continue
-        if panel.facet == "quantity":  # the facet title names the quantity; the legend names the modality
+        if panel.facet == "measure":  # the facet title names split and measure; the legend names the modality
+            name = s.modality or "fused"
+        elif panel.facet == "quantity":  # the facet title names the quantity; the legend names the modality
             name = s.modality or facet_title(s.split, s.quantity)
         else:
             name = measurement_label(s.split, s.quantity, s.modality)
-        if panel.facet != "split" and s.split and len({g[0] for g in groups}) > 1:
+        if panel.facet not in ("split", "measure") and s.split and len({g[0] for g in groups}) > 1:
             name = f"{s.split} · {name}"
-        if panel.facet == "quantity":
+        if panel.facet == "measure":
+            dash = "solid"
+        elif panel.facet == "quantity":
             dash = MEASUREMENT_DASH.get(s.quantity, "solid")
         else:
             dash = MEASUREMENT_DASH.get(s.quantity, DASHES[quantities.index(s.quantity) % len(DASHES)])

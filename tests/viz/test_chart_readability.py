@@ -144,3 +144,23 @@ def test_compare_charts_use_units_percent_and_keep_zoom():
     go.Figure(fig.to_dict())
     assert list(fig.data[0].y) == [50.0, 70.0] and fig.layout.yaxis.title.text == "val accuracy (%)"
     assert fig.layout.uirevision
+
+
+def test_val_accuracy_of_many_measures_is_one_facet_per_measure_with_a_few_lines_each():
+    measures = ("acc", "acc_ncm", "acc_probe", "shapley")
+    keys = [f"val/{q}/{m}" for q in measures for m in MODS] + [
+        "val/acc/fused",
+        "val/acc_probe/fused",
+        "train/acc/fused",
+    ]
+    fig = figure(rows({k: per_epoch(np.linspace(0.3, 0.9, 20)) for k in keys}), "accuracy", ChartOptions(smoothing=0))
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == ["<b>train</b>", "<b>val · head split</b>", "<b>val · NCM</b>", "<b>val · linear probe</b>",
+                      "<b>val · Shapley</b>"]  # fmt: skip
+    per_facet = {}
+    for t in fig.data:
+        per_facet.setdefault(t.yaxis, []).append(t)
+    assert max(len(traces) for traces in per_facet.values()) <= 3  # not 10 lines in 2 colours on one plot
+    for traces in per_facet.values():  # inside a facet each line has its own colour: one per modality
+        assert len({t.line.color for t in traces}) == len(traces)
+    assert [t.name for t in fig.data if t.showlegend is not False] == ["fused", "pix", "fou"]

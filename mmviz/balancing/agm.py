@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 from typing import Any
 
 import torch
@@ -15,6 +14,7 @@ from mmviz.balancing.common import in_window
 from mmviz.balancing.registry import METHODS
 from mmviz.config import Config, param
 from mmviz.errors import ConfigError
+from mmviz.measures import compute_shapley, eval_mode
 from mmviz.recipes import Recipe, RecipeSetting
 from mmviz.training.context import StepInfo, TrainContext
 from models import ModelOutput
@@ -61,31 +61,6 @@ class AGMConfig(RecipeSetting, Config):
                 f"The 'modulation_ends' parameter of {self.title()} must be >= 'modulation_starts' "
                 f"({self.modulation_starts}). Got {self.modulation_ends!r} instead."
             )
-
-
-def compute_shapley(values: dict[frozenset, torch.Tensor], modalities: tuple[str, ...]) -> dict[str, torch.Tensor]:
-    """Exact Shapley responses ``phi^m`` from coalition outputs, with ``v(empty) = 0`` so ``sum_m phi^m = v(all)``.
-
-    ``phi^m = sum_{S subset of others} |S|! (M - |S| - 1)! / M! * [v(S + m) - v(S)]``; for two modalities
-    ``phi^a = 1/2 [f(a, v) - f(0, v) + f(a, 0)]``.
-
-    Args:
-        values: ``v(S)`` ``(B, C)`` for every non-empty subset ``S`` of ``modalities`` (frozensets).
-        modalities: the players.
-    """
-    n = len(modalities)
-    out = {}
-    for m in modalities:
-        others = [j for j in modalities if j != m]
-        phi = None
-        for size in range(n):
-            weight = math.factorial(size) * math.factorial(n - size - 1) / math.factorial(n)
-            for subset in itertools.combinations(others, size):
-                s = frozenset(subset)
-                gain = values[s | {m}] - values[s] if s else values[s | {m}]
-                phi = weight * gain if phi is None else phi + weight * gain
-        out[m] = phi
-    return out
 
 
 def compute_agm_coefficients(
@@ -208,13 +183,8 @@ class AGM(BalancingMethod):
         zero = {}
         if self.config.masked_forward == "features":
             for m in mods:
-                enc = model.encoders[m]
-                was = enc.training
-                enc.eval()
-                try:
-                    zero[m] = enc(torch.zeros_like(batch[m][:1]))
-                finally:
-                    enc.train(was)
+                with eval_mode(model.encoders[m]):
+                    zero[m] = model.encoders[m](torch.zeros_like(batch[m][:1]))
         for size in range(1, len(mods)):
             for subset in itertools.combinations(mods, size):
                 absent = [m for m in mods if m not in subset]
@@ -222,17 +192,13 @@ class AGM(BalancingMethod):
                     feats = {m: out.features[m] if m in subset else zero[m].expand_as(out.features[m]) for m in mods}
                     values[frozenset(subset)] = model.fuse(feats).logits
                 else:
-                    was = model.training
-                    model.eval()
-                    try:
+                    with eval_mode(model):
                         values[frozenset(subset)] = model(mask_batch(batch, absent)).logits
-                    finally:
-                        model.train(was)
         return values
 
     def compute_loss(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> torch.Tensor:
         mods, y = self.ctx.modalities, batch["label"]
-        phi = compute_shapley(self.coalition_values(out, batch), mods)
+        phi = compute_shapley(self.coalition_values(out, batch), mods)  # v(empty) = 0: sum_m phi^m = v(all)
         scores = {m: F.cross_entropy(phi[m].detach().float(), y) for m in mods}
         means = compute_running_means(self.score_sum, self.count, scores, self.config.running_mean)
         self.count += 1

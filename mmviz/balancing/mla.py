@@ -14,6 +14,7 @@ from mmviz.balancing.base import BalancingMethod
 from mmviz.balancing.registry import METHODS
 from mmviz.config import Config, param
 from mmviz.errors import ConfigError
+from mmviz.measures import eval_mode
 from mmviz.recipes import Recipe, RecipeSetting
 from mmviz.training.context import StepInfo, TrainContext
 from models import ModelOutput
@@ -249,13 +250,11 @@ class MLA(BalancingMethod):
     def on_epoch_end(self, epoch: int, info: StepInfo) -> None:
         ctx = self.ctx
         model = ctx.model
-        was_training = model.training
-        model.eval()
         bs = getattr(getattr(ctx.config, "train", None), "eval_batch_size", 512)
         wsum = torch.zeros(len(self.modalities), device=ctx.device)
         correct = {"dynamic": torch.zeros((), device=ctx.device), "fixed": torch.zeros((), device=ctx.device)}
         n = 0
-        try:
+        with eval_mode(model):
             for batch in ctx.splits["val"].batches(bs):
                 feats = model.encode(batch)
                 uni = torch.stack([model.fusion.head(feats[m]).float() for m in self.modalities])
@@ -265,8 +264,6 @@ class MLA(BalancingMethod):
                 correct["dynamic"] += (((w.unsqueeze(-1) * uni).sum(0)).argmax(1) == y).sum()
                 correct["fixed"] += (((self.fixed.view(-1, 1, 1) * uni).sum(0)).argmax(1) == y).sum()
                 n += int(y.shape[0])
-        finally:
-            model.train(was_training)
         for j, m in enumerate(self.modalities):
             self.log(f"mla/weight/{m}", wsum[j] / max(1, n))
         self.log("val/acc_dynamic", correct["dynamic"] / max(1, n))

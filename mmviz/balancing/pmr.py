@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from typing import Any
 
@@ -10,10 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from mmviz.balancing.base import BalancingMethod
-from mmviz.balancing.common import EPS, compute_ratios, in_window
+from mmviz.balancing.common import EPS, compute_confidence_scores, compute_ratios, in_window
 from mmviz.balancing.registry import METHODS
 from mmviz.config import Config, param
 from mmviz.errors import ConfigError
+from mmviz.measures import compute_class_means, compute_prototype_drift, extract_features
 from mmviz.recipes import Recipe, RecipeSetting
 from mmviz.training.context import StepInfo, TrainContext
 from models import ModelOutput
@@ -83,16 +83,6 @@ class PMRConfig(RecipeSetting, Config):
                 f"The 'modulation_ends' parameter of {self.title()} must be >= 'modulation_starts' "
                 f"({self.modulation_starts}). Got {self.modulation_ends!r} instead."
             )
-
-
-def compute_prototypes(
-    features: torch.Tensor, labels: torch.Tensor, num_classes: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Class means of ``features`` ``(N, D)``; returns ``(prototypes (C, D), counts (C,))`` (absent classes: zeros)."""
-    feats = features.float()
-    sums = torch.zeros(num_classes, feats.shape[1], device=feats.device).index_add_(0, labels, feats)
-    counts = torch.bincount(labels, minlength=num_classes).to(feats.dtype)
-    return sums / counts.clamp_min(1.0).unsqueeze(1), counts
 
 
 def compute_prototype_update(fresh: torch.Tensor, old: torch.Tensor, present: torch.Tensor, mu: float) -> torch.Tensor:
@@ -191,39 +181,31 @@ class PMR(BalancingMethod):
         self.update_prototypes()
 
     # ----- prototypes ---------------------------------------------------------------------------
-    @torch.no_grad()
     def update_prototypes(self, blend: bool = True) -> None:
         """Recompute the prototypes from a fraction of the training batches (eval mode); EMA-blend them with the
         previous ones when ``blend`` (else replace every class that was sampled)."""
         ctx, cfg = self.ctx, self.config
-        model, split = ctx.model, ctx.splits["train"]
+        split = ctx.splits["train"]
         n_batches = max(1, int(split.num_batches(ctx.batch_size) * cfg.proto_fraction))
-        feats: dict[str, list[torch.Tensor]] = {m: [] for m in ctx.modalities}
-        labels = []
-        was_training = model.training
-        model.eval()
-        try:
-            with ctx.extra.get("autocast", contextlib.nullcontext)():
-                for i, batch in enumerate(split.batches(ctx.batch_size, self._gen)):
-                    if i >= n_batches:
-                        break
-                    out = model(batch)
-                    for m in ctx.modalities:
-                        feats[m].append(out.features[m].float())
-                    labels.append(batch["label"])
-        finally:
-            model.train(was_training)
-        y = torch.cat(labels)
+        feats, y = extract_features(
+            ctx.model,
+            split.batches(ctx.batch_size, self._gen),
+            ctx.modalities,
+            autocast=ctx.extra.get("autocast"),
+            limit=n_batches,
+            to_cpu=False,
+        )
         for m in ctx.modalities:
-            z = torch.cat(feats[m])
-            fresh, counts = compute_prototypes(z, y, ctx.num_classes)
+            z = feats[m]
+            fresh, counts = compute_class_means(z, y, ctx.num_classes)
             present = (counts > 0).unsqueeze(1)
             old = self.prototypes.get(m)
             if old is None:
                 self.prototypes[m] = torch.where(present, fresh, z.mean(0, keepdim=True))
                 continue
             self.prototypes[m] = compute_prototype_update(fresh, old, present, cfg.momentum_coef if blend else 0.0)
-            self.log(f"pmr/proto_drift/{m}", (self.prototypes[m] - old).norm(dim=1).mean())
+            everyone = torch.ones(ctx.num_classes, dtype=torch.bool, device=old.device)
+            self.log(f"pmr/proto_drift/{m}", compute_prototype_drift(old, self.prototypes[m], everyone))
 
     def on_epoch_end(self, epoch: int, info: StepInfo) -> None:
         self.update_prototypes(blend=not (epoch == 1 and self.config.first_update == "replace"))
@@ -237,7 +219,7 @@ class PMR(BalancingMethod):
             m: F.log_softmax(compute_prototype_logits(out.features[m], self.prototypes[m], cfg.temperature), dim=1)
             for m in self.ctx.modalities
         }
-        scores = {m: lq.detach().gather(1, y.view(-1, 1)).exp().sum() for m, lq in log_q.items()}
+        scores = compute_confidence_scores(log_q, y)  # OGM-GE's score on the prototype logits (log_softmax: same)
         ratios = compute_ratios(scores)
         betas = compute_pmr_coefficients(scores, cfg.alpha, cfg.coefficient)
         active = in_window(info.epoch, cfg.modulation_starts, cfg.modulation_ends)

@@ -181,6 +181,7 @@ class PMR(BalancingMethod):
         self.update_prototypes()
 
     # ----- prototypes ---------------------------------------------------------------------------
+    @torch.no_grad()
     def update_prototypes(self, blend: bool = True) -> None:
         """Recompute the prototypes from a fraction of the training batches (eval mode); EMA-blend them with the
         previous ones when ``blend`` (else replace every class that was sampled)."""

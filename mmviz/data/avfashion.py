@@ -13,17 +13,53 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import gzip
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
 from mmviz.config import param
 from mmviz.data.avdigits import CLEAN_SNR_DB, _audio_noise, _image_noise, pair_clips_by_label
-from mmviz.data.avfashion_build import CLASS_WORDS, FASHION_DIR, default_out, load_fashion_mnist
 from mmviz.data.base import ModalitySpec, MultimodalData, stratified_subset
 from mmviz.data.registry import DATASETS, SplitConfig
 from mmviz.errors import DataError
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+CLASS_WORDS = ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot")
+SEED = 20261201
+INSTALL_HINT = "Install it with: apt-get install dataset-fashion-mnist (Debian bookworm main)."
+
+
+def default_out() -> Path:
+    """Where the audio file is written and looked for: ``$MMVIZ_AVFASHION`` or ``~/.cache/mmviz/avfashion.npz``."""
+    override = os.environ.get("MMVIZ_AVFASHION", "").strip()
+    return Path(override).expanduser() if override else Path.home() / ".cache" / "mmviz" / "avfashion.npz"
+
+
+def _read_idx(path: Path, offset: int) -> np.ndarray:
+    """The uint8 payload of a gzipped IDX file after its ``offset``-byte header."""
+    if not path.is_file():
+        raise DataError(f"The Fashion-MNIST file {str(path)!r} does not exist. {INSTALL_HINT}")
+    with gzip.open(path, "rb") as fh:
+        return np.frombuffer(fh.read(), dtype=np.uint8, offset=offset)
+
+
+def load_fashion_mnist(folder: Path = FASHION_DIR) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All 70,000 Fashion-MNIST images ``(N, 28, 28)`` uint8, labels ``(N,)`` int64 and ``is_test`` ``(N,)`` bool
+    (the official 10,000-image test set last)."""
+    images, labels = [], []
+    for prefix in ("train", "t10k"):
+        img = _read_idx(folder / f"{prefix}-images-idx3-ubyte.gz", 16)
+        lab = _read_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", 8)
+        if img.size != lab.size * 784:
+            raise DataError(f"Fashion-MNIST {prefix} files disagree: {img.size} pixels for {lab.size} labels.")
+        images.append(img.reshape(-1, 28, 28))
+        labels.append(lab.astype(np.int64))
+    is_test = np.concatenate([np.zeros(len(labels[0]), bool), np.ones(len(labels[1]), bool)])
+    return np.concatenate(images), np.concatenate(labels), is_test
+
 
 BUILD_HINT = "Build it with: python -m mmviz.data.avfashion_build (needs Debian's espeak-ng)."
 AUDIO_KEYS = ("audio", "audio_label", "audio_heldout", "audio_power", "noise_mel_mean", "noise_mel_shape", "meta")

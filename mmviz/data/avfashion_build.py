@@ -14,9 +14,7 @@ The default output is ``~/.cache/mmviz/avfashion.npz`` (``$MMVIZ_AVFASHION`` ove
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
-import os
 import platform
 import sys
 import time
@@ -27,41 +25,8 @@ import numpy as np
 import scipy
 
 from mmviz.data import avdigits_build as av
+from mmviz.data.avfashion import CLASS_WORDS, SEED, default_out
 from mmviz.errors import DataError
-
-FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-CLASS_WORDS = ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot")
-SEED = 20261201
-INSTALL_HINT = "Install it with: apt-get install dataset-fashion-mnist (Debian bookworm main)."
-
-
-def default_out() -> Path:
-    """Where the audio file is written and looked for: ``$MMVIZ_AVFASHION`` or ``~/.cache/mmviz/avfashion.npz``."""
-    override = os.environ.get("MMVIZ_AVFASHION", "").strip()
-    return Path(override).expanduser() if override else Path.home() / ".cache" / "mmviz" / "avfashion.npz"
-
-
-def _read_idx(path: Path, offset: int) -> np.ndarray:
-    """The uint8 payload of a gzipped IDX file after its ``offset``-byte header."""
-    if not path.is_file():
-        raise DataError(f"The Fashion-MNIST file {str(path)!r} does not exist. {INSTALL_HINT}")
-    with gzip.open(path, "rb") as fh:
-        return np.frombuffer(fh.read(), dtype=np.uint8, offset=offset)
-
-
-def load_fashion_mnist(folder: Path = FASHION_DIR) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All 70,000 Fashion-MNIST images ``(N, 28, 28)`` uint8, labels ``(N,)`` int64 and ``is_test`` ``(N,)`` bool
-    (the official 10,000-image test set last)."""
-    images, labels = [], []
-    for prefix in ("train", "t10k"):
-        img = _read_idx(folder / f"{prefix}-images-idx3-ubyte.gz", 16)
-        lab = _read_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", 8)
-        if img.size != lab.size * 784:
-            raise DataError(f"Fashion-MNIST {prefix} files disagree: {img.size} pixels for {lab.size} labels.")
-        images.append(img.reshape(-1, 28, 28))
-        labels.append(lab.astype(np.int64))
-    is_test = np.concatenate([np.zeros(len(labels[0]), bool), np.ones(len(labels[1]), bool)])
-    return np.concatenate(images), np.concatenate(labels), is_test
 
 
 def build_avfashion(out_path: Path, n_clips: int = 3000, workers: int = 2) -> Path:

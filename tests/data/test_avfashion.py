@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from mmviz.data import DATASETS, create_dataset
-from mmviz.data.avfashion import AVFashionConfig
-from mmviz.data.avfashion_build import CLASS_WORDS, FASHION_DIR, build_avfashion, load_fashion_mnist
+from mmviz.data.avfashion import CLASS_WORDS, FASHION_DIR, AVFashionConfig, load_fashion_mnist
+from mmviz.data.avfashion_build import build_avfashion
 from mmviz.errors import ConfigError, DataError
 from mmviz.training.config import build_run_config
 

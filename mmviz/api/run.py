@@ -20,7 +20,7 @@ from torch import nn
 
 from mmviz import __version__
 from mmviz.api import lifecycle
-from mmviz.api.context import LoaderSplit, check_batch, describe_data, loop_config, null_autocast
+from mmviz.api.context import LoaderSplit, describe_data, loop_config, null_autocast
 from mmviz.balancing import METHODS
 from mmviz.balancing.base import BalancingMethod
 from mmviz.errors import ConfigError, MmvizError
@@ -71,6 +71,7 @@ class Run:
         seed: int = 0,
         eval_batch_size: int = 512,
         probe_size: int = 500,
+        num_samples: int | None = None,
         origin: str = "api",
     ) -> None:
         # ---- every check before anything is written ------------------------------------------------------
@@ -97,14 +98,12 @@ class Run:
         self.device = next(model.parameters()).device
         self.train_split = LoaderSplit(train_loader, self.device)
         self.val_split = LoaderSplit(val_loader, self.device) if val_loader is not None else None
-        first = next(iter(train_loader))
-        check_batch(first, self.modalities, "train loader")
         if num_classes is None:
             num_classes = int(getattr(model, "num_classes", 0)) or None
         if num_classes is None:
             raise ConfigError("mmviz.api.watch needs 'num_classes' for a model without a 'num_classes' attribute.")
         self.data = describe_data(
-            dataset, self.modalities, num_classes, self.train_split, self.val_split, probe_size, seed
+            dataset, self.modalities, num_classes, self.train_split, self.val_split, probe_size, seed, num_samples
         )
         self.epochs = epochs
         self.optimizer = optimizer

@@ -43,6 +43,7 @@ from mmviz.store.schema import (
     effective_status,
     run_duration,
 )
+from mmviz.store.sqlite_queue import SQLiteQueue
 
 _TEXT_COLUMNS = ("run_id", "key", "split", "quantity", "modality")
 _NUMBER_COLUMNS = ("id", "step", "epoch", "wall_time", "value")
@@ -57,7 +58,7 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-class RunStore:
+class RunStore(SQLiteQueue):
     """Runs, metrics, events and artifact paths of one workspace folder (``mmviz.db`` + ``runs/<run_id>/``)."""
 
     def __init__(self, workspace: str | Path) -> None:
@@ -163,6 +164,11 @@ class RunStore:
         self._modalities[new_id] = modalities
         return new_id
 
+    @property
+    def artifact_root(self) -> Path:
+        """The folder under which run folders and workspace-wide files (scheduler lock and log) live."""
+        return self.workspace
+
     def run_dir(self, run_id: str) -> Path:
         """Return the folder holding the run's large artifacts (``<workspace>/runs/<run_id>``)."""
         return self.workspace / "runs" / validate_run_id(run_id)
@@ -232,6 +238,10 @@ class RunStore:
         """Replace the run's tags."""
         self.update_run(run_id, tags=list(tags))
 
+    def set_notes(self, run_id: str, notes: str) -> None:
+        """Replace the run's description (free text; empty clears it)."""
+        self.update_run(run_id, notes=str(notes).strip() or None)
+
     def request_stop(self, run_id: str) -> None:
         """Ask the run's trainer to stop after its current step."""
         self._update(run_id, {"stop_requested": 1})
@@ -250,7 +260,7 @@ class RunStore:
             raise StoreError(f"Run {run_id!r} is still {run['effective_status']} (pid {run['pid']}); stop it first.")
 
         def delete(conn: sqlite3.Connection) -> None:
-            for table in ("metrics", "events", "artifacts", "runs"):
+            for table in ("metrics", "events", "artifacts", "queue", "runs"):
                 conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
 
         self._db.write(delete)

@@ -133,6 +133,7 @@ def render_banner(store, workspace: str, run: Mapping, frame: pd.DataFrame) -> N
                         overrides={"method": {"modality": m}},
                         name=f"{run.get('name') or run['run_id']}-alone-{m}",
                         tags=["reference"],
+                        queue=True,
                     )
             except MmvizError as exc:
                 st.error(str(exc))

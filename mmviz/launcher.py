@@ -221,6 +221,8 @@ def ensure_scheduler(store: Any) -> bool:
                 start_new_session=True,
                 pass_fds=(fd,),
             )
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{proc.pid}\n".encode(), 0)  # the lock file names its holder (see scheduler_pid)
     finally:
         os.close(fd)  # the child holds the lock now (or nobody does, when it could not start)
     _CHILDREN.append(proc)

@@ -44,6 +44,16 @@ def take_lock(store: Any) -> int | None:
     return fd
 
 
+def scheduler_pid(store: Any) -> int | None:
+    """The process id of the scheduler holding this workspace's lock on this host, or None when none runs."""
+    if not scheduler_running(store):
+        return None
+    try:
+        return int(_lock_path(store).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def scheduler_running(store: Any) -> bool:
     """Whether a scheduler process holds this workspace's lock on this host."""
     fd = take_lock(store)
@@ -65,6 +75,8 @@ def run_scheduler(
     started = 0
     fd = lock_fd if lock_fd is not None else take_lock(store)
     while fd is not None:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)  # who holds the lock, for people and tests
         try:
             idle_since = time.monotonic()
             while True:

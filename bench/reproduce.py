@@ -33,10 +33,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mmviz.data.base import TensorSplit  # noqa: E402
+from mmviz.measures import compute_imbalance, compute_linear_probe_accuracy, compute_shapley, eval_mode  # noqa: E402
 from mmviz.probes import PROBES  # noqa: E402
-from mmviz.probes.attribution import compute_imbalance, compute_shapley  # noqa: E402
-from mmviz.probes.common import eval_mode  # noqa: E402
-from mmviz.probes.metrics import compute_linear_probe_accuracy  # noqa: E402
 from mmviz.probes.shapley import compute_subset_accuracies  # noqa: E402
 from mmviz.training.build import check_run_config  # noqa: E402
 from mmviz.training.config import build_run_config  # noqa: E402

@@ -3,6 +3,12 @@
 
 Bad input exits with status 2 and one sentence on stderr naming the field, the bad value and the valid
 choices; nothing is started and nothing is written.
+
+``train`` prints the run id as its first (and only) stdout line, so scripts can read it. On stderr it draws a
+progress bar when stderr is a terminal, else one line per epoch (``--quiet`` turns both off), and ends every run
+with a summary. Exit status of ``train`` (foreground, ``--detach``'s trainer and the dashboard's alike):
+:data:`EXIT_FINISHED` 0, :data:`EXIT_FAILED` 1 (failed or diverged), 2 bad input, :data:`EXIT_STOPPED` 3
+(stopped on request).
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from collections.abc import Sequence
 
 from mmviz.cli_scale import SCALE_COMMANDS, add_scale_commands, add_start_options, run_scale_command, wait_for_run
 from mmviz.errors import MmvizError
+
+EXIT_FINISHED, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 3
 
 
 def _add_workspace(p: argparse.ArgumentParser) -> None:
@@ -27,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="Train a run (prints its id first); exit 0 when it finishes.")
+    t = sub.add_parser(
+        "train", help="Train a run (prints its id first); exit 0 finished, 1 failed or diverged, 3 stopped."
+    )
     t.add_argument("--dataset", help="Dataset name (default mfeat; a fork keeps the parent's).")
     t.add_argument("--method", help="Balancing method (default baseline; a fork keeps the parent's unless given).")
     t.add_argument(
@@ -44,7 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--name", default="", help="A readable name for the run.")
     t.add_argument("--tag", dest="tags", action="append", default=[], help="Tag the run (repeatable).")
     t.add_argument("--fork", metavar="RUN_ID", help="Start from this run's checkpoint (needs --fork-epoch).")
-    t.add_argument("--fork-epoch", type=int, metavar="K")
+    t.add_argument(
+        "--fork-epoch", metavar="K", help="The parent's checkpoint epoch, or 'stopped' for where it was stopped."
+    )
+    t.add_argument("--quiet", action="store_true", help="No progress bar or per-epoch lines (the summary stays).")
     t.add_argument("--detach", action="store_true", help="Start the run in the background and return at once.")
     add_start_options(t)
     t.add_argument("--run-id", help=argparse.SUPPRESS)  # internal: train an already prepared run
@@ -109,24 +122,39 @@ def _print_entries(registry, prefix: str) -> None:
             print(f"    {prefix}.{f['name']} = {f['default']!r}{rng}{ch}  -- {f['help']}")
 
 
-def cmd_train(args) -> int:
-    from mmviz.launcher import submit
-    from mmviz.training.config import build_run_config
+def _exit_status(status: str) -> int:
+    return {"finished": EXIT_FINISHED, "stopped": EXIT_STOPPED}.get(status, EXIT_FAILED)
+
+
+def _train_and_report(store, run_id: str, quiet: bool) -> int:
     from mmviz.training.runner import run_training
 
+    status = run_training(store, run_id, progress=not quiet)
+    print(run_summary(store, run_id), file=sys.stderr, flush=True)
+    return _exit_status(status)
+
+
+def cmd_train(args) -> int:
+    from mmviz.launcher import parse_fork_epoch, submit
+    from mmviz.training.config import build_run_config
+
     if args.run_id:  # the trainer process of a prepared run
-        store = _store(args)
-        status = run_training(store, args.run_id, progress=True)
-        return 0 if status in ("finished", "stopped") else 1
+        return _train_and_report(_store(args), args.run_id, args.quiet)
     if args.fork_epoch is not None and not args.fork:
         raise MmvizError("--fork-epoch needs --fork RUN_ID (the run to fork).")
     store = None
     base = None
+    fork_epoch = None
     if args.fork:
         store = _store(args)
-        base = store.get_run(args.fork)["config"]
+        parent = store.get_run(args.fork)
+        from mmviz.launcher import check_rerunnable
+
+        check_rerunnable(parent, "fork")
+        base = parent["config"]
         if args.fork_epoch is None:
-            raise MmvizError("A fork needs --fork-epoch K (the parent's checkpoint epoch to start from).")
+            raise MmvizError("A fork needs --fork-epoch K (the parent's checkpoint epoch to start from, or 'stopped').")
+        fork_epoch = parse_fork_epoch(args.fork_epoch)
         if args.dataset and args.dataset != base["dataset"]:
             raise MmvizError(f"A fork keeps the parent's dataset {base['dataset']!r}; got --dataset {args.dataset!r}.")
     cfg = build_run_config(
@@ -136,6 +164,12 @@ def cmd_train(args) -> int:
 
     resolve_device(cfg.train.device)
     data = check_run_config(cfg)  # everything about the config is checked before the store is touched
+    from mmviz.balancing import METHODS
+    from mmviz.recipes import describe_recipe
+
+    recipe = describe_recipe(METHODS.get(cfg.method).factory, cfg.to_dict())
+    if recipe:  # the settings the recipe implies, before launch (stderr: stdout's first line is the run id)
+        print(recipe, file=sys.stderr, flush=True)
     store = store or _store(args)
     detach = args.detach or args.queue
     backend = args.backend if detach or args.backend != "local" else None  # None: this process trains it
@@ -144,7 +178,7 @@ def cmd_train(args) -> int:
         cfg,
         name=args.name,
         parent_run_id=args.fork,
-        fork_epoch=args.fork_epoch,
+        fork_epoch=fork_epoch,
         tags=args.tags,
         data=data,
         backend=backend,
@@ -152,12 +186,37 @@ def cmd_train(args) -> int:
     )
     print(run_id, flush=True)
     if detach:
-        return 0
-    status = run_training(store, run_id, progress=True) if backend is None else wait_for_run(store, run_id)
+        return EXIT_FINISHED
+    if backend is None:
+        return _train_and_report(store, run_id, args.quiet)
+    status = wait_for_run(store, run_id)
+    print(run_summary(store, run_id), file=sys.stderr, flush=True)
+    return _exit_status(status)
+
+
+def run_summary(store, run_id: str) -> str:
+    """The lines that end every ``train``: status, best epoch, test accuracies, imbalance, time, where to look."""
+    import math
+
     run = store.get_run(run_id)
-    if status != "finished":
-        print(f"Run {run_id} ended {status}" + (f": {run['error']}" if run.get("error") else "."), file=sys.stderr)
-    return 0 if status == "finished" else 1
+    lines = [f"Run {run_id} {run['effective_status']}" + (f": {run['error']}" if run.get("error") else ".")]
+    if run.get("best_epoch"):
+        lines.append(f"  best epoch {run['best_epoch']} (val acc {100 * run['best_val_acc']:.1f}%)")
+    test = run.get("summary") or {}
+    if "test_acc" in test:
+        per = [f"{k.removeprefix('test_acc_')} {100 * v:.1f}%" for k, v in test.items() if k.startswith("test_acc_")]
+        lines.append(f"  test acc fused {100 * test['test_acc']:.1f}%" + (f", {', '.join(per)}" if per else ""))
+    index = store.load_metrics(run_id, ["imbalance/index"])
+    if len(index):
+        lines.append(f"  imbalance index {index['value'].iloc[-1]:.2f} at epoch {index['epoch'].iloc[-1]:g}")
+    duration = run.get("duration")
+    if duration is not None and not math.isnan(duration):
+        lines.append(f"  wall time {duration:.1f} s, {run.get('epochs_done') or 0} epochs")
+    lines.append(
+        f"  see it: python -m mmviz dashboard --workspace {str(store.workspace)!r}, "
+        f"then http://127.0.0.1:8501/live?run={run_id}"
+    )
+    return "\n".join(lines)
 
 
 def cmd_runs(args) -> int:
@@ -218,7 +277,11 @@ def cmd_stop(args) -> int:
 
     store = _store(args)
     stop(store, args.run_id, wait=args.wait)
-    print(f"Stop requested for {args.run_id}.")
+    if args.wait:
+        run = store.get_run(args.run_id)
+        print(f"Run {args.run_id} is {run['effective_status']}.")
+    else:
+        print(f"Stop requested for {args.run_id}; it checkpoints and ends as 'stopped' after its current step.")
     return 0
 
 
@@ -256,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
     except MmvizError as exc:
         print(f"mmviz: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except BrokenPipeError:
         return 0
     return 2

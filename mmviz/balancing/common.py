@@ -1,4 +1,7 @@
-"""Small pure helpers shared by the balancing methods: confidence scores, imbalance ratios, parameter choice.
+"""Small pure helpers shared by the balancing methods: the modulation window and parameter choice.
+
+Confidence scores and their ratios are :mod:`mmviz.measures.scores` (re-exported here under the names the
+methods use).
 
 Everything here works on tensors and never calls ``.item()``, so a GPU step does not sync.
 """
@@ -8,38 +11,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmviz.scores import confidence_scores
-
-EPS = 1e-8
+from mmviz.measures.scores import EPS  # noqa: F401  (re-exported for the methods)
+from mmviz.measures.scores import confidence_scores_by_name as compute_confidence_scores  # noqa: F401
+from mmviz.measures.scores import score_ratios_by_name as compute_ratios  # noqa: F401
 
 
 def in_window(epoch: int, start: int, end: int) -> bool:
     """Whether 1-based ``epoch`` lies in the inclusive modulation window ``[start, end]``."""
     return start <= epoch <= end
-
-
-def compute_confidence_scores(logits: dict[str, torch.Tensor], labels: torch.Tensor) -> dict[str, torch.Tensor]:
-    """OGM-GE's score per modality, ``s^m = sum_i softmax(o^m_i)_{y_i}``, by name (detached, 0-d tensors).
-
-    Args:
-        logits: per modality ``(B, C)`` logits.
-        labels: ``(B,)`` class indices.
-    """
-    return dict(zip(logits, confidence_scores(list(logits.values()), labels).unbind(), strict=True))
-
-
-def compute_ratios(scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Each modality's score over the lowest score among the *other* modalities.
-
-    With two modalities this is the paper's ``rho^a = s^a / s^v`` and ``rho^v = s^v / s^a``; with three the
-    leaders are compared with the weakest modality (ratio > 1) and the weakest with the runner-up (ratio < 1).
-    """
-    names = list(scores)
-    out = {}
-    for m in names:
-        others = torch.stack([scores[j] for j in names if j != m])
-        out[m] = scores[m] / others.min().clamp_min(EPS)
-    return out
 
 
 def conv_weights(module: nn.Module) -> list[nn.Parameter]:

@@ -13,6 +13,7 @@ from torch import nn
 from mmviz.balancing.base import BalancingMethod
 from mmviz.balancing.registry import METHODS
 from mmviz.config import Config, param
+from mmviz.measures import eval_mode
 from mmviz.training.context import StepInfo, TrainContext
 from models import ModelOutput
 
@@ -120,11 +121,8 @@ class GBlending(BalancingMethod):
         model = ctx.model
         bs = getattr(getattr(ctx.config, "train", None), "eval_batch_size", 512)
         autocast = ctx.extra.get("autocast", contextlib.nullcontext)
-        was = model.training, self.heads.training
-        model.eval()
-        self.heads.eval()
         result = {}
-        try:
+        with eval_mode(model, self.heads):
             for split in ("train", "val"):
                 total = torch.zeros(len(self.names), device=ctx.device)
                 n = 0
@@ -135,9 +133,6 @@ class GBlending(BalancingMethod):
                     total += torch.stack([F.cross_entropy(logits[k].float(), y, reduction="sum") for k in self.names])
                     n += int(y.shape[0])
                 result[split] = total / max(1, n)
-        finally:
-            model.train(was[0])
-            self.heads.train(was[1])
         return result
 
     def compute_loss(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> torch.Tensor:

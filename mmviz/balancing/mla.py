@@ -14,12 +14,14 @@ from mmviz.balancing.base import BalancingMethod
 from mmviz.balancing.registry import METHODS
 from mmviz.config import Config, param
 from mmviz.errors import ConfigError
+from mmviz.measures import eval_mode
+from mmviz.recipes import Recipe, RecipeSetting
 from mmviz.training.context import StepInfo, TrainContext
 from models import ModelOutput
 
 
 @dataclasses.dataclass(frozen=True)
-class MLAConfig(Config):
+class MLAConfig(RecipeSetting, Config):
     """Settings of MLA."""
 
     projection: str = param(
@@ -123,10 +125,33 @@ class MLA(BalancingMethod):
     of the head gradient removed by the projection's direction, its overall gain divided out) and per step
     ``mla/alpha`` and ``mla/proj_gain``; per epoch on val ``mla/weight/<m>`` (mean entropy weight),
     ``val/acc_dynamic`` and ``val/acc_fixed``.
+
+    Recipes: the default ``recipe=quick`` (Adam 1e-3, batch 64, 30 epochs) suits mmviz's small CPU data (and
+    Adam cancels the projector's 1/sqrt(D) gain); ``recipe=paper`` is the official CREMA-D setting: SGD lr 1e-3,
+    momentum 0.9, weight decay 1e-4, StepLR(70, x0.1), batch 64, 100 epochs and the shared head
+    (Cecile-hi/Multimodal-Learning-with-Alternating-Unimodal-Adaptation @ab6c1845 ``main.py`` argparse lines
+    28-34, optimiser line 749, scheduler line 760, README's CREMA-D command ``--batch_size 64 --epochs 100``).
     """
 
     name = "mla"
     config_cls = MLAConfig
+    paper_recipe = Recipe(
+        {
+            "model": {"fusion": "shared_head"},
+            "optim": {
+                "name": "sgd",
+                "lr": 1e-3,
+                "momentum": 0.9,
+                "weight_decay": 1e-4,
+                "schedule": "step",
+                "step_size": 70,
+                "gamma": 0.1,
+            },
+            "train": {"epochs": 100, "batch_size": 64},
+        },
+        "Cecile-hi/Multimodal-Learning-with-Alternating-Unimodal-Adaptation@ab6c1845 main.py L28-34 (batch 64, "
+        "100 epochs, SGD lr 1e-3, StepLR 70 x0.1), L749 (momentum 0.9, wd 1e-4), L760 (StepLR), README command",
+    )
     replaces_step = True
     fusions = ("shared_head",)
 
@@ -225,13 +250,11 @@ class MLA(BalancingMethod):
     def on_epoch_end(self, epoch: int, info: StepInfo) -> None:
         ctx = self.ctx
         model = ctx.model
-        was_training = model.training
-        model.eval()
         bs = getattr(getattr(ctx.config, "train", None), "eval_batch_size", 512)
         wsum = torch.zeros(len(self.modalities), device=ctx.device)
         correct = {"dynamic": torch.zeros((), device=ctx.device), "fixed": torch.zeros((), device=ctx.device)}
         n = 0
-        try:
+        with eval_mode(model):
             for batch in ctx.splits["val"].batches(bs):
                 feats = model.encode(batch)
                 uni = torch.stack([model.fusion.head(feats[m]).float() for m in self.modalities])
@@ -241,8 +264,6 @@ class MLA(BalancingMethod):
                 correct["dynamic"] += (((w.unsqueeze(-1) * uni).sum(0)).argmax(1) == y).sum()
                 correct["fixed"] += (((self.fixed.view(-1, 1, 1) * uni).sum(0)).argmax(1) == y).sum()
                 n += int(y.shape[0])
-        finally:
-            model.train(was_training)
         for j, m in enumerate(self.modalities):
             self.log(f"mla/weight/{m}", wsum[j] / max(1, n))
         self.log("val/acc_dynamic", correct["dynamic"] / max(1, n))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from typing import Any
 
@@ -10,16 +9,18 @@ import torch
 import torch.nn.functional as F
 
 from mmviz.balancing.base import BalancingMethod
-from mmviz.balancing.common import EPS, compute_ratios, in_window
+from mmviz.balancing.common import EPS, compute_confidence_scores, compute_ratios, in_window
 from mmviz.balancing.registry import METHODS
 from mmviz.config import Config, param
 from mmviz.errors import ConfigError
+from mmviz.measures import compute_class_means, compute_prototype_drift, extract_features
+from mmviz.recipes import Recipe, RecipeSetting
 from mmviz.training.context import StepInfo, TrainContext
 from models import ModelOutput
 
 
 @dataclasses.dataclass(frozen=True)
-class PMRConfig(Config):
+class PMRConfig(RecipeSetting, Config):
     """Settings of PMR."""
 
     alpha: float = param(
@@ -37,6 +38,12 @@ class PMRConfig(Config):
     )
     momentum_coef: float = param(
         0.2, "EMA momentum mu of the prototypes: c <- (1 - mu) c_new + mu c_old.", low=0.0, high=1.0
+    )
+    first_update: str = param(
+        "replace",
+        "The prototype update after the first epoch: 'replace' the initial prototypes by the fresh class means "
+        "(official code: no blend while its 0-based epoch is 0) or 'blend' them with the EMA like later updates.",
+        choices=("replace", "blend"),
     )
     proto_fraction: float = param(
         0.1,
@@ -78,14 +85,15 @@ class PMRConfig(Config):
             )
 
 
-def compute_prototypes(
-    features: torch.Tensor, labels: torch.Tensor, num_classes: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Class means of ``features`` ``(N, D)``; returns ``(prototypes (C, D), counts (C,))`` (absent classes: zeros)."""
-    feats = features.float()
-    sums = torch.zeros(num_classes, feats.shape[1], device=feats.device).index_add_(0, labels, feats)
-    counts = torch.bincount(labels, minlength=num_classes).to(feats.dtype)
-    return sums / counts.clamp_min(1.0).unsqueeze(1), counts
+def compute_prototype_update(fresh: torch.Tensor, old: torch.Tensor, present: torch.Tensor, mu: float) -> torch.Tensor:
+    """EMA step of the prototypes: ``c <- (1 - mu) c_fresh + mu c_old`` for sampled classes, ``c_old`` otherwise.
+
+    ``mu = 0`` replaces (the official code's update while its 0-based epoch is 0).
+
+    >>> compute_prototype_update(torch.tensor([[4.0]]), torch.tensor([[0.0]]), torch.tensor([[True]]), 0.25)
+    tensor([[3.]])
+    """
+    return torch.where(present, (1.0 - mu) * fresh + mu * old, old)
 
 
 def compute_prototype_logits(z: torch.Tensor, prototypes: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -131,10 +139,40 @@ class PMR(BalancingMethod):
     fusion, since prototypes use features only. Logs ``coef/pmr/<m>`` (beta), ``pmr/ratio/<m>``,
     ``pmr/score/<m>``, ``pmr/pce/<m>`` every step, ``pmr/entropy/<m>`` when the regulariser is on, and
     ``pmr/proto_drift/<m>`` at each prototype update.
+
+    First update: the official ``calculate_prototype`` (fanyunfeng-bit/Modal-Imbalance-PMR @3615e489,
+    ``main_Prototype_grad.py`` lines 435-440) blends only when its 0-based epoch is > 0; it is called before
+    training and after epoch 0 with ``epoch = 0``, so the update after the first epoch replaces the initial
+    prototypes. ``first_update=replace`` (default) does the same; ``blend`` blends from the first update on.
+
+    Recipes: the default ``recipe=quick`` (Adam 1e-3, batch 64, 30 epochs, the loss over the whole run, the
+    argparse alpha 1 and momentum 0.2) suits mmviz's small CPU data; ``recipe=paper`` is the official CREMA-D
+    script's: SGD lr 1e-3 (``bash.sh`` line 58), momentum 0.9, weight decay 1e-4, StepLR(70, x0.1) (lines
+    464-465 and argparse 44-45 of ``main_Prototype_grad.py``), batch 64, 150 epochs, alpha 3, prototype
+    momentum 0, PCE in 0-based epochs 0-100, i.e. our 1-101.
     """
 
     name = "pmr"
     config_cls = PMRConfig
+    paper_recipe = Recipe(
+        {
+            "optim": {
+                "name": "sgd",
+                "lr": 1e-3,
+                "momentum": 0.9,
+                "weight_decay": 1e-4,
+                "schedule": "step",
+                "step_size": 70,
+                "gamma": 0.1,
+            },
+            "train": {"epochs": 150, "batch_size": 64},
+            "method": {"alpha": 3.0, "momentum_coef": 0.0, "modulation_starts": 1, "modulation_ends": 101},
+        },
+        "fanyunfeng-bit/Modal-Imbalance-PMR@3615e489 bash.sh L58 (CREMA-D Proto: lr 1e-3, 150 epochs, "
+        "modulation 0-100, alpha 3, momentum_coef 0), main_Prototype_grad.py L36-45 (SGD, batch 64, StepLR 70 x0.1), "
+        "L464-465 (momentum 0.9, wd 1e-4)",
+        "the script runs FiLM fusion; the recipe keeps the run's fusion (model.fusion).",
+    )
 
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)
@@ -144,41 +182,34 @@ class PMR(BalancingMethod):
 
     # ----- prototypes ---------------------------------------------------------------------------
     @torch.no_grad()
-    def update_prototypes(self) -> None:
-        """Recompute the prototypes from a fraction of the training batches (eval mode) and EMA-blend them."""
+    def update_prototypes(self, blend: bool = True) -> None:
+        """Recompute the prototypes from a fraction of the training batches (eval mode); EMA-blend them with the
+        previous ones when ``blend`` (else replace every class that was sampled)."""
         ctx, cfg = self.ctx, self.config
-        model, split = ctx.model, ctx.splits["train"]
+        split = ctx.splits["train"]
         n_batches = max(1, int(split.num_batches(ctx.batch_size) * cfg.proto_fraction))
-        feats: dict[str, list[torch.Tensor]] = {m: [] for m in ctx.modalities}
-        labels = []
-        was_training = model.training
-        model.eval()
-        try:
-            with ctx.extra.get("autocast", contextlib.nullcontext)():
-                for i, batch in enumerate(split.batches(ctx.batch_size, self._gen)):
-                    if i >= n_batches:
-                        break
-                    out = model(batch)
-                    for m in ctx.modalities:
-                        feats[m].append(out.features[m].float())
-                    labels.append(batch["label"])
-        finally:
-            model.train(was_training)
-        y = torch.cat(labels)
+        feats, y = extract_features(
+            ctx.model,
+            split.batches(ctx.batch_size, self._gen),
+            ctx.modalities,
+            autocast=ctx.extra.get("autocast"),
+            limit=n_batches,
+            to_cpu=False,
+        )
         for m in ctx.modalities:
-            z = torch.cat(feats[m])
-            fresh, counts = compute_prototypes(z, y, ctx.num_classes)
+            z = feats[m]
+            fresh, counts = compute_class_means(z, y, ctx.num_classes)
             present = (counts > 0).unsqueeze(1)
             old = self.prototypes.get(m)
             if old is None:
                 self.prototypes[m] = torch.where(present, fresh, z.mean(0, keepdim=True))
                 continue
-            mu = cfg.momentum_coef
-            self.prototypes[m] = torch.where(present, (1.0 - mu) * fresh + mu * old, old)
-            self.log(f"pmr/proto_drift/{m}", (self.prototypes[m] - old).norm(dim=1).mean())
+            self.prototypes[m] = compute_prototype_update(fresh, old, present, cfg.momentum_coef if blend else 0.0)
+            everyone = torch.ones(ctx.num_classes, dtype=torch.bool, device=old.device)
+            self.log(f"pmr/proto_drift/{m}", compute_prototype_drift(old, self.prototypes[m], everyone))
 
     def on_epoch_end(self, epoch: int, info: StepInfo) -> None:
-        self.update_prototypes()
+        self.update_prototypes(blend=not (epoch == 1 and self.config.first_update == "replace"))
 
     # ----- loss ---------------------------------------------------------------------------------
     def compute_loss(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> torch.Tensor:
@@ -189,7 +220,7 @@ class PMR(BalancingMethod):
             m: F.log_softmax(compute_prototype_logits(out.features[m], self.prototypes[m], cfg.temperature), dim=1)
             for m in self.ctx.modalities
         }
-        scores = {m: lq.detach().gather(1, y.view(-1, 1)).exp().sum() for m, lq in log_q.items()}
+        scores = compute_confidence_scores(log_q, y)  # OGM-GE's score on the prototype logits (log_softmax: same)
         ratios = compute_ratios(scores)
         betas = compute_pmr_coefficients(scores, cfg.alpha, cfg.coefficient)
         active = in_window(info.epoch, cfg.modulation_starts, cfg.modulation_ends)

@@ -13,11 +13,13 @@ from mmviz.balancing.base import BalancingMethod
 from mmviz.balancing.registry import METHODS
 from mmviz.config import Config, param
 from mmviz.data.base import TensorSplit
+from mmviz.measures import compute_kmeans_purity, extract_features
+from mmviz.recipes import Recipe, RecipeSetting
 from mmviz.training.context import StepInfo, TrainContext
 
 
 @dataclasses.dataclass(frozen=True)
-class RelearnConfig(Config):
+class RelearnConfig(RecipeSetting, Config):
     """Settings of Diagnosing & Re-learning."""
 
     lam: float = param(
@@ -27,6 +29,12 @@ class RelearnConfig(Config):
         10, "E_r: diagnose and re-initialise after every E_r epochs (paper 20 of 90 epochs).", low=1, high=100000
     )
     reinit_num: int = param(2, "N_r: at most this many re-initialisations (paper 3).", low=0, high=100000)
+    reinit_timing: str = param(
+        "official",
+        "When the re-inits happen: 'official' after epochs E_r + 1, 2 E_r + 1, ... (the code tests its 0-based "
+        "epoch, so E_r = 20 re-initialises after epochs 21, 41, 61); 'every' after epochs E_r, 2 E_r, ...",
+        choices=("official", "every"),
+    )
     diagnosis: str = param(
         "purity_gap",
         "Learning state: |purity_train - purity_val| (official code) or the "
@@ -52,33 +60,28 @@ class RelearnConfig(Config):
         log=True,
     )
     kmeans_seed: int = param(0, "random_state of k-means and of the sample subset.", low=0, high=2**31 - 1)
+    kmeans_n_init: int = param(
+        0,
+        "k-means restarts (best inertia kept); 0 = scikit-learn's default, as the official code, which does not "
+        "set it ('auto': one k-means++ run since scikit-learn 1.4, 10 before).",
+        low=0,
+        high=100,
+    )
 
 
-def compute_minmax_scale(x: np.ndarray) -> np.ndarray:
-    """Scale each column of ``x`` ``(N, D)`` to [-1, 1] with its own min and max (constant columns -> -1)."""
-    lo, hi = x.min(axis=0, keepdims=True), x.max(axis=0, keepdims=True)
-    return 2.0 * (x - lo) / np.maximum(hi - lo, 1e-12) - 1.0
+def is_reinit_epoch(done: int, every: int, count: int, limit: int, timing: str) -> bool:
+    """Whether to re-initialise after epoch ``done`` (1-based, just finished), given ``count`` re-inits so far.
 
+    ``official``: the code's ``epoch % reinit_epoch == 0 and epoch > 0`` on its 0-based epoch, i.e. after
+    1-based epochs ``E_r + 1, 2 E_r + 1, ...``; ``every``: after epochs ``E_r, 2 E_r, ...``.
 
-def compute_purity(labels: np.ndarray, clusters: np.ndarray) -> float:
-    """Cluster purity ``(1/N) sum_c max_k |{i in c : y_i = k}|``.
-
-    >>> compute_purity(np.array([0, 0, 1, 1]), np.array([0, 0, 0, 1]))
-    0.75
+    >>> [e for e in range(1, 70) if is_reinit_epoch(e, 20, 0, 3, "official")]
+    [21, 41, 61]
     """
-    total = 0
-    for c in np.unique(clusters):
-        total += np.bincount(labels[clusters == c]).max()
-    return float(total / max(1, len(labels)))
-
-
-def compute_cluster_purity(features: np.ndarray, labels: np.ndarray, num_classes: int, seed: int) -> float:
-    """Purity of k-means (K = number of classes) on min-max scaled ``features`` ``(N, D)``."""
-    from sklearn.cluster import KMeans
-
-    k = min(num_classes, len(labels))
-    clusters = KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(compute_minmax_scale(features))
-    return compute_purity(labels, clusters)
+    if count >= limit:
+        return False
+    k = done - 1 if timing == "official" else done
+    return k > 0 and k % every == 0
 
 
 def compute_alpha(state: float, lam: float) -> float:
@@ -99,13 +102,21 @@ class Relearn(BalancingMethod):
     Training is plain joint cross-entropy; every ``reinit_every`` epochs (at most ``reinit_num`` times) each
     encoder's learning state is diagnosed from the separability of its own features: in eval mode the
     features of the train and val splits are min-max scaled to [-1, 1] per split, clustered by k-means with
-    K = C (fixed random state) and scored by cluster purity. The gap ``g = |P_train - P_val|`` gives the
+    K = C (fixed random state, ``kmeans_n_init`` restarts) and scored by cluster purity — the same function
+    (:func:`mmviz.measures.compute_kmeans_purity`) as the ``separability`` probe's ``sep/purity``. The gap ``g = |P_train - P_val|`` gives the
     strength ``alpha = tanh(lambda * g)`` and the encoder is softly re-initialised,
     ``theta <- alpha * theta_0 + (1 - alpha) * theta`` (the fusion head is untouched), so an encoder that
     memorises is pulled back hard and one still learning is barely touched. Default: the official code's
     purity-gap diagnosis; ``diagnosis=train_purity`` uses ``alpha = tanh(lambda * P_train)`` instead (choose a
-    smaller lambda). Our defaults are scaled to short runs: E_r = 10, N_r = 2 (re-inits after epochs 10 and 20
-    of 30) versus the paper's 20 / 3 of 90 epochs; lambda = 3 as in the official script. Pitfalls of the
+    smaller lambda). Timing: the official loop (GeWu-Lab/Diagnosing_Relearning_ECCV2024 @025085ea, ``code/ours.py``
+    lines 378-427) tests ``epoch % reinit_epoch == 0 and epoch > 0`` on its 0-based epoch after training it, so
+    it re-initialises after 1-based epochs 21, 41 and 61; ``reinit_timing=official`` (default) does the same,
+    ``every`` re-initialises after epochs E_r, 2 E_r, ... k-means: the code calls ``KMeans(n_clusters, random_state=0)``
+    (line 110) with scikit-learn's default restarts, which ``kmeans_n_init=0`` (default) also uses.
+    Recipes: the default ``recipe=quick`` (Adam 1e-3, batch 64, 30 epochs, E_r = 10, N_r = 2: re-inits after
+    epochs 11 and 21) fits mmviz's small CPU data and 30-epoch runs; ``recipe=paper`` is the official script's
+    (``code/script/ours.sh``: lambda 3, E_r 20, N_r 3, 90 epochs; ``code/ours.py`` argparse lines 34-38 and line 368:
+    SGD lr 2e-3, momentum 0.9, weight decay 1e-4, batch 64, no scheduler although ``lr_decay_step`` is parsed). Pitfalls of the
     official code, decided: BatchNorm running statistics are blended with the weights by default
     (``bn_buffers=keep`` is the official behaviour); the optimiser state of a re-initialised encoder is reset
     by default so momentum does not push it straight back (``momentum=keep`` is official); the initial weights
@@ -120,6 +131,16 @@ class Relearn(BalancingMethod):
 
     name = "relearn"
     config_cls = RelearnConfig
+    paper_recipe = Recipe(
+        {
+            "optim": {"name": "sgd", "lr": 2e-3, "momentum": 0.9, "weight_decay": 1e-4, "schedule": "none"},
+            "train": {"epochs": 90, "batch_size": 64},
+            "method": {"lam": 3.0, "reinit_every": 20, "reinit_num": 3, "reinit_timing": "official"},
+        },
+        "GeWu-Lab/Diagnosing_Relearning_ECCV2024@025085ea code/script/ours.sh (move_lambda 3, reinit_epoch 20, "
+        "reinit_num 3, 90 epochs), code/ours.py L34-38 (batch 64, SGD, lr 2e-3), L368 (momentum 0.9, wd 1e-4; "
+        "no scheduler), L418-427 (re-init timing)",
+    )
 
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)
@@ -135,38 +156,21 @@ class Relearn(BalancingMethod):
             raise RuntimeError(f"The initial-weights snapshot lacks encoder parameters, e.g. {missing[0]!r}.")
 
     def transform_batch(self, batch: dict[str, torch.Tensor], info: StepInfo) -> dict[str, torch.Tensor]:
+        cfg = self.config
         done = info.epoch - 1  # epochs completed before this one
-        if (
-            info.batch_index == 0
-            and done > 0
-            and done % self.config.reinit_every == 0
-            and self.count < self.config.reinit_num
+        if info.batch_index == 0 and is_reinit_epoch(
+            done, cfg.reinit_every, self.count, cfg.reinit_num, cfg.reinit_timing
         ):
             self.reinit(done)
         return batch
 
     # ----- the diagnosis ----------------------------------------------------------------------------
-    @torch.no_grad()
-    def extract_features(self, split: TensorSplit) -> dict[str, torch.Tensor]:
-        """Eval-mode pooled features ``{m: (N, D_m)}`` of a whole split (train/eval mode restored)."""
-        model = self.ctx.model
-        was_training = model.training
-        model.eval()
-        autocast = self.ctx.extra.get("autocast")
-        bs = getattr(getattr(self.ctx.config, "train", None), "eval_batch_size", 512)
-        feats: dict[str, list[torch.Tensor]] = {m: [] for m in self.ctx.modalities}
-        try:
-            for batch in split.batches(bs):
-                if autocast is not None:
-                    with autocast():
-                        z = model.encode(batch)
-                else:
-                    z = model.encode(batch)
-                for m in feats:
-                    feats[m].append(z[m].float())
-        finally:
-            model.train(was_training)
-        return {m: torch.cat(v).cpu() for m, v in feats.items()}
+    def split_features(self, split: TensorSplit) -> dict[str, torch.Tensor]:
+        """Eval-mode pooled features ``{m: (N, D_m)}`` of a whole split, on the CPU (modes restored)."""
+        ctx = self.ctx
+        bs = getattr(getattr(ctx.config, "train", None), "eval_batch_size", 512)
+        feats, _ = extract_features(ctx.model, split.batches(bs), ctx.modalities, autocast=ctx.extra.get("autocast"))
+        return feats
 
     def diagnose(self) -> dict[str, dict[str, float]]:
         """Purity of each modality's features on train and val, their gap and the resulting alpha."""
@@ -174,13 +178,19 @@ class Relearn(BalancingMethod):
         out: dict[str, dict[str, float]] = {m: {} for m in ctx.modalities}
         rng = np.random.default_rng(cfg.kmeans_seed)
         for split in ("train", "val"):
-            feats = self.extract_features(ctx.splits[split])
+            feats = self.split_features(ctx.splits[split])
             labels = ctx.splits[split].tensors["label"].cpu().numpy()
             keep = np.arange(len(labels))
             if len(keep) > cfg.max_samples:
                 keep = np.sort(rng.choice(len(labels), cfg.max_samples, replace=False))
             for m, z in feats.items():
-                out[m][split] = compute_cluster_purity(z.numpy()[keep], labels[keep], ctx.num_classes, cfg.kmeans_seed)
+                out[m][split] = compute_kmeans_purity(
+                    z.numpy()[keep],
+                    labels[keep],
+                    ctx.num_classes,
+                    random_state=cfg.kmeans_seed,
+                    n_init=cfg.kmeans_n_init if cfg.kmeans_n_init > 0 else "auto",
+                )
         for _m, d in out.items():
             d["gap"] = abs(d["train"] - d["val"])
             d["alpha"] = compute_alpha(d["gap"] if cfg.diagnosis == "purity_gap" else d["train"], cfg.lam)

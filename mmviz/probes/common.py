@@ -1,4 +1,4 @@
-"""What several probes share: encoder parameter groups, a mode-restoring context, and per-epoch caches.
+"""What several probes share: encoder parameter groups, split feature passes and per-epoch caches.
 
 Epoch probes run one after the other on the same weights (after the loop's val evaluation, before the
 method's ``on_epoch_end``), so values that several of them need — train-split features, the Shapley values —
@@ -8,7 +8,6 @@ are computed once per epoch and kept in ``ctx.extra['probe_cache']``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -16,19 +15,8 @@ import torch
 from torch import nn
 
 from mmviz.data.base import stratified_subset
+from mmviz.measures import extract_features
 from mmviz.training.context import TrainContext
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Put ``model`` in eval mode and restore every submodule's own train/eval flag afterwards."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 def encoder_groups(ctx: TrainContext) -> dict[str, list[nn.Parameter]]:
@@ -58,30 +46,20 @@ def eval_batch_size(ctx: TrainContext) -> int:
     return int(getattr(train, "eval_batch_size", 512))
 
 
-@torch.no_grad()
-def extract_features(
+def extract_split_features(
     ctx: TrainContext, split: str, positions: np.ndarray | None = None
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Encoder features ``{m: (N, D_m)}`` and labels ``(N,)`` of a split (or of some positions in it), on the CPU.
 
     Uses the model's own encoders on the unmodified inputs (no balancing-method transform) in eval mode, walks the
-    samples in order (no random state) and restores every module's train/eval flag.
+    samples in order (no random state) and restores every module's train/eval flag
+    (:func:`mmviz.measures.extract_features`).
     """
     data = ctx.splits[split]
     positions = np.arange(len(data)) if positions is None else np.asarray(positions)
     bs = eval_batch_size(ctx)
-    feats: dict[str, list[torch.Tensor]] = {}
-    labels = []
-    autocast = autocast_factory(ctx)
-    with eval_mode(ctx.model):
-        for start in range(0, len(positions), bs):
-            batch = data.subset(positions[start : start + bs])
-            with autocast():
-                z = ctx.model.encode(batch)
-            for m in ctx.modalities:
-                feats.setdefault(m, []).append(z[m].float().cpu())
-            labels.append(batch["label"].cpu())
-    return {m: torch.cat(v) for m, v in feats.items()}, torch.cat(labels)
+    batches = (data.subset(positions[start : start + bs]) for start in range(0, len(positions), bs))
+    return extract_features(ctx.model, batches, ctx.modalities, autocast=autocast_factory(ctx))
 
 
 def train_features(ctx: TrainContext, size: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -91,10 +69,5 @@ def train_features(ctx: TrainContext, size: int) -> tuple[dict[str, torch.Tensor
     if key not in cache:
         labels = ctx.splits["train"].tensors["label"].cpu().numpy()
         positions = stratified_subset(np.arange(len(labels)), labels, size, seed=0)
-        cache[key] = extract_features(ctx, "train", positions)
+        cache[key] = extract_split_features(ctx, "train", positions)
     return cache[key]
-
-
-def fused_features(features: dict[str, torch.Tensor], modalities: tuple[str, ...]) -> torch.Tensor:
-    """The fused representation the probes use: per-modality features concatenated in modality order."""
-    return torch.cat([features[m] for m in modalities], dim=1)

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from mmviz.config import param
+from mmviz.measures import compute_grad_cosine
 from mmviz.probes.base import Probe, ProbeConfig
 from mmviz.probes.common import autocast_factory, encoder_groups
-from mmviz.probes.metrics import compute_grad_cosine
 from mmviz.probes.registry import PROBES
 from mmviz.training.context import StepInfo, TrainContext
 from models import ModelOutput

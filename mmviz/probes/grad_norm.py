@@ -7,9 +7,9 @@ import dataclasses
 import torch
 
 from mmviz.config import param
+from mmviz.measures import compute_group_norm
 from mmviz.probes.base import Probe, ProbeConfig
 from mmviz.probes.common import encoder_groups
-from mmviz.probes.metrics import compute_group_norm
 from mmviz.probes.registry import PROBES
 from mmviz.training.context import StepInfo, TrainContext
 from models import ModelOutput

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from mmviz.probes.attribution import compute_imbalance
+from mmviz.measures import compute_imbalance
 from mmviz.probes.base import EpochProbeConfig, Probe
 from mmviz.probes.common import epoch_cache
 from mmviz.probes.registry import PROBES
@@ -22,21 +22,24 @@ class ImbalanceConfig(EpochProbeConfig):
     "imbalance",
     config=ImbalanceConfig,
     cadence="epoch",
-    keys=("imbalance/index", "imbalance/dominant", "imbalance/share/<m>"),
+    keys=("imbalance/index", "imbalance/dominant/<m>", "imbalance/share/<m>"),
 )
 class ImbalanceProbe(Probe):
     """The imbalance index: how unequally the modalities contribute to val accuracy, from their Shapley values.
 
     With ``phi_m`` the Shapley value of modality m on val accuracy (see the ``shapley`` probe; BalanceBenchmark,
-    arXiv 2502.10816), ``imbalance/share/<m> = phi_m / sum_k |phi_k|`` and
-    ``imbalance/index = (max_m phi_m - min_m phi_m) / sum_k |phi_k|``, in [0, 1]: 0 when all modalities contribute
-    equally, 1 when one carries all the accuracy and the others nothing. For two modalities that both help it is
-    ``|share_a - share_b|``; e.g. Shapley values 0.6 and 0.2 give shares 0.75 / 0.25 and index 0.5.
-    ``imbalance/dominant`` is the 0-based position (in the dataset's modality order) of the modality with the
-    largest Shapley value. The index measures reliance, not learning state: an intrinsically uninformative
-    modality also gets a small share — compare with ``sep/purity`` and ``val/acc_probe`` to tell the two apart.
-    Logged whenever the ``shapley`` probe runs (it reuses that epoch's values), or on its own cadence (at most
-    every epoch) when that probe is off.
+    arXiv 2502.10816), ``imbalance/share/<m> = phi_m / sum_k |phi_k|`` (negative when the modality lowers the
+    accuracy) and ``imbalance/index = (max_m phi_m - min_m phi_m) / (2 max_m |phi_m|)``, in [0, 1]: 0 when all
+    modalities contribute equally, 0.5 when the weakest contributes nothing (one modality carries all the
+    accuracy), above 0.5 when the weakest *hurts*, and 1 when it takes away as much accuracy as the strongest adds.
+    So a modality that helps a little (index just under 0.5) reads differently from one that hurts (above 0.5).
+    For two modalities that both help with shares ``s_a >= s_b`` it is ``(s_a - s_b) / (2 s_a)``; e.g. Shapley
+    values 0.6 and 0.2 give shares 0.75 / 0.25 and index 1/3. ``imbalance/dominant/<m>`` names the modality with
+    the largest Shapley value: 1 for it, 0 for the others (all 0 when no modality contributes anything), so the
+    export and the banner read the dominant modality's name from the key. The index measures reliance, not
+    learning state: an intrinsically uninformative modality also gets a small share — compare with
+    ``sep/purity`` and ``val/acc_probe`` to tell the two apart. Logged whenever the ``shapley`` probe runs (it
+    reuses that epoch's values), or on its own cadence (at most every epoch) when that probe is off.
     """
 
     name = "imbalance"
@@ -50,6 +53,7 @@ class ImbalanceProbe(Probe):
             return  # follow the shapley probe's schedule rather than paying for Shapley values twice
         index, dominant, shares = compute_imbalance(epoch_shapley(self.ctx, evaluation))
         self.log("imbalance/index", index)
-        self.log("imbalance/dominant", float(dominant))
+        for m in self.ctx.modalities:  # the dominant modality by name: 1 for it, 0 for the others
+            self.log(f"imbalance/dominant/{m}", float(m == dominant))
         for m, share in shares.items():
             self.log(f"imbalance/share/{m}", share)

@@ -7,9 +7,9 @@ from typing import Any
 
 import torch
 
+from mmviz.measures import compute_group_norm
 from mmviz.probes.base import EpochProbeConfig, Probe
 from mmviz.probes.common import encoder_groups
-from mmviz.probes.metrics import compute_group_norm
 from mmviz.probes.registry import PROBES
 from mmviz.training.context import StepInfo, TrainContext
 

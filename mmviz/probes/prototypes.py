@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
+from mmviz.measures import compute_class_means, compute_prototype_drift, compute_prototype_stats
 from mmviz.probes.base import EpochProbeConfig, Probe
-from mmviz.probes.metrics import compute_class_means, compute_prototype_drift, compute_prototype_stats
 from mmviz.probes.registry import PROBES
 from mmviz.training.context import StepInfo
 
@@ -49,7 +49,8 @@ class PrototypesProbe(Probe):
         labels = evaluation.labels
         for m in self.ctx.modalities:
             z = evaluation.features[m]
-            protos, present = compute_class_means(z, labels, self.ctx.num_classes)
+            protos, counts = compute_class_means(z.double(), labels, self.ctx.num_classes)
+            present = counts > 0
             stats = compute_prototype_stats(z, labels, protos, present)
             self.log(f"proto/intra/{m}", stats["intra"])
             self.log(f"proto/inter/{m}", stats["inter"])

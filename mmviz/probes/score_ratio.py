@@ -7,8 +7,8 @@ import dataclasses
 import torch
 
 from mmviz.config import param
+from mmviz.measures import compute_confidence_scores, compute_score_ratios
 from mmviz.probes.base import Probe, ProbeConfig
-from mmviz.probes.metrics import compute_confidence_scores, compute_score_ratios
 from mmviz.probes.registry import PROBES
 from mmviz.training.context import StepInfo, TrainContext
 from models import ModelOutput
@@ -33,8 +33,9 @@ class ScoreRatioProbe(Probe):
     """OGM-GE confidence score ``s_m = sum_i softmax(o^m_i)[y_i]`` over the batch and its ratio to the others.
 
     From OGM-GE (Peng et al., CVPR 2022), where the ratio ``s_a / s_v`` decides how much the dominant
-    modality's gradient is damped; here it is logged for every method. ``ratio/<m>`` is ``s_m`` over the mean
-    score of the other modalities (with two modalities simply ``s_a / s_b``): above 1 the modality is the more
+    modality's gradient is damped; here it is logged for every method. ``ratio/<m>`` is ``s_m`` over the lowest
+    score among the other modalities (with two modalities simply ``s_a / s_b``; the rule OGM-GE and PMR act on,
+    :mod:`mmviz.measures.scores`): above 1 the modality is the more
     confident one on the training batch. Uses the training forward's head-split per-modality logits, so the keys
     are absent for fusions without an exact split (FiLM, gated): a masked extra forward in train mode would move
     BatchNorm statistics and cost a forward per step, and PMR's trick of reusing the fused logits makes the ratio

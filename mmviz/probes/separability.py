@@ -8,9 +8,15 @@ from typing import Any
 import numpy as np
 
 from mmviz.config import param
+from mmviz.measures import (
+    KMEANS_N_INIT,
+    compute_fisher_ratio,
+    compute_kmeans_purity,
+    compute_silhouette,
+    concat_features,
+    single_blas_thread,
+)
 from mmviz.probes.base import EpochProbeConfig, Probe
-from mmviz.probes.common import fused_features
-from mmviz.probes.metrics import compute_fisher_ratio, compute_kmeans_purity, compute_silhouette, single_blas_thread
 from mmviz.probes.registry import PROBES
 from mmviz.training.context import StepInfo
 
@@ -26,7 +32,12 @@ class SeparabilityConfig(EpochProbeConfig):
         high=100_000,
         log=True,
     )
-    kmeans_n_init: int = param(1, "k-means restarts (the best of N runs is kept).", low=1, high=100)
+    kmeans_n_init: int = param(
+        KMEANS_N_INIT,
+        "k-means restarts (the lowest-inertia run is kept); with one restart purity jumps between epochs.",
+        low=1,
+        high=100,
+    )
     seed: int = param(0, "Seed of k-means and of the val subset.", low=0, high=2**31 - 1)
 
 
@@ -41,7 +52,7 @@ class SeparabilityProbe(Probe):
 
     ``sep/purity/<m>`` is the learning-state measure of Diagnosing & Re-learning (Wei et al., ECCV 2024): the
     features are min-max scaled to [-1, 1] per dimension, clustered by k-means with K = number of classes (fixed
-    seed), and purity is the fraction of samples in their cluster's majority class — it tells an under-trained
+    seed, scikit-learn's KMeans with ``kmeans_n_init`` restarts, default 10), and purity is the fraction of samples in their cluster's majority class — it tells an under-trained
     encoder from an intrinsically weak modality better than an accuracy gap does. ``sep/silhouette/<m>`` is the
     mean silhouette of the true-class partition (Euclidean, in [-1, 1]); ``sep/fisher/<m>`` the trace of the
     between-class scatter over the trace of the within-class scatter. k-means and silhouette make this the
@@ -61,7 +72,7 @@ class SeparabilityProbe(Probe):
         if len(keep) > cfg.max_samples:
             keep = np.sort(np.random.default_rng(cfg.seed).choice(len(keep), cfg.max_samples, replace=False))
         feats = dict(evaluation.features)
-        feats["fused"] = fused_features(evaluation.features, ctx.modalities)
+        feats["fused"] = concat_features(evaluation.features, ctx.modalities)
         y = labels[keep]
         with single_blas_thread():
             self._measure(feats, keep, y, labels)

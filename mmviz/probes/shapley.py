@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import itertools
 from typing import Any
 
 import torch
 
-from mmviz.balancing.base import mask_batch
-from mmviz.probes.attribution import compute_shapley
+from mmviz.measures import compute_coalition_accuracies, compute_coalition_logits, compute_shapley, eval_mode
 from mmviz.probes.base import EpochProbeConfig, Probe
-from mmviz.probes.common import autocast_factory, epoch_cache, eval_mode, extract_features
+from mmviz.probes.common import autocast_factory, epoch_cache, extract_split_features
 from mmviz.probes.registry import PROBES
 from mmviz.training.context import StepInfo, TrainContext
 
@@ -35,10 +32,9 @@ def model_features(ctx: TrainContext, evaluation: Any = None) -> tuple[dict[str,
             for m in ctx.modalities
         ):
             return evaluation.features, evaluation.labels
-    return extract_features(ctx, "val")
+    return extract_split_features(ctx, "val")
 
 
-@torch.no_grad()
 def compute_subset_accuracies(
     model: torch.nn.Module,
     features: dict[str, torch.Tensor],
@@ -46,28 +42,10 @@ def compute_subset_accuracies(
     input_shapes: dict[str, tuple[int, ...]],
     autocast=None,
 ) -> dict[frozenset[str], float]:
-    """Accuracy of the fusion head for every subset S of kept modalities, the others' inputs zeroed.
-
-    ``features`` are the encoders' outputs ``(N, D_m)`` on the real inputs; ``input_shapes`` the per-sample input
-    shapes. In eval mode an encoder sees one modality and one sample at a time, so a zeroed input
-    (:func:`mmviz.balancing.mask_batch`) gives one feature vector, computed once per modality; the fused logits for
-    S are then those of ``model(mask_batch(batch, M - S))``. The empty set masks everything.
-    """
-    mods = tuple(features)
-    device = next(model.parameters()).device
-    autocast = autocast or contextlib.nullcontext
-    subsets = [frozenset(s) for r in range(len(mods) + 1) for s in itertools.combinations(mods, r)]
-    real = {m: z.to(device) for m, z in features.items()}
-    y = labels.to(device)
-    zero_input = mask_batch({m: torch.empty((1, *input_shapes[m]), device=device) for m in mods}, mods)
-    with eval_mode(model), autocast():
-        zero = {m: z.float().expand_as(real[m]) for m, z in model.encode(zero_input).items()}
-        hits = {
-            s: (model.fuse({m: real[m] if m in s else zero[m] for m in mods}).logits.argmax(1) == y).sum()
-            for s in subsets
-        }
-    total = max(1, len(labels))
-    return {s: float(h) / total for s, h in hits.items()}
+    """Accuracy of the fusion head for every subset S of kept modalities, the others' inputs zeroed
+    (:func:`mmviz.measures.compute_coalition_logits`, then :func:`mmviz.measures.compute_coalition_accuracies`)."""
+    logits = compute_coalition_logits(model, features, input_shapes, autocast=autocast)
+    return compute_coalition_accuracies(logits, labels)
 
 
 def epoch_shapley(ctx: TrainContext, evaluation: Any = None) -> dict[str, float]:

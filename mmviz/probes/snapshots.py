@@ -12,9 +12,8 @@ import numpy as np
 import torch
 
 from mmviz.config import param
+from mmviz.measures import compute_ncm_loo_predictions, concat_features
 from mmviz.probes.base import EpochProbeConfig, Probe
-from mmviz.probes.common import fused_features
-from mmviz.probes.metrics import compute_ncm_loo_predictions
 from mmviz.probes.registry import PROBES
 from mmviz.training.context import StepInfo
 
@@ -101,7 +100,7 @@ class SnapshotProbe(Probe):
         }
         for m in ctx.modalities:
             arrays[f"features_{m}"] = feats[m].numpy().astype(np.float16)
-        arrays["features_fused"] = fused_features(feats, ctx.modalities).numpy().astype(np.float16)
+        arrays["features_fused"] = concat_features(feats, ctx.modalities).numpy().astype(np.float16)
         sources = {}
         for m in ctx.modalities:
             if m in evaluation.unimodal_logits:

@@ -6,9 +6,9 @@ import dataclasses
 from typing import Any
 
 from mmviz.config import param
+from mmviz.measures import compute_linear_probe_accuracy, compute_ncm_accuracy, concat_features
 from mmviz.probes.base import EpochProbeConfig, Probe
-from mmviz.probes.common import fused_features, train_features
-from mmviz.probes.metrics import compute_linear_probe_accuracy, compute_ncm_loo_predictions
+from mmviz.probes.common import train_features
 from mmviz.probes.registry import PROBES
 from mmviz.training.context import StepInfo
 
@@ -76,13 +76,15 @@ class UnimodalAccProbe(Probe):
         ctx, cfg = self.ctx, self.config
         labels = evaluation.labels
         for m in ctx.modalities:
-            pred = compute_ncm_loo_predictions(evaluation.features[m], labels, ctx.num_classes)
-            self.log(f"val/acc_ncm/{m}", float((pred == labels).double().mean()))
+            self.log(f"val/acc_ncm/{m}", compute_ncm_accuracy(evaluation.features[m], labels, ctx.num_classes))
         if cfg.probe_every == 0 or (epoch % cfg.probe_every != 0 and epoch != info.total_epochs):
             return
         train_x, train_y = train_features(ctx, cfg.probe_train_samples)
         pairs = {m: (train_x[m], evaluation.features[m]) for m in ctx.modalities}
-        pairs["fused"] = (fused_features(train_x, ctx.modalities), fused_features(evaluation.features, ctx.modalities))
+        pairs["fused"] = (
+            concat_features(train_x, ctx.modalities),
+            concat_features(evaluation.features, ctx.modalities),
+        )
         for key, (xtr, xval) in pairs.items():
             acc = compute_linear_probe_accuracy(xtr, train_y, xval, labels, c=cfg.probe_c, max_iter=cfg.probe_max_iter)
             self.log(f"val/acc_probe/{key}", acc)

@@ -32,6 +32,7 @@ from mmviz.store.schema import (
     JSON_COLUMNS,
     METRIC_COLUMNS,
     METRIC_DTYPES,
+    ORIGINS,
     RUN_COLUMNS,
     STATUSES,
     TERMINAL,
@@ -118,15 +119,23 @@ class RunStore(SQLiteQueue):
         device: str = "",
         version: str = "",
         run_id: str | None = None,
+        origin: str = "trainer",
     ) -> str:
-        """Record a new 'queued' run, create ``runs/<run_id>/`` with ``config.json``, and return the run id."""
+        """Record a new 'queued' run, create ``runs/<run_id>/`` with ``config.json``, and return the run id.
+
+        ``origin`` says who trains it: ``trainer`` (mmviz), or ``api`` / ``lightning`` (the user's own code).
+        """
         modalities = validate_modalities(modalities)
+        if origin not in ORIGINS:
+            raise ValueError(
+                f"Unknown run origin {origin!r}.{did_you_mean(origin, ORIGINS)} Valid: {', '.join(ORIGINS)}."
+            )
         config_text = json.dumps(config, sort_keys=True)
         values = {
             "name": name, "created": time.time(), "status": "queued", "config": config_text, "dataset": dataset,
             "method": method, "fusion": fusion, "modalities": json.dumps(modalities), "parent_run_id": parent_run_id,
             "fork_epoch": None if fork_epoch is None else int(fork_epoch), "tags": json.dumps(list(tags)),
-            "device": device, "version": version,
+            "device": device, "version": version, "origin": origin,
         }  # fmt: skip
         sql = f"INSERT INTO runs (run_id, {', '.join(values)}) VALUES (?{', ?' * len(values)})"
         for _ in range(20):
@@ -228,6 +237,10 @@ class RunStore(SQLiteQueue):
     def set_tags(self, run_id: str, tags: Iterable[str]) -> None:
         """Replace the run's tags."""
         self.update_run(run_id, tags=list(tags))
+
+    def set_notes(self, run_id: str, notes: str) -> None:
+        """Replace the run's description (free text; empty clears it)."""
+        self.update_run(run_id, notes=str(notes).strip() or None)
 
     def request_stop(self, run_id: str) -> None:
         """Ask the run's trainer to stop after its current step."""

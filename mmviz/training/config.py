@@ -12,6 +12,7 @@ from typing import Any
 
 from mmviz.config import Config, param
 from mmviz.errors import ConfigError, did_you_mean
+from mmviz.recipes import resolve_recipe
 from models import ENCODERS, FUSIONS
 
 SECTIONS = ("data", "model", "optim", "train", "method", "probes")
@@ -175,12 +176,21 @@ def build_run_config(
 
     With ``base`` (a stored config, for restart and fork), its values are kept unless changed; a changed
     dataset or method starts from that dataset's / method's defaults. ``overrides`` is a nested dict with
-    the same sections as ``--set`` (what the dashboard's forms produce).
+    the same sections as ``--set`` (what the dashboard's forms produce). The method's ``recipe`` setting is
+    resolved here (:func:`mmviz.recipes.resolve_recipe`): the returned config holds the values it implies,
+    except for fields set explicitly in this call.
     """
     from mmviz.balancing import METHODS
     from mmviz.data import DATASETS
 
     base = dict(base or {})
+    for kind, name in (("dataset", dataset), ("method", method)):
+        if name is not None and not str(name).strip():  # '' must not silently mean "the default"
+            registry = DATASETS if kind == "dataset" else METHODS
+            raise ConfigError(
+                f"The {kind} name is empty; leave --{kind} out for the default or pick one of: "
+                f"{', '.join(sorted(e.name for e in registry))}."
+            )
     ds_name = dataset or base.get("dataset") or "mfeat"
     me_name = method or base.get("method") or "baseline"
     DATASETS.get(ds_name)
@@ -212,6 +222,10 @@ def build_run_config(
                 d["probes"].setdefault(probe, {}).update(fields)
         else:
             d["method_params" if section == "method" else section].update(values)
+    explicit = {section: dict(values) for section, values in changes.items() if section != "probes"}
+    if epochs is not None:
+        explicit.setdefault("train", {})["epochs"] = epochs
+    resolve_recipe(d, explicit, base)
     if epochs is not None:
         d["train"]["epochs"] = epochs
     if seed is not None:

@@ -9,8 +9,9 @@ import torch.nn.functional as F
 from ctx_helpers import fake_ctx
 
 from mmviz.balancing import create_method
-from mmviz.balancing.pmr import PMRConfig, compute_pmr_coefficients, compute_prototype_logits, compute_prototypes
+from mmviz.balancing.pmr import PMRConfig, compute_pmr_coefficients, compute_prototype_logits
 from mmviz.launcher import prepare_run
+from mmviz.measures import compute_class_means
 from mmviz.probes import PROBES
 from mmviz.store import RunStore
 from mmviz.training.checkpoint import checkpoint_path, load_checkpoint
@@ -52,7 +53,7 @@ def test_linear_and_tanh_grow_with_the_imbalance_and_three_modalities_follow_the
 
 def test_prototypes_are_class_means_and_logits_negative_distances():
     z = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0]])
-    protos, counts = compute_prototypes(z, torch.tensor([0, 0, 2]), 3)
+    protos, counts = compute_class_means(z, torch.tensor([0, 0, 2]), 3)
     assert torch.equal(protos, torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 4.0]]))
     assert counts.tolist() == [2, 0, 1]
     logits = compute_prototype_logits(torch.tensor([[1.0, 4.0]]), protos, temperature=2.0)
@@ -113,7 +114,7 @@ def test_prototypes_are_an_ema_of_fresh_class_means():
         batch = ctx.splits["train"].subset(torch.arange(len(ctx.splits["train"])))
         feats = ctx.model(batch).features
     for m in ctx.modalities:
-        fresh, _ = compute_prototypes(feats[m], batch["label"], ctx.num_classes)
+        fresh, _ = compute_class_means(feats[m], batch["label"], ctx.num_classes)
         assert torch.allclose(method.prototypes[m], 0.75 * fresh + 0.25 * old[m], atol=1e-5)
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mmviz.balancing import create_method
-from mmviz.balancing.relearn import RelearnConfig, compute_alpha, compute_minmax_scale, compute_purity
+from mmviz.balancing.relearn import RelearnConfig, compute_alpha
 from mmviz.probes import PROBES
 from mmviz.store import RunStore
 from mmviz.training.config import build_run_config
@@ -17,16 +17,6 @@ from mmviz.training.loop import fit
 from models import MultimodalNet
 
 NO_PROBES = [f"probes.{entry.name}.enabled=false" for entry in PROBES]
-
-
-def test_purity_and_minmax_scaling_by_hand():
-    y = np.array([0, 0, 0, 1, 1, 2])
-    clusters = np.array([5, 5, 7, 7, 7, 9])  # cluster 5: {0, 0}; 7: {0, 1, 1}; 9: {2}
-    assert compute_purity(y, clusters) == (2 + 2 + 1) / 6
-    assert compute_purity(y, np.arange(6)) == 1.0
-    x = np.array([[0.0, 5.0], [2.0, 5.0], [4.0, 5.0]])
-    scaled = compute_minmax_scale(x)
-    assert np.allclose(scaled[:, 0], [-1.0, 0.0, 1.0]) and np.all(np.isfinite(scaled))
 
 
 def test_alpha_is_tanh_of_lambda_times_state():
@@ -124,6 +114,7 @@ def test_a_run_reinitialises_on_schedule_and_logs_the_documented_keys(tmp_path, 
             "train.batch_size=32",
             "method.reinit_every=1",
             "method.reinit_num=2",
+            "method.reinit_timing=every",
             f"method.diagnosis={diagnosis}",
             "method.lam=1.0",
             *NO_PROBES,

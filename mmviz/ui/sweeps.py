@@ -18,7 +18,7 @@ from mmviz.analysis.sweep_results import compute_sweep_table, group_over_seeds, 
 from mmviz.errors import ConfigError, MmvizError
 from mmviz.sweep import sweep_ids_of
 from mmviz.ui.frame import flash, get_store, page_path
-from mmviz.ui.labels import ACTIVE
+from mmviz.ui.labels import ACTIVE, md
 from mmviz.ui.readers import load_runs, run_token
 from mmviz.viz.sweeps import plot_sweep_parallel
 
@@ -185,7 +185,7 @@ def render_sweep_form(store, run: Mapping) -> None:
         )
         sweep_id, run_ids = start_sweep(store, spec, name=name.strip(), max_parallel=int(limit))
     except MmvizError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
     else:
         load_runs.clear()
         flash(

@@ -102,3 +102,42 @@ def sweep_workspace(tmp_path_factory) -> dict:
         for run_id in run_ids:
             assert run_training(store, run_id) == "finished"
     return {"workspace": ws, "sweep": sweep_id, "runs": run_ids}
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throw-away PostgreSQL cluster for the session (Debian's server binaries, a unix socket in a temporary
+    folder); yields a URL template with ``{db}``. Skipped, saying why, when the binaries are absent."""
+    import tempfile
+
+    from mmviz.testing import postgres_bin, start_postgres, stop_postgres
+
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL server binaries are not installed ('make system' installs Debian's postgresql).")
+    folder = tempfile.mkdtemp(prefix="mmviz-pg-")  # not under pytest's root-only tmp: the server runs as postgres
+    try:
+        yield start_postgres(folder)
+    finally:
+        stop_postgres(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_workspace(postgres_server, tmp_path) -> str:
+    """A ``postgresql://`` workspace URL on a fresh database, with its artifacts in ``tmp_path``."""
+    import secrets
+
+    import psycopg
+
+    name = "t_" + secrets.token_hex(6)
+    with psycopg.connect(postgres_server.format(db="postgres"), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return postgres_server.format(db=name) + f"&artifacts={tmp_path / 'artifacts'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_workspace(request, tmp_path):
+    """The same test on a SQLite workspace folder and on a PostgreSQL workspace URL."""
+    if request.param == "sqlite":
+        return tmp_path / "ws"
+    return request.getfixturevalue("postgres_workspace")

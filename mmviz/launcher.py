@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from mmviz import __version__
 from mmviz.errors import ConfigError, StoreError, did_you_mean
 from mmviz.store import pid_alive
+from mmviz.store.contract import CHECKPOINT, RunReader, RunStoreProtocol
 from mmviz.store.queue import BACKEND_NAMES, MAX_PARALLEL
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ def _checkpoint_file(run_dir: Path, fork_epoch: int | str) -> Path:
     return run_dir / "checkpoints" / f"epoch_{int(fork_epoch):04d}.pt"
 
 
-def fork_checkpoint(store: Any, run: dict[str, Any]) -> Path:
+def fork_checkpoint(store: RunStoreProtocol, run: dict[str, Any]) -> Path:
     """The checkpoint file the fork ``run`` starts from (what :func:`prepare_run` checked)."""
     events = store.load_events(run["run_id"])
     stop_point = bool((events["kind"] == FORK_POINT_EVENT).any()) if len(events) else False
@@ -64,7 +65,7 @@ _CHILDREN_LOCK = threading.Lock()
 
 
 def prepare_run(
-    store: Any,
+    store: RunStoreProtocol,
     cfg: RunConfig,
     *,
     name: str = "",
@@ -104,7 +105,7 @@ def prepare_run(
     return run_id
 
 
-def _check_fork(store: Any, cfg: RunConfig, parent_run_id: str, fork_epoch: Any) -> tuple[int, int | None]:
+def _check_fork(store: RunStoreProtocol, cfg: RunConfig, parent_run_id: str, fork_epoch: Any) -> tuple[int, int | None]:
     """Refuse a fork that cannot start; return its epoch and, for the stop point, the step it was stopped at."""
     from mmviz.training.checkpoint import TRAINING_KEYS, check_checkpoint
 
@@ -147,7 +148,7 @@ def _check_fork(store: Any, cfg: RunConfig, parent_run_id: str, fork_epoch: Any)
     return epoch, (step if fork_epoch == STOP_POINT else None)
 
 
-def stop_checkpoint(store: Any, run_id: str) -> tuple[int, int] | None:
+def stop_checkpoint(store: RunStoreProtocol, run_id: str) -> tuple[int, int] | None:
     """``(epoch, step)`` of the checkpoint ``run_id`` wrote when it was stopped, or None; for fork pickers."""
     from mmviz.training.checkpoint import load_checkpoint
 
@@ -172,24 +173,22 @@ def check_rerunnable(run: Mapping[str, Any], action: str) -> None:
         )
 
 
-def available_checkpoints(store: Any, run_id: str) -> list[int]:
-    """Epochs for which ``run_id`` has a checkpoint on disk, ascending (the stop point: :func:`stop_checkpoint`)."""
-    folder = store.run_dir(run_id) / "checkpoints"
-    out = []
-    for p in folder.glob("epoch_*.pt") if folder.is_dir() else []:
-        try:
-            out.append(int(p.stem.split("_")[1]))
-        except (IndexError, ValueError):
-            continue
-    return sorted(out)
+def available_checkpoints(store: RunReader, run_id: str) -> list[int]:
+    """Epochs with a checkpoint of ``run_id``, ascending: the checkpoint artifacts the store recorded whose file
+    is there (the stop point: :func:`stop_checkpoint`)."""
+    folder = store.run_dir(run_id)
+    arts = store.load_artifacts(run_id, CHECKPOINT)
+    return sorted(
+        {int(e) for e, p in zip(arts["epoch"], arts["path"], strict=True) if e == e and (folder / p).is_file()}
+    )
 
 
-def trainer_argv(store: Any, run_id: str) -> list[str]:
+def trainer_argv(store: RunStoreProtocol, run_id: str) -> list[str]:
     """The argv list of the trainer process for a prepared run."""
     return [sys.executable, "-m", "mmviz", "train", "--run-id", run_id, "--workspace", str(store.workspace)]
 
 
-def spawn_run(store: Any, run_id: str) -> subprocess.Popen:
+def spawn_run(store: RunStoreProtocol, run_id: str) -> subprocess.Popen:
     """Start the trainer process for a prepared run (own session, output to the run's ``train.log``)."""
     reap()
     env = dict(os.environ)
@@ -224,7 +223,7 @@ def _wait_and_forget(proc: subprocess.Popen) -> None:
 
 
 def submit(
-    store: Any,
+    store: RunStoreProtocol,
     cfg: RunConfig,
     *,
     name: str = "",
@@ -277,7 +276,7 @@ def check_backend(name: str) -> str:
     return name
 
 
-def start_backend(store: Any, run_id: str, backend: str = "local") -> None:
+def start_backend(store: RunStoreProtocol, run_id: str, backend: str = "local") -> None:
     """Start a created run on ``backend``: a trainer process here, or a Ray task."""
     if check_backend(backend) == "ray":
         from mmviz.ray_backend import start_ray_run
@@ -287,7 +286,7 @@ def start_backend(store: Any, run_id: str, backend: str = "local") -> None:
         spawn_run(store, run_id)
 
 
-def start_claimed(store: Any) -> list[str]:
+def start_claimed(store: RunStoreProtocol) -> list[str]:
     """Claim as many queued runs as there are free slots (atomically, see the store) and start them."""
     started = []
     for run_id, backend in store.claim_queued(store.get_setting(MAX_PARALLEL)):
@@ -300,7 +299,7 @@ def start_claimed(store: Any) -> list[str]:
     return started
 
 
-def ensure_scheduler(store: Any) -> bool:
+def ensure_scheduler(store: RunStoreProtocol) -> bool:
     """Start the workspace's scheduler process unless one runs; returns whether one was started.
 
     The scheduler lock is taken here and inherited by the new process, so concurrent callers start one.
@@ -333,14 +332,14 @@ def ensure_scheduler(store: Any) -> bool:
     return True
 
 
-def schedule(store: Any) -> None:
+def schedule(store: RunStoreProtocol) -> None:
     """Start what the queue allows now, and make sure a scheduler runs for the rest."""
     start_claimed(store)
     ensure_scheduler(store)
 
 
 def launch(
-    store: Any,
+    store: RunStoreProtocol,
     dataset: str | None = None,
     method: str | None = None,
     sets: Iterable[str] = (),
@@ -371,7 +370,7 @@ def launch(
 
 
 def fork(
-    store: Any,
+    store: RunStoreProtocol,
     parent_run_id: str,
     epoch: int | str,
     *,
@@ -399,7 +398,7 @@ def fork(
 
 
 def restart(
-    store: Any,
+    store: RunStoreProtocol,
     run_id: str,
     *,
     dataset: str | None = None,
@@ -433,7 +432,7 @@ def reap() -> None:
                 _CHILDREN.remove(proc)
 
 
-def stop(store: Any, run_id: str, *, grace: float = 20.0, wait: bool = False) -> None:
+def stop(store: RunStoreProtocol, run_id: str, *, grace: float = 20.0, wait: bool = False) -> None:
     """Ask a run to stop (store flag); escalate to SIGTERM after ``grace`` s and SIGKILL after 2x ``grace``.
 
     With ``wait=False`` the escalation runs in a background thread and this returns at once.

@@ -154,14 +154,14 @@ def start_postgres(folder: str | os.PathLike, timeout: float = 60.0) -> str:
 
 
 def stop_postgres(folder: str | os.PathLike) -> None:
-    """Stop the cluster :func:`start_postgres` started in ``folder`` (fast shutdown; idempotent)."""
+    """Stop the cluster :func:`start_postgres` started in ``folder`` (immediate shutdown: the cluster is thrown away; idempotent)."""
     bin_dir = postgres_bin()
     data = Path(folder) / "data"
     if bin_dir is None or not (data / "postmaster.pid").exists():
         return
     as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     subprocess.run(
-        [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+        [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
         capture_output=True,
         timeout=60,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -286,10 +287,11 @@ def start_backend(store: RunStoreProtocol, run_id: str, backend: str = "local") 
         spawn_run(store, run_id)
 
 
-def start_claimed(store: RunStoreProtocol) -> list[str]:
-    """Claim as many queued runs as there are free slots (atomically, see the store) and start them."""
+def start_claimed(store: RunStoreProtocol, backends: tuple[str, ...] | None = None) -> list[str]:
+    """Claim as many queued runs as there are free slots (atomically, see the store) and start them (only runs
+    queued for ``backends`` when given)."""
     started = []
-    for run_id, backend in store.claim_queued(store.get_setting(MAX_PARALLEL)):
+    for run_id, backend in store.claim_queued(store.get_setting(MAX_PARALLEL), backends):
         try:
             start_backend(store, run_id, backend)
         except Exception as exc:  # noqa: BLE001 - a run that cannot start fails; the queue goes on
@@ -333,8 +335,9 @@ def ensure_scheduler(store: RunStoreProtocol) -> bool:
 
 
 def schedule(store: RunStoreProtocol) -> None:
-    """Start what the queue allows now, and make sure a scheduler runs for the rest."""
-    start_claimed(store)
+    """Start what the queue allows now (local runs: a Ray run is submitted by the scheduler, whose Ray connection
+    outlives a page view), and make sure a scheduler runs for the rest."""
+    start_claimed(store, ("local",))
     ensure_scheduler(store)
 
 
@@ -454,6 +457,8 @@ def stop(store: RunStoreProtocol, run_id: str, *, grace: float = 20.0, wait: boo
     store.request_stop(run_id)
     if (run.get("origin") or "trainer") != "trainer":
         return  # the user's own process: it sees the request (mmviz.api's ``should_stop``); never signal it
+    if run.get("host") and run["host"] != socket.gethostname():
+        return  # another machine (a Ray worker, a remote scheduler): the request is all that reaches it
     pid = run.get("pid")
 
     def escalate() -> None:

@@ -222,7 +222,7 @@ class RunWriter(MetricSink, Protocol):
         """Take a run off the queue (it ends 'stopped')."""
         ...
 
-    def claim_queued(self, limit: int) -> list[tuple[str, str]]:
+    def claim_queued(self, limit: int, backends: tuple[str, ...] | None = None) -> list[tuple[str, str]]:
         """Atomically take runs off the queue while fewer than ``limit`` hold a slot."""
         ...
 

@@ -106,19 +106,21 @@ class SQLQueue:
 
         self._db.write(write)
 
-    def claim_queued(self, limit: int) -> list[tuple[str, str]]:
+    def claim_queued(self, limit: int, backends: tuple[str, ...] | None = None) -> list[tuple[str, str]]:
         """Atomically take runs off the head of the queue while fewer than ``limit`` runs hold a slot.
 
         Returns ``[(run_id, backend), ...]`` for the caller to start; each is stamped as claimed (heartbeat now,
-        this host), so it holds its slot until its process reports, and no other caller gets it.
+        this host), so it holds its slot until its process reports, and no other caller gets it. With
+        ``backends``, only runs queued for those backends are taken (in queue order among them).
         """
 
         def write(c: Any) -> list[tuple[str, str]]:
             now = time.time()
             queue = c.execute("SELECT run_id, backend FROM queue ORDER BY position, enqueued").fetchall()
+            queued_ids = {r for r, _ in queue}
+            queue = [(r, b) for r, b in queue if backends is None or b in backends]
             if not queue:
                 return []
-            queued_ids = {r for r, _ in queue}
             sql = f"SELECT {', '.join(_SLOT_COLUMNS)} FROM runs WHERE status IN ('queued', 'running')"
             active = [dict(zip(_SLOT_COLUMNS, row, strict=True)) for row in c.execute(sql)]
             busy = sum(holds_slot(r, now, self._hostname, queued_ids) for r in active)

@@ -175,3 +175,11 @@ def test_two_processes_claim_each_run_once_and_never_exceed_the_limit(store):
         running += delta
         peak = max(peak, running)
     assert peak <= 2
+
+
+def test_claim_can_take_only_some_backends(store):
+    local, ray = make_run(store), make_run(store)
+    store.enqueue(ray, backend="ray")
+    store.enqueue(local)
+    assert store.claim_queued(5, ("local",)) == [(local, "local")]  # a page view starts local runs only
+    assert store.claim_queued(5) == [(ray, "ray")]  # the scheduler takes the rest

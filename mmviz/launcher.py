@@ -287,9 +287,9 @@ def start_backend(store: RunStoreProtocol, run_id: str, backend: str = "local") 
         spawn_run(store, run_id)
 
 
-def start_claimed(store: RunStoreProtocol, backends: tuple[str, ...] | None = None) -> list[str]:
+def start_claimed(store: RunStoreProtocol, backends: tuple[str, ...] | None = None) -> list[tuple[str, str]]:
     """Claim as many queued runs as there are free slots (atomically, see the store) and start them (only runs
-    queued for ``backends`` when given)."""
+    queued for ``backends`` when given); returns ``[(run_id, backend), ...]`` started."""
     started = []
     for run_id, backend in store.claim_queued(store.get_setting(MAX_PARALLEL), backends):
         try:
@@ -297,7 +297,7 @@ def start_claimed(store: RunStoreProtocol, backends: tuple[str, ...] | None = No
         except Exception as exc:  # noqa: BLE001 - a run that cannot start fails; the queue goes on
             store.set_status(run_id, "failed", error=f"Could not start on backend {backend!r}: {exc}")
         else:
-            started.append(run_id)
+            started.append((run_id, backend))
     return started
 
 

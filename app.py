@@ -21,6 +21,7 @@ PAGES = [
     ("app_pages/runs.py", "Runs", ":material/table_rows:"),
     ("app_pages/live.py", "Live", ":material/monitoring:"),
     ("app_pages/compare.py", "Compare", ":material/compare_arrows:"),
+    ("app_pages/sweeps.py", "Sweeps", ":material/grid_view:"),
     ("app_pages/embeddings.py", "Embeddings", ":material/scatter_plot:"),
     ("app_pages/teach.py", "Teach", ":material/school:"),
 ]

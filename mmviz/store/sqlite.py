@@ -55,7 +55,7 @@ from mmviz.store.schema import (
     effective_status,
     run_duration,
 )
-from mmviz.store.sqlite_queue import SQLiteQueue
+from mmviz.store.sql_queue import SQLQueue
 
 _TEXT_COLUMNS = ("run_id", "key", "split", "quantity", "modality")
 _NUMBER_COLUMNS = ("id", "step", "epoch", "wall_time", "value")
@@ -71,8 +71,10 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-class RunStore(SQLiteQueue):
+class RunStore(SQLQueue):
     """Runs, metrics, events and artifact paths of one workspace folder (``mmviz.db`` + ``runs/<run_id>/``)."""
+
+    DUPLICATE: type[Exception] = sqlite3.IntegrityError  # what the connection raises for a duplicate run id
 
     def __init__(self, workspace: str | Path) -> None:
         """Open (creating if needed) the store in ``workspace``; raise ``StoreError`` if it is unusable."""
@@ -167,7 +169,7 @@ class RunStore(SQLiteQueue):
             try:
                 self._db.write(lambda c, new_id=new_id: c.execute(sql, (new_id, *values.values())))
                 break
-            except sqlite3.IntegrityError as exc:
+            except self.DUPLICATE as exc:
                 if run_id is not None:
                     raise StoreError(
                         f"A run {run_id!r} already exists in {str(self.workspace)!r}; pick another id."

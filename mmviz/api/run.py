@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 from typing import Any
 
 import torch
@@ -131,7 +130,6 @@ class Run:
             modalities=list(self.modalities), device=str(self.device), version=__version__, origin=origin,
         )  # fmt: skip
         self.run_dir = self.store.run_dir(self.run_id)
-        self.store.update_run(self.run_id, host=socket.gethostname())
         self.store.set_status(self.run_id, "running", pid=os.getpid())
         self.status = "running"
         self._beat = _Heartbeat(self.store, self.run_id)

@@ -79,7 +79,8 @@ def test_a_method_that_changes_the_loss_asks_for_run_loss(tmp_path, tiny):
 def test_a_model_outside_the_contract_is_refused_in_one_sentence(tmp_path, tiny):
     _, _, train, _ = tiny()
     with pytest.raises(
-        ConfigError, match="model 'Linear' does not follow mmviz's model contract: it has no 'modalities'"
+        ConfigError,
+        match="model 'Linear' does not follow mmviz's model contract; wrap it with mmviz.adapter.ModelAdapter",
     ):
         mmviz.api.watch(torch.nn.Linear(2, 2), train_loader=train, epochs=1, workspace=tmp_path)
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from mmviz import __version__
 from mmviz.api import lifecycle
-from mmviz.api.context import LoaderSplit, describe_data, null_autocast
+from mmviz.api.context import LoaderSplit, check_batch, describe_data, null_autocast
 from mmviz.balancing import METHODS
 from mmviz.balancing.base import BalancingMethod
 from mmviz.contracts import EvalResult, ModelSpec, MultimodalModel, StepInfo
@@ -87,15 +87,19 @@ class Run:
         self.modalities = tuple(model.modalities)
         entry = METHODS.get(method)
         method_cfg = entry.config_cls.from_dict(dict(method_params or {}), where="method")
+        self.device = next(model.parameters()).device
+        self.train_split = LoaderSplit(train_loader, self.device)
+        self.val_split = LoaderSplit(val_loader, self.device) if val_loader is not None else None
+        check_batch(self.train_split.dataset[0], self.modalities, "train loader's dataset")
+        sample = self.train_split.subset([0, 1] if len(self.train_split) > 1 else [0])
+        if hasattr(model, "check_batch"):  # an adapted model: its wrapping is checked on real samples, in one sentence
+            model.check_batch(sample)
         spec = ModelSpec.of(model)
         fusion = str(getattr(model, "fusion_name", "") or type(model).__name__)
         entry.factory.check_compatible(method_cfg, spec)
         self.method: BalancingMethod = entry.factory(method_cfg)
         probe_cfgs = _probe_configs(probes)
         check_probes(probe_cfgs, spec)
-        self.device = next(model.parameters()).device
-        self.train_split = LoaderSplit(train_loader, self.device)
-        self.val_split = LoaderSplit(val_loader, self.device) if val_loader is not None else None
         if num_classes is None:
             num_classes = int(getattr(model, "num_classes", 0)) or None
         if num_classes is None:

@@ -178,7 +178,7 @@ def test_a_zoomed_live_chart_keeps_its_range_across_refreshes(long_run, browser,
 def test_live_axes_of_a_finished_run_are_readable(workspace, browser, fresh_server):
     page = browser.new_page()
     page.goto(f"{fresh_server}/live?run={workspace[1]}")
-    accuracy = plot_info(page, "fou · NCM")
+    accuracy = plot_info(page, "fou")  # the accuracy chart, the first one: a facet per split and measure
     for axis in accuracy["axes"]:  # accuracy in %, never drawn beyond 0..100 (train accuracy reaches 100 %)
         assert axis["suffix"] == "%" and -5 <= axis["range"][0] and axis["range"][1] <= 105, axis
     assert len({tuple(r) for r in accuracy["xaxes"]}) == 1  # train and val facets on one x range
@@ -211,7 +211,7 @@ def test_embeddings_last_epoch_umap_is_spread_out_not_a_dot(workspace, browser, 
     for i in range(3):
         spans = page.locator(".js-plotly-plot").nth(i).evaluate(
             """gd => {
-                const xs = gd.data.flatMap(t => Array.from(t.x)), ys = gd.data.flatMap(t => Array.from(t.y));
+                const xs = gd._fullData.flatMap(t => Array.from(t.x)), ys = gd._fullData.flatMap(t => Array.from(t.y));
                 const span = v => Math.max(...v) - Math.min(...v), r = gd._fullLayout;
                 return [span(xs) / (r.xaxis.range[1] - r.xaxis.range[0]), span(ys) / (r.yaxis.range[1] - r.yaxis.range[0])];
             }"""

@@ -102,7 +102,9 @@ PLOT_INFO = """gd => ({
 })"""
 
 
-FIND_PLOT = "name => [...document.querySelectorAll('.js-plotly-plot')].find(p => (p.data || []).some(t => t.name === name))"
+FIND_PLOT = (
+    "name => [...document.querySelectorAll('.js-plotly-plot')].find(p => (p.data || []).some(t => t.name === name))"
+)
 
 
 def plot_info(page, trace_name: str) -> dict:
@@ -209,12 +211,16 @@ def test_embeddings_last_epoch_umap_is_spread_out_not_a_dot(workspace, browser, 
     page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length === 3")
     assert page.get_by_text(f"epoch {MFEAT_EPOCHS}").count() >= 3
     for i in range(3):
-        spans = page.locator(".js-plotly-plot").nth(i).evaluate(
-            """gd => {
+        spans = (
+            page.locator(".js-plotly-plot")
+            .nth(i)
+            .evaluate(
+                """gd => {
                 const xs = gd._fullData.flatMap(t => Array.from(t.x)), ys = gd._fullData.flatMap(t => Array.from(t.y));
                 const span = v => Math.max(...v) - Math.min(...v), r = gd._fullLayout;
                 return [span(xs) / (r.xaxis.range[1] - r.xaxis.range[0]), span(ys) / (r.yaxis.range[1] - r.yaxis.range[0])];
             }"""
+            )
         )
         assert min(spans) > 0.6, (i, spans)  # the points fill the panel's axes (a collapsed view filled < 1 %)
     page.close()

@@ -19,6 +19,7 @@ from mmviz.data import DATASETS, create_dataset
 from mmviz.errors import ConfigError, MmvizError
 from mmviz.probes import PROBES
 from mmviz.recipes import recipe_summary
+from mmviz.training.build import fusions_with
 from mmviz.training.config import ModelConfig, OptimConfig, TrainConfig
 from mmviz.ui.forms import changed_fields, cli_command, defaults_of, modality_choices, render_config
 from mmviz.ui.frame import flash
@@ -48,18 +49,14 @@ def render_registry_picker(
     return st.selectbox(label, names, index=index, key=key, help=help_text)
 
 
-def _fusion_fits(method: str, fusion: str) -> bool:
-    return METHODS.get(method).factory.fusion_problem(fusion, FUSIONS[fusion][0].has_unimodal) is None
-
-
 def fusions_for(method: str) -> list[str]:
-    """The fusions ``method`` works with (the check the launch applies), in registry order."""
-    return [f for f in FUSIONS if _fusion_fits(method, f)]
+    """The fusions whose network has every capability ``method`` requires (the launch's own check), in order."""
+    return fusions_with(METHODS.get(method).factory.requires)
 
 
 def methods_for(fusion: str) -> list[str]:
     """The balancing methods that work with ``fusion`` (what a fork of a run with that fusion may use)."""
-    return [m for m in METHODS.names() if _fusion_fits(m, fusion)]
+    return [m for m in METHODS.names() if fusion in fusions_for(m)]
 
 
 def render_run_form(

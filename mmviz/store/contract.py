@@ -145,6 +145,10 @@ class RunReader(Protocol):
         """Artifacts (:data:`ARTIFACT_COLUMNS`) ordered by epoch and id, meta decoded."""
         ...
 
+    def last_values(self, key: str, run_ids: Iterable[str] | None = None) -> dict[str, float]:
+        """``{run_id: value}`` of the key's latest row per run (all runs when ``run_ids`` is None)."""
+        ...
+
     def list_queue(self) -> list[dict[str, Any]]:
         """Queued runs in start order: ``{run_id, position, backend, enqueued}``."""
         ...

@@ -146,6 +146,8 @@ class PgConnection:
 class PostgresStore(RunStore):
     """The run store on a PostgreSQL server, with artifacts in a shared folder (see the module docstring)."""
 
+    _KEY_INDEX_HINT = ""
+
     def __init__(self, url: str) -> None:
         """Connect to ``url`` (``postgresql://...?artifacts=/shared/folder``), creating the schema if missing."""
         import psycopg

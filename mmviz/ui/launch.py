@@ -173,13 +173,34 @@ def _started(run_id: str, verb: str, parent: str | None = None, compare: str = "
 
 
 def start_run(
-    store, dataset: str, method: str, overrides: Mapping, name: str = "", tags: list[str] | None = None
+    store,
+    dataset: str,
+    method: str,
+    overrides: Mapping,
+    name: str = "",
+    tags: list[str] | None = None,
+    backend: str = "local",
 ) -> str:
-    """Validate like the CLI, then queue the run (it starts now when a slot is free); returns the run id (raises
-    ``MmvizError``)."""
+    """Validate like the CLI, then queue the run for ``backend`` (it starts as soon as a slot is free); returns the
+    run id (raises ``MmvizError``)."""
     from mmviz import launcher
 
-    return launcher.launch(store, dataset, method, overrides=overrides, name=name, tags=tags or [], queue=True)
+    return launcher.launch(
+        store, dataset, method, overrides=overrides, name=name, tags=tags or [], queue=True, backend=backend
+    )
+
+
+def render_backend_picker(where, key: str) -> str:
+    """Where a run trains: 'local' (a process on this machine) or 'ray' (a Ray task; see mmviz.ray_backend)."""
+    from mmviz.store.queue import BACKEND_NAMES
+
+    return where.selectbox(
+        "Backend",
+        BACKEND_NAMES,
+        key=key,
+        help="local: a trainer process on this machine. ray: a Ray task with the run's CPU/GPU request, on the "
+        "cluster at MMVIZ_RAY_ADDRESS (or a local Ray).",
+    )
 
 
 def render_demo_button(store) -> None:
@@ -250,16 +271,17 @@ def render_launch_form(store) -> None:
         method = render_registry_picker("Balancing method", METHODS, "launch.method", "baseline")
     with st.container(border=True, key="launch.form"):
         overrides = render_run_form("launch", dataset, method)
-        c1, c2 = st.columns(2)
+        c1, c2, c3 = st.columns([2, 2, 1])
         name = c1.text_input("Run name", key="launch.name", placeholder=f"{dataset}-{method}")
         tags = c2.text_input("Tags", key="launch.tags", help="Comma-separated.")
+        backend = render_backend_picker(c3, "launch.backend")
         st.caption(estimate_text(load_runs(store_workspace(store)), dataset, overrides))
         submitted = st.button("Launch run", type="primary", key="launch.submit")
     if submitted:
         st.caption("Equivalent command:")
         st.code(cli_command(dataset, method, overrides, name.strip(), tuple(_tags(tags))), language="bash")
         try:
-            run_id = start_run(store, dataset, method, overrides, name=name.strip(), tags=_tags(tags))
+            run_id = start_run(store, dataset, method, overrides, name=name.strip(), tags=_tags(tags), backend=backend)
         except MmvizError as exc:
             st.error(md(exc))
         else:

@@ -12,10 +12,9 @@ import torch
 from mmviz.balancing.base import BalancingMethod
 from mmviz.balancing.registry import METHODS
 from mmviz.config import Config, param
-from mmviz.data.base import TensorSplit
+from mmviz.contracts import DataSplit, StepInfo, TrainContext
 from mmviz.measures import compute_kmeans_purity, extract_features
 from mmviz.recipes import Recipe, RecipeSetting
-from mmviz.training.context import StepInfo, TrainContext
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,10 +60,10 @@ class RelearnConfig(RecipeSetting, Config):
     )
     kmeans_seed: int = param(0, "random_state of k-means and of the sample subset.", low=0, high=2**31 - 1)
     kmeans_n_init: int = param(
-        0,
-        "k-means restarts (best inertia kept); 0 = scikit-learn's default, as the official code, which does not "
-        "set it ('auto': one k-means++ run since scikit-learn 1.4, 10 before).",
-        low=0,
+        1,
+        "k-means restarts per diagnosis (the lowest-inertia run is kept); 1 = scikit-learn's default as the "
+        "official code, which does not set it ('auto': one k-means++ run since scikit-learn 1.4).",
+        low=1,
         high=100,
     )
 
@@ -103,20 +102,23 @@ class Relearn(BalancingMethod):
     encoder's learning state is diagnosed from the separability of its own features: in eval mode the
     features of the train and val splits are min-max scaled to [-1, 1] per split, clustered by k-means with
     K = C (fixed random state, ``kmeans_n_init`` restarts) and scored by cluster purity — the same function
-    (:func:`mmviz.measures.compute_kmeans_purity`) as the ``separability`` probe's ``sep/purity``. The gap ``g = |P_train - P_val|`` gives the
-    strength ``alpha = tanh(lambda * g)`` and the encoder is softly re-initialised,
+    (:func:`mmviz.measures.compute_kmeans_purity`) as the ``separability`` probe's ``sep/purity``. The gap
+    ``g = |P_train - P_val|`` gives the strength ``alpha = tanh(lambda * g)`` and the encoder is softly re-initialised,
     ``theta <- alpha * theta_0 + (1 - alpha) * theta`` (the fusion head is untouched), so an encoder that
     memorises is pulled back hard and one still learning is barely touched. Default: the official code's
     purity-gap diagnosis; ``diagnosis=train_purity`` uses ``alpha = tanh(lambda * P_train)`` instead (choose a
-    smaller lambda). Timing: the official loop (GeWu-Lab/Diagnosing_Relearning_ECCV2024 @025085ea, ``code/ours.py``
-    lines 378-427) tests ``epoch % reinit_epoch == 0 and epoch > 0`` on its 0-based epoch after training it, so
-    it re-initialises after 1-based epochs 21, 41 and 61; ``reinit_timing=official`` (default) does the same,
-    ``every`` re-initialises after epochs E_r, 2 E_r, ... k-means: the code calls ``KMeans(n_clusters, random_state=0)``
-    (line 110) with scikit-learn's default restarts, which ``kmeans_n_init=0`` (default) also uses.
+    smaller lambda). Timing: the official loop (GeWu-Lab/Diagnosing_Relearning_ECCV2024 @025085ea,
+    ``code/ours.py`` lines 378-427) tests ``epoch % reinit_epoch == 0 and epoch > 0`` on its 0-based epoch after
+    training it, so it re-initialises after 1-based epochs 21, 41 and 61; ``reinit_timing=official`` (default)
+    does the same, ``every`` re-initialises after epochs E_r, 2 E_r, ... k-means: the code calls
+    ``KMeans(n_clusters, random_state=0)`` (line 110) with scikit-learn's default restarts (one k-means++ run
+    since 1.4), which ``kmeans_n_init=1`` (default) also uses; the ``separability`` probe uses 10 restarts for
+    stable purity curves.
     Recipes: the default ``recipe=quick`` (Adam 1e-3, batch 64, 30 epochs, E_r = 10, N_r = 2: re-inits after
     epochs 11 and 21) fits mmviz's small CPU data and 30-epoch runs; ``recipe=paper`` is the official script's
     (``code/script/ours.sh``: lambda 3, E_r 20, N_r 3, 90 epochs; ``code/ours.py`` argparse lines 34-38 and line 368:
-    SGD lr 2e-3, momentum 0.9, weight decay 1e-4, batch 64, no scheduler although ``lr_decay_step`` is parsed). Pitfalls of the
+    SGD lr 2e-3, momentum 0.9, weight decay 1e-4, batch 64, no scheduler although ``lr_decay_step`` is parsed).
+    Pitfalls of the
     official code, decided: BatchNorm running statistics are blended with the weights by default
     (``bn_buffers=keep`` is the official behaviour); the optimiser state of a re-initialised encoder is reset
     by default so momentum does not push it straight back (``momentum=keep`` is official); the initial weights
@@ -129,7 +131,6 @@ class Relearn(BalancingMethod):
     ``relearn/dist_before/<m>`` and ``relearn/dist_after/<m>`` (distance to theta_0) and a ``reinit`` event.
     """
 
-    name = "relearn"
     config_cls = RelearnConfig
     paper_recipe = Recipe(
         {
@@ -145,31 +146,29 @@ class Relearn(BalancingMethod):
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)
         self.count = 0
-        init = ctx.extra["init_state"]
+        init = ctx.init_state
         missing = [
-            f"encoders.{m}.{n}"
+            f"{m}: {n}"
             for m in ctx.modalities
-            for n, _ in ctx.model.encoders[m].named_parameters()
-            if f"encoders.{m}.{n}" not in init
+            for n, _ in ctx.model.encoder(m).named_parameters()
+            if n not in init.get(m, {})
         ]
         if missing:
             raise RuntimeError(f"The initial-weights snapshot lacks encoder parameters, e.g. {missing[0]!r}.")
 
-    def transform_batch(self, batch: dict[str, torch.Tensor], info: StepInfo) -> dict[str, torch.Tensor]:
+    def on_epoch_start(self, info: StepInfo) -> None:
         cfg = self.config
         done = info.epoch - 1  # epochs completed before this one
-        if info.batch_index == 0 and is_reinit_epoch(
-            done, cfg.reinit_every, self.count, cfg.reinit_num, cfg.reinit_timing
-        ):
+        if is_reinit_epoch(done, cfg.reinit_every, self.count, cfg.reinit_num, cfg.reinit_timing):
             self.reinit(done)
-        return batch
 
     # ----- the diagnosis ----------------------------------------------------------------------------
-    def split_features(self, split: TensorSplit) -> dict[str, torch.Tensor]:
+    def split_features(self, split: DataSplit) -> dict[str, torch.Tensor]:
         """Eval-mode pooled features ``{m: (N, D_m)}`` of a whole split, on the CPU (modes restored)."""
         ctx = self.ctx
-        bs = getattr(getattr(ctx.config, "train", None), "eval_batch_size", 512)
-        feats, _ = extract_features(ctx.model, split.batches(bs), ctx.modalities, autocast=ctx.extra.get("autocast"))
+        feats, _ = extract_features(
+            ctx.model, split.batches(ctx.eval_batch_size), ctx.modalities, autocast=ctx.autocast
+        )
         return feats
 
     def diagnose(self) -> dict[str, dict[str, float]]:
@@ -179,7 +178,7 @@ class Relearn(BalancingMethod):
         rng = np.random.default_rng(cfg.kmeans_seed)
         for split in ("train", "val"):
             feats = self.split_features(ctx.splits[split])
-            labels = ctx.splits[split].tensors["label"].cpu().numpy()
+            labels = ctx.splits[split].labels.cpu().numpy()
             keep = np.arange(len(labels))
             if len(keep) > cfg.max_samples:
                 keep = np.sort(rng.choice(len(labels), cfg.max_samples, replace=False))
@@ -189,7 +188,7 @@ class Relearn(BalancingMethod):
                     labels[keep],
                     ctx.num_classes,
                     random_state=cfg.kmeans_seed,
-                    n_init=cfg.kmeans_n_init if cfg.kmeans_n_init > 0 else "auto",
+                    n_init=cfg.kmeans_n_init,
                 )
         for _m, d in out.items():
             d["gap"] = abs(d["train"] - d["val"])
@@ -199,25 +198,24 @@ class Relearn(BalancingMethod):
     # ----- the soft re-initialisation -------------------------------------------------------------------
     def distance_from_init(self, modality: str) -> float:
         """``||theta^m - theta^m_0||`` over the encoder's parameters."""
-        init = self.ctx.extra["init_state"]
+        init = self.ctx.init_state[modality]
         sq = 0.0
-        for n, p in self.ctx.model.encoders[modality].named_parameters():
-            sq += float((p.detach().float().cpu() - init[f"encoders.{modality}.{n}"].float()).pow(2).sum())
+        for n, p in self.ctx.model.encoder(modality).named_parameters():
+            sq += float((p.detach().float().cpu() - init[n].float()).pow(2).sum())
         return math.sqrt(sq)
 
     @torch.no_grad()
     def blend_encoder(self, modality: str, alpha: float) -> None:
         """Soft re-init of one encoder towards theta_0 (and, per config, its BN buffers and optimiser state)."""
         ctx = self.ctx
-        init = ctx.extra["init_state"]
-        enc = ctx.model.encoders[modality]
+        init = ctx.init_state[modality]
+        enc = ctx.model.encoder(modality)
         for n, p in enc.named_parameters():
-            blend_(p.data, init[f"encoders.{modality}.{n}"], alpha)
+            blend_(p.data, init[n], alpha)
         if self.config.bn_buffers == "blend":
             for n, b in enc.named_buffers():
-                key = f"encoders.{modality}.{n}"
-                if b.is_floating_point() and key in init:
-                    blend_(b, init[key], alpha)
+                if b.is_floating_point() and n in init:
+                    blend_(b, init[n], alpha)
         if self.config.momentum == "reset" and ctx.optimizer is not None:
             for p in enc.parameters():
                 ctx.optimizer.state.pop(p, None)

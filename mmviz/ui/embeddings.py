@@ -9,6 +9,7 @@ run on request. A lasso or box selection in one panel highlights the same sample
 
 from __future__ import annotations
 
+import html
 import os
 import time
 import uuid
@@ -31,6 +32,7 @@ from mmviz.ui.embedding_controls import (
     render_selection_table,
     snapshot_index,
 )
+from mmviz.ui.labels import md
 from mmviz.ui.readers import load_runs, runs_by_id
 from mmviz.viz.embeddings import compute_axis_ranges, legend_entries, plot_embedding, plot_embedding_grid
 
@@ -164,7 +166,7 @@ def render_worker_status(worker: ProjectionWorker, method: str) -> None:
     """A recent crash (the worker was restarted), a worker that stays dead, or a worker still warming up."""
     recent = [c for c in worker.crashes if c.time > time.time() - CRASH_SHOWN_S]
     if recent:
-        st.warning(recent[-1].message(), icon=":material/restart_alt:")
+        st.warning(md(recent[-1].message()), icon=":material/restart_alt:")
     if not worker.alive():
         st.error("The projection worker keeps crashing and was not restarted; PCA still works. Restart the dashboard.")
     elif method != "pca" and not worker.ready():
@@ -232,14 +234,14 @@ def _render_panel(projector: Projector, frame: pd.DataFrame, view: str, epoch: i
                   source: str | None, **plot_kw) -> None:  # fmt: skip
     rows = frame[frame["view"] == view]
     accuracy = panel_accuracy_text(view, rows["correct"].mean(), source)
-    st.markdown(f"**{view}** · epoch {epoch}" + (f" · {accuracy}" if accuracy else ""))
+    st.markdown(f"**{md(view)}** · epoch {epoch}" + (f" · {accuracy}" if accuracy else ""))
     fig = plot_embedding(rows, controls.color_by, axis_title=shown.split(" ")[0], **plot_kw)
     st.plotly_chart(fig, key=f"emb.chart.{view}", on_select=lambda: _on_select(view), selection_mode=("lasso", "box"),
                     config=PLOTLY_CONFIG, width="stretch")  # fmt: skip
-    st.caption(shown + _pending_note(projector, view, shown))
+    st.caption(md(shown + _pending_note(projector, view, shown)))
     if view in projector.errors:
         request, message = projector.errors[view]
-        st.error(message, icon=":material/error:")
+        st.error(md(message), icon=":material/error:")
         if st.button("Retry", key=f"emb.retry.{view}"):
             projector.worker.submit(request, 3, owner=projector.owner, retry=True)
             st.rerun()
@@ -249,7 +251,10 @@ def render_legend(frame: pd.DataFrame, color_by: str) -> None:
     """One colour key for every panel (panels carry no legend of their own, so their plots stay the same size)."""
     entries = legend_entries(frame, color_by)
     if entries:
-        items = " ".join(f'<span style="color:{c};font-size:1.2em">&#9679;</span>&nbsp;{n}&emsp;' for n, c in entries)
+        items = " ".join(
+            f'<span style="color:{html.escape(str(c))};font-size:1.2em">&#9679;</span>&nbsp;{html.escape(str(n))}&emsp;'
+            for n, c in entries
+        )  # names come from the data set (e.g. an arrays file's modality names): escaped, shown as text
         st.markdown(f'<div style="font-size:0.85em">{items}</div>', unsafe_allow_html=True)
 
 
@@ -262,6 +267,8 @@ def render_embeddings_page(store, workspace: str) -> None:
         st.info("No runs yet: start one on the Runs page or with `python -m mmviz train`.")
         return
     run_id = render_run_picker(runs)
+    if run_id is None:
+        return
     active = runs_by_id(runs)[run_id].get("effective_status") in ACTIVE
     index = snapshot_index(workspace, run_id, len(store.load_artifacts(run_id, kind="snapshot")))
     if index.empty:

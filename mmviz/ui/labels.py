@@ -64,6 +64,36 @@ def run_method_label(run: Mapping) -> str:
     return f"{run.get('name') or run['run_id']} · {run.get('method')} · {run['run_id']}"
 
 
+def short_id(run_id: str) -> str:
+    """The random tail of a run id (``20261201-105707-8168`` -> ``8168``): enough to tell apart runs that share a
+    name."""
+    return run_id.rsplit("-", 1)[-1]
+
+
+def chart_names(runs: list[Mapping]) -> dict[str, str]:
+    """``{run_id: legend name}``: ``'name (method)'``, plus ``' · id'`` where two of ``runs`` share a name, so every
+    line of a chart (legend and hover) names exactly one run and says how it was trained."""
+    names = {r["run_id"]: str(r.get("name") or r["run_id"]) for r in runs}
+    counts: dict[str, int] = {}
+    for name in names.values():
+        counts[name] = counts.get(name, 0) + 1
+    method = {r["run_id"]: r.get("method") for r in runs}
+
+    def label(rid: str, tail) -> str:
+        text = f"{names[rid]} ({method[rid]})"
+        return text if counts[names[rid]] == 1 else f"{text} · {tail(rid)}"
+
+    out = {rid: label(rid, short_id) for rid in names}
+    if len(set(out.values())) < len(out):  # the short ids clash too: use the whole ids
+        out = {rid: label(rid, str) for rid in names}
+    return out
+
+
+def plain(text: str) -> str:
+    """What :func:`md`-escaped ``text`` reads as on screen (its backslash escapes undone): for tests and exports."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", text)
+
+
 # ---------------------------------------------------------------- what a run can have (unimodal runs: less)
 NOT_APPLICABLE = "—"  # shown for what a run cannot have (a unimodal run has no imbalance); "" = not logged yet
 UNIMODAL_LACKS = ("imbalance/", "shapley")  # quantity prefixes that need two modalities or more

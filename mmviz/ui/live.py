@@ -25,10 +25,13 @@ from mmviz.ui.labels import (
     STATUS_COLORS,
     applies,
     epoch_text,
+    md,
     run_method_label,
     trained_modalities,
 )
 from mmviz.ui.readers import LiveBuffer, live_buffer, load_runs, runs_by_id
+from mmviz.ui.references import references_going, render_reference_runs
+from mmviz.ui.run_select import render_run_filter, render_runs_watcher, runs_signature
 from mmviz.viz import ChartOptions, assign_panels, panel_by_name, plot_panel
 from mmviz.viz.series import export_frame
 
@@ -43,14 +46,17 @@ def default_run(runs: pd.DataFrame) -> str:
     return str((active if not active.empty else runs)["run_id"].iloc[0])
 
 
-def render_run_picker(runs: pd.DataFrame) -> str:
-    """Select box over the runs; ``?run=ID`` in the URL selects a run, and the URL follows the selection."""
-    by_id = runs_by_id(runs)
+def render_run_picker(runs: pd.DataFrame) -> str | None:
+    """Filter and select box over the runs; ``?run=ID`` in the URL selects a run, and the URL follows the selection.
+    None when the filter leaves no run."""
     wanted = st.query_params.get("run")
+    by_id = runs_by_id(render_run_filter(runs, "live", keep=(wanted,) if wanted else ()))
+    if not by_id:
+        return None
     if wanted in by_id and st.session_state.get(QP_KEY) != wanted:
         st.session_state[RUN_KEY] = wanted
     if st.session_state.get(RUN_KEY) not in by_id:
-        st.session_state[RUN_KEY] = default_run(runs)
+        st.session_state[RUN_KEY] = default_run(runs[runs["run_id"].isin(list(by_id))])
     run_id = st.selectbox("Run", list(by_id), format_func=lambda r: run_method_label(by_id[r]), key=RUN_KEY)
     st.query_params["run"] = run_id
     st.session_state[QP_KEY] = run_id
@@ -79,14 +85,14 @@ def render_header(store, run: Mapping) -> None:
 
     cfg = run.get("config") if isinstance(run.get("config"), dict) else {}
     parent = (
-        f" · fork of {run['parent_run_id']} @ epoch {epoch_text(run.get('fork_epoch'))}"
+        f" · fork of {md(run['parent_run_id'])} @ epoch {epoch_text(run.get('fork_epoch'))}"
         if run.get("parent_run_id")
-        else ""
+        else (f" · restart of {md(run['restart_of'])}" if run.get("restart_of") else "")
     )
-    mods = ", ".join(run.get("modalities") or [])
+    mods = md(", ".join(run.get("modalities") or []))
     st.caption(
-        f"**{run.get('dataset')}** ({mods}) · method **{run.get('method')}** · fusion {run.get('fusion')} · "
-        f"seed {(cfg.get('train') or {}).get('seed')}{parent}"
+        f"**{md(run.get('dataset'))}** ({mods}) · method **{md(run.get('method'))}** · fusion {md(run.get('fusion'))} · "
+        f"seed {md((cfg.get('train') or {}).get('seed'))}{parent}"
     )
     c1, c2, c3, _ = st.columns([1, 1, 1, 3])
     with c1:
@@ -94,11 +100,16 @@ def render_header(store, run: Mapping) -> None:
             try:
                 launcher.stop(store, run["run_id"])
             except MmvizError as exc:
-                st.error(str(exc))
+                st.error(md(exc))
             else:
                 st.toast("Stop requested: the run finishes its step, checkpoints and ends as 'stopped'.")
     with c2:
-        st.page_link(page_path("runs"), label="Fork / restart…", icon=":material/call_split:")
+        st.page_link(
+            page_path("runs"),
+            label="Fork / restart…",
+            icon=":material/call_split:",
+            query_params={"run": run["run_id"], "action": "fork"},  # the Runs page opens this run's fork form
+        )
     with c3:
         st.page_link(
             page_path("compare"),
@@ -118,7 +129,7 @@ def render_status(run: Mapping, frame: pd.DataFrame) -> None:
         f"latest step {step} · {len(frame):,} points · updated {time.strftime('%H:%M:%S')}"
     )
     if run.get("error"):
-        st.error(f"Run {status}: {run['error']}")
+        st.error(md(f"Run {status}: {run['error']}"))
 
 
 def render_banner(store, workspace: str, run: Mapping, frame: pd.DataFrame) -> None:
@@ -126,29 +137,8 @@ def render_banner(store, workspace: str, run: Mapping, frame: pd.DataFrame) -> N
     refs = find_reference_runs(load_runs(workspace), run)
     banner = compute_imbalance_banner(run, frame, refs)
     show = st.warning if banner.level == "warning" else st.info
-    show("  \n".join(banner.lines), icon=":material/balance:")
-    if banner.missing_references and run.get("config") and (run.get("origin") or "trainer") == "trainer":
-        label = f"Launch unimodal reference runs ({', '.join(banner.missing_references)})"
-        if st.button(label, key="live.references", help="One 'unimodal' run per modality, same data and model."):
-            from mmviz import launcher
-
-            try:
-                for m in banner.missing_references:
-                    launcher.launch(
-                        store,
-                        None,
-                        "unimodal",
-                        base=run["config"],
-                        overrides={"method": {"modality": m}},
-                        name=f"{run.get('name') or run['run_id']}-alone-{m}",
-                        tags=["reference"],
-                        queue=True,
-                    )
-            except MmvizError as exc:
-                st.error(str(exc))
-            else:
-                load_runs.clear()
-                st.toast("Started the unimodal reference runs.")
+    show("  \n".join(md(line) for line in banner.lines), icon=":material/balance:")
+    render_reference_runs(store, workspace, run, banner.missing_references)
 
 
 @st.cache_resource(show_spinner=False, max_entries=256)
@@ -271,7 +261,7 @@ def live_view(
     try:
         run = store.get_run(run_id)
     except RunNotFoundError:
-        st.warning(f"Run {run_id} is no longer in this workspace (deleted from another tab?).")
+        st.warning(md(f"Run {run_id} is no longer in this workspace (deleted from another tab?)."))
         return
     buf = live_buffer(workspace, run_id)
     buf.update(store)
@@ -308,12 +298,16 @@ def live_view(
 def render_live_page(store, workspace: str) -> None:
     """The whole live page below the frame."""
     runs = load_runs(workspace)
+    seconds, paused = render_refresh_controls()
+    if not paused:  # a run started elsewhere (e.g. the CLI) appears in the picker within the refresh interval
+        render_runs_watcher(workspace, runs_signature(runs, with_status=False), "live", seconds, with_status=False)
     if runs.empty:
         st.info("No runs yet in this workspace.")
         st.page_link(page_path("runs"), label="Start one on the Runs page", icon=":material/table_rows:")
         return
-    seconds, paused = render_refresh_controls()
     run_id = render_run_picker(runs)
+    if run_id is None:
+        return
     run = runs_by_id(runs)[run_id]
     render_header(store, run)
     options = render_chart_controls("live")
@@ -325,6 +319,6 @@ def render_live_page(store, workspace: str) -> None:
             key="live.with_parent",
             help="Draw the parent run's curves up to the fork point, continued by this fork's own.",
         )
-    polling = not paused and run.get("effective_status") in ACTIVE
+    polling = not paused and (run.get("effective_status") in ACTIVE or bool(references_going(runs, run)))
     fragment = st.fragment(run_every=seconds if polling else None)(live_view)
     fragment(store, workspace, run_id, options, polling, run.get("effective_status"), bool(with_parent))

@@ -36,9 +36,9 @@ def accuracy_or_none(value) -> float | None:
 def origin_text(run: Mapping, names: Mapping[str, str]) -> str:
     """``'NAME @ epoch 3'`` for a fork, ``'restart of NAME'`` for a restart, else empty."""
     parent, restart_of = run.get("parent_run_id"), run.get("restart_of")
-    if parent:
+    if isinstance(parent, str) and parent:
         return f"{names.get(parent, parent)} @ epoch {epoch_text(run.get('fork_epoch'))}"
-    if restart_of:
+    if isinstance(restart_of, str) and restart_of:
         return f"restart of {names.get(restart_of, restart_of)}"
     return ""
 
@@ -236,13 +236,14 @@ def render_runs_page(store, workspace: str) -> None:
     # The forms need the dataset / method / probe registries, which import torch (~1 s once per server): imported
     # here, after the table is on screen, so the first view after a server start shows the runs at once.
     from mmviz.ui.launch import render_demo_button, render_fork_form, render_launch_form, render_restart_form
+    from mmviz.ui.sweeps import render_sweep_form
 
     with c1:
         render_demo_button(store)
     by_id = runs_by_id(runs)
     render_queue(store, by_id)
     apply_query(runs_by_id(all_runs))
-    tab_names = [NEW_TAB] + ([MANAGE_TAB, RESTART_TAB, FORK_TAB] if by_id else [])
+    tab_names = [NEW_TAB] + ([MANAGE_TAB, RESTART_TAB, FORK_TAB, "Sweep from this run"] if by_id else [])
     run = None
     if by_id:
         if st.session_state.get(SELECTED_KEY) not in by_id:
@@ -269,3 +270,5 @@ def render_runs_page(store, workspace: str) -> None:
             render_restart_form(store, run)
         with tabs[3]:
             render_fork_form(store, run)
+        with tabs[4]:
+            render_sweep_form(store, run)

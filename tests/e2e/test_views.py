@@ -29,7 +29,7 @@ MFEAT_EPOCHS = 10
 MFEAT = ["--dataset", "mfeat", "--epochs", str(MFEAT_EPOCHS), "--name", "mfeat-baseline"]
 LONG = ["--dataset", "synthetic", "--set", "data.n_train=300", "--epochs", "400", "--name", "long-run",
         *(f"--set=probes.{p}.enabled=false" for p in ("shapley", "grad_conflict", "separability", "snapshots"))]  # fmt: skip
-APP_PAGES = ["Runs", "Live", "Compare", "Embeddings", "Teach"]
+APP_PAGES = ["Runs", "Live", "Compare", "Sweeps", "Embeddings", "Teach"]
 
 
 def train(ws: Path, args: list[str], wait: bool = True):
@@ -132,8 +132,8 @@ def latest_step(page) -> int:
 def test_deep_links_on_a_fresh_server_get_the_apps_navigation(workspace, browser, fresh_server):
     page = browser.new_page()
     page.goto(f"{fresh_server}/runs")  # the very first page this server serves
-    assert nav_labels(page) == APP_PAGES  # not Streamlit's automatic 'app, compare, embeddings, live, ...'
     page.get_by_role("heading", name="Runs").wait_for()
+    assert nav_labels(page) == APP_PAGES  # not Streamlit's automatic 'app, compare, embeddings, live, ...'
     # the same set-up as clicking there: the wide layout of app.py's page config
     main = page.locator('[data-testid="stMainBlockContainer"]').bounding_box()
     assert main["width"] > 1000, main
@@ -145,8 +145,8 @@ def test_deep_links_on_a_fresh_server_get_the_apps_navigation(workspace, browser
 def test_deep_link_to_live_first_on_another_fresh_server(workspace, browser, fresh_server):
     page = browser.new_page()
     page.goto(f"{fresh_server}/live?run={workspace[1]}")
-    assert nav_labels(page) == APP_PAGES
     page.get_by_text(re.compile(r"latest step \d+")).first.wait_for()
+    assert nav_labels(page) == APP_PAGES
     page.close()
 
 

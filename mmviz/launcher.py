@@ -387,6 +387,7 @@ def fork(
     ``start``: ``backend`` / ``queue`` as for :func:`submit`.
     """
     parent = store.get_run(parent_run_id)
+    check_rerunnable(parent, "fork")
     return launch(
         store,
         None,

@@ -36,7 +36,10 @@ def filled_workspace(tmp_path_factory) -> dict:
     """
     ws = tmp_path_factory.mktemp("filled-ws")
     parent = _train(ws, *SHORT_RUN, "--name", "parent-run")
-    child = _train(ws, "--fork", parent, "--fork-epoch", "2", "--method", "ogm_ge", "--name", "child-run")
+    # --epochs: the ogm_ge recipe would otherwise make the fork a 30-epoch run (a fork keeps the total explicit)
+    child = _train(
+        ws, "--fork", parent, "--fork-epoch", "2", "--method", "ogm_ge", "--epochs", "3", "--name", "child-run"
+    )
     return {"workspace": ws, "parent": parent, "child": child}
 
 

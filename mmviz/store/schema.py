@@ -115,7 +115,9 @@ def check_db_file(db_path: Path) -> None:
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{path!r} is not a readable SQLite database ({exc}); move it away.") from exc
+        from mmviz.store.connection import damaged_store
+
+        raise damaged_store(db_path, exc) from exc
     if tables and meta.get("app") != "mmviz":
         raise StoreError(
             f"{path!r} is an SQLite database of another application, not an mmviz run store; choose another workspace."

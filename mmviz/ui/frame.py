@@ -73,9 +73,17 @@ def page_frame(title: str, caption: str = "") -> tuple[RunStore, str]:
     try:
         return get_store(workspace), workspace
     except MmvizError as exc:
-        st.error(md(exc))
+        st.error(md(sidebar_wording(str(exc))))
         st.stop()
         raise  # unreachable: st.stop() raises
+
+
+def sidebar_wording(message: str) -> str:
+    """A store error as the dashboard says it: its workspace comes from the sidebar field, not from the CLI's
+    ``--workspace`` option."""
+    return message.replace("with --workspace or MMVIZ_WORKSPACE", "in the sidebar's 'Workspace' field").replace(
+        "--workspace", "the sidebar's 'Workspace' field"
+    )
 
 
 @contextlib.contextmanager

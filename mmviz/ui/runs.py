@@ -11,7 +11,7 @@ import streamlit as st
 
 from mmviz.errors import MmvizError
 from mmviz.ui.frame import flash, page_path, render_flash
-from mmviz.ui.labels import ACTIVE, epoch_text, format_duration, md, run_method_label
+from mmviz.ui.labels import ACTIVE, epoch_text, format_duration, format_value, md, run_method_label
 from mmviz.ui.queue import queue_status_text, render_queue
 from mmviz.ui.readers import load_last_values, load_runs, runs_by_id
 from mmviz.ui.run_select import filter_runs, render_run_filter, render_runs_watcher, runs_signature
@@ -36,9 +36,9 @@ def accuracy_or_none(value) -> float | None:
 def origin_text(run: Mapping, names: Mapping[str, str]) -> str:
     """``'NAME @ epoch 3'`` for a fork, ``'restart of NAME'`` for a restart, else empty."""
     parent, restart_of = run.get("parent_run_id"), run.get("restart_of")
-    if parent:
+    if isinstance(parent, str) and parent:
         return f"{names.get(parent, parent)} @ epoch {epoch_text(run.get('fork_epoch'))}"
-    if restart_of:
+    if isinstance(restart_of, str) and restart_of:
         return f"restart of {names.get(restart_of, restart_of)}"
     return ""
 
@@ -61,7 +61,9 @@ def build_runs_table(runs: pd.DataFrame, imbalance: Mapping[str, float]) -> pd.D
                 "fusion": run.get("fusion"),
                 "epochs": f"{run.get('epochs_done') or 0}/{total}" if total else str(run.get("epochs_done") or 0),
                 "best val acc": accuracy_or_none(run.get("best_val_acc")),
-                "imbalance index": None if index is None or pd.isna(index) else float(index),
+                "imbalance index": format_value(
+                    None if index is None or pd.isna(index) else index, run, "imbalance/index"
+                ),
                 "duration": format_duration(run.get("duration")),
                 "created": dt.datetime.fromtimestamp(run["created"]) if run.get("created") else None,
                 "parent": origin_text(run, names),
@@ -82,8 +84,9 @@ COLUMN_CONFIG = {
     "best val acc": st.column_config.NumberColumn(
         format="percent", help="Best validation accuracy of the fused model."
     ),
-    "imbalance index": st.column_config.NumberColumn(
-        format="%.2f", help="Last logged imbalance/index (0 = balanced, 1 = one modality carries all the accuracy)."
+    "imbalance index": st.column_config.TextColumn(
+        help="Last logged imbalance/index (0 = balanced, 1 = one modality carries all the accuracy); "
+        "— for a unimodal run, which has no imbalance."
     ),
     "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
     "error": st.column_config.TextColumn(help="Why a failed or diverged run ended.", width="medium"),

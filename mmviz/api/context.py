@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import types
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -98,14 +97,14 @@ class LoaderSplit:
         return to_device(batch, self.device)
 
     @property
-    def tensors(self) -> dict[str, torch.Tensor]:
-        """``{"label": (N,)}``: every label in dataset order."""
+    def labels(self) -> torch.Tensor:
+        """Every sample's label ``(N,)`` on the CPU, in dataset order (the dataset's ``labels``, else read once)."""
         if self._labels is None:
             labels = getattr(self.dataset, "labels", None)
             if labels is None:
                 labels = [int(self.dataset[i]["label"]) for i in range(len(self))]
             self._labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
-        return {"label": self._labels}
+        return self._labels
 
 
 @dataclasses.dataclass
@@ -149,15 +148,10 @@ def describe_data(
         specs.append(ModalitySpec(m, _KIND[len(shape)], shape))
     probe = np.zeros(0, dtype=np.int64)
     if val is not None:
-        labels = val.tensors["label"].numpy()
+        labels = val.labels.numpy()
         probe = stratified_subset(np.arange(len(labels)), labels, probe_size, seed)
     size = num_samples or getattr(source.loader.dataset, "num_samples", None) or len(train) + len(val or ())
     return LoopData(name, tuple(specs), tuple(str(c) for c in range(num_classes)), np.zeros(size, np.int64), probe)
-
-
-def loop_config(eval_batch_size: int, probes: dict[str, Any]) -> Any:
-    """The few run settings methods and probes read from ``ctx.config`` (evaluation batch size, probe settings)."""
-    return types.SimpleNamespace(train=types.SimpleNamespace(eval_batch_size=eval_batch_size), probes=probes)
 
 
 def null_autocast() -> contextlib.AbstractContextManager:

@@ -42,8 +42,12 @@ def parse_modality_values(items: tuple[str, ...], owner: str, field: str, low: f
 class AMDConfig(RecipeSetting, Config):
     """Settings of aggressive modality dropout."""
 
-    target: str = param("", "Target modality, never dropped and evaluated alone each epoch ('' = none).")
-    drop: tuple[str, ...] = param((), "Modalities that may be dropped (empty = every modality except the target).")
+    target: str = param(
+        "", "Target modality, never dropped and evaluated alone each epoch ('' = none).", modalities=True
+    )
+    drop: tuple[str, ...] = param(
+        (), "Modalities that may be dropped (empty = every modality except the target).", modalities=True
+    )
     p: float = param(
         0.8,
         "Drop probability of each dropped modality at the end of its schedule (paper: >= 0.8).",

@@ -422,6 +422,7 @@ def fit(
             # labelled with the whole epochs done; a stop seen at an epoch's end is that epoch's own checkpoint too
             save_checkpoint(checkpoint_stop_path(run_dir), checkpoint(completed))
             logger.artifact(completed, "checkpoint_stop", "checkpoints/stopped.pt", {"step": step})
+            writer.wait()  # a queued write of this epoch's checkpoint is on disk before we look for it
             if not mid_epoch and not checkpoint_path(run_dir, completed).is_file():
                 save_checkpoint(checkpoint_path(run_dir, completed), checkpoint(completed))
                 logger.artifact(completed, "checkpoint", str(checkpoint_path(run_dir, completed).relative_to(run_dir)))

@@ -17,7 +17,7 @@ import streamlit as st
 from mmviz.analysis.summary import compute_imbalance_banner, find_reference_runs
 from mmviz.errors import MmvizError, RunNotFoundError
 from mmviz.store.keys import parse_key
-from mmviz.ui.charts import render_chart_controls, render_figure
+from mmviz.ui.charts import render_chart_controls, render_figure, render_view_keeper
 from mmviz.ui.frame import page_path
 from mmviz.ui.labels import (
     ACTIVE,
@@ -311,6 +311,7 @@ def render_live_page(store, workspace: str) -> None:
     run = runs_by_id(runs)[run_id]
     render_header(store, run)
     options = render_chart_controls("live")
+    render_view_keeper()  # zoom and legend choices survive the refreshes
     with_parent = False
     if run.get("parent_run_id") and run.get("fork_epoch") is not None:
         with_parent = st.toggle(

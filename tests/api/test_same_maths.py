@@ -16,7 +16,7 @@ from mmviz.balancing import METHODS
 from mmviz.data import create_dataset
 from mmviz.probes import PROBES
 from mmviz.store import open_store
-from mmviz.training.build import build_model, build_optimizer
+from mmviz.training.build import build_model, build_optimizer, fusions_with
 from mmviz.training.config import build_run_config
 from mmviz.training.loop import NullStore, fit
 
@@ -64,7 +64,7 @@ class FitOrder(Sampler):
 
 def _config(name: str):
     factory = METHODS.get(name).factory
-    fusion = factory.fusions[0] if factory.fusions else "concat"
+    fusion = fusions_with(factory.requires)[0]
     sets = ["data.n_train=120", "train.batch_size=32", f"model.fusion={fusion}", "optim.name=sgd", "optim.lr=0.05"]
     sets += [f"probes.{e.name}.enabled=false" for e in PROBES]
     return build_run_config("synthetic", name, sets, epochs=EPOCHS)

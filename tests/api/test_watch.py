@@ -79,7 +79,8 @@ def test_a_method_that_changes_the_loss_asks_for_run_loss(tmp_path, tiny):
 def test_a_model_outside_the_contract_is_refused_in_one_sentence(tmp_path, tiny):
     _, _, train, _ = tiny()
     with pytest.raises(
-        ConfigError, match="model 'Linear' does not follow mmviz's model contract: it has no 'modalities'"
+        ConfigError,
+        match="model 'Linear' does not follow mmviz's model contract; wrap it with mmviz.adapter.ModelAdapter",
     ):
         mmviz.api.watch(torch.nn.Linear(2, 2), train_loader=train, epochs=1, workspace=tmp_path)
 
@@ -164,3 +165,13 @@ def test_crash_marks_failed_a_forgotten_close_finishes_and_a_kill_leaves_the_run
     killed.wait(timeout=30)
     row = store.get_run(run_id)
     assert row["status"] == "running" and row["effective_status"] == "lost"  # dead pid on this host: lost at once
+
+
+def test_tuple_batches_are_refused_in_one_sentence(tmp_path, tiny):
+    model, _, _, _ = tiny()
+    pairs = torch.utils.data.DataLoader([(torch.zeros(8), torch.zeros(6), 0)] * 4, batch_size=2)
+    with pytest.raises(
+        ConfigError,
+        match=r"train loader's dataset yields tuple batches; mmviz needs dict batches \('a', 'b' and 'label'",
+    ):
+        mmviz.api.watch(model, train_loader=pairs, epochs=1, workspace=tmp_path)

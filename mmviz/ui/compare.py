@@ -7,7 +7,7 @@ import streamlit as st
 
 from mmviz.analysis.summary import compute_compare_table, run_family
 from mmviz.ui.charts import render_chart_controls, render_figure
-from mmviz.ui.labels import chart_names, epoch_text, md, run_method_label
+from mmviz.ui.labels import chart_names, epoch_text, format_compare_table, md, run_method_label
 from mmviz.ui.readers import (
     keys_matching,
     load_run_events,
@@ -204,9 +204,8 @@ def render_comparison(workspace: str, selected: list[str], metric: tuple, labels
     summary_frame = _load(
         workspace, chosen, lambda keys, mods: [k for k in keys if k.startswith("val/acc") or k == "imbalance/index"]
     )
-    table = summary_table(chosen, summary_frame)
-    percent = {c: st.column_config.NumberColumn(format="percent") for c in table.attrs.get("percent_columns", [])}
-    st.dataframe(table, hide_index=True, width="stretch", column_config=percent, key="compare.summary", placeholder="—")
+    table = format_compare_table(summary_table(chosen, summary_frame), chosen)  # "—": does not apply
+    st.dataframe(table, hide_index=True, width="stretch", key="compare.summary")
     st.caption(
         "Best epoch = highest val fused accuracy; per-modality accuracies are at that epoch, by each measure "
         "that was logged. The last columns are the settings that differ between the selected runs."

@@ -18,8 +18,6 @@ from mmviz.viz.embeddings import COLOR_MODES
 ACTIVE = ("running", "queued")  # as on the runs page (imported from there it would pull in torch)
 METHOD_LABELS = {"pca": "PCA", "umap": "UMAP", "aligned_umap": "Aligned UMAP (whole run)"}
 CAUTION = """
-**Reading these maps**
-
 - **PCA** is a linear projection: distances along its axes are real, but the features' other dimensions are dropped.
 - **UMAP** keeps *neighbourhoods*: nearby points have similar features and separated clusters are distinct. The
   size of a cluster, the gaps between clusters and the axes mean little, and another seed or `n_neighbors` can

@@ -215,12 +215,26 @@ def _pending_note(projector: Projector, view: str, shown: str = "") -> str:
     return ""
 
 
+ACCURACY_SOURCES = {"head": "head-split accuracy", "ncm": "NCM accuracy (nearest class mean)"}
+
+
+def panel_accuracy_text(view: str, accuracy: float, source: str | None) -> str:
+    """What a panel's title says about accuracy, naming its measure: ``'head-split accuracy 93.3%'``.
+
+    A modality's predictions come from its slice of the fused head when the fusion allows that split, else from the
+    nearest class mean of its features; the fused view's are the model's own predictions.
+    """
+    if not np.isfinite(accuracy):
+        return ""
+    measure = "fused accuracy" if view == "fused" else ACCURACY_SOURCES.get(source or "head", f"{source} accuracy")
+    return f"{measure} {100 * accuracy:.1f}%"
+
+
 def _render_panel(projector: Projector, frame: pd.DataFrame, view: str, epoch: int, shown: str, controls: Controls,
                   source: str | None, **plot_kw) -> None:  # fmt: skip
     rows = frame[frame["view"] == view]
-    acc = rows["correct"].mean()
-    how = " (nearest class mean)" if source == "ncm" else ""  # no head split for this fusion: say how it was measured
-    st.markdown(f"**{md(view)}** · epoch {epoch}" + (f" · accuracy {acc:.2f}{how}" if np.isfinite(acc) else ""))
+    accuracy = panel_accuracy_text(view, rows["correct"].mean(), source)
+    st.markdown(f"**{md(view)}** · epoch {epoch}" + (f" · {accuracy}" if accuracy else ""))
     fig = plot_embedding(rows, controls.color_by, axis_title=shown.split(" ")[0], **plot_kw)
     st.plotly_chart(fig, key=f"emb.chart.{view}", on_select=lambda: _on_select(view), selection_mode=("lasso", "box"),
                     config=PLOTLY_CONFIG, width="stretch")  # fmt: skip
@@ -282,13 +296,13 @@ def render_embeddings_page(store, workspace: str) -> None:
     render_legend(frame, controls.color_by)
     meta = index.loc[index["epoch"] == epoch, "meta"].iloc[0]
     sources = meta.get("pred_source", {}) if isinstance(meta, dict) else {}
-    columns = st.columns([*([1.0] * len(views)), 0.6])
-    for view, column in zip(views, columns, strict=False):
+    columns = st.columns(len(views))  # the panels share the page width; the reading notes go below them
+    for view, column in zip(views, columns, strict=True):
         with column:
             _render_panel(projector, frame, view, epoch, shown[view], controls, sources.get(view), selected=selected,
                           ranges=ranges[view])  # fmt: skip
-    with columns[-1]:
-        st.caption(CAUTION)
+    with st.expander("Reading these maps", icon=":material/help:"):
+        st.markdown(CAUTION)
     render_selection_table(snapshot, selection, views)
     render_exports(frame, views, controls, shown, selected, f"{run_id}_epoch{epoch:04d}_{controls.method}")
     render_poller(store, run_id, worker, projector.watch, active, epochs)

@@ -19,7 +19,6 @@ from mmviz.data import DATASETS, create_dataset
 from mmviz.errors import ConfigError, MmvizError
 from mmviz.probes import PROBES
 from mmviz.recipes import recipe_summary
-from mmviz.training.build import fusions_with
 from mmviz.training.config import ModelConfig, OptimConfig, TrainConfig
 from mmviz.ui.forms import changed_fields, cli_command, defaults_of, modality_choices, render_config
 from mmviz.ui.frame import flash
@@ -49,14 +48,18 @@ def render_registry_picker(
     return st.selectbox(label, names, index=index, key=key, help=help_text)
 
 
+def _fusion_fits(method: str, fusion: str) -> bool:
+    return METHODS.get(method).factory.fusion_problem(fusion, FUSIONS[fusion][0].capabilities) is None
+
+
 def fusions_for(method: str) -> list[str]:
-    """The fusions whose network has every capability ``method`` requires (the launch's own check), in order."""
-    return fusions_with(METHODS.get(method).factory.requires)
+    """The fusions ``method`` works with (the check the launch applies), in registry order."""
+    return [f for f in FUSIONS if _fusion_fits(method, f)]
 
 
 def methods_for(fusion: str) -> list[str]:
     """The balancing methods that work with ``fusion`` (what a fork of a run with that fusion may use)."""
-    return [m for m in METHODS.names() if fusion in fusions_for(m)]
+    return [m for m in METHODS.names() if _fusion_fits(m, fusion)]
 
 
 def render_run_form(
@@ -342,35 +345,49 @@ def render_fork_form(store, run: Mapping) -> None:
         return
     rid = run["run_id"]
     base = run.get("config") or {}
-    epochs = launcher.available_checkpoints(store, rid)
+    epochs: list[int | str] = list(launcher.available_checkpoints(store, rid))
+    stop_point = launcher.stop_checkpoint(store, rid)
+    if stop_point is not None:
+        epochs.append(launcher.STOP_POINT)
     if not epochs:
         st.info("This run has no checkpoint yet: a fork starts from a checkpoint written at the end of an epoch.")
         return
+
+    def label(e: int | str) -> str:
+        if e == launcher.STOP_POINT and stop_point is not None:
+            return f"where it was stopped (after epoch {stop_point[0]}, step {stop_point[1]})"
+        return str(e)
+
     fusion = (base.get("model") or {}).get("fusion") or run.get("fusion") or "concat"
     methods = methods_for(fusion) if fusion in FUSIONS else METHODS.names()
-    parent_epochs = int((base.get("train") or {}).get("epochs") or epochs[-1])
+    last = epochs[-1] if not isinstance(epochs[-1], str) else stop_point[0]
+    parent_epochs = int((base.get("train") or {}).get("epochs") or last)
     c1, c2, c3 = st.columns(3)
     with c1:
-        epoch = st.selectbox("From checkpoint epoch", epochs, index=len(epochs) - 1, key=f"fork.{rid}.epoch")
+        epoch = st.selectbox(
+            "From checkpoint epoch", epochs, index=len(epochs) - 1, key=f"fork.{rid}.epoch", format_func=label
+        )
     with c2:
         method = render_registry_picker(
             "Balancing method", METHODS, f"fork.{rid}.method", base.get("method"), names=methods
         )
+    start = stop_point[0] if epoch == launcher.STOP_POINT and stop_point is not None else int(epoch)
     with c3:
         further = st.number_input(
             "Further epochs to train",
             min_value=1,
             max_value=100000,
-            value=default_further_epochs(parent_epochs, int(epoch)),
+            value=default_further_epochs(parent_epochs, start),
             step=1,
             key=f"fork.{rid}.further.{epoch}",
             help="Epochs the fork trains after the checkpoint; the child's 'epochs' setting (a total) is the "
             "checkpoint epoch plus this.",
         )
-    total = int(epoch) + int(further)
+    total = start + int(further)
     skipped = len(methods) < len(METHODS.names())
     st.caption(
-        f"The fork resumes the weights of epoch {epoch} and trains epochs {int(epoch) + 1}–{total} "
+        f"The fork resumes the weights of {'epoch ' + str(epoch) if start == epoch else label(epoch)} and trains "
+        f"epochs {start + 1}–{total} "
         f"({int(further)} more; {total} in total)."
         + (f" Only methods that work with the parent's fusion '{fusion}' are offered." if skipped else "")
     )
@@ -390,10 +407,8 @@ def render_fork_form(store, run: Mapping) -> None:
     if submitted:
         overrides = {**overrides, "train": {**overrides.get("train", {}), "epochs": total}}
         try:
-            check_fork_trains(int(epoch), total)
-            child = launcher.fork(
-                store, rid, int(epoch), method=method, overrides=overrides, name=name.strip(), queue=True
-            )
+            check_fork_trains(start, total)
+            child = launcher.fork(store, rid, epoch, method=method, overrides=overrides, name=name.strip(), queue=True)
         except MmvizError as exc:
             st.error(md(exc))
         else:

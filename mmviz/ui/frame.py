@@ -7,6 +7,7 @@ Each page calls :func:`page_frame` itself (rather than relying on ``app.py``) so
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -123,6 +124,7 @@ def page_path(name: str) -> str:
 
 
 FLASH_KEY = "mmviz_flash"
+FLASH_S = 30.0  # how long an action's message stays: the page also reruns by itself (new runs, status changes)
 
 
 def flash(text: str, links: list[tuple[str, str, str, dict]] | None = None) -> None:
@@ -130,13 +132,17 @@ def flash(text: str, links: list[tuple[str, str, str, dict]] | None = None) -> N
 
     After an action changed the store, the rerun redraws everything (e.g. the runs table) from the new state.
     """
-    st.session_state[FLASH_KEY] = {"text": text, "links": links or []}
+    st.session_state[FLASH_KEY] = {"text": text, "links": links or [], "until": time.monotonic() + FLASH_S}
     st.rerun()
 
 
 def render_flash() -> None:
-    """Show (once) the message left by :func:`flash`."""
-    message = st.session_state.pop(FLASH_KEY, None)
+    """Show the message left by :func:`flash` on every run of the next :data:`FLASH_S` seconds (a rerun the page
+    makes by itself, e.g. when the new run starts, keeps the message and its links)."""
+    message = st.session_state.get(FLASH_KEY)
+    if message and time.monotonic() > message.get("until", 0.0):
+        st.session_state.pop(FLASH_KEY, None)
+        message = None
     if message:
         st.success(md(message["text"]))
         for page, label, icon, query in message["links"]:

@@ -20,14 +20,17 @@ $(STAMP): requirements.txt | $(BIN)/python
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT)
+	$(BIN)/python -m mmviz dashboard --port $(PORT)
 
 # Debian packages the tests need: chromium for the browser tests (Playwright's own browser download does not
-# work offline) and espeak-ng for the avdigits build test. One apt-get run for whatever is missing.
+# work offline), espeak-ng for the avdigits build test and postgresql (the server binaries: the store tests start a
+# throw-away cluster). One apt-get run for whatever is missing.
 system:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
+	[ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] || missing="$$missing dataset-fashion-mnist"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = "0" ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq $$missing; fi; fi

@@ -31,6 +31,7 @@ import torch
 
 from mmviz.data.base import TensorSplit
 from mmviz.probes import create_probes
+from mmviz.store.contract import MetricSink
 from mmviz.training.build import (
     build_method,
     build_model,
@@ -68,16 +69,19 @@ class Diverged(Exception):
 
 
 class NullStore:
-    """A store that keeps nothing (benchmarks and in-process experiments)."""
+    """A :class:`~mmviz.store.contract.MetricSink` that keeps nothing (benchmarks and in-process experiments):
+    everything ``fit`` asks of a store, so it is complete (``tests/store/test_contract.py`` checks it)."""
 
-    def log_batch(self, run_id, rows, *, events=(), artifacts=(), heartbeat=None) -> None:  # noqa: D102
-        pass
+    def log_batch(self, run_id, rows, *, events=(), artifacts=(), heartbeat=None) -> int:
+        """Drop the rows; return how many there were."""
+        return len(list(rows))
 
-    def stop_requested(self, run_id) -> bool:  # noqa: D102
+    def add_artifact(self, run_id, epoch, kind, path, meta=None) -> None:
+        """Record nothing."""
+
+    def stop_requested(self, run_id) -> bool:
+        """Never asked to stop."""
         return False
-
-    def add_artifact(self, run_id, epoch, kind, path, meta=None) -> None:  # noqa: D102
-        pass
 
 
 @dataclasses.dataclass
@@ -193,7 +197,7 @@ def _log_eval(logger: MetricLogger, split: str, ev: EvalResult) -> None:
 
 def fit(
     cfg: RunConfig,
-    store: Any = None,
+    store: MetricSink | None = None,
     run_id: str = "",
     run_dir: Path | None = None,
     *,

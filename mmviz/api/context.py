@@ -48,8 +48,8 @@ class LoaderSplit:
     """One split of the user's data as methods and probes see a split, backed by a ``DataLoader``'s dataset.
 
     ``batches`` reads the dataset in order (shuffled with a generator when given) in batches of the size asked
-    for, with the user's loader's workers, collate function and pinned memory; ``index`` is the sample's position
-    in the dataset unless the dataset yields its own. ``subset`` reads chosen samples; ``tensors["label"]`` holds
+    for, with the user's loader's workers, collate function and pinned memory; ``index`` is the sample's absolute
+    index (the dataset's ``index`` attribute, else its position) unless the dataset yields its own. ``subset`` reads chosen samples; ``tensors["label"]`` holds
     every label in dataset order (from the dataset's ``labels`` when it has them, else read once).
     """
 
@@ -61,6 +61,8 @@ class LoaderSplit:
         # drawing from torch's random state), when the dataset can say how.
         plain = getattr(loader.dataset, "without_augmentation", None)
         self.dataset = plain() if callable(plain) else loader.dataset
+        given = getattr(self.dataset, "index", None)  # absolute sample indices, when the dataset has them
+        self.index = torch.as_tensor(np.asarray(given if given is not None else np.arange(len(self))), dtype=torch.long)
 
     def __len__(self) -> int:
         return len(self.loader.dataset)
@@ -86,14 +88,14 @@ class LoaderSplit:
         for b, batch in enumerate(loader):
             batch = to_device(dict(batch), self.device)
             if "index" not in batch:
-                batch["index"] = order[b * batch_size : (b + 1) * batch_size].to(self.device)
+                batch["index"] = self.index[order[b * batch_size : (b + 1) * batch_size]].to(self.device)
             yield batch
 
     def subset(self, positions: np.ndarray | Sequence[int]) -> dict[str, torch.Tensor]:
         """The samples at ``positions`` of the dataset, collated into one batch on the device."""
         positions = [int(i) for i in np.asarray(positions).reshape(-1)]
         batch = dict(default_collate([self.dataset[i] for i in positions]))
-        batch.setdefault("index", torch.as_tensor(positions, dtype=torch.long))
+        batch.setdefault("index", self.index[torch.as_tensor(positions, dtype=torch.long)])
         return to_device(batch, self.device)
 
     @property
@@ -149,7 +151,7 @@ def describe_data(
     probe = np.zeros(0, dtype=np.int64)
     if val is not None:
         labels = val.labels.numpy()
-        probe = stratified_subset(np.arange(len(labels)), labels, probe_size, seed)
+        probe = val.index.numpy()[stratified_subset(np.arange(len(labels)), labels, probe_size, seed)]
     size = num_samples or getattr(source.loader.dataset, "num_samples", None) or len(train) + len(val or ())
     return LoopData(name, tuple(specs), tuple(str(c) for c in range(num_classes)), np.zeros(size, np.int64), probe)
 

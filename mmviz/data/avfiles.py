@@ -269,6 +269,11 @@ class ClipDataset(torch.utils.data.Dataset):
         return len(self.positions)
 
     @property
+    def index(self) -> np.ndarray:
+        """Each sample's absolute index (its clip's position over all splits): what batches carry as ``index``."""
+        return np.asarray(self.positions, dtype=np.int64)
+
+    @property
     def labels(self) -> np.ndarray:
         """Every sample's label, in this split's order (read from the split list, not from the files)."""
         return np.array([self.data.clips[int(i)].label for i in self.positions], dtype=np.int64)

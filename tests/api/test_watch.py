@@ -175,3 +175,33 @@ def test_tuple_batches_are_refused_in_one_sentence(tmp_path, tiny):
         match=r"train loader's dataset yields tuple batches; mmviz needs dict batches \('a', 'b' and 'label'",
     ):
         mmviz.api.watch(model, train_loader=pairs, epochs=1, workspace=tmp_path)
+
+
+def test_snapshots_follow_the_datasets_own_absolute_indices(tmp_path, loop):
+    import numpy as np
+
+    from mmviz.data import av_fixtures as fx
+    from mmviz.data.av_benchmarks import CremadConfig
+    from mmviz.data.registry import create_dataset
+    from models import MultimodalNet
+
+    data = create_dataset(
+        "cremad", CremadConfig(root=str(fx.write_cremad(tmp_path / "c")), image_size=32, val_fraction=0.25)
+    )
+    model = MultimodalNet(
+        [(s.name, s.kind, s.shape) for s in data.modalities], data.num_classes,
+        encoders={"audio": "cnn1d", "visual": "resnet18_visual"}, feature_dim=16, hidden_dim=16,
+    )  # fmt: skip
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    train = data.loader("train", 8)
+    with mmviz.api.watch(
+        model, train_loader=train, val_loader=data.loader("val", 8), epochs=1, optimizer=opt, workspace=tmp_path / "ws",
+        probes={"shapley": False, "grad_conflict": False, "unimodal_acc": False, "separability": False},
+    ) as run:  # fmt: skip
+        assert set(run.ctx.probe_index) == set(data.splits["val"])  # absolute clip indices, as batches carry them
+        loop(run, model, opt, train, 1)
+    assert np.isfinite(run.last_eval.loss), run.last_eval.loss
+    store = open_store(tmp_path / "ws")
+    (path,) = store.load_artifacts(run.run_id, "snapshot")["path"]
+    with np.load(store.run_dir(run.run_id) / path) as snap:
+        assert sorted(snap["index"]) == sorted(data.splits["val"]) and snap["features_visual"].shape[0] == 6

@@ -33,7 +33,7 @@ def test_cremad_recipe_on_the_demo_stand_in(tmp_path):
         "--epochs",
         "1",
         "--image-size",
-        "16",
+        "32",
         "--batch-size",
         "8",
         "--small",

@@ -4,6 +4,11 @@ The banner compares each modality's accuracy inside the joint run (linear probe,
 the latest evaluation) with what the same modality reaches when trained alone: the best val accuracy of a
 ``unimodal`` reference run on the same dataset with the same data settings. It adds who holds the Shapley
 contribution (``imbalance/share/<m>``, else shares of ``val/shapley/<m>``) and since when, and the imbalance index.
+
+The two readings answer different questions and may name different modalities: accuracy of a modality's own
+features is its *learning state* (what it has learned), the Shapley share is the fused model's *reliance* on it (how
+much the fused prediction changes without it). When the modality that has learned less is the one the fused model
+relies on most, the banner says so in one sentence instead of leaving two lines that seem to contradict each other.
 """
 
 from __future__ import annotations
@@ -147,6 +152,7 @@ def compute_imbalance_banner(run: Mapping, frame: pd.DataFrame, references: Mapp
             break
     missing = [m for m in mods if m not in references]
     compared = False
+    weak_strong: tuple[str, str] | None = None  # (learned less, learned more) by the accuracy of own features
     for m in mods:
         ref = references.get(m)
         alone = None if ref is None else ref.get("best_val_acc")
@@ -168,7 +174,10 @@ def compute_imbalance_banner(run: Mapping, frame: pd.DataFrame, references: Mapp
         (weak, (wv, epoch)), (strong, (sv, _)) = ranked[0], ranked[-1]
         if sv - wv >= UNDER_TRAINED_GAP:
             warn = True
-            lines.append(f"{weak} lags {strong}: {measure} {_pct(wv)} vs {_pct(sv)} at epoch {epoch:.0f}.")
+            weak_strong = (weak, strong)
+            lines.append(
+                f"{weak} lags {strong} in what it has learned: {measure} {_pct(wv)} vs {_pct(sv)} at epoch {epoch:.0f}."
+            )
         else:
             lines.append(
                 f"The modalities are level: {measure} within {_pct(sv - wv)} of each other at epoch {epoch:.0f}."
@@ -178,7 +187,16 @@ def compute_imbalance_banner(run: Mapping, frame: pd.DataFrame, references: Mapp
         if lead is not None:
             warn = True
             m, since, share = lead
-            lines.append(f"{m} has taken {_pct(share)} of the Shapley contribution since epoch {since}.")
+            lines.append(
+                f"The fused prediction relies most on {m}: it has taken {_pct(share)} of the Shapley contribution "
+                f"since epoch {since}."
+            )
+            if weak_strong is not None and weak_strong[0] == m:
+                lines.append(
+                    f"Both hold at once: accuracy measures what each modality's own features have learned, Shapley "
+                    f"how much the fused prediction leans on it. The fused model leans on {m} although {weak_strong[1]}"
+                    f"'s features have learned more, so {weak_strong[1]} is under-used by the fusion."
+                )
     index = frame[frame["key"] == "imbalance/index"] if not frame.empty else frame
     if not index.empty:
         last = index.sort_values(["step", "id"]).iloc[-1]
@@ -240,6 +258,10 @@ def compute_compare_table(runs: Sequence[Mapping], frame: pd.DataFrame) -> pd.Da
     names = {r["run_id"]: r.get("name") or r["run_id"] for r in runs}
     rows = []
     percent = {"val acc fused"}
+    cells: dict[str, tuple[str, str | None, bool]] = {  # column -> (quantity, modality, in %) for the display
+        "val acc fused": ("acc", "fused", True),
+        "imbalance index": ("imbalance/index", None, False),
+    }
     for run in runs:
         rid = run["run_id"]
         mine = frame[frame["run_id"] == rid] if not frame.empty else frame
@@ -262,6 +284,7 @@ def compute_compare_table(runs: Sequence[Mapping], frame: pd.DataFrame) -> pd.Da
             for quantity, label in reversed(ACC_MEASURES):
                 col = f"{m} {label.replace(' accuracy', '').replace('-', ' ')}"
                 percent.add(col)
+                cells[col] = (quantity, m, True)
                 hits = (
                     mine[(mine["key"] == f"val/{quantity}/{m}") & (mine["epoch"] == best)]
                     if best is not None
@@ -277,4 +300,5 @@ def compute_compare_table(runs: Sequence[Mapping], frame: pd.DataFrame) -> pd.Da
         rows.append(row)
     table = pd.DataFrame(rows)
     table.attrs["percent_columns"] = [c for c in table.columns if c in percent]
+    table.attrs["cells"] = cells
     return table

@@ -20,7 +20,7 @@ from torch import nn
 
 from mmviz import __version__
 from mmviz.api import lifecycle
-from mmviz.api.context import LoaderSplit, check_batch, describe_data, loop_config, null_autocast
+from mmviz.api.context import LoaderSplit, describe_data, loop_config, null_autocast
 from mmviz.balancing import METHODS
 from mmviz.balancing.base import BalancingMethod
 from mmviz.errors import ConfigError, MmvizError
@@ -71,6 +71,7 @@ class Run:
         seed: int = 0,
         eval_batch_size: int = 512,
         probe_size: int = 500,
+        num_samples: int | None = None,
         origin: str = "api",
     ) -> None:
         # ---- every check before anything is written ------------------------------------------------------
@@ -97,14 +98,12 @@ class Run:
         self.device = next(model.parameters()).device
         self.train_split = LoaderSplit(train_loader, self.device)
         self.val_split = LoaderSplit(val_loader, self.device) if val_loader is not None else None
-        first = next(iter(train_loader))
-        check_batch(first, self.modalities, "train loader")
         if num_classes is None:
             num_classes = int(getattr(model, "num_classes", 0)) or None
         if num_classes is None:
             raise ConfigError("mmviz.api.watch needs 'num_classes' for a model without a 'num_classes' attribute.")
         self.data = describe_data(
-            dataset, self.modalities, num_classes, self.train_split, self.val_split, probe_size, seed
+            dataset, self.modalities, num_classes, self.train_split, self.val_split, probe_size, seed, num_samples
         )
         self.epochs = epochs
         self.optimizer = optimizer
@@ -182,6 +181,7 @@ class Run:
         self.should_stop = False
         self._train_acc = _RunningAccuracy(self.device)
         self._loss_called = False
+        self._last: tuple[Any, dict[str, torch.Tensor]] | None = None
         self._overrides_loss = type(self.method).compute_loss is not BalancingMethod.compute_loss
         self.last_eval: EvalResult | None = None
 
@@ -201,16 +201,29 @@ class Run:
     def loss(self, out: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The loss to back-propagate: the method's (fused cross-entropy plus e.g. PMR's prototype term)."""
         self._loss_called = True
+        self.remember(out, batch)
         return self.method.compute_loss(out, batch, self._step_info())
 
-    def after_backward(self, out: Any, batch: dict[str, torch.Tensor], loss: torch.Tensor | None = None) -> None:
+    def remember(self, out: Any, batch: dict[str, torch.Tensor]) -> None:
+        """Keep this step's model output and batch for an ``after_backward()`` called without them (Lightning)."""
+        self._last = (out, batch)
+
+    def after_backward(
+        self, out: Any = None, batch: dict[str, torch.Tensor] | None = None, loss: torch.Tensor | None = None
+    ) -> None:
         """Call after ``loss.backward()`` and before ``optimizer.step()``: probes read the gradients, the method
-        modulates them (e.g. OGM-GE), and the step's loss and accuracy are logged."""
+        modulates them (e.g. OGM-GE), and the step's loss and accuracy are logged. Without ``out`` and ``batch``,
+        those of the step's ``run.loss()`` (or ``remember()``) call are used."""
         if self._overrides_loss and not self._loss_called:
             raise ConfigError(
                 f"Method {self.method.name!r} changes the loss; compute it with run.loss(out, batch) before backward()."
             )
+        if out is None or batch is None:
+            if self._last is None:
+                raise ConfigError("run.after_backward() needs this step's model output and batch: pass them.")
+            out, batch = self._last
         self._loss_called = False
+        self._last = None
         info = self._step_info()
         due = [p for p in self.step_probes if p.due_step(info)]
         for p in due:
@@ -243,9 +256,9 @@ class Run:
         if self.logger.due():
             self._flush()
 
-    def log(self, key: str, value: Any) -> None:
-        """Record one of your own metrics at the current step (key like ``train/my_metric``)."""
-        self.logger.log(key, value)
+    def log(self, key: str, value: Any, step: int | None = None) -> None:
+        """Record one of your own metrics at the current (or given) step (key like ``train/my_metric``)."""
+        self.logger.log(key, value, step)
 
     def _flush(self, **fields: Any) -> None:
         self.logger.flush(heartbeat={"step": self.step, **fields})

@@ -10,9 +10,8 @@ import torch.nn.functional as F
 from mmviz.balancing.base import BalancingMethod
 from mmviz.balancing.registry import METHODS
 from mmviz.config import Config, param
+from mmviz.contracts import ModelOutput, StepInfo, TrainContext
 from mmviz.errors import ConfigError
-from mmviz.training.context import StepInfo, TrainContext
-from models import ModelOutput
 
 
 def parse_weights(text: str, owner: str = "AuxLossConfig") -> dict[str, float]:
@@ -61,7 +60,6 @@ class AuxLoss(BalancingMethod):
     shared_head). Logs ``aux_loss/loss/<m>`` and ``coef/aux_loss/<m>`` every step.
     """
 
-    name = "aux_loss"
     config_cls = AuxLossConfig
     requires = frozenset({"unimodal_logits"})
 

@@ -26,13 +26,11 @@ import functools
 import time
 from typing import Any, ClassVar
 
-import torch
-
 from mmviz.config import Config, param
-from mmviz.training.context import StepInfo, TrainContext
-from models import ModelOutput
+from mmviz.contracts import Batch, EvalResult, Hooks, ModelOutput, StepInfo, TrainContext
 
-_HOOKS = ("after_backward", "before_optimizer_step", "on_epoch_end")
+_HOOKS = ("on_epoch_start", "on_after_backward", "on_before_optimizer_step", "on_epoch_end")
+CADENCES = ("step", "epoch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,13 +77,17 @@ def _metered(hook):
     return metered
 
 
-class Probe:
-    """Base class; subclasses override the hooks they need. Hooks are only called when due (cadence and budget)."""
+class Probe(Hooks):
+    """Base class; subclasses override the hooks they need. Hooks are only called when due (cadence and budget).
 
-    name: ClassVar[str] = "probe"
+    A probe's ``name`` and ``cadence`` (``"step"``: ``on_after_backward`` / ``on_before_optimizer_step`` at due
+    steps; ``"epoch"``: ``on_epoch_end`` at due epochs) are declared once, in its registry entry, which sets them
+    on the class. ``requires`` lists the model capabilities it needs (:data:`mmviz.contracts.CAPABILITIES`).
+    """
+
+    cadence: ClassVar[str] = ""
     config_cls: ClassVar[type[ProbeConfig]] = ProbeConfig
-    per_step: ClassVar[bool] = False
-    per_epoch: ClassVar[bool] = False
+    requires: ClassVar[frozenset[str]] = frozenset()
     # Probes run in ascending ``order`` (then by name); a probe that reads another's results runs after it.
     order: ClassVar[int] = 0
     # Seconds one call is assumed to cost before it has been measured (None: the first due call runs).
@@ -108,9 +110,15 @@ class Probe:
         self.skipped = 0  # due calls skipped for the budget
         self.seconds = 0.0  # total wall time spent in this probe's hooks
 
-    def setup(self, ctx: TrainContext) -> None:
-        """Called once before the first step."""
-        self.ctx = ctx
+    @property
+    def per_step(self) -> bool:
+        """Whether this probe has per-step hooks (cadence ``"step"``)."""
+        return self.cadence == "step"
+
+    @property
+    def per_epoch(self) -> bool:
+        """Whether this probe has a per-epoch hook (cadence ``"epoch"``)."""
+        return self.cadence == "epoch"
 
     def due_step(self, info: StepInfo) -> bool:
         """Whether the per-step hooks run at this step (cadence, then budget)."""
@@ -138,15 +146,11 @@ class Probe:
         self._since = now
         return True
 
-    def after_backward(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> None:
-        """Called after backward, before the method modulates gradients."""
+    def on_after_backward(self, out: ModelOutput, batch: Batch, info: StepInfo) -> None:
+        """Called at due steps after backward, before the method modulates gradients."""
 
-    def before_optimizer_step(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> None:
-        """Called after the method's gradient modulation, right before the optimiser step."""
+    def on_before_optimizer_step(self, out: ModelOutput, batch: Batch, info: StepInfo) -> None:
+        """Called at due steps after the method's gradient modulation, right before the optimiser step."""
 
-    def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:
-        """Called after the epoch's evaluation on val (``evaluation`` is the loop's ``EvalResult``)."""
-
-    def log(self, key: str, value: Any) -> None:
-        """Record a metric at the current step."""
-        self.ctx.log(key, value)
+    def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: EvalResult) -> None:
+        """Called at due epochs after the epoch's evaluation on val (``evaluation``)."""

@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from mmviz.contracts import StepInfo
 from mmviz.measures import compute_imbalance
 from mmviz.probes.base import EpochProbeConfig, Probe
 from mmviz.probes.common import epoch_cache
 from mmviz.probes.registry import PROBES
 from mmviz.probes.shapley import epoch_shapley
-from mmviz.training.context import StepInfo
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,13 +42,12 @@ class ImbalanceProbe(Probe):
     reuses that epoch's values), or on its own cadence (at most every epoch) when that probe is off.
     """
 
-    name = "imbalance"
     config_cls = ImbalanceConfig
-    per_epoch = True
+    requires = frozenset({"fuse"})
     order = 20  # after shapley (it reuses this epoch's Shapley values when they are there)
 
     def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:
-        shapley_on = getattr(self.ctx.config.probes.get("shapley"), "enabled", False)
+        shapley_on = "shapley" in self.ctx.enabled_probes
         if shapley_on and "shapley" not in epoch_cache(self.ctx):
             return  # follow the shapley probe's schedule rather than paying for Shapley values twice
         index, dominant, shares = compute_imbalance(epoch_shapley(self.ctx, evaluation))

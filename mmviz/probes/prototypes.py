@@ -8,10 +8,10 @@ from typing import Any
 
 import torch
 
+from mmviz.contracts import StepInfo
 from mmviz.measures import compute_class_means, compute_prototype_drift, compute_prototype_stats
 from mmviz.probes.base import EpochProbeConfig, Probe
 from mmviz.probes.registry import PROBES
-from mmviz.training.context import StepInfo
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,9 +37,7 @@ class PrototypesProbe(Probe):
     Default: every epoch.
     """
 
-    name = "prototypes"
     config_cls = PrototypesConfig
-    per_epoch = True
 
     def __init__(self, config: PrototypesConfig | None = None) -> None:
         super().__init__(config)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from mmviz.config import param
+from mmviz.contracts import StepInfo
 from mmviz.measures import (
     KMEANS_N_INIT,
     compute_fisher_ratio,
@@ -18,7 +19,6 @@ from mmviz.measures import (
 )
 from mmviz.probes.base import EpochProbeConfig, Probe
 from mmviz.probes.registry import PROBES
-from mmviz.training.context import StepInfo
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,9 +60,7 @@ class SeparabilityProbe(Probe):
     to thin it out on long runs).
     """
 
-    name = "separability"
     config_cls = SeparabilityConfig
-    per_epoch = True
     cost_hint = 0.01
 
     def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:

@@ -7,11 +7,11 @@ from typing import Any
 
 import torch
 
+from mmviz.contracts import StepInfo, TrainContext
 from mmviz.measures import compute_coalition_accuracies, compute_coalition_logits, compute_shapley, eval_mode
 from mmviz.probes.base import EpochProbeConfig, Probe
 from mmviz.probes.common import autocast_factory, epoch_cache, extract_split_features
 from mmviz.probes.registry import PROBES
-from mmviz.training.context import StepInfo, TrainContext
 
 SPOT_CHECK = 8  # val samples re-encoded to check that the evaluation's features are the model's own
 
@@ -53,7 +53,7 @@ def epoch_shapley(ctx: TrainContext, evaluation: Any = None) -> dict[str, float]
     cache = epoch_cache(ctx)
     if "shapley" not in cache:
         features, labels = model_features(ctx, evaluation)
-        shapes = {spec.name: tuple(spec.shape) for spec in ctx.data.modalities}
+        shapes = ctx.input_shapes
         accs = compute_subset_accuracies(ctx.model, features, labels, shapes, autocast_factory(ctx))
         cache["shapley"] = compute_shapley(accs, ctx.modalities)
     return cache["shapley"]
@@ -77,9 +77,8 @@ class ShapleyProbe(Probe):
     evaluation pass (the loop's val features are reused when they are the model's own). Default: every epoch.
     """
 
-    name = "shapley"
     config_cls = ShapleyConfig
-    per_epoch = True
+    requires = frozenset({"fuse"})
     order = 10
 
     def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:

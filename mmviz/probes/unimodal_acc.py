@@ -6,11 +6,11 @@ import dataclasses
 from typing import Any
 
 from mmviz.config import param
+from mmviz.contracts import StepInfo
 from mmviz.measures import compute_linear_probe_accuracy, compute_ncm_accuracy, concat_features
 from mmviz.probes.base import EpochProbeConfig, Probe
 from mmviz.probes.common import train_features
 from mmviz.probes.registry import PROBES
-from mmviz.training.context import StepInfo
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,9 +68,7 @@ class UnimodalAccProbe(Probe):
     measures disagree substantially; the key says which. Default: every epoch (the fitted probe: see ``probe_every``).
     """
 
-    name = "unimodal_acc"
     config_cls = UnimodalAccConfig
-    per_epoch = True
 
     def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:
         ctx, cfg = self.ctx, self.config

@@ -135,7 +135,9 @@ def render_config(
         st.caption("No settings.")
         return {}
     cols = st.columns(columns) if columns > 1 else [st.container()]
-    out = {}
+    current = {**values, **{s.name: _peek(s, values, key) for s in specs}}
+    specs = [s for s in specs if s.applies(current)]  # e.g. no momentum under Adam, no step_size with schedule none
+    out: dict[str, Any] = {}
     for i, spec in enumerate(specs):
         wkey = f"{key}.{spec.name}"
         narrow = (choices or {}).get(spec.name)
@@ -145,6 +147,11 @@ def render_config(
         with cols[i % len(cols)]:
             out[spec.name] = render_field(spec, values.get(spec.name, spec.default), wkey)
     return out
+
+
+def _peek(spec: FieldSpec, values: Mapping[str, Any], key: str) -> Any:
+    """A field's current value before its widget is drawn: the widget's state when it has one, else ``values``."""
+    return st.session_state.get(f"{key}.{spec.name}", values.get(spec.name, spec.default))
 
 
 def changed_fields(values: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import streamlit as st
 
 from mmviz.errors import MmvizError
-from mmviz.store import RunStore, default_workspace, open_store
+from mmviz.store import RunStore, default_workspace, is_store_url, open_store
 from mmviz.ui.labels import md
 
 WORKSPACE_KEY = "mmviz_workspace"  # not a widget key: widget state does not survive a page switch
@@ -21,6 +21,7 @@ PAGES = {
     "runs": "app_pages/runs.py",
     "live": "app_pages/live.py",
     "compare": "app_pages/compare.py",
+    "sweeps": "app_pages/sweeps.py",
     "embeddings": "app_pages/embeddings.py",
     "teach": "app_pages/teach.py",
 }
@@ -35,14 +36,19 @@ def get_store(workspace: str) -> RunStore:
 def current_workspace() -> str:
     """This session's workspace folder (``MMVIZ_WORKSPACE`` or ``./mmviz-runs`` until the user picks another)."""
     if WORKSPACE_KEY not in st.session_state:
-        st.session_state[WORKSPACE_KEY] = str(default_workspace().expanduser().absolute())
+        st.session_state[WORKSPACE_KEY] = _normalise(str(default_workspace()))
     return st.session_state[WORKSPACE_KEY]
+
+
+def _normalise(text: str) -> str:
+    """A folder as an absolute path; a ``postgresql://`` URL as it is."""
+    return text if is_store_url(text) else str(Path(text).expanduser().absolute())
 
 
 def _workspace_changed() -> None:
     text = (st.session_state.get("_mmviz_workspace_input") or "").strip()
     if text:
-        st.session_state[WORKSPACE_KEY] = str(Path(text).expanduser().absolute())
+        st.session_state[WORKSPACE_KEY] = _normalise(text)
 
 
 def page_frame(title: str, caption: str = "") -> tuple[RunStore, str]:
@@ -67,9 +73,17 @@ def page_frame(title: str, caption: str = "") -> tuple[RunStore, str]:
     try:
         return get_store(workspace), workspace
     except MmvizError as exc:
-        st.error(md(exc))
+        st.error(md(sidebar_wording(str(exc))))
         st.stop()
         raise  # unreachable: st.stop() raises
+
+
+def sidebar_wording(message: str) -> str:
+    """A store error as the dashboard says it: its workspace comes from the sidebar field, not from the CLI's
+    ``--workspace`` option."""
+    return message.replace("with --workspace or MMVIZ_WORKSPACE", "in the sidebar's 'Workspace' field").replace(
+        "--workspace", "the sidebar's 'Workspace' field"
+    )
 
 
 @contextlib.contextmanager

@@ -14,12 +14,12 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from mmviz.analysis.summary import compute_imbalance_banner, find_reference_runs
+from mmviz.analysis.summary import compute_imbalance_banner, find_reference_runs, reference_keys
 from mmviz.errors import MmvizError, RunNotFoundError
 from mmviz.ui.charts import render_chart_controls, render_figure
 from mmviz.ui.frame import page_path
 from mmviz.ui.labels import ACTIVE, STATUS_COLORS, epoch_text, run_method_label
-from mmviz.ui.readers import LiveBuffer, live_buffer, load_runs, runs_by_id
+from mmviz.ui.readers import LiveBuffer, live_buffer, load_run_metrics, load_runs, run_token, runs_by_id
 from mmviz.viz import ChartOptions, assign_panels, panel_by_name, plot_panel
 from mmviz.viz.series import export_frame
 
@@ -115,7 +115,11 @@ def render_status(run: Mapping, frame: pd.DataFrame) -> None:
 def render_banner(store, workspace: str, run: Mapping, frame: pd.DataFrame) -> None:
     """The imbalance banner, with a button that launches the missing unimodal reference runs."""
     refs = find_reference_runs(load_runs(workspace), run)
-    banner = compute_imbalance_banner(run, frame, refs)
+    ref_frames = {  # the same measures on each reference's encoder, for a like-with-like comparison
+        m: load_run_metrics(workspace, ref["run_id"], tuple(reference_keys(m)), run_token(ref))
+        for m, ref in refs.items()
+    }
+    banner = compute_imbalance_banner(run, frame, refs, ref_frames)
     show = st.warning if banner.level == "warning" else st.info
     show("  \n".join(banner.lines), icon=":material/balance:")
     if banner.missing_references and run.get("config"):

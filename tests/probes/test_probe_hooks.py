@@ -180,7 +180,8 @@ def test_imbalance_follows_the_shapley_probe_and_reuses_its_values(make_harness)
     shapley.on_epoch_end(1, h.info, ev)
     h.ctx.extra["probe_cache"]["shapley"] = {"a": 0.6, "b": 0.2}  # what the shapley probe left for this epoch
     imbalance.on_epoch_end(1, h.info, ev)
-    assert h.values("imbalance/index") == [pytest.approx(0.5)] and h.values("imbalance/dominant") == [0.0]
+    assert h.values("imbalance/index") == [pytest.approx(1 / 3)]
+    assert h.values("imbalance/dominant/a") == [1.0] and h.values("imbalance/dominant/b") == [0.0]
     assert h.values("imbalance/share/a") == [pytest.approx(0.75)]
     h.next_epoch()
     imbalance.on_epoch_end(2, h.info, ev)  # the shapley probe skipped this epoch: so does imbalance

@@ -1,4 +1,8 @@
-"""mmviz dashboard entry point: page config and navigation over the files in pages/.
+"""mmviz dashboard entry point: page config and navigation over the files in app_pages/.
+
+The folder is deliberately not called ``pages/``: Streamlit treats a ``pages/`` folder next to the entry script as a
+legacy multipage app until ``st.navigation`` has run once in the server, so a deep link (``/runs``) opened first on a
+fresh server ran the page without this script and showed Streamlit's automatic page list (issue 11, defect 16).
 
 Run with ``make run`` (or ``streamlit run app.py``); the server listens on 127.0.0.1 (see .streamlit/config.toml).
 Pages that other work adds (embeddings, teach) appear here once their files exist.
@@ -12,11 +16,11 @@ from mmviz.ui.embeddings import start_projection_worker
 
 ROOT = Path(__file__).resolve().parent
 PAGES = [
-    ("pages/runs.py", "Runs", ":material/table_rows:"),
-    ("pages/live.py", "Live", ":material/monitoring:"),
-    ("pages/compare.py", "Compare", ":material/compare_arrows:"),
-    ("pages/embeddings.py", "Embeddings", ":material/scatter_plot:"),
-    ("pages/teach.py", "Teach", ":material/school:"),
+    ("app_pages/runs.py", "Runs", ":material/table_rows:"),
+    ("app_pages/live.py", "Live", ":material/monitoring:"),
+    ("app_pages/compare.py", "Compare", ":material/compare_arrows:"),
+    ("app_pages/embeddings.py", "Embeddings", ":material/scatter_plot:"),
+    ("app_pages/teach.py", "Teach", ":material/school:"),
 ]
 
 st.set_page_config(page_title="mmviz", page_icon=":material/biotech:", layout="wide")

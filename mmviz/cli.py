@@ -2,6 +2,12 @@
 
 Bad input exits with status 2 and one sentence on stderr naming the field, the bad value and the valid
 choices; nothing is started and nothing is written.
+
+``train`` prints the run id as its first (and only) stdout line, so scripts can read it. On stderr it draws a
+progress bar when stderr is a terminal, else one line per epoch (``--quiet`` turns both off), and ends every run
+with a summary. Exit status of ``train`` (foreground, ``--detach``'s trainer and the dashboard's alike):
+:data:`EXIT_FINISHED` 0, :data:`EXIT_FAILED` 1 (failed or diverged), 2 bad input, :data:`EXIT_STOPPED` 3
+(stopped on request).
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ import sys
 from collections.abc import Sequence
 
 from mmviz.errors import MmvizError
+
+EXIT_FINISHED, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 3
 
 
 def _add_workspace(p: argparse.ArgumentParser) -> None:
@@ -25,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="Train a run (prints its id first); exit 0 when it finishes.")
+    t = sub.add_parser(
+        "train", help="Train a run (prints its id first); exit 0 finished, 1 failed or diverged, 3 stopped."
+    )
     t.add_argument("--dataset", help="Dataset name (default mfeat; a fork keeps the parent's).")
     t.add_argument("--method", help="Balancing method (default baseline; a fork keeps the parent's unless given).")
     t.add_argument(
@@ -42,7 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--name", default="", help="A readable name for the run.")
     t.add_argument("--tag", dest="tags", action="append", default=[], help="Tag the run (repeatable).")
     t.add_argument("--fork", metavar="RUN_ID", help="Start from this run's checkpoint (needs --fork-epoch).")
-    t.add_argument("--fork-epoch", type=int, metavar="K")
+    t.add_argument(
+        "--fork-epoch", metavar="K", help="The parent's checkpoint epoch, or 'stopped' for where it was stopped."
+    )
+    t.add_argument("--quiet", action="store_true", help="No progress bar or per-epoch lines (the summary stays).")
     t.add_argument("--detach", action="store_true", help="Start the run in the background and return at once.")
     t.add_argument("--run-id", help=argparse.SUPPRESS)  # internal: train an already prepared run
     _add_workspace(t)
@@ -105,24 +118,35 @@ def _print_entries(registry, prefix: str) -> None:
             print(f"    {prefix}.{f['name']} = {f['default']!r}{rng}{ch}  -- {f['help']}")
 
 
-def cmd_train(args) -> int:
-    from mmviz.launcher import prepare_run, spawn_run
-    from mmviz.training.config import build_run_config
+def _exit_status(status: str) -> int:
+    return {"finished": EXIT_FINISHED, "stopped": EXIT_STOPPED}.get(status, EXIT_FAILED)
+
+
+def _train_and_report(store, run_id: str, quiet: bool) -> int:
     from mmviz.training.runner import run_training
 
+    status = run_training(store, run_id, progress=not quiet)
+    print(run_summary(store, run_id), file=sys.stderr, flush=True)
+    return _exit_status(status)
+
+
+def cmd_train(args) -> int:
+    from mmviz.launcher import parse_fork_epoch, prepare_run, spawn_run
+    from mmviz.training.config import build_run_config
+
     if args.run_id:  # the trainer process of a prepared run
-        store = _store(args)
-        status = run_training(store, args.run_id, progress=True)
-        return 0 if status in ("finished", "stopped") else 1
+        return _train_and_report(_store(args), args.run_id, args.quiet)
     if args.fork_epoch is not None and not args.fork:
         raise MmvizError("--fork-epoch needs --fork RUN_ID (the run to fork).")
     store = None
     base = None
+    fork_epoch = None
     if args.fork:
         store = _store(args)
         base = store.get_run(args.fork)["config"]
         if args.fork_epoch is None:
-            raise MmvizError("A fork needs --fork-epoch K (the parent's checkpoint epoch to start from).")
+            raise MmvizError("A fork needs --fork-epoch K (the parent's checkpoint epoch to start from, or 'stopped').")
+        fork_epoch = parse_fork_epoch(args.fork_epoch)
         if args.dataset and args.dataset != base["dataset"]:
             raise MmvizError(f"A fork keeps the parent's dataset {base['dataset']!r}; got --dataset {args.dataset!r}.")
     cfg = build_run_config(
@@ -134,17 +158,38 @@ def cmd_train(args) -> int:
     data = check_run_config(cfg)  # everything about the config is checked before the store is touched
     store = store or _store(args)
     run_id = prepare_run(
-        store, cfg, name=args.name, parent_run_id=args.fork, fork_epoch=args.fork_epoch, tags=args.tags, data=data
+        store, cfg, name=args.name, parent_run_id=args.fork, fork_epoch=fork_epoch, tags=args.tags, data=data
     )
     print(run_id, flush=True)
     if args.detach:
         spawn_run(store, run_id)
-        return 0
-    status = run_training(store, run_id, progress=True)
+        return EXIT_FINISHED
+    return _train_and_report(store, run_id, args.quiet)
+
+
+def run_summary(store, run_id: str) -> str:
+    """The lines that end every ``train``: status, best epoch, test accuracies, imbalance, time, where to look."""
+    import math
+
     run = store.get_run(run_id)
-    if status != "finished":
-        print(f"Run {run_id} ended {status}" + (f": {run['error']}" if run.get("error") else "."), file=sys.stderr)
-    return 0 if status == "finished" else 1
+    lines = [f"Run {run_id} {run['effective_status']}" + (f": {run['error']}" if run.get("error") else ".")]
+    if run.get("best_epoch"):
+        lines.append(f"  best epoch {run['best_epoch']} (val acc {100 * run['best_val_acc']:.1f}%)")
+    test = run.get("summary") or {}
+    if "test_acc" in test:
+        per = [f"{k.removeprefix('test_acc_')} {100 * v:.1f}%" for k, v in test.items() if k.startswith("test_acc_")]
+        lines.append(f"  test acc fused {100 * test['test_acc']:.1f}%" + (f", {', '.join(per)}" if per else ""))
+    index = store.load_metrics(run_id, ["imbalance/index"])
+    if len(index):
+        lines.append(f"  imbalance index {index['value'].iloc[-1]:.2f} at epoch {index['epoch'].iloc[-1]:g}")
+    duration = run.get("duration")
+    if duration is not None and not math.isnan(duration):
+        lines.append(f"  wall time {duration:.1f} s, {run.get('epochs_done') or 0} epochs")
+    lines.append(
+        f"  see it: python -m mmviz dashboard --workspace {str(store.workspace)!r}, "
+        f"then http://127.0.0.1:8501/live?run={run_id}"
+    )
+    return "\n".join(lines)
 
 
 def cmd_runs(args) -> int:
@@ -205,7 +250,11 @@ def cmd_stop(args) -> int:
 
     store = _store(args)
     stop(store, args.run_id, wait=args.wait)
-    print(f"Stop requested for {args.run_id}.")
+    if args.wait:
+        run = store.get_run(args.run_id)
+        print(f"Run {args.run_id} is {run['effective_status']}.")
+    else:
+        print(f"Stop requested for {args.run_id}; it checkpoints and ends as 'stopped' after its current step.")
     return 0
 
 
@@ -241,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
     except MmvizError as exc:
         print(f"mmviz: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except BrokenPipeError:
         return 0
     return 2

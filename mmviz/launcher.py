@@ -2,7 +2,8 @@
 
 A run is its own OS process, ``python -m mmviz train --run-id ID --workspace DIR``, launched with an
 argv list (never a shell). Everything is validated before the run row is created, so bad input starts
-nothing and writes nothing.
+nothing and writes nothing. A fork starts from an epoch's checkpoint or from the point where its parent was
+stopped (:data:`STOP_POINT`). This module imports torch only when a run is prepared, so ``stop`` is quick.
 """
 
 from __future__ import annotations
@@ -15,17 +16,47 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmviz import __version__
 from mmviz.errors import ConfigError, StoreError
 from mmviz.store import pid_alive
-from mmviz.training.build import check_run_config
-from mmviz.training.checkpoint import check_checkpoint, checkpoint_path
-from mmviz.training.config import RunConfig, build_run_config
+
+if TYPE_CHECKING:
+    from mmviz.training.config import RunConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 _CHILDREN: list[subprocess.Popen] = []
+STOP_POINT = "stopped"  # a fork point: the checkpoint its parent wrote when it was stopped (checkpoints/stopped.pt)
+FORK_POINT_EVENT = "fork_point"  # the child's event that says its fork starts from the stop point
+
+
+def _checkpoint_file(run_dir: Path, fork_epoch: int | str) -> Path:
+    """The parent's checkpoint file for a fork point (an epoch, or :data:`STOP_POINT`)."""
+    if fork_epoch == STOP_POINT:
+        return run_dir / "checkpoints" / "stopped.pt"
+    return run_dir / "checkpoints" / f"epoch_{int(fork_epoch):04d}.pt"
+
+
+def fork_checkpoint(store: Any, run: dict[str, Any]) -> Path:
+    """The checkpoint file the fork ``run`` starts from (what :func:`prepare_run` checked)."""
+    events = store.load_events(run["run_id"])
+    stop_point = bool((events["kind"] == FORK_POINT_EVENT).any()) if len(events) else False
+    return _checkpoint_file(store.run_dir(run["parent_run_id"]), STOP_POINT if stop_point else run["fork_epoch"])
+
+
+def parse_fork_epoch(text: str | int) -> int | str:
+    """A fork point from the command line or a form: an epoch number or ``'stopped'``."""
+    if isinstance(text, int) or text == STOP_POINT:
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(
+            f"The fork epoch must be a checkpoint's epoch number or {STOP_POINT!r} (where the parent was stopped). "
+            f"Got {text!r} instead."
+        ) from None
+_CHILDREN_LOCK = threading.Lock()
 
 
 def prepare_run(
@@ -34,37 +65,22 @@ def prepare_run(
     *,
     name: str = "",
     parent_run_id: str | None = None,
-    fork_epoch: int | None = None,
+    fork_epoch: int | str | None = None,
     tags: Iterable[str] = (),
     data: Any = None,
 ) -> str:
     """Validate ``cfg`` (and the fork point) and create a queued run; returns its id.
 
     ``data`` is the already loaded dataset when the caller validated ``cfg`` before opening the store.
+    ``fork_epoch`` is a parent's checkpoint epoch or :data:`STOP_POINT`.
     """
+    from mmviz.training.build import check_run_config
+
     data = check_run_config(cfg, data)
+    stop_step = None
     if parent_run_id is not None:
-        parent = store.get_run(parent_run_id)
-        if fork_epoch is None:
-            raise ConfigError("A fork needs --fork-epoch K (the parent's checkpoint epoch to start from).")
-        if not checkpoint_path(store.run_dir(parent_run_id), fork_epoch).is_file():
-            have = available_checkpoints(store, parent_run_id)
-            raise ConfigError(
-                f"Run {parent_run_id!r} has no checkpoint for epoch {fork_epoch!r}. "
-                f"Available epochs: {', '.join(map(str, have)) or 'none'}."
-            )
-        check_checkpoint(checkpoint_path(store.run_dir(parent_run_id), fork_epoch))
-        if parent["dataset"] != cfg.dataset or parent["config"].get("data") != cfg.to_dict()["data"]:
-            raise ConfigError(
-                f"A fork must keep the parent's dataset settings ({parent['dataset']!r}); "
-                "use restart for a new dataset."
-            )
-        if parent["config"].get("model") != cfg.to_dict()["model"]:
-            raise ConfigError(
-                "A fork must keep the parent's model settings (it resumes the parent's weights); "
-                "use restart to change the model."
-            )
-    return store.create_run(
+        fork_epoch, stop_step = _check_fork(store, cfg, parent_run_id, fork_epoch)
+    run_id = store.create_run(
         config=cfg.to_dict(),
         name=name or f"{cfg.dataset}-{cfg.method}",
         dataset=cfg.dataset,
@@ -77,10 +93,70 @@ def prepare_run(
         device=cfg.train.device,
         version=__version__,
     )
+    if stop_step is not None:
+        store.log_events(run_id, [(stop_step, float(fork_epoch), time.time(), FORK_POINT_EVENT, {"step": stop_step})])
+    return run_id
+
+
+def _check_fork(store: Any, cfg: RunConfig, parent_run_id: str, fork_epoch: Any) -> tuple[int, int | None]:
+    """Refuse a fork that cannot start; return its epoch and, for the stop point, the step it was stopped at."""
+    from mmviz.training.checkpoint import TRAINING_KEYS, check_checkpoint
+
+    parent = store.get_run(parent_run_id)
+    if fork_epoch is None:
+        raise ConfigError("A fork needs --fork-epoch K (the parent's checkpoint epoch to start from).")
+    fork_epoch = parse_fork_epoch(fork_epoch)
+    parent_dir = store.run_dir(parent_run_id)
+    path = _checkpoint_file(parent_dir, fork_epoch)
+    if not path.is_file():
+        have = ", ".join(map(str, available_checkpoints(store, parent_run_id))) or "none"
+        what = (
+            "no stop checkpoint (it was not stopped)"
+            if fork_epoch == STOP_POINT
+            else f"no checkpoint for epoch {fork_epoch!r}"
+        )
+        raise ConfigError(f"Run {parent_run_id!r} has {what}. Available epochs: {have}.")
+    state = check_checkpoint(path, TRAINING_KEYS)
+    epoch, step = state["epoch"], state["step"]
+    if type(epoch) is not int or type(step) is not int or epoch < 0 or step < 0:
+        raise StoreError(
+            f"The checkpoint {str(path)!r} is damaged (epoch {epoch!r}, step {step!r}); fork from another epoch."
+        )
+    if (parent_dir / "init.pt").is_file():
+        check_checkpoint(parent_dir / "init.pt", ())
+    if parent["dataset"] != cfg.dataset or parent["config"].get("data") != cfg.to_dict()["data"]:
+        raise ConfigError(
+            f"A fork must keep the parent's dataset settings ({parent['dataset']!r}); use restart for a new dataset."
+        )
+    if parent["config"].get("model") != cfg.to_dict()["model"]:
+        raise ConfigError(
+            "A fork must keep the parent's model settings (it resumes the parent's weights); "
+            "use restart to change the model."
+        )
+    if cfg.train.epochs <= epoch:
+        raise ConfigError(
+            f"Nothing to train: the fork starts after epoch {epoch} and 'epochs' ({cfg.train.epochs}) is the total "
+            f"counting the parent's; set epochs above {epoch} (e.g. --epochs {epoch + max(1, cfg.train.epochs)})."
+        )
+    return epoch, (step if fork_epoch == STOP_POINT else None)
+
+
+def stop_checkpoint(store: Any, run_id: str) -> tuple[int, int] | None:
+    """``(epoch, step)`` of the checkpoint ``run_id`` wrote when it was stopped, or None; for fork pickers."""
+    from mmviz.training.checkpoint import load_checkpoint
+
+    path = _checkpoint_file(store.run_dir(run_id), STOP_POINT)
+    if not path.is_file():
+        return None
+    try:
+        state = load_checkpoint(path)
+        return int(state["epoch"]), int(state["step"])
+    except (StoreError, KeyError, TypeError, ValueError):
+        return None
 
 
 def available_checkpoints(store: Any, run_id: str) -> list[int]:
-    """Epochs for which ``run_id`` has a checkpoint on disk, ascending."""
+    """Epochs for which ``run_id`` has a checkpoint on disk, ascending (the stop point: :func:`stop_checkpoint`)."""
     folder = store.run_dir(run_id) / "checkpoints"
     out = []
     for p in folder.glob("epoch_*.pt") if folder.is_dir() else []:
@@ -115,8 +191,19 @@ def spawn_run(store: Any, run_id: str) -> subprocess.Popen:
     finally:
         log.close()
     store.update_run(run_id, pid=proc.pid)
-    _CHILDREN.append(proc)
+    with _CHILDREN_LOCK:
+        _CHILDREN.append(proc)
+    # A waiter per child collects its exit status the moment it ends: a long-lived parent (the dashboard) keeps no
+    # <defunct> trainer around until its next launch.
+    threading.Thread(target=_wait_and_forget, args=(proc,), daemon=True, name=f"mmviz-reap-{proc.pid}").start()
     return proc
+
+
+def _wait_and_forget(proc: subprocess.Popen) -> None:
+    proc.wait()
+    with _CHILDREN_LOCK:
+        if proc in _CHILDREN:
+            _CHILDREN.remove(proc)
 
 
 def launch(
@@ -133,6 +220,8 @@ def launch(
     tags: Iterable[str] = (),
 ) -> str:
     """Build, validate, create and start a run in the background; returns its id."""
+    from mmviz.training.config import build_run_config
+
     cfg = build_run_config(dataset, method, sets, base=base, overrides=overrides)
     run_id = prepare_run(store, cfg, name=name, parent_run_id=parent_run_id, fork_epoch=fork_epoch, tags=tags)
     spawn_run(store, run_id)
@@ -142,13 +231,13 @@ def launch(
 def fork(
     store: Any,
     parent_run_id: str,
-    epoch: int,
+    epoch: int | str,
     *,
     method: str | None = None,
     overrides: Mapping[str, Any] | None = None,
     name: str = "",
 ) -> str:
-    """Start a child run from the parent's checkpoint at ``epoch`` with edited balancing settings."""
+    """Start a child run from the parent's checkpoint at ``epoch`` (or :data:`STOP_POINT`) with edited settings."""
     parent = store.get_run(parent_run_id)
     return launch(
         store,
@@ -171,18 +260,22 @@ def restart(
     overrides: Mapping[str, Any] | None = None,
     name: str = "",
 ) -> str:
-    """Start a new run from scratch whose config is ``run_id``'s with edits."""
+    """Start a new run from scratch whose config is ``run_id``'s with edits; it records ``run_id`` as its origin
+    (``restart_of``), so it belongs to ``run_id``'s family."""
     old = store.get_run(run_id)
-    return launch(
+    new_id = launch(
         store, dataset, method, base=old["config"], overrides=overrides, name=name or f"{old['name']}-restart"
     )
+    store.update_run(new_id, restart_of=run_id)
+    return new_id
 
 
 def reap() -> None:
     """Collect exited child trainer processes so they do not linger as zombies."""
-    for proc in list(_CHILDREN):
-        if proc.poll() is not None:
-            _CHILDREN.remove(proc)
+    with _CHILDREN_LOCK:
+        for proc in list(_CHILDREN):
+            if proc.poll() is not None:
+                _CHILDREN.remove(proc)
 
 
 def stop(store: Any, run_id: str, *, grace: float = 20.0, wait: bool = False) -> None:
@@ -191,8 +284,13 @@ def stop(store: Any, run_id: str, *, grace: float = 20.0, wait: bool = False) ->
     With ``wait=False`` the escalation runs in a background thread and this returns at once.
     """
     run = store.get_run(run_id)
-    if run["status"] not in ("queued", "running"):
-        raise StoreError(f"Run {run_id!r} is {run['status']!r}, not running; only running runs can be stopped.")
+    status = run["effective_status"]  # a run whose process is gone is 'lost': nothing would ever see the request
+    if status == "lost":
+        raise StoreError(
+            f"Run {run_id!r} is 'lost' (its process is gone, last sign of life too old); there is nothing to stop."
+        )
+    if status not in ("queued", "running"):
+        raise StoreError(f"Run {run_id!r} is {status!r}, not running; only running runs can be stopped.")
     store.request_stop(run_id)
     pid = run.get("pid")
 

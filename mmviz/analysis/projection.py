@@ -5,8 +5,9 @@ Estimators in the scikit-learn style (``__init__`` stores, ``fit`` learns, learn
 - :class:`PCAProjection` is fitted once on a *reference* epoch and then projects every epoch onto the same axes,
   so the PCA view does not jump from epoch to epoch.
 - :class:`ProcrustesAlignment` maps one embedding onto another over the same samples with a rotation (or
-  reflection), a uniform scale and a translation; :func:`align_sequence` chains it over successive epochs, which
-  is how independently fitted UMAP embeddings are shown in one frame.
+  reflection), a uniform scale and a translation; :func:`align_sequence` chains the rotation over successive
+  epochs and gives each epoch the spread of its own PCA view, which is how independently fitted UMAP embeddings are
+  shown in one frame.
 - :class:`UMAPProjection` runs umap-learn on one epoch; :class:`AlignedUMAPProjection` runs ``umap.AlignedUMAP``
   over a whole run, related epoch to epoch by the fixed probe set (:func:`compute_relations`).
 
@@ -114,10 +115,22 @@ class ProcrustesAlignment:
     (``scipy.linalg.orthogonal_procrustes``), so a reflection is allowed: the sign of a UMAP or PCA axis carries no
     meaning.
 
+    Args:
+        scaling: ``'least_squares'`` (default) takes the scale that minimises the residual; it is the spreads' ratio
+            times how well the two layouts agree, so a source that only partly matches its target comes out
+            *smaller*. ``'spread'`` takes the spreads' ratio (the aligned source has the target's root-mean-square
+            spread), which is what a display needs: chaining least-squares fits over epochs shrinks every further
+            epoch by the agreement factor again, and a run's UMAP view collapsed to a dot that way.
+
     Attributes:
         rotation_: ``R`` ``(d, d)``; scale_: the uniform scale; translation_: ``t`` ``(d,)``.
         disparity_: residual sum of squares after alignment over the target's total sum of squares (0 = exact).
     """
+
+    def __init__(self, scaling: str = "least_squares") -> None:
+        if scaling not in ("least_squares", "spread"):
+            raise ValueError(f"scaling must be 'least_squares' or 'spread'; got {scaling!r}.")
+        self.scaling = scaling
 
     def fit(self, source: np.ndarray, target: np.ndarray) -> Self:
         """Learn the map from ``source`` ``(N, d)`` onto ``target`` ``(N, d)``."""
@@ -131,7 +144,10 @@ class ProcrustesAlignment:
             self.rotation_, self.scale_ = np.eye(source.shape[1]), 1.0
         else:
             self.rotation_, singular_sum = orthogonal_procrustes(a, b)
-            self.scale_ = float(singular_sum) / norm_a
+            if self.scaling == "spread":
+                self.scale_ = float(np.sqrt((b**2).sum() / norm_a))
+            else:
+                self.scale_ = float(singular_sum) / norm_a
         self.translation_ = mu_t - self.scale_ * mu_s @ self.rotation_
         residual = float(((self.transform(source) - target) ** 2).sum())
         total = float((b**2).sum())
@@ -148,18 +164,43 @@ class ProcrustesAlignment:
         return self.fit(source, target).transform(source)
 
 
-def align_sequence(embeddings: Sequence[np.ndarray], anchor: np.ndarray | None = None) -> list[np.ndarray]:
-    """Align successive embeddings of the same samples into one frame (each onto the previous, aligned one).
+def align_sequence(
+    embeddings: Sequence[np.ndarray], anchor: np.ndarray | None = None, references: Sequence[np.ndarray] | None = None
+) -> list[np.ndarray]:
+    """Align successive embeddings of the same samples into one frame (each rotated onto the previous, aligned one).
+
+    Each embedding is rotated (or reflected) onto the previous aligned one, so the picture does not spin from epoch to
+    epoch. Its size and position are never taken from that fit: a least-squares scale shrinks an embedding by how
+    little it agrees with the previous one, and chained over a run's epochs that collapsed the later ones to a dot.
+    Instead each embedding gets the root-mean-square spread and the centre of its own ``references[i]`` (e.g. that
+    epoch's PCA view, so UMAP replaces PCA at the same size), or, without references, those of its target.
 
     Args:
         embeddings: per epoch ``(N, d)``, in epoch order.
-        anchor: what the first embedding is aligned onto (e.g. the PCA view of that epoch, so that UMAP replaces
-            PCA without flipping); the first is left as is when ``None``.
+        anchor: what the first embedding is rotated onto (e.g. the PCA view of that epoch, so that UMAP replaces
+            PCA without flipping); the first keeps its orientation when ``None``.
+        references: per epoch ``(N, d)`` whose spread and centre each aligned embedding takes (same length as
+            ``embeddings``).
     """
+    if references is not None and len(references) != len(embeddings):
+        raise ValueError(f"{len(references)} references for {len(embeddings)} embeddings; give one per embedding.")
     out: list[np.ndarray] = []
     for i, y in enumerate(embeddings):
+        y = np.asarray(y, np.float64)
         target = anchor if i == 0 else out[-1]
-        out.append(np.asarray(y, np.float64) if target is None else ProcrustesAlignment().fit_transform(y, target))
+        if target is None:
+            rotated = y - y.mean(axis=0)
+        else:
+            rotation = ProcrustesAlignment("spread").fit(y, target).rotation_
+            rotated = (y - y.mean(axis=0)) @ rotation
+        size = references[i] if references is not None else target
+        if size is None:
+            out.append(y)
+            continue
+        size = _as_matrix(size, "reference")
+        centred = size - size.mean(axis=0)
+        spread, own = float(np.sqrt((centred**2).sum(axis=1).mean())), float(np.sqrt((rotated**2).sum(axis=1).mean()))
+        out.append(rotated * (spread / own if own > 0 else 1.0) + size.mean(axis=0))
     return out
 
 

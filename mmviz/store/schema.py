@@ -19,11 +19,15 @@ RUN_COLUMNS = [
     "run_id", "name", "created", "started", "finished", "status", "config", "dataset", "method", "fusion",
     "modalities", "pid", "host", "heartbeat", "parent_run_id", "fork_epoch", "error", "stop_requested", "tags",
     "epochs_done", "step", "best_val_acc", "best_epoch", "imbalance_index", "device", "version", "summary",
+    "notes", "restart_of",
 ]  # fmt: skip
+# Columns added after schema 1 was released, with their SQL type: ``create_schema`` adds those an older database lacks
+# (readers of schema 1 name their columns, so the added ones do not disturb an older mmviz reading the same file).
+ADDED_RUN_COLUMNS = {"notes": "TEXT", "restart_of": "TEXT"}
 JSON_COLUMNS = frozenset({"config", "modalities", "tags", "summary"})
 UPDATABLE = frozenset({
     "name", "tags", "epochs_done", "step", "best_val_acc", "best_epoch", "imbalance_index", "summary", "device",
-    "pid", "host", "heartbeat", "error",
+    "pid", "host", "heartbeat", "error", "notes", "restart_of",
 })  # fmt: skip
 METRIC_COLUMNS = ["run_id", "id", "step", "epoch", "wall_time", "key", "split", "quantity", "modality", "value"]
 METRIC_DTYPES = {"id": "int64", "step": "int64", "epoch": "float64", "wall_time": "float64", "value": "float64"}
@@ -38,7 +42,7 @@ DDL = [
         dataset TEXT, method TEXT, fusion TEXT, modalities TEXT, pid INTEGER, host TEXT, heartbeat REAL,
         parent_run_id TEXT, fork_epoch INTEGER, error TEXT, stop_requested INTEGER DEFAULT 0, tags TEXT,
         epochs_done INTEGER DEFAULT 0, step INTEGER DEFAULT 0, best_val_acc REAL, best_epoch INTEGER,
-        imbalance_index REAL, device TEXT, version TEXT, summary TEXT)""",
+        imbalance_index REAL, device TEXT, version TEXT, summary TEXT, notes TEXT, restart_of TEXT)""",
     """CREATE TABLE IF NOT EXISTS metrics (
         id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, step INTEGER, epoch REAL, wall_time REAL, key TEXT,
         split TEXT, quantity TEXT, modality TEXT, value REAL)""",
@@ -56,9 +60,14 @@ DDL = [
 
 
 def create_schema(conn: sqlite3.Connection) -> None:
-    """Create the tables, indexes and ``meta`` rows that are missing (inside the caller's transaction)."""
+    """Create the tables, indexes, added columns and ``meta`` rows that are missing (inside the caller's
+    transaction)."""
     for statement in DDL:
         conn.execute(statement)
+    have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+    for column, sql_type in ADDED_RUN_COLUMNS.items():
+        if column not in have:  # a database made before the column existed: add it, existing rows read NULL
+            conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {sql_type}")
     conn.executemany(
         "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
         [("app", "mmviz"), ("schema_version", str(SCHEMA_VERSION))],

@@ -223,6 +223,10 @@ class RunStore:
         """Replace the run's tags."""
         self.update_run(run_id, tags=list(tags))
 
+    def set_notes(self, run_id: str, notes: str) -> None:
+        """Replace the run's description (free text; empty clears it)."""
+        self.update_run(run_id, notes=str(notes).strip() or None)
+
     def request_stop(self, run_id: str) -> None:
         """Ask the run's trainer to stop after its current step."""
         self._update(run_id, {"stop_requested": 1})

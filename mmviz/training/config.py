@@ -181,6 +181,13 @@ def build_run_config(
     from mmviz.data import DATASETS
 
     base = dict(base or {})
+    for kind, name in (("dataset", dataset), ("method", method)):
+        if name is not None and not str(name).strip():  # '' must not silently mean "the default"
+            registry = DATASETS if kind == "dataset" else METHODS
+            raise ConfigError(
+                f"The {kind} name is empty; leave --{kind} out for the default or pick one of: "
+                f"{', '.join(sorted(e.name for e in registry))}."
+            )
     ds_name = dataset or base.get("dataset") or "mfeat"
     me_name = method or base.get("method") or "baseline"
     DATASETS.get(ds_name)

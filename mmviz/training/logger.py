@@ -80,6 +80,10 @@ class MetricLogger:
         """Record a file of the run (path relative to the run folder); written with the next flush."""
         self._artifacts.append((epoch, kind, str(path), meta))
 
+    def pending(self, keys: set[str] | None = None) -> dict[str, Any]:
+        """The last buffered (not yet flushed) value of each key, or of ``keys`` only; values may be tensors."""
+        return {k: v for _, _, _, k, v in self._rows if keys is None or k in keys}
+
     def due(self) -> bool:
         """Whether ``flush_interval`` has passed since the last flush."""
         return time.monotonic() - self._last_flush >= self.flush_interval

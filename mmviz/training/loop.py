@@ -9,7 +9,8 @@ Logs, the heartbeat and the store's stop flag go through one store transaction a
 (``MetricLogger.flush_interval``), after an epoch whose diagnostics ran (their rows would otherwise be written
 during the next epoch's steps), at the last epoch and at the end; not after every epoch regardless: on a small
 data set an epoch without diagnostics takes ~30 ms, and a commit per epoch cost more than its checkpoint.
-A SIGTERM (``should_stop``) is seen at the next step.
+A SIGTERM (``should_stop``) is seen at the next step. A non-finite training loss is seen in the step where it
+appears (:class:`_NonFiniteWatch`, no per-step device sync) and ends the run there as diverged.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import copy
 import dataclasses
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ from mmviz.training.build import (
 from mmviz.training.checkpoint import (
     CheckpointWriter,
     checkpoint_path,
+    checkpoint_stop_path,
     load_checkpoint,
     load_optimizer_state,
     rng_state,
@@ -143,6 +146,42 @@ class _RunningAccuracy:
         return self.correct.float() / max(1, self.seen)
 
 
+class _NonFiniteWatch:
+    """Finds the first step whose training loss is NaN or infinite without a per-step device sync.
+
+    On the CPU reading a 0-d tensor is a memory read, not a sync, so every step is checked at once. On CUDA each
+    loss is copied to one of a few pinned host slots with a non-blocking copy and an event, and read once its event
+    has completed (usually a step or two later); a slot still busy skips that step's check, which the flush-time
+    check (``MetricLogger.nonfinite``) still covers.
+    """
+
+    def __init__(self, device: torch.device, slots: int = 4) -> None:
+        self.cuda = device.type == "cuda"
+        self._free: deque = deque()
+        self._pending: deque = deque()
+        if self.cuda:
+            for _ in range(slots):
+                self._free.append((torch.empty((), dtype=torch.float32, pin_memory=True), torch.cuda.Event()))
+
+    def check(self, loss: torch.Tensor, step: int) -> tuple[int, float] | None:
+        """Queue ``loss`` of ``step``; return ``(step, value)`` of the first non-finite loss seen so far, else None."""
+        if not self.cuda:
+            value = float(loss)
+            return None if math.isfinite(value) else (step, value)
+        if self._free:
+            host, event = self._free.popleft()
+            host.copy_(loss.float().reshape(()), non_blocking=True)
+            event.record()
+            self._pending.append((step, host, event))
+        while self._pending and self._pending[0][2].query():
+            seen, host, event = self._pending.popleft()
+            self._free.append((host, event))
+            value = float(host)
+            if not math.isfinite(value):
+                return seen, value
+        return None
+
+
 def _log_eval(logger: MetricLogger, split: str, ev: EvalResult) -> None:
     logger.log(f"{split}/loss", ev.loss)
     logger.log(f"{split}/acc/fused", ev.acc)
@@ -225,7 +264,7 @@ def fit(
     epoch_probes = [p for p in probes if p.per_epoch]
 
     # ---- resume from a checkpoint (fork) or write the epoch-0 checkpoint ----------------------------
-    start_epoch, step, best_epoch, best_acc = 1, 0, 0, -1.0
+    start_epoch, step, best_epoch, best_acc = 1, 0, 0, -1.0  # -1: nothing evaluated yet (never stored)
     if resume is not None:
         ck = load_checkpoint(resume.checkpoint)
         model.load_state_dict(ck["model"])
@@ -281,6 +320,9 @@ def fit(
         if should_stop() or store.stop_requested(run_id):
             raise StopTraining()
 
+    watch = _NonFiniteWatch(device)
+    completed = start_epoch - 1  # whole epochs done: what the stop checkpoint is labelled with
+    mid_epoch = False  # whether steps were taken since the last whole epoch (the stop point is then in between)
     try:
         for epoch in range(start_epoch, cfg.train.epochs + 1):
             # ---- one epoch of training --------------------------------------------------------------
@@ -292,6 +334,7 @@ def fit(
             for bi, batch in enumerate(splits["train"].batches(cfg.train.batch_size, generator)):
                 info = StepInfo(step, epoch, bi, info.batches_per_epoch, cfg.train.epochs)
                 logger.step, logger.epoch = step, epoch - 1 + bi / info.batches_per_epoch
+                mid_epoch = True
                 if method.replaces_step:
                     out, loss = method.training_step(batch, info, _ProbeHooks(step_probes, info))
                 else:
@@ -310,6 +353,10 @@ def fit(
                     optimizer.step()
                 loss_d = loss.detach()
                 logger.log("train/loss", loss_d)
+                bad = watch.check(loss_d, step)
+                if bad is not None:  # stop at the step where the loss broke, with its rows written
+                    logger.flush(heartbeat={"step": step + 1})
+                    raise Diverged(*bad)
                 train_acc.add(out.logits, batch["label"])
                 step += 1
                 steps_since += 1
@@ -349,15 +396,20 @@ def fit(
                 path = checkpoint_path(run_dir, epoch)
                 writer.submit(path, checkpoint(epoch), _artifact(epoch, path))
             if progress is not None:
-                progress(info, {"val_acc": ev.acc, "epoch_done": epoch})
+                progress(info, {"val_acc": ev.acc, "epoch_done": epoch, "logged": logger.pending()})
+            completed, mid_epoch = epoch, False
             if probed or logger.due() or should_stop() or epoch == cfg.train.epochs:
                 flush_and_check(epochs_done=epoch, best_val_acc=best_acc, best_epoch=best_epoch)
     except StopTraining:
         # finish cleanly: the step is done; write what we have and a checkpoint of the current state
         logger.event("stop", {"step": step})
         if save_checkpoints:
-            save_checkpoint(run_dir / "checkpoints" / "stopped.pt", checkpoint(info.epoch - 1))
-            logger.artifact(info.epoch - 1, "checkpoint_stop", "checkpoints/stopped.pt")
+            # labelled with the whole epochs done; a stop seen at an epoch's end is that epoch's own checkpoint too
+            save_checkpoint(checkpoint_stop_path(run_dir), checkpoint(completed))
+            logger.artifact(completed, "checkpoint_stop", "checkpoints/stopped.pt", {"step": step})
+            if not mid_epoch and not checkpoint_path(run_dir, completed).is_file():
+                save_checkpoint(checkpoint_path(run_dir, completed), checkpoint(completed))
+                logger.artifact(completed, "checkpoint", str(checkpoint_path(run_dir, completed).relative_to(run_dir)))
         logger.flush()  # rows, the stop event and the checkpoint record in one transaction
         raise
     finally:

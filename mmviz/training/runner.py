@@ -3,20 +3,29 @@
 Status transitions: ``queued`` -> ``running`` -> ``finished`` | ``stopped`` (stop request or SIGTERM:
 the step is finished, logs flushed, a checkpoint written) | ``diverged`` (NaN/inf loss, with the step)
 | ``failed`` (any exception, with its message; the traceback goes to the run's log).
+
+A full or failing disk must still end the run ``failed`` with its reason: the trainer keeps a small reserve
+file next to the run's artifacts (:data:`RESERVE_BYTES`) and frees it to make room for the final status write,
+which it retries; such a failure is reported in one sentence, without a traceback (it is not a bug). Only a
+workspace that cannot be written at all (read-only) leaves the run without a recorded status (shown ``lost``).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import threading
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
-from mmviz.training.checkpoint import checkpoint_path
+from mmviz.errors import MmvizError
+from mmviz.launcher import fork_checkpoint
 from mmviz.training.config import RunConfig
 from mmviz.training.context import StepInfo
 from mmviz.training.loop import Diverged, Resume, StopTraining, fit
@@ -63,8 +72,88 @@ class _Progress:
         sys.stderr.flush()
 
 
+RESERVE_BYTES = 1 << 20  # freed when the disk is full so that the final status can still be written
+RESERVE_NAME = ".space-reserve"
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
+_DISK_HINT = "free space or fix the disk, then fork from the last checkpoint."
+_DISK_SQLITE = ("database or disk is full", "disk i/o error", "readonly database", "read-only")
+
+
+def disk_failure(exc: BaseException) -> str | None:
+    """One sentence for an error caused by a full, read-only or failing disk; None for any other error."""
+    if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+        what = {errno.EROFS: "is read-only", errno.EIO: "reported an I/O error"}.get(exc.errno, "is full")
+        where = f" (writing {str(exc.filename)!r})" if exc.filename else ""
+        return f"The disk {what}{where}: {exc.strerror or exc}; {_DISK_HINT}"
+    if isinstance(exc, sqlite3.OperationalError) and any(t in str(exc).lower() for t in _DISK_SQLITE):
+        return f"The run store could not be written ({exc}); {_DISK_HINT}"
+    return None
+
+
+def _reserve(folder: Path) -> Path | None:
+    """Take :data:`RESERVE_BYTES` of disk for the failure path; None when even that does not fit."""
+    path = folder / RESERVE_NAME
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as fh:
+            try:
+                os.posix_fallocate(fh.fileno(), 0, RESERVE_BYTES)
+            except (AttributeError, OSError):  # no fallocate on this file system: write the bytes
+                fh.write(bytes(RESERVE_BYTES))
+                fh.flush()
+                os.fsync(fh.fileno())
+        return path
+    except OSError:
+        path.unlink(missing_ok=True)
+        return None
+
+
+def _record_status(store: Any, run_id: str, status: str, reserve: Path | None, error: str | None = None) -> bool:
+    """Write the final status, freeing the reserve and retrying when the disk is full; False when it never went in."""
+    for attempt in range(4):
+        try:
+            store.set_status(run_id, status, error=error)
+            return True
+        except (sqlite3.Error, OSError, MmvizError):
+            if reserve is not None:
+                reserve.unlink(missing_ok=True)
+                reserve = None
+            time.sleep(0.2 * attempt)
+    return False
+
+
+class _EpochLines:
+    """One line per epoch on stderr (a log file, a scheduler, ``nohup``): loss, val and probe accuracies, imbalance."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+        self.loss_sum, self.steps = 0.0, 0
+
+    def __call__(self, info: StepInfo, values: dict) -> None:
+        if "loss" in values:
+            self.loss_sum = values["loss"].float() + self.loss_sum  # stays on the device: no per-step sync
+            self.steps += 1
+        if "epoch_done" not in values:
+            return
+        logged = values.get("logged") or {}
+        parts = [f"epoch {values['epoch_done']}/{self.epochs}"]
+        if self.steps:
+            parts.append(f"loss {float(self.loss_sum) / self.steps:.4f}")
+        parts.append(f"val acc {100 * values['val_acc']:.1f}%")
+        probes = [(k.rsplit("/", 1)[1], v) for k, v in sorted(logged.items()) if k.startswith("val/acc_probe/")]
+        if probes:
+            parts.append("probe acc " + ", ".join(f"{m} {100 * float(v):.1f}%" for m, v in probes))
+        if "imbalance/index" in logged:
+            parts.append(f"imbalance {float(logged['imbalance/index']):.2f}")
+        print("  ".join(parts), file=sys.stderr, flush=True)
+        self.loss_sum, self.steps = 0.0, 0
+
+
 def run_training(store: Any, run_id: str, *, progress: bool = False) -> str:
-    """Train the stored run ``run_id`` in this process; returns its final status."""
+    """Train the stored run ``run_id`` in this process; returns its final status.
+
+    With ``progress``: a progress bar on stderr when stdout and stderr are terminals, else one line per epoch.
+    """
     run = store.get_run(run_id)
     stop_flag = threading.Event()
 
@@ -76,9 +165,10 @@ def run_training(store: Any, run_id: str, *, progress: bool = False) -> str:
     )
     store.update_run(run_id, pid=os.getpid(), host=socket.gethostname())
     store.set_status(run_id, "running", pid=os.getpid())
+    reserve = _reserve(store.run_dir(run_id))
     beat = _Heartbeat(store, run_id)
     beat.start()
-    status = "failed"
+    status, error, bar = "failed", None, None
     try:
         cfg = RunConfig.from_dict(run["config"])
         store.update_run(run_id, device=cfg.train.device)
@@ -87,41 +177,51 @@ def run_training(store: Any, run_id: str, *, progress: bool = False) -> str:
             parent_dir = store.run_dir(run["parent_run_id"])
             parent = store.get_run(run["parent_run_id"])
             resume = Resume(
-                checkpoint_path(parent_dir, int(run["fork_epoch"])),
+                fork_checkpoint(store, run),
                 parent_dir / "init.pt",
                 same_method=parent["config"]["method"] == cfg.method,
             )
-        bar = _Progress(cfg.train.epochs) if progress and sys.stderr.isatty() else None
+        if progress:
+            tty = sys.stderr.isatty() and sys.stdout.isatty()
+            bar = _Progress(cfg.train.epochs) if tty else _EpochLines(cfg.train.epochs)
         result = fit(
             cfg, store, run_id, store.run_dir(run_id), resume=resume, should_stop=stop_flag.is_set, progress=bar
         )
-        if bar is not None:
-            sys.stderr.write("\n")
         store.update_run(
             run_id,
             epochs_done=result.epochs_done,
-            best_val_acc=result.best_val_acc,
+            best_val_acc=result.best_val_acc if result.best_epoch else None,  # never -1 ("nothing evaluated")
             best_epoch=result.best_epoch,
             summary=result.test,
         )
         status = "finished"
-        store.set_status(run_id, status)
     except StopTraining:
         status = "stopped"
-        store.set_status(run_id, status)
     except Diverged as exc:
-        status = "diverged"
-        store.set_status(run_id, status, error=str(exc))
+        status, error = "diverged", str(exc)
     except KeyboardInterrupt:
-        status = "stopped"
-        store.set_status(run_id, status, error="Interrupted from the keyboard.")
-    except BaseException as exc:  # noqa: BLE001 - record every failure, then re-raise for the log
+        status, error = "stopped", "Interrupted from the keyboard."
+    except MmvizError as exc:  # a user's input or file found bad late (a damaged checkpoint): one sentence
+        status, error = "failed", str(exc)
+    except BaseException as exc:  # noqa: BLE001 - record every failure; a bug's traceback goes to the log
         status = "failed"
-        msg = str(exc) or type(exc).__name__
-        store.set_status(run_id, status, error=f"{type(exc).__name__}: {msg}")
-        traceback.print_exc()
+        error = disk_failure(exc)
+        if error is None:
+            error = f"{type(exc).__name__}: {str(exc) or type(exc).__name__}"
+            traceback.print_exc()
     finally:
+        if isinstance(bar, _Progress):
+            sys.stderr.write("\n")
         beat.done.set()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+    if not _record_status(store, run_id, status, reserve, error):
+        print(
+            f"mmviz: error: run {run_id} ended {status} but the run store {str(store.workspace)!r} could not record it"
+            + (f" ({error})" if error else "")
+            + "; it will show as 'lost'.",
+            file=sys.stderr,
+        )
+    if reserve is not None:
+        reserve.unlink(missing_ok=True)
     return status

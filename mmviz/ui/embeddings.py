@@ -126,7 +126,7 @@ class Projector:
             result = self._loaded(request)
             if result is not None:  # one map onto the first epoch's PCA keeps AlignedUMAP's own alignment
                 first = self.epochs[0]
-                align = ProcrustesAlignment().fit(result.embeddings[first], self.pca(first, view))
+                align = ProcrustesAlignment("spread").fit(result.embeddings[first], self.pca(first, view))
                 frames = [align.transform(result.embeddings[e]) for e in self.epochs]
                 return frames[self.epochs.index(epoch)], frames, "AlignedUMAP"
         requests = {e: self.request("umap", view, [e], params) for e in self.epochs}
@@ -137,8 +137,9 @@ class Projector:
         results = {e: r for e in self.epochs if (r := self._loaded(requests[e])) is not None}
         if epoch not in results:
             return pca, [pca], "PCA"
-        done = sorted(results)  # successive epochs aligned onto each other, the first onto its PCA view
-        chain = align_sequence([results[e].embeddings[e] for e in done], anchor=self.pca(done[0], view))
+        done = sorted(results)  # each epoch rotated onto the previous (the first onto its PCA view), at its PCA's size
+        pcas = [self.pca(e, view) for e in done]
+        chain = align_sequence([results[e].embeddings[e] for e in done], anchor=pcas[0], references=pcas)
         return chain[done.index(epoch)], chain, "UMAP"
 
 

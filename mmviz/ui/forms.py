@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shlex
 from collections.abc import Mapping
 from typing import Any
 
@@ -107,7 +108,13 @@ def _inherited_fields(cls: type) -> set[str]:
 
 
 def render_config(
-    cls: type[Config], key: str, values: Mapping[str, Any] | None = None, *, columns: int = 1, skip: tuple = ()
+    cls: type[Config],
+    key: str,
+    values: Mapping[str, Any] | None = None,
+    *,
+    columns: int = 1,
+    skip: tuple = (),
+    choices: Mapping[str, tuple] | None = None,
 ) -> dict[str, Any]:
     """Widgets for every field of ``cls`` (initial values from ``values``, else the defaults); returns them all.
 
@@ -117,6 +124,8 @@ def render_config(
         values: initial values (missing fields use the defaults).
         columns: lay the fields out in this many columns.
         skip: field names not to show.
+        choices: narrower choices for some fields (e.g. the fusions a method works with); such a widget gets its own
+            key per set of choices, so it never holds a value it no longer offers.
     """
     values = dict(values or {})
     inherited = _inherited_fields(cls)
@@ -128,8 +137,13 @@ def render_config(
     cols = st.columns(columns) if columns > 1 else [st.container()]
     out = {}
     for i, spec in enumerate(specs):
+        wkey = f"{key}.{spec.name}"
+        narrow = (choices or {}).get(spec.name)
+        if narrow is not None and tuple(narrow) != tuple(spec.choices or ()):
+            spec = dataclasses.replace(spec, choices=tuple(narrow))
+            wkey = f"{wkey}.{'|'.join(map(str, narrow))}"
         with cols[i % len(cols)]:
-            out[spec.name] = render_field(spec, values.get(spec.name, spec.default), f"{key}.{spec.name}")
+            out[spec.name] = render_field(spec, values.get(spec.name, spec.default), wkey)
     return out
 
 
@@ -153,16 +167,30 @@ def defaults_of(cls: type[Config]) -> dict[str, Any]:
     return {s.name: s.default for s in cls.field_specs()}
 
 
-def cli_command(dataset: str, method: str, overrides: Mapping[str, Mapping[str, Any]]) -> str:
-    """The ``python -m mmviz train`` command line equivalent to a form's choices (for copying into a terminal)."""
-    parts = ["python -m mmviz train", f"--dataset {dataset}", f"--method {method}"]
+def cli_argv(
+    dataset: str, method: str, overrides: Mapping[str, Mapping[str, Any]], name: str = "", tags: tuple = ()
+) -> list[str]:
+    """The arguments of ``python -m mmviz train`` equivalent to a form's choices."""
+    argv = ["python", "-m", "mmviz", "train", "--dataset", dataset, "--method", method]
     for section, fields in overrides.items():
         if section == "probes":
             for probe, pf in fields.items():
-                parts += [f"--set probes.{probe}.{k}={_cli_value(v)}" for k, v in pf.items()]
+                argv += [arg for k, v in pf.items() for arg in ("--set", f"probes.{probe}.{k}={_cli_value(v)}")]
         else:
-            parts += [f"--set {section}.{k}={_cli_value(v)}" for k, v in fields.items()]
-    return " ".join(parts)
+            argv += [arg for k, v in fields.items() for arg in ("--set", f"{section}.{k}={_cli_value(v)}")]
+    if name:
+        argv += ["--name", name]
+    for tag in tags:
+        argv += ["--tag", tag]
+    return argv
+
+
+def cli_command(
+    dataset: str, method: str, overrides: Mapping[str, Mapping[str, Any]], name: str = "", tags: tuple = ()
+) -> str:
+    """:func:`cli_argv` as one shell-quoted line (for pasting into a terminal: a path with spaces or ``;`` stays one
+    argument)."""
+    return shlex.join(cli_argv(dataset, method, overrides, name, tags))
 
 
 def _cli_value(value: Any) -> str:

@@ -1,7 +1,7 @@
 """The page frame every page starts with: workspace choice, the shared store, and user-caused errors.
 
-Each page calls :func:`page_frame` itself (rather than relying on ``app.py``) because a page can run without the
-entry script: AppTest's ``switch_page`` and a server's very first run treat ``pages/`` as a legacy page folder.
+Each page calls :func:`page_frame` itself (rather than relying on ``app.py``) so that a page script run on its own
+(AppTest, a bench) still gets its frame; in the server every page runs through ``app.py``'s navigation.
 """
 
 from __future__ import annotations
@@ -14,14 +14,15 @@ import streamlit as st
 
 from mmviz.errors import MmvizError
 from mmviz.store import RunStore, default_workspace, open_store
+from mmviz.ui.labels import md
 
 WORKSPACE_KEY = "mmviz_workspace"  # not a widget key: widget state does not survive a page switch
 PAGES = {
-    "runs": "pages/runs.py",
-    "live": "pages/live.py",
-    "compare": "pages/compare.py",
-    "embeddings": "pages/embeddings.py",
-    "teach": "pages/teach.py",
+    "runs": "app_pages/runs.py",
+    "live": "app_pages/live.py",
+    "compare": "app_pages/compare.py",
+    "embeddings": "app_pages/embeddings.py",
+    "teach": "app_pages/teach.py",
 }
 
 
@@ -66,7 +67,7 @@ def page_frame(title: str, caption: str = "") -> tuple[RunStore, str]:
     try:
         return get_store(workspace), workspace
     except MmvizError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
         st.stop()
         raise  # unreachable: st.stop() raises
 
@@ -80,11 +81,11 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except MmvizError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
 
 
 def page_path(name: str) -> str:
-    """The page file for a page name, e.g. ``'live'`` -> ``'pages/live.py'``."""
+    """The page file for a page name, e.g. ``'live'`` -> ``'app_pages/live.py'``."""
     return PAGES[name]
 
 
@@ -92,7 +93,7 @@ FLASH_KEY = "mmviz_flash"
 
 
 def flash(text: str, links: list[tuple[str, str, str, dict]] | None = None) -> None:
-    """Rerun the page and show ``text`` (with page links ``(page, label, icon, query_params)``) at the next run.
+    """Rerun the page and show ``text`` literally (with page links ``(page, label, icon, query_params)``) at the next run.
 
     After an action changed the store, the rerun redraws everything (e.g. the runs table) from the new state.
     """
@@ -104,6 +105,6 @@ def render_flash() -> None:
     """Show (once) the message left by :func:`flash`."""
     message = st.session_state.pop(FLASH_KEY, None)
     if message:
-        st.success(message["text"])
+        st.success(md(message["text"]))
         for page, label, icon, query in message["links"]:
             st.page_link(page_path(page), label=label, icon=icon, query_params=query)

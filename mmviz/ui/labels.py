@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 
 ACTIVE = ("running", "queued")
@@ -15,6 +16,24 @@ STATUS_COLORS = {  # markdown colours of each status
     "diverged": "red",
     "lost": "violet",
 }
+
+
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation character
+_LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
+
+
+def md(text: object) -> str:
+    """``text`` escaped so that Streamlit shows it literally wherever it renders markdown.
+
+    Every piece of user text (run names, tags, notes, dataset paths, error messages that quote them) goes through
+    this before it reaches ``st.markdown``, ``st.caption``, ``st.error`` / ``st.success`` / ``st.toast``, a widget
+    label, an expander or tab title, a radio option or a progress text: all of those render markdown, so a name like
+    ``![p](http://host/x.png)`` would otherwise make the browser fetch the URL. Each ASCII punctuation character gets
+    a backslash (CommonMark's escape, which Streamlit's emoji, colour and math extensions respect too) and line
+    breaks become spaces. Select-box and multiselect *options*, data frames and plain ``st.text`` are not markdown:
+    pass them the raw text.
+    """
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", _LINE_BREAKS.sub(" ", str(text)))
 
 
 def format_duration(seconds: float | None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping
 
 import pandas as pd
@@ -10,11 +11,35 @@ import streamlit as st
 
 from mmviz.errors import MmvizError
 from mmviz.ui.frame import flash, page_path, render_flash
-from mmviz.ui.labels import ACTIVE, epoch_text, format_duration, run_method_label
+from mmviz.ui.labels import ACTIVE, epoch_text, format_duration, md, run_method_label
 from mmviz.ui.readers import load_last_values, load_runs, runs_by_id
+from mmviz.ui.run_select import filter_runs, render_run_filter, render_runs_watcher, runs_signature
 
 SELECTED_KEY = "runs.selected"
+TAB_KEY = "runs.tab"
+QP_KEY = "runs.query"
+FILTER_KEY = "runs"
 TABLE_REFRESH_S = 5
+NEW_TAB, MANAGE_TAB, RESTART_TAB, FORK_TAB = "New run", "Stop · tag · notes · delete", "Restart", "Fork"
+ACTION_TABS = {"fork": FORK_TAB, "restart": RESTART_TAB, "manage": MANAGE_TAB}
+
+
+def accuracy_or_none(value) -> float | None:
+    """An accuracy as stored, or None where there is none (not measured yet: stored as -1 by older runs, or NaN)."""
+    if value is None or isinstance(value, str):
+        return None
+    value = float(value)
+    return None if math.isnan(value) or value < 0 else value
+
+
+def origin_text(run: Mapping, names: Mapping[str, str]) -> str:
+    """``'NAME @ epoch 3'`` for a fork, ``'restart of NAME'`` for a restart, else empty."""
+    parent, restart_of = run.get("parent_run_id"), run.get("restart_of")
+    if parent:
+        return f"{names.get(parent, parent)} @ epoch {epoch_text(run.get('fork_epoch'))}"
+    if restart_of:
+        return f"restart of {names.get(restart_of, restart_of)}"
+    return ""
 
 
 def build_runs_table(runs: pd.DataFrame, imbalance: Mapping[str, float]) -> pd.DataFrame:
@@ -25,7 +50,6 @@ def build_runs_table(runs: pd.DataFrame, imbalance: Mapping[str, float]) -> pd.D
         status = run.get("effective_status") or run.get("status") or "?"
         config = run.get("config") if isinstance(run.get("config"), dict) else {}
         total = (config.get("train") or {}).get("epochs")
-        parent = run.get("parent_run_id")
         index = imbalance.get(run["run_id"], run.get("imbalance_index"))
         rows.append(
             {
@@ -35,21 +59,21 @@ def build_runs_table(runs: pd.DataFrame, imbalance: Mapping[str, float]) -> pd.D
                 "method": run.get("method"),
                 "fusion": run.get("fusion"),
                 "epochs": f"{run.get('epochs_done') or 0}/{total}" if total else str(run.get("epochs_done") or 0),
-                "best val acc": run.get("best_val_acc"),
+                "best val acc": accuracy_or_none(run.get("best_val_acc")),
                 "imbalance index": None if index is None or pd.isna(index) else float(index),
                 "duration": format_duration(run.get("duration")),
                 "created": dt.datetime.fromtimestamp(run["created"]) if run.get("created") else None,
-                "parent": ""
-                if not parent
-                else f"{names.get(parent, parent)} @ epoch {epoch_text(run.get('fork_epoch'))}",
+                "parent": origin_text(run, names),
                 "tags": ", ".join(run.get("tags") or []) if isinstance(run.get("tags"), list) else "",
+                "notes": run.get("notes") or "",
                 "error": run.get("error") or "",
                 "run id": run["run_id"],
             }
         )
     table = pd.DataFrame(rows)
-    if not table.empty and not table["error"].astype(bool).any():
-        table = table.drop(columns="error")
+    for column in ("notes", "error"):
+        if not table.empty and not table[column].astype(bool).any():
+            table = table.drop(columns=column)
     return table
 
 
@@ -63,35 +87,31 @@ COLUMN_CONFIG = {
     "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
     "error": st.column_config.TextColumn(help="Why a failed or diverged run ended.", width="medium"),
     "epochs": st.column_config.TextColumn(help="Epochs done / planned."),
+    "parent": st.column_config.TextColumn(help="The run it was forked (at that epoch) or restarted from."),
+    "notes": st.column_config.TextColumn(
+        help="The run's description (edit it under 'Stop · tag · notes · delete').", width="medium"
+    ),
 }
 
 
-def render_runs_table(workspace: str) -> None:
-    """The runs table (a fragment: re-read every few seconds while a run is active); selecting a row selects
-    that run for the actions below."""
-    runs = load_runs(workspace)
+def render_runs_table(workspace: str, keep: tuple[str, ...] = ()) -> None:
+    """The runs table (a fragment: re-read every few seconds while a run is active), filtered like the selector.
+
+    The table only shows; the "Selected run" box below is the one way to pick the run the actions work on.
+    """
+    runs = filter_runs(load_runs(workspace), *_filter_state(), keep=keep)
     imbalance = load_last_values(workspace, runs.to_dict("records"), "imbalance/index")
     table = build_runs_table(runs, imbalance)
-    event = st.dataframe(
-        table,
-        hide_index=True,
-        column_config=COLUMN_CONFIG,
-        on_select="rerun",
-        selection_mode="single-row",
-        key="runs.table",
-        width="stretch",
-    )
-    rows = list(getattr(getattr(event, "selection", None), "rows", []) or [])
-    picked = table["run id"].iloc[rows[0]] if rows and rows[0] < len(table) else None
-    changed = picked is not None and picked != st.session_state.get("runs.table.last")
-    st.session_state["runs.table.last"] = picked
-    if changed and picked != st.session_state.get(SELECTED_KEY):
-        st.session_state[SELECTED_KEY] = picked
-        st.rerun()  # redraw the actions for the picked run
+    st.dataframe(table, hide_index=True, column_config=COLUMN_CONFIG, key="runs.table", width="stretch",
+                 placeholder="—")  # fmt: skip
+
+
+def _filter_state() -> tuple[str, bool]:
+    return st.session_state.get(f"{FILTER_KEY}.filter", ""), bool(st.session_state.get(f"{FILTER_KEY}.teaching"))
 
 
 def render_manage(store, run: Mapping) -> None:
-    """Stop, tag and delete the selected run, and links to its live view and comparison."""
+    """Stop, tag, describe and delete the selected run, and links to its live view and comparison."""
     from mmviz import launcher
 
     rid = run["run_id"]
@@ -117,7 +137,7 @@ def render_manage(store, run: Mapping) -> None:
             try:
                 launcher.stop(store, rid)
             except MmvizError as exc:
-                st.error(str(exc))
+                st.error(md(exc))
             else:
                 load_runs.clear()
                 flash(f"Asked run {rid} to stop: it finishes its step, writes a checkpoint and ends as 'stopped'.")
@@ -132,13 +152,28 @@ def render_manage(store, run: Mapping) -> None:
             try:
                 store.set_tags(rid, [t.strip() for t in tags.split(",") if t.strip()])
             except MmvizError as exc:
-                st.error(str(exc))
+                st.error(md(exc))
             else:
                 load_runs.clear()
                 flash(f"Saved the tags of run {rid}.")
+        notes = st.text_area(
+            "Notes",
+            value=run.get("notes") or "",
+            key=f"manage.{rid}.notes",
+            height=90,
+            help="A description of the run (what it tries, what you saw); shown in the runs table and on Compare.",
+        )
+        if st.button("Save notes", key=f"manage.{rid}.save_notes"):
+            try:
+                store.set_notes(rid, notes)
+            except MmvizError as exc:
+                st.error(md(exc))
+            else:
+                load_runs.clear()
+                flash(f"Saved the notes of run {rid}.")
     with c3:
         sure = st.checkbox(
-            f"Yes, delete {run.get('name') or rid} and its files",
+            f"Yes, delete {md(run.get('name') or rid)} and its files",
             key=f"manage.{rid}.sure",
             help="Removes the run's metrics, events, checkpoints and snapshots. This cannot be undone.",
         )
@@ -152,7 +187,7 @@ def render_manage(store, run: Mapping) -> None:
             try:
                 store.delete_run(rid)
             except MmvizError as exc:
-                st.error(str(exc))
+                st.error(md(exc))
             else:
                 load_runs.clear()
                 st.session_state.pop(SELECTED_KEY, None)
@@ -160,7 +195,20 @@ def render_manage(store, run: Mapping) -> None:
         if status in ACTIVE:
             st.caption("Stop the run before deleting it.")
     if run.get("error"):
-        st.error(f"Run {status}: {run['error']}")
+        st.error(md(f"Run {status}: {run['error']}"))
+
+
+def apply_query(by_id: Mapping[str, dict]) -> None:
+    """``?run=ID`` selects that run and ``&action=fork`` / ``restart`` / ``manage`` opens its tab (once per link)."""
+    query = (st.query_params.get("run"), st.query_params.get("action"))
+    if query == st.session_state.get(QP_KEY):
+        return
+    st.session_state[QP_KEY] = query
+    run_id, action = query
+    if run_id in by_id:
+        st.session_state[SELECTED_KEY] = run_id
+        if action in ACTION_TABS:
+            st.session_state[TAB_KEY] = ACTION_TABS[action]
 
 
 def render_runs_page(store, workspace: str) -> None:
@@ -169,12 +217,18 @@ def render_runs_page(store, workspace: str) -> None:
     with c2:
         if st.button("Refresh", icon=":material/refresh:", key="runs.refresh"):
             load_runs.clear()
-    runs = load_runs(workspace)
-    if runs.empty:
+    all_runs = load_runs(workspace)
+    linked = st.query_params.get("run")
+    keep = (linked,) if linked else ()
+    if all_runs.empty:
         st.info("No runs yet in this workspace. Start the demo run, or launch one below.")
+        runs = all_runs
     else:
-        active = runs["effective_status"].isin(ACTIVE).any()
-        st.fragment(run_every=TABLE_REFRESH_S if active else None)(render_runs_table)(workspace)
+        runs = render_run_filter(all_runs, FILTER_KEY, keep=keep)
+        active = all_runs["effective_status"].isin(ACTIVE).any()
+        st.fragment(run_every=TABLE_REFRESH_S if active else None)(render_runs_table)(workspace, keep)
+    # A run started elsewhere (the CLI, another tab) or a status change redraws the page within a few seconds.
+    render_runs_watcher(workspace, runs_signature(all_runs), "runs")
     # The forms need the dataset / method / probe registries, which import torch (~1 s once per server): imported
     # here, after the table is on screen, so the first view after a server start shows the runs at once.
     from mmviz.ui.launch import render_demo_button, render_fork_form, render_launch_form, render_restart_form
@@ -182,18 +236,25 @@ def render_runs_page(store, workspace: str) -> None:
     with c1:
         render_demo_button(store)
     by_id = runs_by_id(runs)
-    tab_names = ["New run"] + (["Stop · tag · delete", "Restart", "Fork"] if by_id else [])
+    apply_query(runs_by_id(all_runs))
+    tab_names = [NEW_TAB] + ([MANAGE_TAB, RESTART_TAB, FORK_TAB] if by_id else [])
     run = None
     if by_id:
         if st.session_state.get(SELECTED_KEY) not in by_id:
             st.session_state[SELECTED_KEY] = next(iter(by_id))
         rid = st.selectbox(
-            "Selected run", list(by_id), format_func=lambda r: run_method_label(by_id[r]), key=SELECTED_KEY
+            "Selected run",
+            list(by_id),
+            format_func=lambda r: run_method_label(by_id[r]),
+            key=SELECTED_KEY,
+            help="The run the tabs below act on (the filter above narrows this list too).",
         )
         run = by_id[rid]
     with st.container():  # always drawn, so the tabs below keep their place (and their selected tab)
         render_flash()
-    tabs = st.tabs(tab_names)
+    if st.session_state.get(TAB_KEY) not in tab_names:
+        st.session_state[TAB_KEY] = NEW_TAB
+    tabs = st.tabs(tab_names, key=TAB_KEY, on_change="rerun")
     with tabs[0]:
         render_launch_form(store)
     if run is not None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 import pandas as pd
 
 FUSED_COLOR = "#3a3a3a"
+NEUTRAL_PALETTE = ("#3a3a3a", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")  # curves without a modality
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 EVENT_COLORS = {"fork": "#2ca02c", "stop": "#d62728", "reinit": "#9467bd"}
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")

@@ -73,6 +73,70 @@ def test_align_sequence_chains_successive_epochs_into_one_frame(cloud):
     assert all(np.allclose(a, cloud, atol=1e-8) for a in anchored)
 
 
+def rms_spread(y: np.ndarray) -> float:
+    return float(np.sqrt(((y - y.mean(axis=0)) ** 2).sum(axis=1).mean()))
+
+
+def test_align_sequence_does_not_shrink_epochs_that_only_partly_agree(cloud):
+    # independent UMAP fits agree only in part: here each epoch moves a third of the points elsewhere
+    rng = np.random.default_rng(0)
+    epochs = [cloud]
+    for _ in range(12):
+        y = epochs[-1].copy()
+        moved = rng.choice(len(y), len(y) // 3, replace=False)
+        y[moved] = rng.permutation(y[moved])
+        epochs.append(y @ rotation(rng.uniform(-3, 3)))
+    chain = align_sequence(epochs[1:], anchor=cloud)
+    for aligned in chain:  # a least-squares scale shrank every further epoch again: epoch 12 was a dot
+        assert rms_spread(aligned) == pytest.approx(rms_spread(cloud), rel=1e-9)
+    references = [(1 + i) * cloud for i in range(12)]  # e.g. each epoch's own PCA view, growing as classes separate
+    sized = align_sequence(epochs[1:], anchor=cloud, references=references)
+    for aligned, reference in zip(sized, references, strict=True):
+        assert rms_spread(aligned) == pytest.approx(rms_spread(reference), rel=1e-9)
+        assert np.allclose(aligned.mean(axis=0), reference.mean(axis=0))
+    with pytest.raises(ValueError, match="2 references for 12 embeddings"):
+        align_sequence(epochs[1:], references=references[:2])
+
+
+def test_procrustes_spread_scaling_keeps_the_targets_size_where_least_squares_shrinks(cloud):
+    scrambled = np.random.default_rng(1).permutation(cloud)  # no agreement at all with the target
+    assert ProcrustesAlignment().fit(scrambled, cloud).scale_ < 0.5
+    aligned = ProcrustesAlignment("spread").fit_transform(3.0 * scrambled, cloud)
+    assert rms_spread(aligned) == pytest.approx(rms_spread(cloud))
+    with pytest.raises(ValueError, match="scaling must be"):
+        ProcrustesAlignment("both")
+
+
+@pytest.fixture(scope="module")
+def mfeat_snapshots(tmp_path_factory) -> list:
+    """The 'pix' snapshots of a real 10-epoch mfeat baseline run (the run the UMAP collapse was seen on)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ws = tmp_path_factory.mktemp("mfeat-ws")
+    root = Path(__file__).resolve().parents[2]
+    argv = [sys.executable, "-m", "mmviz", "train", "--workspace", str(ws), "--dataset", "mfeat", "--epochs", "10",
+            *(f"--set=probes.{p}.enabled=false" for p in ("shapley", "grad_conflict", "separability"))]  # fmt: skip
+    run = subprocess.run(argv, cwd=root, capture_output=True, text=True, timeout=300, check=True).stdout.split()[0]
+    files = sorted((ws / "runs" / run / "snapshots").glob("epoch_*.npz"))
+    assert len(files) == 10, files
+    return [load_snapshot(f, i + 1).features["pix"] for i, f in enumerate(files)]
+
+
+def test_every_epochs_umap_keeps_the_spread_of_its_pca_view_on_a_real_run(mfeat_snapshots):
+    # what the embeddings page does: PCA axes from the last epoch; per-epoch UMAPs rotated onto each other
+    pca = PCAProjection(2).fit(mfeat_snapshots[-1])
+    pcas = [pca.transform(x) for x in mfeat_snapshots]
+    umaps = [UMAPProjection(n_epochs=100).fit_transform(x) for x in mfeat_snapshots]
+    chain = align_sequence(umaps, anchor=pcas[0], references=pcas)
+    for epoch, (aligned, view) in enumerate(zip(chain, pcas, strict=True), start=1):
+        assert 0.5 < rms_spread(aligned) / rms_spread(view) < 2.0, epoch
+    for epoch in range(1, len(chain)):  # and the rotation onto the previous epoch keeps the picture steady
+        agreement = ProcrustesAlignment().fit(chain[epoch], chain[epoch - 1]).rotation_
+        assert agreement[0, 0] > 0.5, epoch
+
+
 def test_pca_frame_is_fitted_on_the_reference_epoch_and_stays_fixed():
     rng = np.random.default_rng(0)
     features = {e: rng.normal(size=(200, 16)) * np.linspace(3, 0.1, 16) for e in (1, 2, 3)}

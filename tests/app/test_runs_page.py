@@ -8,6 +8,7 @@ import pytest
 
 from mmviz.errors import MmvizError
 from mmviz.store import open_store
+from mmviz.ui.labels import md
 
 
 def _button(at, label: str):
@@ -63,7 +64,7 @@ def test_invalid_combination_is_refused_with_the_cli_sentence(scratch_workspace,
     _button(at, "Launch run").click().run()
     with pytest.raises(MmvizError) as cli:
         check_run_config(build_run_config("synthetic", "unimodal", ["method.modality=zzz"]))
-    assert [e.value for e in at.error] == [str(cli.value)]
+    assert [e.value for e in at.error] == [md(str(cli.value))]  # the same sentence, shown literally
     assert not _new_runs(ws, {scratch_workspace["parent"], scratch_workspace["child"]})
 
 

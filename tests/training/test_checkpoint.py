@@ -80,9 +80,9 @@ def test_missing_and_damaged_files_are_refused_with_a_clear_error(tmp_path):
     model, opt = _model_and_optimizer()
     save_checkpoint(tmp_path / "c.pt", {"model": model.state_dict(), "optimizer": opt.state_dict()})
     data = (tmp_path / "c.pt").read_bytes()
-    check_checkpoint(tmp_path / "c.pt")  # reads the header only
+    check_checkpoint(tmp_path / "c.pt", keys=("model", "optimizer"))
     (tmp_path / "short.pt").write_bytes(data[: len(data) - 100])  # a torn write
-    with pytest.raises(StoreError, match="damaged"):
+    with pytest.raises(StoreError, match="cut short"):
         load_checkpoint(tmp_path / "short.pt")
     with pytest.raises(StoreError, match="cut short"):
         check_checkpoint(tmp_path / "short.pt")

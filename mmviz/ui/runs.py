@@ -82,7 +82,9 @@ COLUMN_CONFIG = {
         format="percent", help="Best validation accuracy of the fused model."
     ),
     "imbalance index": st.column_config.NumberColumn(
-        format="%.2f", help="Last logged imbalance/index (0 = balanced, 1 = one modality carries all the accuracy)."
+        format="%.2f",
+        help="Last logged imbalance/index (0 = balanced, 0.5 = one modality carries all the accuracy, 1 = the weakest "
+        "takes away as much as the strongest adds).",
     ),
     "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
     "error": st.column_config.TextColumn(help="Why a failed or diverged run ended.", width="medium"),

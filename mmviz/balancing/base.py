@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmviz.balancing.settings import check_modality_names
 from mmviz.config import Config, EmptyConfig
 from mmviz.errors import ConfigError
 from mmviz.training.context import StepInfo, TrainContext
@@ -74,6 +75,7 @@ class BalancingMethod:
             )
         if "equal_feature_dims" in cls.requires and len(set(feature_dims.values())) != 1:
             raise ConfigError(f"Method {cls.name!r} needs equal feature sizes per modality; got {feature_dims}.")
+        check_modality_names(config, modalities)
         cls.check_config(config, modalities)
 
     @classmethod

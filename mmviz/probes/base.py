@@ -150,3 +150,29 @@ class Probe:
     def log(self, key: str, value: Any) -> None:
         """Record a metric at the current step."""
         self.ctx.log(key, value)
+
+
+class AnalysisProbe(Probe):
+    """A per-epoch diagnostic split into *measuring* (needs the live model; runs in the trainer) and *analysing*
+    (needs only the measured arrays; runs in the analysis process, or inline when there is none).
+
+    At a due epoch ``on_epoch_end`` hands what :meth:`measure` returns to the run's epoch recorder
+    (:class:`mmviz.probes.record.EpochRecorder`), which writes one record per epoch; :meth:`analyse` turns a record
+    into ``(key, value)`` rows. Both the trainer (inline) and the analysis process call :meth:`analyse` on the same
+    arrays, so a diagnostic has one value whichever process computes it (DESIGN.md §2, measuring vs analysing).
+    """
+
+    per_epoch = True
+
+    def measure(self, epoch: int, info: StepInfo, evaluation: Any, record: Any) -> dict[str, Any]:
+        """Called at a due epoch in the trainer: the arrays (numpy) this probe needs, by record name (see
+        :data:`mmviz.measures.record.RECORD_NAMES`); ``record`` holds what earlier probes measured this epoch."""
+        return {}
+
+    def analyse(self, meta: dict[str, Any], arrays: dict[str, Any]) -> list[tuple[str, float]]:
+        """Pure: the rows of one epoch record (``meta``: epoch, step, modalities, num_classes; ``arrays``)."""
+        return []
+
+    def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:
+        recorder = self.ctx.extra["epoch_recorder"]
+        recorder.add(self.name, self.measure(epoch, info, evaluation, recorder.arrays))

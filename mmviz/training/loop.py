@@ -29,6 +29,7 @@ import torch
 
 from mmviz.data.base import TensorSplit
 from mmviz.probes import create_probes
+from mmviz.probes.record import AnalysisSupervisor, EpochRecorder
 from mmviz.training.build import (
     build_method,
     build_model,
@@ -199,8 +200,12 @@ def fit(
     should_stop: Callable[[], bool] = lambda: False,
     progress: Callable[[StepInfo, dict], None] | None = None,
     save_checkpoints: bool = True,
+    analysis_process: bool = False,
 ) -> FitResult:
     """Train ``cfg``'s model with its balancing method, logging to ``store`` under ``run_id``.
+
+    With ``analysis_process`` (and a store and run folder), the epoch diagnostics that need only measured arrays
+    are computed by a separate analysis process (:mod:`mmviz.probes.record`); otherwise inline.
 
     Raises :class:`StopTraining` when stopped (after finishing the step, flushing and checkpointing) and
     :class:`Diverged` on a non-finite loss.
@@ -258,6 +263,11 @@ def fit(
     optimizer = build_optimizer(cfg.optim, [model_params, extra_params])
     ctx.optimizer = optimizer
     scheduler = build_scheduler(cfg.optim, optimizer, cfg.train.epochs)
+    supervisor = None
+    if analysis_process and run_dir is not None and not isinstance(store, NullStore) and hasattr(store, "workspace"):
+        supervisor = AnalysisSupervisor(store.workspace, run_id, run_dir)
+    recorder = EpochRecorder(ctx, probes, supervisor)
+    ctx.extra["epoch_recorder"] = recorder  # analysis probes hand it what they measured at an epoch end
     for p in probes:
         p.setup(ctx)
     step_probes = [p for p in probes if p.per_step]
@@ -387,6 +397,7 @@ def fit(
                 if p.due_epoch(epoch) or epoch == cfg.train.epochs:
                     p.on_epoch_end(epoch, info, ev)
                     probed = True
+            recorder.end_epoch(epoch, info.step, cfg.train.epochs)  # analysed inline, or by the analysis process
             if ev.acc > best_acc:  # keep the weights that were evaluated, before the method's epoch-end changes
                 best_epoch, best_acc = epoch, ev.acc
                 best_state = copy_state()
@@ -414,6 +425,7 @@ def fit(
         raise
     finally:
         writer.close()
+        recorder.close(logger.flush)  # every epoch's diagnostics are in the store before the run ends
 
     # ---- final test of the best-on-val weights ---------------------------------------------------
     model.load_state_dict(best_state["model"])

@@ -30,6 +30,12 @@ def pending_epochs(store, run_id: str) -> tuple[dict[int, str], set[int]]:
     return paths, {int(e) for e in analysed["epoch"]}
 
 
+def analysis_pending(store, run_id: str) -> list[int]:
+    """Epochs whose record is stored but not analysed yet (what the live page shows as pending), in order."""
+    paths, analysed = pending_epochs(store, run_id)
+    return sorted(e for e in paths if e not in analysed)
+
+
 def follow(workspace: str | Path, run_id: str, poll: float = POLL_S) -> int:
     """Analyse the run's records as they come; return the number of epochs analysed."""
     from mmviz.probes import create_probes

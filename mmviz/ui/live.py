@@ -14,6 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from mmviz.analysis.follower import analysis_pending
 from mmviz.analysis.summary import compute_imbalance_banner, find_reference_runs, reference_keys
 from mmviz.errors import MmvizError, RunNotFoundError
 from mmviz.ui.charts import render_chart_controls, render_figure
@@ -214,6 +215,13 @@ def live_view(store, workspace: str, run_id: str, options: ChartOptions, polling
     buf = live_buffer(workspace, run_id)
     buf.update(store)
     render_status(run, buf.frame)
+    pending = analysis_pending(store, run_id)
+    if pending:
+        epochs = ", ".join(map(str, pending[:5])) + (" ..." if len(pending) > 5 else "")
+        st.caption(
+            f"Analysis pending for epoch{'s' if len(pending) > 1 else ''} {epochs}: separability, prototypes, "
+            "probe accuracies, Shapley values and the imbalance index appear when the analysis process is done."
+        )
     render_banner(store, workspace, run, buf.frame)
     if buf.frame.empty:
         st.info("No metrics logged yet; the charts appear with the first logged step.")

@@ -8,11 +8,13 @@ record's step and epoch, together with the epoch's ``analysis`` artifact, in one
 analysed exactly once, and a process that is killed loses nothing: the next one starts from the first epoch
 without an ``analysis`` artifact. Probes that carry state from epoch to epoch (prototype drift) first re-read the
 last analysed record. Records older than the last analysed one are deleted. The process exits when the trainer
-has written the ``.done`` file and every record is analysed.
+has written the ``.done`` file and every record is analysed. It runs at a lower CPU priority (nice 10) with the
+trainer's thread count (the same reduction order, so the same values as inline).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -44,6 +46,10 @@ def follow(workspace: str | Path, run_id: str, poll: float = POLL_S) -> int:
     from mmviz.store import RunStore
     from mmviz.training.config import RunConfig
 
+    try:  # training first: the analysis takes the cores' idle time and catches up at the end
+        os.nice(10)
+    except OSError:
+        pass
     store = RunStore(workspace)
     run = store.get_run(run_id)
     cfg = RunConfig.from_dict(run["config"])

@@ -174,5 +174,9 @@ class AnalysisProbe(Probe):
         return []
 
     def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:
-        recorder = self.ctx.extra["epoch_recorder"]
-        recorder.add(self.name, self.measure(epoch, info, evaluation, recorder.arrays))
+        recorder = self.ctx.extra.get("epoch_recorder")
+        if recorder is None:  # driven outside fit(): analyse inline
+            from mmviz.probes.record import EpochRecorder
+
+            recorder = self.ctx.extra["epoch_recorder"] = EpochRecorder(self.ctx)
+        recorder.add(self, epoch, info, self.measure(epoch, info, evaluation, recorder.arrays))

@@ -50,7 +50,8 @@ class ImbalanceProbe(AnalysisProbe):
 
     def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:
         shapley_on = getattr(self.ctx.config.probes.get("shapley"), "enabled", False)
-        if shapley_on and "shapley" not in self.ctx.extra["epoch_recorder"].due:
+        recorder = self.ctx.extra.get("epoch_recorder")
+        if shapley_on and (recorder is None or not recorder.measured(epoch, "shapley")):
             return  # follow the shapley probe's schedule rather than measuring the coalitions on epochs it skips
         super().on_epoch_end(epoch, info, evaluation)
 

@@ -81,16 +81,17 @@ class AnalysisSupervisor:
 
 
 class EpochRecorder:
-    """Collects one epoch's measured arrays from the analysis probes and has them analysed (inline or by the
-    analysis process)."""
+    """Collects one epoch's measured arrays from the analysis probes and has them analysed: inline at once (each
+    probe's rows at its turn, as before the split) or, with a supervisor, by the analysis process."""
 
-    def __init__(self, ctx: Any, probes: list, supervisor: AnalysisSupervisor | None = None) -> None:
+    def __init__(self, ctx: Any, supervisor: AnalysisSupervisor | None = None) -> None:
         self.ctx = ctx
-        self.probes = [p for p in probes if isinstance(p, AnalysisProbe)]
         self.supervisor = supervisor
         self.arrays: dict[str, Any] = {}
         self.due: list[str] = []
+        self.meta: dict[str, Any] | None = None
         self._writer: threading.Thread | None = None
+        self._pending_artifact: tuple | None = None
         self.background = ctx.device.type != "cpu"
 
     @property
@@ -98,28 +99,35 @@ class EpochRecorder:
         """Whether records are analysed in the trainer (no analysis process)."""
         return self.supervisor is None
 
-    def add(self, probe: str, arrays: dict[str, Any]) -> None:
-        """Called by a due analysis probe: its arrays (an array another probe already gave is kept once)."""
-        self.due.append(probe)
+    def add(self, probe: AnalysisProbe, epoch: int, info: Any, arrays: dict[str, Any]) -> None:
+        """Called by a due analysis probe with what it measured (an array another probe gave is kept once)."""
+        if self.meta is None or self.meta["epoch"] != epoch:
+            self.arrays, self.due = {}, []
+            self.meta = {
+                "epoch": int(epoch),
+                "step": int(info.step),
+                "total_epochs": int(info.total_epochs),
+                "modalities": list(self.ctx.modalities),
+                "num_classes": int(self.ctx.num_classes),
+                "probes": self.due,
+            }
+        self.due.append(probe.name)
         for name, value in arrays.items():
             self.arrays.setdefault(name, value)
-
-    def end_epoch(self, epoch: int, step: int, total_epochs: int) -> None:
-        """Called after the epoch probes: analyse the record now (inline) or hand it to the analysis process."""
-        if not self.due:
-            return
-        meta = {
-            "epoch": int(epoch),
-            "step": int(step),
-            "total_epochs": int(total_epochs),
-            "modalities": list(self.ctx.modalities),
-            "num_classes": int(self.ctx.num_classes),
-            "probes": list(self.due),
-        }
-        arrays, self.arrays, self.due = self.arrays, {}, []
         if self.inline:
-            for key, value in analyse_record(self.probes, meta, {k: _host(v) for k, v in arrays.items()}):
+            hosted = {k: _host(v) for k, v in self.arrays.items()}
+            for key, value in probe.analyse(self.meta, hosted):
                 self.ctx.log(key, value)
+
+    def measured(self, epoch: int, probe: str) -> bool:
+        """Whether ``probe`` measured at ``epoch`` (a probe that follows another's schedule asks)."""
+        return self.meta is not None and self.meta["epoch"] == epoch and probe in self.due
+
+    def end_epoch(self, epoch: int) -> None:
+        """Called after the epoch probes: hand the record to the analysis process (nothing to do inline)."""
+        meta, arrays = self.meta, self.arrays
+        self.meta, self.arrays, self.due = None, {}, []
+        if self.inline or meta is None or meta["epoch"] != epoch:
             return
         path = record_path(self.ctx.run_dir, epoch)
         relative = path.relative_to(self.ctx.run_dir).as_posix()
@@ -128,13 +136,13 @@ class EpochRecorder:
         def write() -> None:
             save_record(path, meta, {k: _host(v) for k, v in arrays.items()})
 
+        self._pending_artifact = (epoch, relative, meta)
         if self.background:  # copy to the host and write off the training thread
             self._writer = threading.Thread(target=write, name="mmviz-record", daemon=True)
             self._writer.start()
         else:
             write()
-        self._pending_artifact = (epoch, relative, meta)
-        self._flush_artifact()
+            self._flush_artifact()
         self.supervisor.ensure_running()
 
     def _join_writer(self) -> None:
@@ -144,16 +152,15 @@ class EpochRecorder:
             self._flush_artifact()
 
     def _flush_artifact(self) -> None:
-        pending = getattr(self, "_pending_artifact", None)
-        if pending is None or self._writer is not None:
+        if self._pending_artifact is None:
             return
-        epoch, relative, meta = pending
+        epoch, relative, meta = self._pending_artifact
         self.ctx.extra["artifact"](epoch, RECORD_KIND, relative, {"step": meta["step"], "probes": meta["probes"]})
         self._pending_artifact = None
 
     def close(self, flush) -> None:
-        """At the end of training: write the last record's artifact (``flush``: the logger's flush, so the
-        analysis process sees it) and wait for the analysis process to analyse every record."""
+        """At the end of training: record the last record (``flush``: the logger's flush, so the analysis process
+        sees it) and wait until the analysis process has analysed every record."""
         self._join_writer()
         if self.supervisor is not None:
             flush()

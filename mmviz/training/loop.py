@@ -266,7 +266,7 @@ def fit(
     supervisor = None
     if analysis_process and run_dir is not None and not isinstance(store, NullStore) and hasattr(store, "workspace"):
         supervisor = AnalysisSupervisor(store.workspace, run_id, run_dir)
-    recorder = EpochRecorder(ctx, probes, supervisor)
+    recorder = EpochRecorder(ctx, supervisor)
     ctx.extra["epoch_recorder"] = recorder  # analysis probes hand it what they measured at an epoch end
     for p in probes:
         p.setup(ctx)
@@ -397,7 +397,7 @@ def fit(
                 if p.due_epoch(epoch) or epoch == cfg.train.epochs:
                     p.on_epoch_end(epoch, info, ev)
                     probed = True
-            recorder.end_epoch(epoch, info.step, cfg.train.epochs)  # analysed inline, or by the analysis process
+            recorder.end_epoch(epoch)  # the epoch's record goes to the analysis process (inline: already analysed)
             if ev.acc > best_acc:  # keep the weights that were evaluated, before the method's epoch-end changes
                 best_epoch, best_acc = epoch, ev.acc
                 best_state = copy_state()

@@ -1,4 +1,5 @@
-"""The command line: ``python -m mmviz train | runs | export | methods | datasets | stop | build-avdigits``.
+"""The command line: ``python -m mmviz train | runs | export | methods | datasets | stop | build-avdigits``, plus
+``sweep | queue | scheduler`` (see :mod:`mmviz.cli_scale`).
 
 Bad input exits with status 2 and one sentence on stderr naming the field, the bad value and the valid
 choices; nothing is started and nothing is written.
@@ -17,6 +18,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from mmviz.cli_scale import SCALE_COMMANDS, add_scale_commands, add_start_options, run_scale_command, wait_for_run
 from mmviz.errors import MmvizError
 
 EXIT_FINISHED, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 3
@@ -57,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--quiet", action="store_true", help="No progress bar or per-epoch lines (the summary stays).")
     t.add_argument("--detach", action="store_true", help="Start the run in the background and return at once.")
+    add_start_options(t)
     t.add_argument("--run-id", help=argparse.SUPPRESS)  # internal: train an already prepared run
     _add_workspace(t)
 
@@ -81,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build-avdigits", help="Rebuild the avdigits audio with espeak-ng (needs Debian's espeak-ng).")
     b.add_argument("--out", help="Output .npz (default: the bundled file).")
     b.add_argument("--clips", type=int, default=3000)
+    add_scale_commands(sub, _add_workspace)
     return parser
 
 
@@ -131,7 +135,7 @@ def _train_and_report(store, run_id: str, quiet: bool) -> int:
 
 
 def cmd_train(args) -> int:
-    from mmviz.launcher import parse_fork_epoch, prepare_run, spawn_run
+    from mmviz.launcher import parse_fork_epoch, submit
     from mmviz.training.config import build_run_config
 
     if args.run_id:  # the trainer process of a prepared run
@@ -143,7 +147,11 @@ def cmd_train(args) -> int:
     fork_epoch = None
     if args.fork:
         store = _store(args)
-        base = store.get_run(args.fork)["config"]
+        parent = store.get_run(args.fork)
+        from mmviz.launcher import check_rerunnable
+
+        check_rerunnable(parent, "fork")
+        base = parent["config"]
         if args.fork_epoch is None:
             raise MmvizError("A fork needs --fork-epoch K (the parent's checkpoint epoch to start from, or 'stopped').")
         fork_epoch = parse_fork_epoch(args.fork_epoch)
@@ -156,15 +164,34 @@ def cmd_train(args) -> int:
 
     resolve_device(cfg.train.device)
     data = check_run_config(cfg)  # everything about the config is checked before the store is touched
+    from mmviz.balancing import METHODS
+    from mmviz.recipes import describe_recipe
+
+    recipe = describe_recipe(METHODS.get(cfg.method).factory, cfg.to_dict())
+    if recipe:  # the settings the recipe implies, before launch (stderr: stdout's first line is the run id)
+        print(recipe, file=sys.stderr, flush=True)
     store = store or _store(args)
-    run_id = prepare_run(
-        store, cfg, name=args.name, parent_run_id=args.fork, fork_epoch=fork_epoch, tags=args.tags, data=data
+    detach = args.detach or args.queue
+    backend = args.backend if detach or args.backend != "local" else None  # None: this process trains it
+    run_id = submit(
+        store,
+        cfg,
+        name=args.name,
+        parent_run_id=args.fork,
+        fork_epoch=fork_epoch,
+        tags=args.tags,
+        data=data,
+        backend=backend,
+        queue=args.queue,
     )
     print(run_id, flush=True)
-    if args.detach:
-        spawn_run(store, run_id)
+    if detach:
         return EXIT_FINISHED
-    return _train_and_report(store, run_id, args.quiet)
+    if backend is None:
+        return _train_and_report(store, run_id, args.quiet)
+    status = wait_for_run(store, run_id)
+    print(run_summary(store, run_id), file=sys.stderr, flush=True)
+    return _exit_status(status)
 
 
 def run_summary(store, run_id: str) -> str:
@@ -270,6 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_export(args)
         if args.command == "stop":
             return cmd_stop(args)
+        if args.command in SCALE_COMMANDS:
+            return run_scale_command(args, _store(args))
         if args.command in ("methods", "datasets"):
             if args.command == "methods":
                 from mmviz.balancing import METHODS as registry

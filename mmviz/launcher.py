@@ -8,19 +8,21 @@ stopped (:data:`STOP_POINT`). This module imports torch only when a run is prepa
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmviz import __version__
-from mmviz.errors import ConfigError, StoreError
+from mmviz.errors import ConfigError, StoreError, did_you_mean
 from mmviz.store import pid_alive
+from mmviz.store.queue import BACKEND_NAMES, MAX_PARALLEL
 
 if TYPE_CHECKING:
     from mmviz.training.config import RunConfig
@@ -56,6 +58,8 @@ def parse_fork_epoch(text: str | int) -> int | str:
             f"The fork epoch must be a checkpoint's epoch number or {STOP_POINT!r} (where the parent was stopped). "
             f"Got {text!r} instead."
         ) from None
+
+
 _CHILDREN_LOCK = threading.Lock()
 
 
@@ -76,6 +80,8 @@ def prepare_run(
     """
     from mmviz.training.build import check_run_config
 
+    if parent_run_id is not None:
+        check_rerunnable(store.get_run(parent_run_id), "fork")
     data = check_run_config(cfg, data)
     stop_step = None
     if parent_run_id is not None:
@@ -155,6 +161,17 @@ def stop_checkpoint(store: Any, run_id: str) -> tuple[int, int] | None:
         return None
 
 
+def check_rerunnable(run: Mapping[str, Any], action: str) -> None:
+    """Refuse to ``action`` ('fork' or 'restart') a run that the user's own code trained (mmviz.api, Lightning)."""
+    origin = run.get("origin") or "trainer"
+    if origin != "trainer":
+        how = "a Lightning callback" if origin == "lightning" else "mmviz.api"
+        raise ConfigError(
+            f"Run {run['run_id']!r} was trained by your own code through {how}, so mmviz cannot {action} it; "
+            "re-run your script with the settings shown for the run instead."
+        )
+
+
 def available_checkpoints(store: Any, run_id: str) -> list[int]:
     """Epochs for which ``run_id`` has a checkpoint on disk, ascending (the stop point: :func:`stop_checkpoint`)."""
     folder = store.run_dir(run_id) / "checkpoints"
@@ -206,6 +223,120 @@ def _wait_and_forget(proc: subprocess.Popen) -> None:
             _CHILDREN.remove(proc)
 
 
+def submit(
+    store: Any,
+    cfg: RunConfig,
+    *,
+    name: str = "",
+    parent_run_id: str | None = None,
+    fork_epoch: int | str | None = None,
+    tags: Iterable[str] = (),
+    data: Any = None,
+    backend: str | Callable[[Any, str], Any] | None = "local",
+    queue: bool = False,
+    schedule_now: bool = True,
+) -> str:
+    """The one way a run starts: validate once, create the run, hand it to a backend; returns the run id.
+
+    Args:
+        backend: ``'local'`` (a trainer process here), ``'ray'`` (a Ray task), a callable ``(store, run_id)``
+            that starts it, or None to only create it (the caller trains it in this process).
+        queue: put the run in the workspace's queue instead; it starts now when a slot is free, else when the
+            scheduler (a process of its own, started here when none runs) finds one.
+        schedule_now: with ``queue``, call :func:`schedule` (False: the caller does, once after queueing many).
+    """
+    if isinstance(backend, str) or backend is None:
+        check_backend(backend or "local")
+    if queue and not isinstance(backend, str):
+        raise ConfigError("Only the 'local' and 'ray' backends can take runs from the queue.")
+    from mmviz.training.build import resolve_device
+
+    resolve_device(cfg.train.device)
+    run_id = prepare_run(
+        store, cfg, name=name, parent_run_id=parent_run_id, fork_epoch=fork_epoch, tags=tags, data=data
+    )
+    if queue:
+        store.enqueue(run_id, backend=backend)
+        if schedule_now:
+            schedule(store)
+    elif callable(backend):
+        backend(store, run_id)
+    elif backend is not None:
+        start_backend(store, run_id, backend)
+    return run_id
+
+
+def check_backend(name: str) -> str:
+    """Return ``name`` when it is a known backend, else raise ``ConfigError`` naming the valid ones."""
+    if name not in BACKEND_NAMES:
+        raise ConfigError(
+            f"Unknown backend {name!r}.{did_you_mean(name, BACKEND_NAMES)} Valid: {', '.join(BACKEND_NAMES)}."
+        )
+    if name == "ray" and importlib.util.find_spec("ray") is None:
+        raise ConfigError("The 'ray' backend needs the ray package (pip install ray); use the 'local' backend.")
+    return name
+
+
+def start_backend(store: Any, run_id: str, backend: str = "local") -> None:
+    """Start a created run on ``backend``: a trainer process here, or a Ray task."""
+    if check_backend(backend) == "ray":
+        from mmviz.ray_backend import start_ray_run
+
+        start_ray_run(store, run_id)
+    else:
+        spawn_run(store, run_id)
+
+
+def start_claimed(store: Any) -> list[str]:
+    """Claim as many queued runs as there are free slots (atomically, see the store) and start them."""
+    started = []
+    for run_id, backend in store.claim_queued(store.get_setting(MAX_PARALLEL)):
+        try:
+            start_backend(store, run_id, backend)
+        except Exception as exc:  # noqa: BLE001 - a run that cannot start fails; the queue goes on
+            store.set_status(run_id, "failed", error=f"Could not start on backend {backend!r}: {exc}")
+        else:
+            started.append(run_id)
+    return started
+
+
+def ensure_scheduler(store: Any) -> bool:
+    """Start the workspace's scheduler process unless one runs; returns whether one was started.
+
+    The scheduler lock is taken here and inherited by the new process, so concurrent callers start one.
+    """
+    from mmviz.scheduler import take_lock
+
+    fd = take_lock(store)
+    if fd is None:
+        return False
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    argv = [sys.executable, "-m", "mmviz", "scheduler", "--workspace", str(store.workspace), "--lock-fd", str(fd)]
+    try:
+        with open(Path(store.artifact_root) / "scheduler.log", "ab") as log:
+            proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=str(ROOT),
+                env=env,
+                start_new_session=True,
+                pass_fds=(fd,),
+            )
+    finally:
+        os.close(fd)  # the child holds the lock now (or nobody does, when it could not start)
+    _CHILDREN.append(proc)
+    return True
+
+
+def schedule(store: Any) -> None:
+    """Start what the queue allows now, and make sure a scheduler runs for the rest."""
+    start_claimed(store)
+    ensure_scheduler(store)
+
+
 def launch(
     store: Any,
     dataset: str | None = None,
@@ -218,14 +349,23 @@ def launch(
     parent_run_id: str | None = None,
     fork_epoch: int | None = None,
     tags: Iterable[str] = (),
+    backend: str = "local",
+    queue: bool = False,
 ) -> str:
-    """Build, validate, create and start a run in the background; returns its id."""
+    """Build the config from names, ``--set`` strings and overrides, then :func:`submit` it; returns the run id."""
     from mmviz.training.config import build_run_config
 
     cfg = build_run_config(dataset, method, sets, base=base, overrides=overrides)
-    run_id = prepare_run(store, cfg, name=name, parent_run_id=parent_run_id, fork_epoch=fork_epoch, tags=tags)
-    spawn_run(store, run_id)
-    return run_id
+    return submit(
+        store,
+        cfg,
+        name=name,
+        parent_run_id=parent_run_id,
+        fork_epoch=fork_epoch,
+        tags=tags,
+        backend=backend,
+        queue=queue,
+    )
 
 
 def fork(
@@ -236,8 +376,12 @@ def fork(
     method: str | None = None,
     overrides: Mapping[str, Any] | None = None,
     name: str = "",
+    **start: Any,
 ) -> str:
-    """Start a child run from the parent's checkpoint at ``epoch`` (or :data:`STOP_POINT`) with edited settings."""
+    """Start a child run from the parent's checkpoint at ``epoch`` (or :data:`STOP_POINT`) with edited settings.
+
+    ``start``: ``backend`` / ``queue`` as for :func:`submit`.
+    """
     parent = store.get_run(parent_run_id)
     return launch(
         store,
@@ -248,6 +392,7 @@ def fork(
         name=name or f"{parent['name']}-fork{epoch}",
         parent_run_id=parent_run_id,
         fork_epoch=epoch,
+        **start,
     )
 
 
@@ -259,12 +404,20 @@ def restart(
     method: str | None = None,
     overrides: Mapping[str, Any] | None = None,
     name: str = "",
+    **start: Any,
 ) -> str:
     """Start a new run from scratch whose config is ``run_id``'s with edits; it records ``run_id`` as its origin
-    (``restart_of``), so it belongs to ``run_id``'s family."""
+    (``restart_of``), so it belongs to ``run_id``'s family (``start`` as for :func:`fork`)."""
     old = store.get_run(run_id)
+    check_rerunnable(old, "restart")
     new_id = launch(
-        store, dataset, method, base=old["config"], overrides=overrides, name=name or f"{old['name']}-restart"
+        store,
+        dataset,
+        method,
+        base=old["config"],
+        overrides=overrides,
+        name=name or f"{old['name']}-restart",
+        **start,
     )
     store.update_run(new_id, restart_of=run_id)
     return new_id
@@ -284,6 +437,12 @@ def stop(store: Any, run_id: str, *, grace: float = 20.0, wait: bool = False) ->
     With ``wait=False`` the escalation runs in a background thread and this returns at once.
     """
     run = store.get_run(run_id)
+    if run["status"] == "queued" and run_id in {q["run_id"] for q in store.list_queue()}:
+        try:
+            store.cancel_queued(run_id)  # never started: nothing to wait for
+            return
+        except StoreError:
+            run = store.get_run(run_id)  # a scheduler claimed it just now: stop it like a started run
     status = run["effective_status"]  # a run whose process is gone is 'lost': nothing would ever see the request
     if status == "lost":
         raise StoreError(
@@ -292,6 +451,8 @@ def stop(store: Any, run_id: str, *, grace: float = 20.0, wait: bool = False) ->
     if status not in ("queued", "running"):
         raise StoreError(f"Run {run_id!r} is {status!r}, not running; only running runs can be stopped.")
     store.request_stop(run_id)
+    if (run.get("origin") or "trainer") != "trainer":
+        return  # the user's own process: it sees the request (mmviz.api's ``should_stop``); never signal it
     pid = run.get("pid")
 
     def escalate() -> None:

@@ -3,6 +3,7 @@
 This package never imports ``mmviz``; everything here is plain PyTorch.
 """
 
+from models import av_resnet  # noqa: F401  (registers the audio-visual ResNet-18 encoders)
 from models.encoders import ENCODERS, create_encoder, default_encoder
 from models.fusion import FUSIONS, create_fusion
 from models.net import ModelOutput, MultimodalNet

@@ -29,7 +29,7 @@ def register_encoder(name: str, kinds: tuple[str, ...], description: str):
 
 def default_encoder(kind: str) -> str:
     """The encoder used for a modality kind when the config says 'auto'."""
-    return {"vector": "mlp", "image": "cnn2d", "sequence": "cnn1d"}[kind]
+    return {"vector": "mlp", "image": "cnn2d", "sequence": "cnn1d", "video": "resnet18_visual"}[kind]
 
 
 def create_encoder(name: str, in_shape: tuple[int, ...], out_dim: int, hidden: int) -> nn.Module:

@@ -14,12 +14,13 @@ from mmviz.balancing.registry import METHODS
 from mmviz.balancing.settings import ModulationWindow
 from mmviz.config import param
 from mmviz.measures import compute_shapley, eval_mode
+from mmviz.recipes import Recipe, RecipeSetting
 from mmviz.training.context import StepInfo, TrainContext
 from models import ModelOutput
 
 
 @dataclasses.dataclass(frozen=True)
-class AGMConfig(ModulationWindow):
+class AGMConfig(RecipeSetting, ModulationWindow):
     """Settings of AGM."""
 
     alpha: float = param(
@@ -35,6 +36,18 @@ class AGMConfig(ModulationWindow):
         "encoder only (eval mode); 'eval': whole eval-mode forwards of zero-masked inputs "
         "(official code).",
         choices=("features", "eval"),
+    )
+    grad_clip: str = param(
+        "conditional",
+        "'conditional' (official code): when any element of the fused head's weight gradient lies outside [-1, 1], "
+        "clip the whole model's gradient to norm 1 before the step; 'off': never clip.",
+        choices=("conditional", "off"),
+    )
+    running_mean: str = param(
+        "previous",
+        "Running mean of the response losses that kappa compares with: 'previous' = over the steps before this "
+        "one (official code: updated after kappa); 'inclusive' = this step included.",
+        choices=("previous", "inclusive"),
     )
     modulation_starts: int = param(1, "First epoch (1-based, inclusive) with modulation.", low=1, high=100000)
     modulation_ends: int = param(
@@ -61,6 +74,32 @@ def compute_agm_coefficients(
     return kappa, r, r_mean
 
 
+def compute_running_means(
+    score_sum: dict[str, torch.Tensor], count: int, scores: dict[str, torch.Tensor], mode: str
+) -> dict[str, torch.Tensor]:
+    """The running means kappa compares with, given the sums and count of the *previous* steps' losses.
+
+    ``previous`` (official): the mean over the steps before this one, 0 before the first step (the official
+    ``train_score`` starts at 0, so the first step's ``r_mean`` is 1); ``inclusive``: this step's loss included.
+
+    >>> m = compute_running_means({"a": torch.tensor(3.0)}, 2, {"a": torch.tensor(3.0)}, "previous")
+    >>> float(m["a"])
+    1.5
+    """
+    if mode == "inclusive":
+        return {m: (score_sum[m] + scores[m]) / (count + 1) for m in scores}
+    return {m: score_sum[m] / count if count else torch.zeros_like(scores[m]) for m in scores}
+
+
+def needs_clip(head_grad: torch.Tensor | None) -> bool:
+    """AGM's clip condition: some element of the fused head's weight gradient lies outside [-1, 1].
+
+    The official code (``run/CREMAD_main.py`` lines 230-243) tests ``max(grad) > 1 or min(grad) < -1`` on the
+    final linear's weight gradient and then calls ``clip_grad_norm_(model.parameters(), max_norm=1.0)``.
+    """
+    return head_grad is not None and bool(head_grad.abs().max() > 1.0)
+
+
 def scale_gradient(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """Identity in the forward pass; multiplies the gradient flowing back into ``x`` by ``factor``."""
     return x.detach() + factor * (x - x.detach())
@@ -73,8 +112,8 @@ class AGM(BalancingMethod):
     Each step the fused output is decomposed into per-modality Shapley responses ``phi^m`` computed from
     forwards with modalities replaced by zeros (``phi^a = 1/2 [f(a,v) - f(0,v) + f(a,0)]``; exact Shapley
     over all subsets for three modalities), which sum exactly to the fused output. Each response's loss
-    ``s^m = CE(phi^m, y)`` is compared with its running mean (cumulative average over all steps so far,
-    the current one included): ``r^m = exp(s^other - s^m)``, ``kappa^m = exp(alpha * min(r_mean^m - r^m, 10))``,
+    ``s^m = CE(phi^m, y)`` is compared with its running mean (cumulative average over the previous steps, as the
+    official code, which updates it after computing kappa; ``running_mean=inclusive`` counts the current step): ``r^m = exp(s^other - s^m)``, ``kappa^m = exp(alpha * min(r_mean^m - r^m, 10))``,
     and the loss ``CE(sum_m phi^m, y)`` is back-propagated with the gradient into ``phi^m`` multiplied by
     ``kappa^m`` (a detach trick in the forward pass: the value is unchanged and no hooks persist). Pitfalls
     decided: the official code re-runs the whole network in eval mode inside ``forward`` for the masked
@@ -87,11 +126,42 @@ class AGM(BalancingMethod):
     the mean loss of the other modalities. The default alpha is the author's CREMA-D value 1.5 with
     modulation for the whole run. Works with any fusion. Logs ``coef/agm/<m>`` (kappa), ``agm/score/<m>``,
     ``agm/score_mean/<m>``, ``agm/ratio/<m>``, ``agm/ratio_mean/<m>`` and the Shapley-response batch
-    accuracy ``agm/acc/<m>`` every step.
+    accuracy ``agm/acc/<m>`` every step, and ``agm/clipped`` (1 when the conditional clip fired).
+
+    Gradient clip (official ``run/CREMAD_main.py`` lines 230-243, lihong2303/AGM_ICCV2023 @5a65542c): after
+    backward, when any element of the fused head's final weight gradient is outside [-1, 1] (the code tests its
+    max and min, not its norm), the whole model's gradient is clipped to norm 1; ``grad_clip=conditional`` is the
+    default, ``off`` disables it. For sum fusion the first modality's head is the tested one. Running mean: the
+    code computes kappa from ``train_score`` before adding the current step (lines 142-153), so the default
+    ``running_mean=previous`` averages over previous steps only (0 before the first, as the code's start value).
+
+    Recipes: the default ``recipe=quick`` (Adam 1e-3, batch 64, 30 epochs) suits mmviz's small CPU data, but AGM's
+    kappa scales a gradient that Adam largely renormalises, so its effect shows under SGD; ``recipe=paper`` is the
+    official code's: SGD momentum 0.9, weight decay 1e-4 (``tasks/CREMAD_task.py`` line 36), StepLR(70, x0.1)
+    (``utils/config.py`` lines 77-78), lr 1e-4, batch 64, 100 epochs (README's training command), alpha 1.5 and
+    modulation over the whole run (the author's CREMA-D answer, issues #3/#5).
     """
 
     name = "agm"
     config_cls = AGMConfig
+    paper_recipe = Recipe(
+        {
+            "optim": {
+                "name": "sgd",
+                "lr": 1e-4,
+                "momentum": 0.9,
+                "weight_decay": 1e-4,
+                "schedule": "step",
+                "step_size": 70,
+                "gamma": 0.1,
+            },
+            "train": {"epochs": 100, "batch_size": 64},
+            "method": {"alpha": 1.5, "grad_clip": "conditional"},
+        },
+        "lihong2303/AGM_ICCV2023@5a65542c tasks/CREMAD_task.py L36-37 (SGD momentum 0.9, wd 1e-4, StepLR), "
+        "utils/config.py L77-78 (step 70, x0.1), README train command (lr 1e-4, batch 64, 100 epochs), "
+        "run/CREMAD_main.py L230-243 (conditional clip); alpha 1.5 whole run from the author in issues #3/#5",
+    )
 
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)
@@ -122,10 +192,10 @@ class AGM(BalancingMethod):
         mods, y = self.ctx.modalities, batch["label"]
         phi = compute_shapley(self.coalition_values(out, batch), mods)  # v(empty) = 0: sum_m phi^m = v(all)
         scores = {m: F.cross_entropy(phi[m].detach().float(), y) for m in mods}
+        means = compute_running_means(self.score_sum, self.count, scores, self.config.running_mean)
         self.count += 1
         for m in mods:
             self.score_sum[m] = self.score_sum[m] + scores[m]
-        means = {m: self.score_sum[m] / self.count for m in mods}
         kappa, r, r_mean = compute_agm_coefficients(scores, means, self.config.alpha)
         if not self.config.active(info.epoch):
             kappa = {m: torch.ones_like(k) for m, k in kappa.items()}
@@ -140,6 +210,14 @@ class AGM(BalancingMethod):
             self.log(f"agm/ratio_mean/{m}", r_mean[m])
             self.log(f"agm/acc/{m}", (phi[m].detach().argmax(1) == y).float().mean())
         return F.cross_entropy(fused, y)
+
+    def on_after_backward(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> None:
+        if self.config.grad_clip != "conditional":
+            return
+        clipped = needs_clip(self.ctx.model.fusion.final_linear().weight.grad)
+        if clipped:
+            torch.nn.utils.clip_grad_norm_(self.ctx.model.parameters(), max_norm=1.0)
+        self.log("agm/clipped", float(clipped))
 
     def state_dict(self) -> dict[str, Any]:
         return {"count": self.count, "score_sum": {m: v.detach().cpu().clone() for m, v in self.score_sum.items()}}

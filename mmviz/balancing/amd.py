@@ -13,6 +13,7 @@ from mmviz.balancing.registry import METHODS
 from mmviz.balancing.settings import MethodConfig, modality_map, parse_modality_map
 from mmviz.config import param
 from mmviz.errors import ConfigError
+from mmviz.recipes import Recipe, RecipeSetting
 from mmviz.training.context import StepInfo, TrainContext
 from mmviz.training.evaluate import evaluate
 from models import ModelOutput
@@ -23,7 +24,7 @@ _SEED_OFFSET = 0x5EED_A4D  # keeps the dropout draws apart from the data-order g
 
 
 @dataclasses.dataclass(frozen=True)
-class AMDConfig(MethodConfig):
+class AMDConfig(RecipeSetting, MethodConfig):
     """Settings of aggressive modality dropout."""
 
     target: str = param("", "Target modality, never dropped and evaluated alone each epoch ('' = none).")
@@ -141,10 +142,26 @@ class AggressiveModalityDropout(BalancingMethod):
     target-only accuracy ``val/acc_target`` (helpers zeroed) is logged every epoch. The samples zeroed in the
     current epoch are exposed as ``ctx.extra['dropped_mask']``: per modality a bool tensor over absolute
     sample indices (size of the whole dataset; True = zeroed this epoch).
+
+    Recipes: the default ``recipe=quick`` (Adam 1e-3, batch 64, 30 epochs) suits mmviz's small CPU data;
+    ``recipe=paper`` is the official IEMOCAP notebook's: Adam lr 1e-4, batch 30, 40 epochs
+    (nmagal/modality_drop_for_colearning @3cf784fd, ``code/run_model_IEMOCAP.ipynb`` config cell:
+    ``batchsize = 15 * 2``, ``num_epochs = 40``, ``lr = 0.0001``; ``code/training_loops.py`` line 53: Adam). Its
+    ``ReduceLROnPlateau(patience=100)`` (line 58) cannot fire within 40 epochs, so no schedule is its exact
+    equivalent. The target modality and p stay the run's choice (the paper sweeps p).
     """
 
     name = "amd"
     config_cls = AMDConfig
+    paper_recipe = Recipe(
+        {
+            "optim": {"name": "adam", "lr": 1e-4, "weight_decay": 0.0, "schedule": "none"},
+            "train": {"epochs": 40, "batch_size": 30},
+        },
+        "nmagal/modality_drop_for_colearning@3cf784fd code/run_model_IEMOCAP.ipynb config cell (batchsize 15*2, "
+        "num_epochs 40, lr 1e-4), code/training_loops.py L53 (Adam), L58 (ReduceLROnPlateau patience 100: never "
+        "fires in 40 epochs)",
+    )
 
     @classmethod
     def check_config(cls, config: AMDConfig, modalities: tuple[str, ...]) -> None:

@@ -13,6 +13,7 @@ from mmviz.balancing.base import BalancingMethod
 from mmviz.balancing.registry import METHODS
 from mmviz.config import Config, param
 from mmviz.errors import ConfigError
+from mmviz.recipes import Recipe, RecipeSetting
 from mmviz.training.context import StepInfo, TrainContext
 from models import ModelOutput
 
@@ -22,7 +23,7 @@ BLOCK_FUSIONS = ("concat", "sum", "shared_head")  # fusions whose head has one w
 
 
 @dataclasses.dataclass(frozen=True)
-class CGGMConfig(Config):
+class CGGMConfig(RecipeSetting, Config):
     """Settings of CGGM."""
 
     rho: float = param(
@@ -49,9 +50,13 @@ class CGGMConfig(Config):
         low=0.0,
         high=0.9999,
     )
-    b_max: float = param(
-        1.0, "Clip B^m to [0, b_max] (B explodes or flips sign when the changes nearly cancel).", low=0.0, high=10.0
+    b_clip: str = param(
+        "clip",
+        "'clip': B^m clipped to [0, b_max] (B explodes or flips sign when the changes nearly cancel); "
+        "'none': the official code's unclipped B.",
+        choices=("clip", "none"),
     )
+    b_max: float = param(1.0, "Upper end of the B^m clip (b_clip=clip).", low=0.0, high=10.0)
     aux_hidden: int = param(
         0,
         "Hidden width of the auxiliary MLPs (0 = the modality's feature size, needed by "
@@ -83,6 +88,16 @@ def compute_cggm_coefficients(delta: torch.Tensor, eps: float = EPS) -> torch.Te
     """
     s = delta.sum() + eps
     return (s - delta) / s
+
+
+def clip_coefficients(coef: torch.Tensor, mode: str, b_max: float) -> torch.Tensor:
+    """``B`` clipped to ``[0, b_max]`` (``mode="clip"``) or unchanged (``"none"``, the official code).
+
+    >>> clip_coefficients(torch.tensor([-0.5, 1.5]), "clip", 1.0).tolist(), clip_coefficients(
+    ...     torch.tensor([-0.5, 1.5]), "none", 1.0).tolist()
+    ([0.0, 1.0], [-0.5, 1.5])
+    """
+    return coef.clamp(0.0, b_max) if mode == "clip" else coef
 
 
 def compute_direction_loss(coef: torch.Tensor, cosines: torch.Tensor) -> torch.Tensor:
@@ -119,10 +134,38 @@ class CGGM(BalancingMethod):
     Logs ``coef/cggm/<m>`` (raw B, clipped), ``cggm/coef_smooth/<m>``, ``cggm/scale/<m>`` (applied rho * B),
     ``cggm/aux_acc/<m>``, ``cggm/aux_delta/<m>``, ``cggm/aux_delta_smooth/<m>``, ``cggm/aux_loss/<m>``, ``cggm/cos/<m>``
     and ``cggm/direction_loss``.
+
+    B clip: the official code (zrguo/CGGM @21e428cb, ``src/msatrain.py`` lines 106-122) uses
+    ``B^m = (S - delta^m) / S`` unclipped; ``b_clip=none`` selects that variant, the default ``clip`` keeps B in
+    [0, b_max] for the reason above. Recipes: the default ``recipe=quick`` (Adam 1e-3, batch 64, 30 epochs,
+    smoothed and clipped B, paper's direction term, no gradient clip) suits mmviz's small data; ``recipe=paper``
+    is the official MOSI/IEMOCAP setting (``run/mosi_run.py`` and ``run/iemo_run.py`` argparse lines 43-56;
+    ``src/msatrain.py`` lines 21-33 and 126): Adam lr 1e-3, classifiers lr 5e-4, batch 64, 30 epochs, rho 1.3,
+    lambda 0.2, gradient norm clipped to 0.8, raw per-batch accuracy change, unclipped B and the code's
+    parameter-cosine direction term. Its ``ReduceLROnPlateau(patience 10)`` on the validation loss has no mmviz
+    schedule and is left out (with patience 10 it can fire at most twice in 30 epochs).
     """
 
     name = "cggm"
     config_cls = CGGMConfig
+    paper_recipe = Recipe(
+        {
+            "optim": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "none"},
+            "train": {"epochs": 30, "batch_size": 64},
+            "method": {
+                "rho": 1.3,
+                "lam": 0.2,
+                "aux_lr": 5e-4,
+                "clip_norm": 0.8,
+                "smoothing": 0.0,
+                "b_clip": "none",
+                "direction": "code",
+            },
+        },
+        "zrguo/CGGM@21e428cb run/mosi_run.py and run/iemo_run.py L43-56 (batch 64, clip 0.8, lr 1e-3, cls_lr 5e-4, "
+        "Adam, 30 epochs, rou 1.3, lamda 0.2), src/msatrain.py L21-33 (optimisers), L106-127 (raw B, clip, step)",
+        "ReduceLROnPlateau(patience 10, x0.1) on the validation loss (no mmviz schedule).",
+    )
 
     @classmethod
     def check_compatible(
@@ -199,8 +242,8 @@ class CGGM(BalancingMethod):
             ema = cfg.smoothing * self.ema_acc + (1.0 - cfg.smoothing) * acc
             delta_smooth = ema - self.ema_acc
             self.ema_acc = ema
-            coef_raw = compute_cggm_coefficients(delta).clamp(0.0, cfg.b_max)
-            coef_smooth = compute_cggm_coefficients(delta_smooth).clamp(0.0, cfg.b_max)
+            coef_raw = clip_coefficients(compute_cggm_coefficients(delta), cfg.b_clip, cfg.b_max)
+            coef_smooth = clip_coefficients(compute_cggm_coefficients(delta_smooth), cfg.b_clip, cfg.b_max)
             self.coef = coef_smooth if cfg.smoothing > 0 else coef_raw
         cosines = torch.stack([self.direction_cosine(m, out.logits, aux_logits[m], y) for m in self.modalities])
         direction = compute_direction_loss(self.coef, cosines.float())

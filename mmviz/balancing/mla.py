@@ -15,12 +15,13 @@ from mmviz.balancing.registry import METHODS
 from mmviz.balancing.settings import MethodConfig, modality_map, parse_modality_map
 from mmviz.config import param
 from mmviz.measures import eval_mode
+from mmviz.recipes import Recipe, RecipeSetting
 from mmviz.training.context import StepInfo, TrainContext
 from models import ModelOutput
 
 
 @dataclasses.dataclass(frozen=True)
-class MLAConfig(MethodConfig):
+class MLAConfig(RecipeSetting, MethodConfig):
     """Settings of MLA."""
 
     projection: str = param(
@@ -109,10 +110,33 @@ class MLA(BalancingMethod):
     of the head gradient removed by the projection's direction, its overall gain divided out) and per step
     ``mla/alpha`` and ``mla/proj_gain``; per epoch on val ``mla/weight/<m>`` (mean entropy weight),
     ``val/acc_dynamic`` and ``val/acc_fixed``.
+
+    Recipes: the default ``recipe=quick`` (Adam 1e-3, batch 64, 30 epochs) suits mmviz's small CPU data (and
+    Adam cancels the projector's 1/sqrt(D) gain); ``recipe=paper`` is the official CREMA-D setting: SGD lr 1e-3,
+    momentum 0.9, weight decay 1e-4, StepLR(70, x0.1), batch 64, 100 epochs and the shared head
+    (Cecile-hi/Multimodal-Learning-with-Alternating-Unimodal-Adaptation @ab6c1845 ``main.py`` argparse lines
+    28-34, optimiser line 749, scheduler line 760, README's CREMA-D command ``--batch_size 64 --epochs 100``).
     """
 
     name = "mla"
     config_cls = MLAConfig
+    paper_recipe = Recipe(
+        {
+            "model": {"fusion": "shared_head"},
+            "optim": {
+                "name": "sgd",
+                "lr": 1e-3,
+                "momentum": 0.9,
+                "weight_decay": 1e-4,
+                "schedule": "step",
+                "step_size": 70,
+                "gamma": 0.1,
+            },
+            "train": {"epochs": 100, "batch_size": 64},
+        },
+        "Cecile-hi/Multimodal-Learning-with-Alternating-Unimodal-Adaptation@ab6c1845 main.py L28-34 (batch 64, "
+        "100 epochs, SGD lr 1e-3, StepLR 70 x0.1), L749 (momentum 0.9, wd 1e-4), L760 (StepLR), README command",
+    )
     replaces_step = True
     fusions = ("shared_head",)
 

@@ -16,12 +16,13 @@ from mmviz.balancing.common import (
 from mmviz.balancing.registry import METHODS
 from mmviz.balancing.settings import ModulationWindow
 from mmviz.config import param
+from mmviz.recipes import Recipe, RecipeSetting
 from mmviz.training.context import StepInfo, TrainContext
 from models import ModelOutput
 
 
 @dataclasses.dataclass(frozen=True)
-class OGMGEConfig(ModulationWindow):
+class OGMGEConfig(RecipeSetting, ModulationWindow):
     """Settings of OGM-GE."""
 
     alpha: float = param(
@@ -40,24 +41,45 @@ class OGMGEConfig(ModulationWindow):
         "else all; 'conv_only' (official code); 'all'.",
         choices=("auto", "conv_only", "all"),
     )
+    tie: str = param(
+        "damp_first",
+        "When every score is equal (rho = 1): 'damp_first' damps the first modality by 1 - tanh(alpha) as the "
+        "official code's else-branch does; 'none' damps nobody.",
+        choices=("damp_first", "none"),
+    )
     modulation_starts: int = param(1, "First epoch (1-based, inclusive) with modulation.", low=1, high=100000)
     modulation_ends: int = param(
         100000, "Last epoch (inclusive) with modulation (default: the whole run).", low=1, high=100000
     )
 
 
-def compute_ogm_coefficients(ratios: dict[str, torch.Tensor], alpha: float, shape: str) -> dict[str, torch.Tensor]:
+def compute_ogm_coefficients(
+    ratios: dict[str, torch.Tensor], alpha: float, shape: str, tie: str = "damp_first"
+) -> dict[str, torch.Tensor]:
     """OGM-GE's gradient coefficient per modality: ``k = 1 - tanh(alpha * rho)`` where ``rho > 1``, else 1.
 
     Args:
         ratios: per modality the score ratio ``rho`` (0-d tensors, see :func:`compute_ratios`).
         alpha: modulation strength.
         shape: ``step`` (paper/code) or ``continuous`` (``1 - tanh(alpha * (rho - 1))``, no jump at 1).
+        tie: ``damp_first``: when no ratio exceeds 1 (all scores equal) the first modality is damped as if its
+            ratio exceeded 1 — the official code's ``if ratio_v > 1: ... else: damp a`` damps audio at
+            ``ratio_v == 1``; ``none``: nobody is damped at a tie.
+
+    >>> k = compute_ogm_coefficients({"a": torch.tensor(1.0), "v": torch.tensor(1.0)}, 0.8, "step")
+    >>> round(float(k["a"]), 4), float(k["v"])
+    (0.3359, 1.0)
     """
     out = {}
-    for m, rho in ratios.items():
+    names = list(ratios)
+    all_tied = torch.stack([ratios[m] <= 1.0 for m in names]).all()
+    for i, m in enumerate(names):
+        rho = ratios[m]
         arg = alpha * rho if shape == "step" else alpha * (rho - 1.0)
-        out[m] = torch.where(rho > 1.0, 1.0 - torch.tanh(arg), torch.ones_like(rho))
+        damped = rho > 1.0
+        if tie == "damp_first" and i == 0:
+            damped = damped | all_tied
+        out[m] = torch.where(damped, 1.0 - torch.tanh(arg), torch.ones_like(rho))
     return out
 
 
@@ -85,10 +107,36 @@ class OGMGE(BalancingMethod):
     shared_head). Logs ``coef/ogm_ge/<m>`` (k), ``ogm_ge/ratio/<m>`` and ``ogm_ge/noise_sigma/<m>`` (mean
     noise std over the modulated tensors) every step; the scores themselves are the ``score_ratio`` probe's
     ``score/<m>`` (the same quantity, on by default).
+
+    Recipes: the default ``recipe=quick`` (Adam 1e-3, batch 64, 30 epochs, modulation over the whole run) suits
+    mmviz's small CPU datasets, where 100 SGD epochs would take most of a session; ``recipe=paper`` is the
+    official code's: SGD lr 1e-3, momentum 0.9, weight decay 1e-4, StepLR(70, x0.1), batch 64, 100 epochs,
+    alpha 0.8 (README's CREMA-D value) and modulation in the code's 0-based epochs 0-50, i.e. our 1-based 1-51
+    (GeWu-Lab/OGM-GE_CVPR2022 @343dc1d9 ``main.py`` argparse lines 33-43, optimiser and scheduler lines
+    246-247, README "alpha=0.8 for CREMA-D"). Tie: when both scores are equal the official code damps audio
+    (its else-branch, ``main.py`` lines 119-124); ``tie=damp_first`` (default) does the same for the first
+    modality, ``tie=none`` damps nobody.
     """
 
     name = "ogm_ge"
     config_cls = OGMGEConfig
+    paper_recipe = Recipe(
+        {
+            "optim": {
+                "name": "sgd",
+                "lr": 1e-3,
+                "momentum": 0.9,
+                "weight_decay": 1e-4,
+                "schedule": "step",
+                "step_size": 70,
+                "gamma": 0.1,
+            },
+            "train": {"epochs": 100, "batch_size": 64},
+            "method": {"alpha": 0.8, "modulation_starts": 1, "modulation_ends": 51},
+        },
+        "GeWu-Lab/OGM-GE_CVPR2022@343dc1d9 main.py L33-43 (batch 64, 100 epochs, SGD lr 1e-3, StepLR 70 x0.1, "
+        "modulation epochs 0-50 0-based), L246-247 (momentum 0.9, wd 1e-4), README (alpha 0.8 for CREMA-D)",
+    )
     requires = frozenset({"unimodal_logits"})
 
     def setup(self, ctx: TrainContext) -> None:
@@ -100,7 +148,7 @@ class OGMGE(BalancingMethod):
         scores = compute_confidence_scores(out.unimodal_logits, batch["label"])
         ratios = compute_ratios(scores)
         active = cfg.active(info.epoch)
-        coefs = compute_ogm_coefficients(ratios, cfg.alpha, cfg.coefficient)
+        coefs = compute_ogm_coefficients(ratios, cfg.alpha, cfg.coefficient, cfg.tie)
         for m in self.ctx.modalities:
             k = coefs[m] if active else torch.ones_like(coefs[m])
             sigmas = self._modulate(self._params[m], k, add_noise=active and cfg.ge)

@@ -14,12 +14,13 @@ from mmviz.balancing.registry import METHODS
 from mmviz.balancing.settings import ModulationWindow
 from mmviz.config import param
 from mmviz.measures import compute_class_means, compute_prototype_drift, extract_features
+from mmviz.recipes import Recipe, RecipeSetting
 from mmviz.training.context import StepInfo, TrainContext
 from models import ModelOutput
 
 
 @dataclasses.dataclass(frozen=True)
-class PMRConfig(ModulationWindow):
+class PMRConfig(RecipeSetting, ModulationWindow):
     """Settings of PMR."""
 
     alpha: float = param(
@@ -37,6 +38,12 @@ class PMRConfig(ModulationWindow):
     )
     momentum_coef: float = param(
         0.2, "EMA momentum mu of the prototypes: c <- (1 - mu) c_new + mu c_old.", low=0.0, high=1.0
+    )
+    first_update: str = param(
+        "replace",
+        "The prototype update after the first epoch: 'replace' the initial prototypes by the fresh class means "
+        "(official code: no blend while its 0-based epoch is 0) or 'blend' them with the EMA like later updates.",
+        choices=("replace", "blend"),
     )
     proto_fraction: float = param(
         0.1,
@@ -69,6 +76,17 @@ class PMRConfig(ModulationWindow):
     entropy_epochs: int = param(
         5, "Epochs (from the start) during which the entropy regulariser acts.", low=0, high=100000
     )
+
+
+def compute_prototype_update(fresh: torch.Tensor, old: torch.Tensor, present: torch.Tensor, mu: float) -> torch.Tensor:
+    """EMA step of the prototypes: ``c <- (1 - mu) c_fresh + mu c_old`` for sampled classes, ``c_old`` otherwise.
+
+    ``mu = 0`` replaces (the official code's update while its 0-based epoch is 0).
+
+    >>> compute_prototype_update(torch.tensor([[4.0]]), torch.tensor([[0.0]]), torch.tensor([[True]]), 0.25)
+    tensor([[3.]])
+    """
+    return torch.where(present, (1.0 - mu) * fresh + mu * old, old)
 
 
 def compute_prototype_logits(z: torch.Tensor, prototypes: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -114,10 +132,40 @@ class PMR(BalancingMethod):
     fusion, since prototypes use features only. Logs ``coef/pmr/<m>`` (beta), ``pmr/ratio/<m>``,
     ``pmr/score/<m>``, ``pmr/pce/<m>`` every step, ``pmr/entropy/<m>`` when the regulariser is on, and
     ``pmr/proto_drift/<m>`` at each prototype update.
+
+    First update: the official ``calculate_prototype`` (fanyunfeng-bit/Modal-Imbalance-PMR @3615e489,
+    ``main_Prototype_grad.py`` lines 435-440) blends only when its 0-based epoch is > 0; it is called before
+    training and after epoch 0 with ``epoch = 0``, so the update after the first epoch replaces the initial
+    prototypes. ``first_update=replace`` (default) does the same; ``blend`` blends from the first update on.
+
+    Recipes: the default ``recipe=quick`` (Adam 1e-3, batch 64, 30 epochs, the loss over the whole run, the
+    argparse alpha 1 and momentum 0.2) suits mmviz's small CPU data; ``recipe=paper`` is the official CREMA-D
+    script's: SGD lr 1e-3 (``bash.sh`` line 58), momentum 0.9, weight decay 1e-4, StepLR(70, x0.1) (lines
+    464-465 and argparse 44-45 of ``main_Prototype_grad.py``), batch 64, 150 epochs, alpha 3, prototype
+    momentum 0, PCE in 0-based epochs 0-100, i.e. our 1-101.
     """
 
     name = "pmr"
     config_cls = PMRConfig
+    paper_recipe = Recipe(
+        {
+            "optim": {
+                "name": "sgd",
+                "lr": 1e-3,
+                "momentum": 0.9,
+                "weight_decay": 1e-4,
+                "schedule": "step",
+                "step_size": 70,
+                "gamma": 0.1,
+            },
+            "train": {"epochs": 150, "batch_size": 64},
+            "method": {"alpha": 3.0, "momentum_coef": 0.0, "modulation_starts": 1, "modulation_ends": 101},
+        },
+        "fanyunfeng-bit/Modal-Imbalance-PMR@3615e489 bash.sh L58 (CREMA-D Proto: lr 1e-3, 150 epochs, "
+        "modulation 0-100, alpha 3, momentum_coef 0), main_Prototype_grad.py L36-45 (SGD, batch 64, StepLR 70 x0.1), "
+        "L464-465 (momentum 0.9, wd 1e-4)",
+        "the script runs FiLM fusion; the recipe keeps the run's fusion (model.fusion).",
+    )
 
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)
@@ -126,8 +174,10 @@ class PMR(BalancingMethod):
         self.update_prototypes()
 
     # ----- prototypes ---------------------------------------------------------------------------
-    def update_prototypes(self) -> None:
-        """Recompute the prototypes from a fraction of the training batches (eval mode) and EMA-blend them."""
+    @torch.no_grad()
+    def update_prototypes(self, blend: bool = True) -> None:
+        """Recompute the prototypes from a fraction of the training batches (eval mode); EMA-blend them with the
+        previous ones when ``blend`` (else replace every class that was sampled)."""
         ctx, cfg = self.ctx, self.config
         split = ctx.splits["train"]
         n_batches = max(1, int(split.num_batches(ctx.batch_size) * cfg.proto_fraction))
@@ -147,13 +197,12 @@ class PMR(BalancingMethod):
             if old is None:
                 self.prototypes[m] = torch.where(present, fresh, z.mean(0, keepdim=True))
                 continue
-            mu = cfg.momentum_coef
-            self.prototypes[m] = torch.where(present, (1.0 - mu) * fresh + mu * old, old)
+            self.prototypes[m] = compute_prototype_update(fresh, old, present, cfg.momentum_coef if blend else 0.0)
             everyone = torch.ones(ctx.num_classes, dtype=torch.bool, device=old.device)
             self.log(f"pmr/proto_drift/{m}", compute_prototype_drift(old, self.prototypes[m], everyone))
 
     def on_epoch_end(self, epoch: int, info: StepInfo) -> None:
-        self.update_prototypes()
+        self.update_prototypes(blend=not (epoch == 1 and self.config.first_update == "replace"))
 
     # ----- loss ---------------------------------------------------------------------------------
     def compute_loss(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> torch.Tensor:

@@ -14,11 +14,12 @@ from mmviz.balancing.registry import METHODS
 from mmviz.config import Config, param
 from mmviz.data.base import TensorSplit
 from mmviz.measures import compute_kmeans_purity, extract_features
+from mmviz.recipes import Recipe, RecipeSetting
 from mmviz.training.context import StepInfo, TrainContext
 
 
 @dataclasses.dataclass(frozen=True)
-class RelearnConfig(Config):
+class RelearnConfig(RecipeSetting, Config):
     """Settings of Diagnosing & Re-learning."""
 
     lam: float = param(
@@ -28,6 +29,12 @@ class RelearnConfig(Config):
         10, "E_r: diagnose and re-initialise after every E_r epochs (paper 20 of 90 epochs).", low=1, high=100000
     )
     reinit_num: int = param(2, "N_r: at most this many re-initialisations (paper 3).", low=0, high=100000)
+    reinit_timing: str = param(
+        "official",
+        "When the re-inits happen: 'official' after epochs E_r + 1, 2 E_r + 1, ... (the code tests its 0-based "
+        "epoch, so E_r = 20 re-initialises after epochs 21, 41, 61); 'every' after epochs E_r, 2 E_r, ...",
+        choices=("official", "every"),
+    )
     diagnosis: str = param(
         "purity_gap",
         "Learning state: |purity_train - purity_val| (official code) or the "
@@ -53,7 +60,28 @@ class RelearnConfig(Config):
         log=True,
     )
     kmeans_seed: int = param(0, "random_state of k-means and of the sample subset.", low=0, high=2**31 - 1)
-    kmeans_n_init: int = param(3, "k-means restarts per diagnosis (the lowest-inertia run is kept).", low=1, high=100)
+    kmeans_n_init: int = param(
+        0,
+        "k-means restarts (best inertia kept); 0 = scikit-learn's default, as the official code, which does not "
+        "set it ('auto': one k-means++ run since scikit-learn 1.4, 10 before).",
+        low=0,
+        high=100,
+    )
+
+
+def is_reinit_epoch(done: int, every: int, count: int, limit: int, timing: str) -> bool:
+    """Whether to re-initialise after epoch ``done`` (1-based, just finished), given ``count`` re-inits so far.
+
+    ``official``: the code's ``epoch % reinit_epoch == 0 and epoch > 0`` on its 0-based epoch, i.e. after
+    1-based epochs ``E_r + 1, 2 E_r + 1, ...``; ``every``: after epochs ``E_r, 2 E_r, ...``.
+
+    >>> [e for e in range(1, 70) if is_reinit_epoch(e, 20, 0, 3, "official")]
+    [21, 41, 61]
+    """
+    if count >= limit:
+        return False
+    k = done - 1 if timing == "official" else done
+    return k > 0 and k % every == 0
 
 
 def compute_alpha(state: float, lam: float) -> float:
@@ -80,8 +108,15 @@ class Relearn(BalancingMethod):
     ``theta <- alpha * theta_0 + (1 - alpha) * theta`` (the fusion head is untouched), so an encoder that
     memorises is pulled back hard and one still learning is barely touched. Default: the official code's
     purity-gap diagnosis; ``diagnosis=train_purity`` uses ``alpha = tanh(lambda * P_train)`` instead (choose a
-    smaller lambda). Our defaults are scaled to short runs: E_r = 10, N_r = 2 (re-inits after epochs 10 and 20
-    of 30) versus the paper's 20 / 3 of 90 epochs; lambda = 3 as in the official script. Pitfalls of the
+    smaller lambda). Timing: the official loop (GeWu-Lab/Diagnosing_Relearning_ECCV2024 @025085ea, ``code/ours.py``
+    lines 378-427) tests ``epoch % reinit_epoch == 0 and epoch > 0`` on its 0-based epoch after training it, so
+    it re-initialises after 1-based epochs 21, 41 and 61; ``reinit_timing=official`` (default) does the same,
+    ``every`` re-initialises after epochs E_r, 2 E_r, ... k-means: the code calls ``KMeans(n_clusters, random_state=0)``
+    (line 110) with scikit-learn's default restarts, which ``kmeans_n_init=0`` (default) also uses.
+    Recipes: the default ``recipe=quick`` (Adam 1e-3, batch 64, 30 epochs, E_r = 10, N_r = 2: re-inits after
+    epochs 11 and 21) fits mmviz's small CPU data and 30-epoch runs; ``recipe=paper`` is the official script's
+    (``code/script/ours.sh``: lambda 3, E_r 20, N_r 3, 90 epochs; ``code/ours.py`` argparse lines 34-38 and line 368:
+    SGD lr 2e-3, momentum 0.9, weight decay 1e-4, batch 64, no scheduler although ``lr_decay_step`` is parsed). Pitfalls of the
     official code, decided: BatchNorm running statistics are blended with the weights by default
     (``bn_buffers=keep`` is the official behaviour); the optimiser state of a re-initialised encoder is reset
     by default so momentum does not push it straight back (``momentum=keep`` is official); the initial weights
@@ -96,6 +131,16 @@ class Relearn(BalancingMethod):
 
     name = "relearn"
     config_cls = RelearnConfig
+    paper_recipe = Recipe(
+        {
+            "optim": {"name": "sgd", "lr": 2e-3, "momentum": 0.9, "weight_decay": 1e-4, "schedule": "none"},
+            "train": {"epochs": 90, "batch_size": 64},
+            "method": {"lam": 3.0, "reinit_every": 20, "reinit_num": 3, "reinit_timing": "official"},
+        },
+        "GeWu-Lab/Diagnosing_Relearning_ECCV2024@025085ea code/script/ours.sh (move_lambda 3, reinit_epoch 20, "
+        "reinit_num 3, 90 epochs), code/ours.py L34-38 (batch 64, SGD, lr 2e-3), L368 (momentum 0.9, wd 1e-4; "
+        "no scheduler), L418-427 (re-init timing)",
+    )
 
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)
@@ -111,12 +156,10 @@ class Relearn(BalancingMethod):
             raise RuntimeError(f"The initial-weights snapshot lacks encoder parameters, e.g. {missing[0]!r}.")
 
     def transform_batch(self, batch: dict[str, torch.Tensor], info: StepInfo) -> dict[str, torch.Tensor]:
+        cfg = self.config
         done = info.epoch - 1  # epochs completed before this one
-        if (
-            info.batch_index == 0
-            and done > 0
-            and done % self.config.reinit_every == 0
-            and self.count < self.config.reinit_num
+        if info.batch_index == 0 and is_reinit_epoch(
+            done, cfg.reinit_every, self.count, cfg.reinit_num, cfg.reinit_timing
         ):
             self.reinit(done)
         return batch
@@ -146,7 +189,7 @@ class Relearn(BalancingMethod):
                     labels[keep],
                     ctx.num_classes,
                     random_state=cfg.kmeans_seed,
-                    n_init=cfg.kmeans_n_init,
+                    n_init=cfg.kmeans_n_init if cfg.kmeans_n_init > 0 else "auto",
                 )
         for _m, d in out.items():
             d["gap"] = abs(d["train"] - d["val"])

@@ -15,14 +15,15 @@ import torch
 
 from mmviz.errors import DataError
 
-MODALITY_KINDS = ("vector", "image", "sequence")
+MODALITY_KINDS = ("vector", "image", "sequence", "video")
 
 
 @dataclasses.dataclass(frozen=True)
 class ModalitySpec:
     """One modality: its name, kind (vector, image or sequence) and per-sample shape.
 
-    Shapes: vector ``(D,)``; image ``(C, H, W)``; sequence ``(C, L)`` (channels x time, e.g. mel bands x frames).
+    Shapes: vector ``(D,)``; image ``(C, H, W)``; sequence ``(C, L)`` (channels x time, e.g. mel bands x frames);
+    video ``(C, T, H, W)`` (channels x frames x height x width, the papers' frame clips).
     """
 
     name: str
@@ -33,7 +34,7 @@ class ModalitySpec:
     def __post_init__(self) -> None:
         if self.kind not in MODALITY_KINDS:
             raise DataError(f"Modality {self.name!r} has kind {self.kind!r}; valid kinds: {', '.join(MODALITY_KINDS)}.")
-        expected = {"vector": 1, "image": 3, "sequence": 2}[self.kind]
+        expected = {"vector": 1, "image": 3, "sequence": 2, "video": 4}[self.kind]
         if len(self.shape) != expected:
             raise DataError(
                 f"Modality {self.name!r} of kind {self.kind!r} needs a {expected}-d shape, got {self.shape}."

@@ -10,12 +10,13 @@ import os
 from pathlib import Path
 
 from mmviz.store.keys import FUSED, SPLITS, parse_key, pid_alive, validate_key
-from mmviz.store.schema import LOST_AFTER_S, SCHEMA_VERSION, STATUSES, TERMINAL
+from mmviz.store.schema import LOST_AFTER_S, ORIGINS, SCHEMA_VERSION, STATUSES, TERMINAL
 from mmviz.store.sqlite import RunStore
 
 __all__ = [
     "FUSED",
     "LOST_AFTER_S",
+    "ORIGINS",
     "SCHEMA_VERSION",
     "SPLITS",
     "STATUSES",

@@ -19,11 +19,14 @@ RUN_COLUMNS = [
     "run_id", "name", "created", "started", "finished", "status", "config", "dataset", "method", "fusion",
     "modalities", "pid", "host", "heartbeat", "parent_run_id", "fork_epoch", "error", "stop_requested", "tags",
     "epochs_done", "step", "best_val_acc", "best_epoch", "imbalance_index", "device", "version", "summary",
-    "notes", "restart_of",
+    "notes", "restart_of", "origin",
 ]  # fmt: skip
 # Columns added after schema 1 was released, with their SQL type: ``create_schema`` adds those an older database lacks
 # (readers of schema 1 name their columns, so the added ones do not disturb an older mmviz reading the same file).
-ADDED_RUN_COLUMNS = {"notes": "TEXT", "restart_of": "TEXT"}
+ADDED_RUN_COLUMNS = {"notes": "TEXT", "restart_of": "TEXT", "origin": "TEXT DEFAULT 'trainer'"}
+# Who trained a run: mmviz's own trainer (restart and fork work), or the user's code through the public API
+# ("api": a plain loop with mmviz.api; "lightning": the Lightning callback), which mmviz cannot re-run.
+ORIGINS = ("trainer", "api", "lightning")
 JSON_COLUMNS = frozenset({"config", "modalities", "tags", "summary"})
 UPDATABLE = frozenset({
     "name", "tags", "epochs_done", "step", "best_val_acc", "best_epoch", "imbalance_index", "summary", "device",
@@ -42,7 +45,8 @@ DDL = [
         dataset TEXT, method TEXT, fusion TEXT, modalities TEXT, pid INTEGER, host TEXT, heartbeat REAL,
         parent_run_id TEXT, fork_epoch INTEGER, error TEXT, stop_requested INTEGER DEFAULT 0, tags TEXT,
         epochs_done INTEGER DEFAULT 0, step INTEGER DEFAULT 0, best_val_acc REAL, best_epoch INTEGER,
-        imbalance_index REAL, device TEXT, version TEXT, summary TEXT, notes TEXT, restart_of TEXT)""",
+        imbalance_index REAL, device TEXT, version TEXT, summary TEXT, notes TEXT, restart_of TEXT,
+        origin TEXT DEFAULT 'trainer')""",
     """CREATE TABLE IF NOT EXISTS metrics (
         id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, step INTEGER, epoch REAL, wall_time REAL, key TEXT,
         split TEXT, quantity TEXT, modality TEXT, value REAL)""",
@@ -56,6 +60,8 @@ DDL = [
     """CREATE TABLE IF NOT EXISTS artifacts (
         id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, epoch INTEGER, kind TEXT, path TEXT, meta TEXT)""",
     "CREATE INDEX IF NOT EXISTS artifacts_run_kind ON artifacts (run_id, kind, epoch)",
+    # Runs waiting for a free slot, in start order (see mmviz.store.queue); a claimed run leaves this table.
+    "CREATE TABLE IF NOT EXISTS queue (run_id TEXT PRIMARY KEY, position REAL, enqueued REAL, backend TEXT)",
 ]
 
 

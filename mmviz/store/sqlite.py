@@ -32,6 +32,7 @@ from mmviz.store.schema import (
     JSON_COLUMNS,
     METRIC_COLUMNS,
     METRIC_DTYPES,
+    ORIGINS,
     RUN_COLUMNS,
     STATUSES,
     TERMINAL,
@@ -42,6 +43,7 @@ from mmviz.store.schema import (
     effective_status,
     run_duration,
 )
+from mmviz.store.sqlite_queue import SQLiteQueue
 
 _TEXT_COLUMNS = ("run_id", "key", "split", "quantity", "modality")
 _NUMBER_COLUMNS = ("id", "step", "epoch", "wall_time", "value")
@@ -56,7 +58,7 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-class RunStore:
+class RunStore(SQLiteQueue):
     """Runs, metrics, events and artifact paths of one workspace folder (``mmviz.db`` + ``runs/<run_id>/``)."""
 
     def __init__(self, workspace: str | Path) -> None:
@@ -117,15 +119,23 @@ class RunStore:
         device: str = "",
         version: str = "",
         run_id: str | None = None,
+        origin: str = "trainer",
     ) -> str:
-        """Record a new 'queued' run, create ``runs/<run_id>/`` with ``config.json``, and return the run id."""
+        """Record a new 'queued' run, create ``runs/<run_id>/`` with ``config.json``, and return the run id.
+
+        ``origin`` says who trains it: ``trainer`` (mmviz), or ``api`` / ``lightning`` (the user's own code).
+        """
         modalities = validate_modalities(modalities)
+        if origin not in ORIGINS:
+            raise ValueError(
+                f"Unknown run origin {origin!r}.{did_you_mean(origin, ORIGINS)} Valid: {', '.join(ORIGINS)}."
+            )
         config_text = json.dumps(config, sort_keys=True)
         values = {
             "name": name, "created": time.time(), "status": "queued", "config": config_text, "dataset": dataset,
             "method": method, "fusion": fusion, "modalities": json.dumps(modalities), "parent_run_id": parent_run_id,
             "fork_epoch": None if fork_epoch is None else int(fork_epoch), "tags": json.dumps(list(tags)),
-            "device": device, "version": version,
+            "device": device, "version": version, "origin": origin,
         }  # fmt: skip
         sql = f"INSERT INTO runs (run_id, {', '.join(values)}) VALUES (?{', ?' * len(values)})"
         for _ in range(20):
@@ -153,6 +163,11 @@ class RunStore:
             ) from exc
         self._modalities[new_id] = modalities
         return new_id
+
+    @property
+    def artifact_root(self) -> Path:
+        """The folder under which run folders and workspace-wide files (scheduler lock and log) live."""
+        return self.workspace
 
     def run_dir(self, run_id: str) -> Path:
         """Return the folder holding the run's large artifacts (``<workspace>/runs/<run_id>``)."""
@@ -245,7 +260,7 @@ class RunStore:
             raise StoreError(f"Run {run_id!r} is still {run['effective_status']} (pid {run['pid']}); stop it first.")
 
         def delete(conn: sqlite3.Connection) -> None:
-            for table in ("metrics", "events", "artifacts", "runs"):
+            for table in ("metrics", "events", "artifacts", "queue", "runs"):
                 conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
 
         self._db.write(delete)

@@ -170,8 +170,9 @@ def ensure_runs(store: Any, specs: Sequence[RunSpec], start: Callable[[Any, str]
             if cached is not None:
                 out[spec.role] = cached["run_id"]
                 continue
-            run_id = launcher.prepare_run(store, cfg, name=f"teach-{spec.role}", tags=[TEACH_TAG, TAG_PREFIX + key])
-            (start or launcher.spawn_run)(store, run_id)
+            run_id = launcher.submit(
+                store, cfg, name=f"teach-{spec.role}", tags=[TEACH_TAG, TAG_PREFIX + key], backend=start or "local"
+            )
             out[spec.role] = run_id
             runs.append(store.get_run(run_id))
     return out

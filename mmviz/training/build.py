@@ -43,6 +43,11 @@ def feature_dims(cfg: ModelConfig, data: MultimodalData) -> dict[str, int]:
 def check_run_config(cfg: RunConfig, data: MultimodalData | None = None) -> MultimodalData:
     """Every check that needs the dataset: fusion fits, method requirements hold. Returns the dataset."""
     data = data if data is not None else create_dataset(cfg.dataset, cfg.data)
+    if getattr(data, "lazy", False):
+        raise ConfigError(
+            f"Dataset {cfg.dataset!r} is read lazily from files, which the built-in trainer does not take yet; "
+            "train it in your own loop watched with mmviz.api (README: 'Watch your own model')."
+        )
     fusion_cls = FUSIONS[cfg.model.fusion][0]
     if cfg.model.fusion == "shared_head" and len(set(feature_dims(cfg.model, data).values())) != 1:
         raise ConfigError("Fusion 'shared_head' needs equal feature sizes per modality; use one encoder type for all.")

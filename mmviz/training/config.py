@@ -12,6 +12,7 @@ from typing import Any
 
 from mmviz.config import Config, param
 from mmviz.errors import ConfigError, did_you_mean
+from mmviz.recipes import resolve_recipe
 from models import ENCODERS, FUSIONS
 
 SECTIONS = ("data", "model", "optim", "train", "method", "probes")
@@ -182,7 +183,9 @@ def build_run_config(
 
     With ``base`` (a stored config, for restart and fork), its values are kept unless changed; a changed
     dataset or method starts from that dataset's / method's defaults. ``overrides`` is a nested dict with
-    the same sections as ``--set`` (what the dashboard's forms produce).
+    the same sections as ``--set`` (what the dashboard's forms produce). The method's ``recipe`` setting is
+    resolved here (:func:`mmviz.recipes.resolve_recipe`): the returned config holds the values it implies,
+    except for fields set explicitly in this call.
     """
     from mmviz.balancing import METHODS
     from mmviz.data import DATASETS
@@ -226,6 +229,10 @@ def build_run_config(
                 d["probes"].setdefault(probe, {}).update(fields)
         else:
             d["method_params" if section == "method" else section].update(values)
+    explicit = {section: dict(values) for section, values in changes.items() if section != "probes"}
+    if epochs is not None:
+        explicit.setdefault("train", {})["epochs"] = epochs
+    resolve_recipe(d, explicit, base)
     if epochs is not None:
         d["train"]["epochs"] = epochs
     if seed is not None:

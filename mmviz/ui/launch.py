@@ -8,6 +8,7 @@ its one-sentence error in the form when the combination is invalid.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ from mmviz.balancing import METHODS
 from mmviz.data import DATASETS
 from mmviz.errors import ConfigError, MmvizError
 from mmviz.probes import PROBES
+from mmviz.recipes import recipe_summary
 from mmviz.training.config import ModelConfig, OptimConfig, TrainConfig
 from mmviz.ui.forms import changed_fields, cli_command, defaults_of, render_config
 from mmviz.ui.frame import flash
@@ -110,6 +112,9 @@ def render_run_form(
                 if rest.strip():
                     with st.expander(f"More about {me.name}"):
                         st.markdown(rest)
+                summary = recipe_summary(me.factory)
+                if summary:  # what recipe=paper implies, shown before launch (as text, not markdown)
+                    st.text(summary)
             elif section == "data":
                 st.caption(ds.summary)
             shown = {**defaults_of(cls), **(initial[section] or {})}
@@ -158,14 +163,11 @@ def _started(run_id: str, verb: str, parent: str | None = None, compare: str = "
 def start_run(
     store, dataset: str, method: str, overrides: Mapping, name: str = "", tags: list[str] | None = None
 ) -> str:
-    """Validate like the CLI, then start a trainer process; returns the run id (raises ``MmvizError``)."""
+    """Validate like the CLI, then queue the run (it starts now when a slot is free); returns the run id (raises
+    ``MmvizError``)."""
     from mmviz import launcher
-    from mmviz.training.build import resolve_device
-    from mmviz.training.config import build_run_config
 
-    cfg = build_run_config(dataset, method, overrides=overrides)
-    resolve_device(cfg.train.device)
-    return launcher.launch(store, dataset, method, overrides=overrides, name=name, tags=tags or [])
+    return launcher.launch(store, dataset, method, overrides=overrides, name=name, tags=tags or [], queue=True)
 
 
 def render_demo_button(store) -> None:
@@ -208,10 +210,27 @@ def render_launch_form(store) -> None:
             _started(run_id, "Started")
 
 
+def render_own_code_settings(run: Mapping, done: str) -> bool:
+    """For a run the user's own code trained: say it cannot be ``done`` here and show its exact settings (True)."""
+    origin = run.get("origin") or "trainer"
+    if origin == "trainer":
+        return False
+    how = "a PyTorch Lightning callback" if origin == "lightning" else "the mmviz.api calls in your own training loop"
+    st.info(
+        f"This run was trained by your own code through {how}, so it cannot be {done} from the dashboard: "
+        "re-run your script with these settings (or edited ones) instead.",
+        icon=":material/code:",
+    )
+    st.code(json.dumps(run.get("config") or {}, indent=2, sort_keys=True), language="json")
+    return True
+
+
 def render_restart_form(store, run: Mapping) -> None:
     """Restart ``run`` from scratch with edited settings (a new run; the old one is kept)."""
     from mmviz import launcher
 
+    if render_own_code_settings(run, "restarted"):
+        return
     base = run.get("config") or {}
     rid = run["run_id"]
     c1, c2 = st.columns(2)
@@ -226,7 +245,7 @@ def render_restart_form(store, run: Mapping) -> None:
     if submitted:
         try:
             new_id = launcher.restart(
-                store, rid, dataset=dataset, method=method, overrides=overrides, name=name.strip()
+                store, rid, dataset=dataset, method=method, overrides=overrides, name=name.strip(), queue=True
             )
         except MmvizError as exc:
             st.error(md(exc))
@@ -260,6 +279,8 @@ def render_fork_form(store, run: Mapping) -> None:
     """Fork ``run`` from one of its checkpoints with edited balancing settings (the child resumes its weights)."""
     from mmviz import launcher
 
+    if render_own_code_settings(run, "forked"):
+        return
     rid = run["run_id"]
     base = run.get("config") or {}
     epochs = launcher.available_checkpoints(store, rid)
@@ -310,7 +331,9 @@ def render_fork_form(store, run: Mapping) -> None:
         overrides = {**overrides, "train": {**overrides.get("train", {}), "epochs": total}}
         try:
             check_fork_trains(int(epoch), total)
-            child = launcher.fork(store, rid, int(epoch), method=method, overrides=overrides, name=name.strip())
+            child = launcher.fork(
+                store, rid, int(epoch), method=method, overrides=overrides, name=name.strip(), queue=True
+            )
         except MmvizError as exc:
             st.error(md(exc))
         else:

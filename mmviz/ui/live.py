@@ -123,7 +123,7 @@ def render_banner(store, workspace: str, run: Mapping, frame: pd.DataFrame) -> N
     banner = compute_imbalance_banner(run, frame, refs, ref_frames)
     show = st.warning if banner.level == "warning" else st.info
     show("  \n".join(banner.lines), icon=":material/balance:")
-    if banner.missing_references and run.get("config"):
+    if banner.missing_references and run.get("config") and (run.get("origin") or "trainer") == "trainer":
         label = f"Launch unimodal reference runs ({', '.join(banner.missing_references)})"
         if st.button(label, key="live.references", help="One 'unimodal' run per modality, same data and model."):
             from mmviz import launcher
@@ -138,6 +138,7 @@ def render_banner(store, workspace: str, run: Mapping, frame: pd.DataFrame) -> N
                         overrides={"method": {"modality": m}},
                         name=f"{run.get('name') or run['run_id']}-alone-{m}",
                         tags=["reference"],
+                        queue=True,
                     )
             except MmvizError as exc:
                 st.error(str(exc))

@@ -28,8 +28,12 @@ def run_token(run: dict) -> tuple:
 @st.cache_data(ttl=1.0, show_spinner=False, max_entries=16)
 def load_runs(workspace: str) -> pd.DataFrame:
     """All runs of the workspace, newest first (re-read at most once a second per server); missing values are
-    ``None`` (not NaN), so ``run.get(...)`` tests read naturally."""
-    runs = get_store(workspace).list_runs()
+    ``None`` (not NaN), so ``run.get(...)`` tests read naturally. ``queue_position``: 1-based place in the
+    queue of a run waiting there, else None."""
+    store = get_store(workspace)
+    runs = store.list_runs()
+    positions = {q["run_id"]: q["position"] for q in store.list_queue()}
+    runs["queue_position"] = runs["run_id"].map(positions)
     return runs.astype(object).where(runs.notna(), None)
 
 

@@ -12,6 +12,7 @@ import streamlit as st
 from mmviz.errors import MmvizError
 from mmviz.ui.frame import flash, page_path, render_flash
 from mmviz.ui.labels import ACTIVE, epoch_text, format_duration, md, run_method_label
+from mmviz.ui.queue import queue_status_text, render_queue
 from mmviz.ui.readers import load_last_values, load_runs, runs_by_id
 from mmviz.ui.run_select import filter_runs, render_run_filter, render_runs_watcher, runs_signature
 
@@ -47,7 +48,7 @@ def build_runs_table(runs: pd.DataFrame, imbalance: Mapping[str, float]) -> pd.D
     names = dict(zip(runs["run_id"], runs["name"], strict=True)) if not runs.empty else {}
     rows = []
     for run in runs.to_dict("records"):
-        status = run.get("effective_status") or run.get("status") or "?"
+        status = queue_status_text(run.get("effective_status") or run.get("status") or "?", run.get("queue_position"))
         config = run.get("config") if isinstance(run.get("config"), dict) else {}
         total = (config.get("train") or {}).get("epochs")
         index = imbalance.get(run["run_id"], run.get("imbalance_index"))
@@ -238,6 +239,7 @@ def render_runs_page(store, workspace: str) -> None:
     with c1:
         render_demo_button(store)
     by_id = runs_by_id(runs)
+    render_queue(store, by_id)
     apply_query(runs_by_id(all_runs))
     tab_names = [NEW_TAB] + ([MANAGE_TAB, RESTART_TAB, FORK_TAB] if by_id else [])
     run = None

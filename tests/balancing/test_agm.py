@@ -97,11 +97,11 @@ def test_loss_keeps_the_fused_value_scales_each_response_and_tracks_running_mean
         loss = method.compute_loss(out, batch, INFO)
         assert torch.allclose(loss, F.cross_entropy(out.logits, batch["label"]), atol=1e-6)
     logs = [dict((k, v) for k, v in logged[i : i + 12]) for i in (0, 12)]
-    for m in "ab":
-        assert float(logs[1][f"agm/score_mean/{m}"]) == pytest.approx(
-            (float(logs[0][f"agm/score/{m}"]) + float(logs[1][f"agm/score/{m}"])) / 2
-        )
-        assert float(logs[0][f"coef/agm/{m}"]) == pytest.approx(1.0)  # first step: the mean is the current value
+    for m in "ab":  # running_mean=previous (official): step 2 compares with step 1's loss, step 1 with 0
+        assert float(logs[1][f"agm/score_mean/{m}"]) == pytest.approx(float(logs[0][f"agm/score/{m}"]))
+        assert float(logs[0][f"agm/score_mean/{m}"]) == 0.0
+        r0 = float(logs[0][f"agm/ratio/{m}"])  # r_mean = exp(0 - 0) = 1 on the first step, as the code
+        assert float(logs[0][f"coef/agm/{m}"]) == pytest.approx(math.exp(1.0 * (1.0 - r0)), rel=1e-5)
     # the gradient reaching each response is scaled by its kappa: compare with a surrogate built by hand
     batch, y = batches[1], batches[1]["label"]
     model.zero_grad()

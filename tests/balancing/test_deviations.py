@@ -11,8 +11,9 @@ from mmviz.balancing import create_method
 from mmviz.balancing.agm import AGMConfig, compute_running_means, needs_clip
 from mmviz.balancing.cggm import clip_coefficients, compute_cggm_coefficients
 from mmviz.balancing.ogm_ge import compute_ogm_coefficients
-from mmviz.balancing.pmr import compute_prototype_update, compute_prototypes
+from mmviz.balancing.pmr import compute_prototype_update
 from mmviz.balancing.relearn import compute_cluster_purity, is_reinit_epoch
+from mmviz.measures import compute_class_means
 from mmviz.probes import PROBES
 from mmviz.training.config import build_run_config
 from mmviz.training.context import StepInfo
@@ -96,7 +97,7 @@ def test_pmr_first_update_replaces_by_default(first):
         batch = ctx.splits["train"].subset(torch.arange(len(ctx.splits["train"])))
         feats = ctx.model(batch).features
     for m in ctx.modalities:
-        fresh, _ = compute_prototypes(feats[m], batch["label"], ctx.num_classes)
+        fresh, _ = compute_class_means(feats[m], batch["label"], ctx.num_classes)
         want = fresh if first == "replace" else 0.5 * fresh + 0.5 * initial[m]
         assert torch.allclose(method.prototypes[m], want, atol=1e-5)
         assert not torch.allclose(fresh, initial[m], atol=1e-3)  # the two variants differ here

@@ -8,7 +8,7 @@ record's step and epoch, together with the epoch's ``analysis`` artifact, in one
 analysed exactly once, and a process that is killed loses nothing: the next one starts from the first epoch
 without an ``analysis`` artifact. Probes that carry state from epoch to epoch (prototype drift) first re-read the
 last analysed record. Records older than the last analysed one are deleted. The process exits when the trainer
-has written the ``.done`` file and every record is analysed. It runs at a lower CPU priority (nice 10) with the
+has written the ``.done`` file and every record is analysed. It runs on idle CPU time only (``SCHED_IDLE``) with the
 trainer's thread count (the same reduction order, so the same values as inline).
 """
 
@@ -22,6 +22,18 @@ from pathlib import Path
 from mmviz.measures.record import ANALYSED_KIND, DONE_FILE, RECORD_DIR, RECORD_KIND, load_record
 
 POLL_S = 0.1
+
+
+def lower_priority() -> None:
+    """Training first: run on the cores' idle time only (Linux ``SCHED_IDLE``, else nice 19), catching up at the
+    end of the run."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        try:
+            os.nice(19)
+        except OSError:
+            pass
 
 
 def pending_epochs(store, run_id: str) -> tuple[dict[int, str], set[int]]:
@@ -46,10 +58,7 @@ def follow(workspace: str | Path, run_id: str, poll: float = POLL_S) -> int:
     from mmviz.store import RunStore
     from mmviz.training.config import RunConfig
 
-    try:  # training first: the analysis takes the cores' idle time and catches up at the end
-        os.nice(10)
-    except OSError:
-        pass
+    lower_priority()
     store = RunStore(workspace)
     run = store.get_run(run_id)
     cfg = RunConfig.from_dict(run["config"])

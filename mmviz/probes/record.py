@@ -12,6 +12,7 @@ when the run finishes. On a GPU the record is copied to the host and written by 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -63,19 +64,26 @@ class AnalysisSupervisor:
         self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL)
 
     def finish(self, timeout: float = 600.0) -> None:
-        """Tell the process that no more records come and wait until it has analysed them all and exited
-        (restarting it if it dies on the way)."""
+        """Tell the process that no more records come, give it normal CPU priority (it ran on idle time while
+        training) and wait until it has analysed them all and exited (restarting it if it dies on the way)."""
         (self.run_dir / RECORD_DIR).mkdir(parents=True, exist_ok=True)
         (self.run_dir / RECORD_DIR / DONE_FILE).touch()
         if self.proc is None:  # no record was ever written
             return
         deadline = time.monotonic() + timeout
+        boosted = None
         while time.monotonic() < deadline:
             code = self.proc.poll()
             if code == 0:
                 return
             if code is not None:  # died: restart, it catches up from the stored records
                 self.ensure_running()
+            if boosted != self.proc.pid:  # training is over: the analysis no longer waits for idle time
+                boosted = self.proc.pid
+                try:
+                    os.sched_setscheduler(boosted, os.SCHED_OTHER, os.sched_param(0))
+                except (AttributeError, OSError):
+                    pass
             time.sleep(0.05)
         self.proc.kill()
 

@@ -58,7 +58,6 @@ def follow(workspace: str | Path, run_id: str, poll: float = POLL_S) -> int:
     from mmviz.store import RunStore
     from mmviz.training.config import RunConfig
 
-    lower_priority()
     store = RunStore(workspace)
     run = store.get_run(run_id)
     cfg = RunConfig.from_dict(run["config"])
@@ -69,6 +68,8 @@ def follow(workspace: str | Path, run_id: str, poll: float = POLL_S) -> int:
     torch.set_num_threads(cfg.train.threads or torch.get_num_threads())
     folder = store.run_dir(run_id)
     done_flag = folder / RECORD_DIR / DONE_FILE
+    if not done_flag.exists():  # while the trainer trains
+        lower_priority()
     primed = False
     count = 0
     while True:

@@ -71,19 +71,16 @@ class AnalysisSupervisor:
         if self.proc is None:  # no record was ever written
             return
         deadline = time.monotonic() + timeout
-        boosted = None
         while time.monotonic() < deadline:
             code = self.proc.poll()
             if code == 0:
                 return
             if code is not None:  # died: restart, it catches up from the stored records
                 self.ensure_running()
-            if boosted != self.proc.pid:  # training is over: the analysis no longer waits for idle time
-                boosted = self.proc.pid
-                try:
-                    os.sched_setscheduler(boosted, os.SCHED_OTHER, os.sched_param(0))
-                except (AttributeError, OSError):
-                    pass
+            try:  # training is over: the analysis no longer waits for idle time (a restarted one lowers itself)
+                os.sched_setscheduler(self.proc.pid, os.SCHED_OTHER, os.sched_param(0))
+            except (AttributeError, OSError):
+                pass
             time.sleep(0.05)
         self.proc.kill()
 

@@ -8,7 +8,7 @@ record's step and epoch, together with the epoch's ``analysis`` artifact, in one
 analysed exactly once, and a process that is killed loses nothing: the next one starts from the first epoch
 without an ``analysis`` artifact. Probes that carry state from epoch to epoch (prototype drift) first re-read the
 last analysed record. Records older than the last analysed one are deleted. The process exits when the trainer
-has written the ``.done`` file and every record is analysed. It runs on idle CPU time only (``SCHED_IDLE``) with the
+has written the ``.done`` file and every record is analysed. It runs at nice 19 while the trainer trains, with the
 trainer's thread count (the same reduction order, so the same values as inline).
 """
 
@@ -25,15 +25,12 @@ POLL_S = 0.1
 
 
 def lower_priority() -> None:
-    """Training first: run on the cores' idle time only (Linux ``SCHED_IDLE``, else nice 19), catching up at the
-    end of the run."""
+    """Training first: nice 19, so the analysis takes little CPU from the trainer while it trains (not
+    ``SCHED_IDLE``: on a busy machine that starves it entirely), and catches up at the end of the run."""
     try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):
-        try:
-            os.nice(19)
-        except OSError:
-            pass
+        os.nice(19)
+    except OSError:
+        pass
 
 
 def pending_epochs(store, run_id: str) -> tuple[dict[int, str], set[int]]:

@@ -77,8 +77,8 @@ class AnalysisSupervisor:
                 return
             if code is not None:  # died: restart, it catches up from the stored records
                 self.ensure_running()
-            try:  # training is over: the analysis no longer waits for idle time (a restarted one lowers itself)
-                os.sched_setscheduler(self.proc.pid, os.SCHED_OTHER, os.sched_param(0))
+            try:  # training is over: the analysis needs no longer give way (may be refused without privileges)
+                os.setpriority(os.PRIO_PROCESS, self.proc.pid, 0)
             except (AttributeError, OSError):
                 pass
             time.sleep(0.05)

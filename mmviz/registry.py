@@ -34,10 +34,15 @@ class Entry(Generic[T]):
 
 
 class Registry(Generic[T]):
-    """Maps names to factories with a config class and a description."""
+    """Maps names to factories with a config class and a description.
 
-    def __init__(self, kind: str) -> None:
+    A registered class gets its ``name`` (and the flags named in ``class_flags``, e.g. a probe's ``cadence``) set
+    from the registration, so each is declared once, there.
+    """
+
+    def __init__(self, kind: str, class_flags: tuple[str, ...] = ()) -> None:
         self.kind = kind
+        self.class_flags = class_flags
         self._entries: dict[str, Entry[T]] = {}
 
     def register(
@@ -51,6 +56,11 @@ class Registry(Generic[T]):
             cfg = config or getattr(factory, "config_cls", None) or EmptyConfig
             desc = description if description is not None else inspect.cleandoc(factory.__doc__ or "")
             self._entries[name] = Entry(name, factory, cfg, desc, dict(flags))
+            if isinstance(factory, type):
+                factory.name = name
+                for flag in self.class_flags:
+                    if flag in flags:
+                        setattr(factory, flag, flags[flag])
             return factory
 
         return deco

@@ -1,6 +1,6 @@
 """Torch-only model zoo: per-modality encoders, fusion modules and the multimodal network.
 
-This package never imports ``mmviz``; everything here is plain PyTorch.
+This package imports nothing of ``mmviz`` but the leaf :mod:`mmviz.contracts` (the model contract it implements).
 """
 
 from models import av_resnet  # noqa: F401  (registers the audio-visual ResNet-18 encoders)

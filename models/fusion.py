@@ -38,6 +38,8 @@ class Fusion(nn.Module):
 
     name = "fusion"
     has_unimodal = False
+    # model-contract capabilities this fusion gives (mmviz.contracts.CAPABILITIES)
+    capabilities: frozenset[str] = frozenset()
     min_modalities = 2
     max_modalities = 3
 
@@ -51,16 +53,33 @@ class Fusion(nn.Module):
         """The last linear layer producing the logits (used e.g. by CGGM's direction term)."""
         raise NotImplementedError
 
+    def head_weight(self, modality: str) -> torch.Tensor:
+        """The head weight block ``(C, D_m)`` reading ``modality`` (fusions with capability ``head_split``)."""
+        raise NotImplementedError(f"fusion {self.name!r} has no per-modality head split")
+
+    def shared_head(self) -> nn.Linear:
+        """The head shared by every modality (fusions with capability ``shared_head``)."""
+        raise NotImplementedError(f"fusion {self.name!r} has no shared head")
+
 
 @register_fusion("concat", "Late fusion: one linear head on the concatenated features (exact per-modality split).")
 class ConcatFusion(Fusion):
     """``o = W [z^1; ...; z^M] + b``; per-modality logits ``o^m = W^m z^m + b / M`` sum exactly to ``o``."""
 
     has_unimodal = True
+    capabilities = frozenset({"unimodal_logits", "head_split"})
 
     def __init__(self, dims: dict[str, int], num_classes: int) -> None:
         super().__init__(dims, num_classes)
         self.head = nn.Linear(sum(dims.values()), num_classes)
+
+    def head_weight(self, modality: str) -> torch.Tensor:
+        start = 0
+        for m in self.modalities:
+            if m == modality:
+                break
+            start += self.dims[m]
+        return self.head.weight[:, start : start + self.dims[modality]]
 
     def forward(self, feats: dict[str, torch.Tensor]):
         z = torch.cat([feats[m] for m in self.modalities], dim=1)
@@ -81,10 +100,14 @@ class SumFusion(Fusion):
     """``o = sum_m (W_m z^m + b_m)``; ``o^m = W_m z^m + b_m`` (full own bias, in training and evaluation)."""
 
     has_unimodal = True
+    capabilities = frozenset({"unimodal_logits", "head_split"})
 
     def __init__(self, dims: dict[str, int], num_classes: int) -> None:
         super().__init__(dims, num_classes)
         self.heads = nn.ModuleDict({m: nn.Linear(d, num_classes) for m, d in dims.items()})
+
+    def head_weight(self, modality: str) -> torch.Tensor:
+        return self.heads[modality].weight
 
     def forward(self, feats: dict[str, torch.Tensor]):
         uni = {m: self.heads[m](feats[m]) for m in self.modalities}
@@ -99,6 +122,7 @@ class SharedHeadFusion(Fusion):
     """``o^m = H(z^m)`` with one shared head ``H``; ``o = sum_m o^m``. All feature sizes must be equal."""
 
     has_unimodal = True
+    capabilities = frozenset({"unimodal_logits", "head_split", "shared_head"})
 
     def __init__(self, dims: dict[str, int], num_classes: int) -> None:
         super().__init__(dims, num_classes)
@@ -112,6 +136,12 @@ class SharedHeadFusion(Fusion):
         return torch.stack(list(uni.values())).sum(0), uni
 
     def final_linear(self) -> nn.Linear:
+        return self.head
+
+    def head_weight(self, modality: str) -> torch.Tensor:
+        return self.head.weight
+
+    def shared_head(self) -> nn.Linear:
         return self.head
 
 

@@ -1,33 +1,22 @@
-"""The multimodal classifier: one encoder per modality, a fusion module, and a typed output."""
+"""The multimodal classifier: one encoder per modality and a fusion module, behind the model contract."""
 
 from __future__ import annotations
-
-import dataclasses
 
 import torch
 from torch import nn
 
+from mmviz.contracts import ModelOutput, MultimodalModel
 from models.encoders import ENCODERS, create_encoder, default_encoder
 from models.fusion import FUSIONS, create_fusion
 
-
-@dataclasses.dataclass
-class ModelOutput:
-    """What the network returns for a batch.
-
-    Attributes:
-        features: per modality the pooled encoder output ``(B, D_m)``.
-        logits: fused logits ``(B, C)``.
-        unimodal_logits: per modality exact logits ``(B, C)`` where the fusion allows a split, else ``None``.
-    """
-
-    features: dict[str, torch.Tensor]
-    logits: torch.Tensor
-    unimodal_logits: dict[str, torch.Tensor | None]
+__all__ = ["ModelOutput", "MultimodalNet"]
 
 
-class MultimodalNet(nn.Module):
-    """Encoders keyed by modality name plus a fusion head.
+class MultimodalNet(MultimodalModel):
+    """Encoders keyed by modality name plus a fusion head; implements :class:`mmviz.contracts.MultimodalModel`.
+
+    Capabilities: always ``fuse`` and ``final_linear``; the fusion's own (``unimodal_logits``, ``head_split``,
+    ``shared_head``; see :data:`models.fusion.FUSIONS`).
 
     Args:
         modalities: ``(name, kind, shape)`` per modality, in the fixed iteration order.
@@ -65,11 +54,21 @@ class MultimodalNet(nn.Module):
         dims = {m: self.encoders[m].out_dim for m in self.modalities}
         self.fusion = create_fusion(fusion, dims, num_classes)
         self.fusion_name = fusion
+        self.capabilities = frozenset({"fuse", "final_linear", *self.fusion.capabilities})
 
     @property
     def has_unimodal_logits(self) -> bool:
         """Whether the fusion gives exact per-modality logits."""
         return bool(FUSIONS[self.fusion_name][0].has_unimodal)
+
+    @property
+    def feature_dims(self) -> dict[str, int]:
+        """Each modality's feature size ``D_m``."""
+        return dict(self.fusion.dims)
+
+    def encoder(self, modality: str) -> nn.Module:
+        """The encoder of ``modality``."""
+        return self.encoders[modality]
 
     def encode(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Per-modality pooled features ``{m: (B, D_m)}``."""
@@ -83,10 +82,18 @@ class MultimodalNet(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
         return self.fuse(self.encode(batch))
 
-    def encoder_parameters(self, modality: str) -> list[nn.Parameter]:
-        """The trainable parameters of one modality's encoder."""
-        return list(self.encoders[modality].parameters())
-
     def head_parameters(self) -> list[nn.Parameter]:
         """The trainable parameters of the fusion head."""
         return list(self.fusion.parameters())
+
+    def head_weight(self, modality: str) -> torch.Tensor:
+        """The block ``(C, D_m)`` of the linear head's weight that reads ``modality`` (capability ``head_split``)."""
+        return self.fusion.head_weight(modality)
+
+    def shared_head(self) -> nn.Linear:
+        """The one head applied to every modality (capability ``shared_head``)."""
+        return self.fusion.shared_head()
+
+    def final_linear(self) -> nn.Linear:
+        """The last linear layer producing the logits."""
+        return self.fusion.final_linear()

@@ -9,14 +9,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mmviz.balancing.base import BalancingMethod, mask_batch
+from mmviz.balancing.base import BalancingMethod, check_requirements
 from mmviz.balancing.registry import METHODS
 from mmviz.balancing.settings import ModulationWindow
 from mmviz.config import param
+from mmviz.contracts import ModelOutput, ModelSpec, StepInfo, TrainContext
 from mmviz.measures import compute_shapley, eval_mode
 from mmviz.recipes import Recipe, RecipeSetting
-from mmviz.training.context import StepInfo, TrainContext
-from models import ModelOutput
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,7 +141,6 @@ class AGM(BalancingMethod):
     modulation over the whole run (the author's CREMA-D answer, issues #3/#5).
     """
 
-    name = "agm"
     config_cls = AGMConfig
     paper_recipe = Recipe(
         {
@@ -163,6 +161,14 @@ class AGM(BalancingMethod):
         "run/CREMAD_main.py L230-243 (conditional clip); alpha 1.5 whole run from the author in issues #3/#5",
     )
 
+    @classmethod
+    def check_compatible(cls, config: AGMConfig, model: ModelSpec) -> None:
+        needs = {"fuse"} if config.masked_forward == "features" else set()
+        if config.grad_clip == "conditional":
+            needs.add("final_linear")  # the clip condition reads the fused head's weight gradient
+        check_requirements("Method", cls.name, frozenset(cls.requires | needs), model)
+        cls.check_config(config, model.modalities)
+
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)
         self.count = 0
@@ -175,8 +181,8 @@ class AGM(BalancingMethod):
         zero = {}
         if self.config.masked_forward == "features":
             for m in mods:
-                with eval_mode(model.encoders[m]):
-                    zero[m] = model.encoders[m](torch.zeros_like(batch[m][:1]))
+                with eval_mode(model.encoder(m)):
+                    zero[m] = model.encoder(m)(torch.zeros_like(batch[m][:1]))
         for size in range(1, len(mods)):
             for subset in itertools.combinations(mods, size):
                 absent = [m for m in mods if m not in subset]
@@ -185,7 +191,7 @@ class AGM(BalancingMethod):
                     values[frozenset(subset)] = model.fuse(feats).logits
                 else:
                     with eval_mode(model):
-                        values[frozenset(subset)] = model(mask_batch(batch, absent)).logits
+                        values[frozenset(subset)] = model.masked_forward(batch, absent).logits
         return values
 
     def compute_loss(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> torch.Tensor:
@@ -214,7 +220,7 @@ class AGM(BalancingMethod):
     def on_after_backward(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> None:
         if self.config.grad_clip != "conditional":
             return
-        clipped = needs_clip(self.ctx.model.fusion.final_linear().weight.grad)
+        clipped = needs_clip(self.ctx.model.final_linear().weight.grad)
         if clipped:
             torch.nn.utils.clip_grad_norm_(self.ctx.model.parameters(), max_norm=1.0)
         self.log("agm/clipped", float(clipped))

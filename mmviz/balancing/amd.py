@@ -8,15 +8,13 @@ from typing import Any
 
 import torch
 
-from mmviz.balancing.base import BalancingMethod, mask_batch
+from mmviz.balancing.base import BalancingMethod
 from mmviz.balancing.registry import METHODS
 from mmviz.balancing.settings import MethodConfig, modality_map, parse_modality_map
 from mmviz.config import param
+from mmviz.contracts import EvalResult, ModelOutput, StepInfo, TrainContext
 from mmviz.errors import ConfigError
 from mmviz.recipes import Recipe, RecipeSetting
-from mmviz.training.context import StepInfo, TrainContext
-from mmviz.training.evaluate import evaluate
-from models import ModelOutput
 
 SCHEDULES = ("constant", "linear", "cosine", "step")
 DRAW_MODES = ("shared_per_batch", "independent_per_batch", "independent_per_sample")
@@ -140,7 +138,7 @@ class AggressiveModalityDropout(BalancingMethod):
     accuracy and class count); checkpoint selection on validation loss is replaced by our best-on-val accuracy,
     on full inputs by default or on the target alone with ``evaluate_on=target``. With a target set, the
     target-only accuracy ``val/acc_target`` (helpers zeroed) is logged every epoch. The samples zeroed in the
-    current epoch are exposed as ``ctx.extra['dropped_mask']``: per modality a bool tensor over absolute
+    current epoch are published as ``ctx.dropped_mask``: per modality a bool tensor over absolute
     sample indices (size of the whole dataset; True = zeroed this epoch).
 
     Recipes: the default ``recipe=quick`` (Adam 1e-3, batch 64, 30 epochs) suits mmviz's small CPU data;
@@ -151,7 +149,6 @@ class AggressiveModalityDropout(BalancingMethod):
     equivalent. The target modality and p stay the run's choice (the paper sweeps p).
     """
 
-    name = "amd"
     config_cls = AMDConfig
     paper_recipe = Recipe(
         {
@@ -200,9 +197,9 @@ class AggressiveModalityDropout(BalancingMethod):
         self.p_end = {m: (overrides.get(m, cfg.p) if m in self.dropped else 0.0) for m in self.modalities}
         self.keep_one = set(self.dropped) == set(self.modalities)
         self.generator = torch.Generator().manual_seed(int(ctx.seed) + _SEED_OFFSET)
-        n = len(ctx.data.y)
+        n = ctx.num_samples
         self.dropped_mask = {m: torch.zeros(n, dtype=torch.bool, device=ctx.device) for m in self.modalities}
-        ctx.extra["dropped_mask"] = self.dropped_mask
+        ctx.dropped_mask = self.dropped_mask
         self.drop_count = {m: torch.zeros((), device=ctx.device) for m in self.modalities}
         self.seen = 0
 
@@ -216,12 +213,13 @@ class AggressiveModalityDropout(BalancingMethod):
             for m in self.modalities
         }
 
+    def on_epoch_start(self, info: StepInfo) -> None:
+        for m in self.modalities:  # a new epoch: start a fresh record
+            self.dropped_mask[m].zero_()
+            self.drop_count[m].zero_()
+        self.seen = 0
+
     def transform_batch(self, batch: dict[str, torch.Tensor], info: StepInfo) -> dict[str, torch.Tensor]:
-        if info.batch_index == 0:  # a new epoch: start a fresh record
-            for m in self.modalities:
-                self.dropped_mask[m].zero_()
-                self.drop_count[m].zero_()
-            self.seen = 0
         probs = self.probabilities(info)
         for m, p in probs.items():
             self.log(f"dropout_p/{m}", p)
@@ -247,20 +245,18 @@ class AggressiveModalityDropout(BalancingMethod):
         return out
 
     def _target_only(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> ModelOutput:
-        return model(mask_batch(batch, [m for m in self.modalities if m != self.config.target]))
+        return model.masked_forward(batch, [m for m in self.modalities if m != self.config.target])
 
     def predict(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> ModelOutput:
         if self.config.evaluate_on == "target":
             return self._target_only(model, batch)
         return model(batch)
 
-    def on_epoch_end(self, epoch: int, info: StepInfo) -> None:
+    def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: EvalResult) -> None:
         for m in self.modalities:
             self.log(f"amd/drop_frac/{m}", self.drop_count[m] / max(1, self.seen))
         if self.config.target:
-            ctx = self.ctx
-            bs = getattr(getattr(ctx.config, "train", None), "eval_batch_size", 512)
-            ev = evaluate(ctx.model, self._target_only, ctx.splits["val"], bs, ctx.extra.get("autocast"))
+            ev = self.ctx.evaluate(self._target_only, "val")
             self.log("val/acc_target", ev.acc)
             self.log("val/loss_target", ev.loss)
 

@@ -11,8 +11,7 @@ from mmviz.balancing.base import BalancingMethod
 from mmviz.balancing.registry import METHODS
 from mmviz.balancing.settings import MethodConfig, modality_map, parse_modality_map
 from mmviz.config import param
-from mmviz.training.context import StepInfo, TrainContext
-from models import ModelOutput
+from mmviz.contracts import ModelOutput, StepInfo, TrainContext
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +39,6 @@ class AuxLoss(BalancingMethod):
     shared_head). Logs ``aux_loss/loss/<m>`` and ``coef/aux_loss/<m>`` every step.
     """
 
-    name = "aux_loss"
     config_cls = AuxLossConfig
     requires = frozenset({"unimodal_logits"})
 

@@ -6,12 +6,11 @@ import dataclasses
 
 import torch
 
-from mmviz.balancing.base import BalancingMethod, mask_batch
+from mmviz.balancing.base import BalancingMethod
 from mmviz.balancing.registry import METHODS
 from mmviz.config import Config, param
+from mmviz.contracts import ModelOutput, StepInfo, mask_batch
 from mmviz.errors import ConfigError
-from mmviz.training.context import StepInfo
-from models import ModelOutput
 
 
 @METHODS.register("baseline", kind="reference")
@@ -21,8 +20,6 @@ class Baseline(BalancingMethod):
     Every modality's encoder learns only through the fused loss, so the modality that reduces the loss
     fastest takes most of the learning signal and the others stay under-trained.
     """
-
-    name = "baseline"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +37,6 @@ class Unimodal(BalancingMethod):
     and fusion head are trained through the chosen modality only.
     """
 
-    name = "unimodal"
     config_cls = UnimodalConfig
 
     @classmethod
@@ -59,4 +55,4 @@ class Unimodal(BalancingMethod):
         return mask_batch(batch, [m for m in self.ctx.modalities if m != self.target()])
 
     def predict(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> ModelOutput:
-        return model(mask_batch(batch, [m for m in self.ctx.modalities if m != self.target()]))
+        return model.masked_forward(batch, [m for m in self.ctx.modalities if m != self.target()])

@@ -9,17 +9,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmviz.balancing.base import BalancingMethod
+from mmviz.balancing.base import BalancingMethod, check_requirements
 from mmviz.balancing.registry import METHODS
 from mmviz.config import Config, param
+from mmviz.contracts import ModelOutput, ModelSpec, StepInfo, TrainContext
 from mmviz.errors import ConfigError
 from mmviz.recipes import Recipe, RecipeSetting
-from mmviz.training.context import StepInfo, TrainContext
-from models import ModelOutput
 
 EPS = 1e-8
 _SEED_OFFSET = 0xC66  # the auxiliary classifiers' init uses its own seed and leaves the global RNG untouched
-BLOCK_FUSIONS = ("concat", "sum", "shared_head")  # fusions whose head has one weight block per modality
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,7 +144,6 @@ class CGGM(BalancingMethod):
     schedule and is left out (with patience 10 it can fire at most twice in 30 epochs).
     """
 
-    name = "cggm"
     config_cls = CGGMConfig
     paper_recipe = Recipe(
         {
@@ -168,24 +165,19 @@ class CGGM(BalancingMethod):
     )
 
     @classmethod
-    def check_compatible(
-        cls,
-        config: CGGMConfig,
-        fusion: str,
-        has_unimodal: bool,
-        modalities: tuple[str, ...],
-        feature_dims: dict[str, int],
-    ) -> None:
-        super().check_compatible(config, fusion, has_unimodal, modalities, feature_dims)
+    def check_compatible(cls, config: CGGMConfig, model: ModelSpec) -> None:
+        super().check_compatible(config, model)
         if config.direction != "code":
             return
+        check_requirements("Method", cls.name, frozenset({"final_linear"}), model)
+        dims, modalities = model.feature_dims, model.modalities
         for m in modalities:
-            hidden = config.aux_hidden or feature_dims[m]
-            want = feature_dims[m] if fusion in BLOCK_FUSIONS else feature_dims[modalities[-1]]
+            hidden = config.aux_hidden or dims[m]
+            want = dims[m] if "head_split" in model.capabilities else dims[modalities[-1]]
             if hidden != want:
                 raise ConfigError(
                     f"The 'aux_hidden' parameter of {config.title()} gives modality {m!r} an auxiliary weight of "
-                    f"width {hidden}, but the {fusion!r} head's weight it is compared with has width {want}. "
+                    f"width {hidden}, but the head weight of {model.label} it is compared with has width {want}. "
                     f"Set method.aux_hidden=0 or {want}, or use direction=gradient."
                 )
 
@@ -193,7 +185,7 @@ class CGGM(BalancingMethod):
         super().setup(ctx)
         cfg = self.config
         self.modalities = ctx.modalities
-        dims = {m: ctx.model.encoders[m].out_dim for m in self.modalities}
+        dims = ctx.model.feature_dims
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(ctx.seed) + _SEED_OFFSET)
             self.aux = nn.ModuleDict(
@@ -217,17 +209,9 @@ class CGGM(BalancingMethod):
     def head_weight(self, modality: str) -> torch.Tensor:
         """The fused head's final weight that the official direction term compares with modality m's classifier."""
         model = self.ctx.model
-        fusion = model.fusion
-        if model.fusion_name == "concat":
-            start = 0
-            for m in self.modalities:
-                if m == modality:
-                    break
-                start += fusion.dims[m]
-            return fusion.head.weight[:, start : start + fusion.dims[modality]]
-        if model.fusion_name == "sum":
-            return fusion.heads[modality].weight
-        return fusion.final_linear().weight
+        if "head_split" in model.capabilities:
+            return model.head_weight(modality)
+        return model.final_linear().weight
 
     def compute_loss(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> torch.Tensor:
         cfg = self.config

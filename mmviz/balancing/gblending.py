@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from typing import Any
 
@@ -13,9 +12,8 @@ from torch import nn
 from mmviz.balancing.base import BalancingMethod
 from mmviz.balancing.registry import METHODS
 from mmviz.config import Config, param
+from mmviz.contracts import EvalResult, ModelOutput, StepInfo, TrainContext
 from mmviz.measures import eval_mode
-from mmviz.training.context import StepInfo, TrainContext
-from models import ModelOutput
 
 FUSED = "fused"
 
@@ -95,13 +93,12 @@ class GBlending(BalancingMethod):
     at each re-estimate, with a ``reweight`` event.
     """
 
-    name = "gblending"
     config_cls = GBlendingConfig
 
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)
         self.heads = nn.ModuleDict(
-            {m: nn.Linear(ctx.model.encoders[m].out_dim, ctx.num_classes) for m in ctx.modalities}
+            {m: nn.Linear(ctx.model.feature_dims[m], ctx.num_classes) for m in ctx.modalities}
         ).to(ctx.device)
         self.names = (FUSED, *ctx.modalities)
         self.weights = torch.full((len(self.names),), 1.0 / len(self.names), device=ctx.device)
@@ -119,15 +116,13 @@ class GBlending(BalancingMethod):
         """Mean cross-entropy of every head on the full train and val splits, in eval mode: ``{split: (K,)}``."""
         ctx = self.ctx
         model = ctx.model
-        bs = getattr(getattr(ctx.config, "train", None), "eval_batch_size", 512)
-        autocast = ctx.extra.get("autocast", contextlib.nullcontext)
         result = {}
         with eval_mode(model, self.heads):
             for split in ("train", "val"):
                 total = torch.zeros(len(self.names), device=ctx.device)
                 n = 0
-                for batch in ctx.splits[split].batches(bs):
-                    with autocast():
+                for batch in ctx.splits[split].batches(ctx.eval_batch_size):
+                    with ctx.autocast():
                         logits = self.head_logits(model(batch))
                     y = batch["label"]
                     total += torch.stack([F.cross_entropy(logits[k].float(), y, reduction="sum") for k in self.names])
@@ -144,7 +139,7 @@ class GBlending(BalancingMethod):
             self.log(f"coef/gblending/{k}", self.weights[i])
         return (self.weights.to(losses.dtype) * losses).sum()
 
-    def on_epoch_end(self, epoch: int, info: StepInfo) -> None:
+    def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: EvalResult) -> None:
         if epoch % self.config.super_epoch:
             return
         now = self.measure_losses()

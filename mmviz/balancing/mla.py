@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from typing import Any
 
@@ -14,10 +13,9 @@ from mmviz.balancing.base import BalancingMethod
 from mmviz.balancing.registry import METHODS
 from mmviz.balancing.settings import MethodConfig, modality_map, parse_modality_map
 from mmviz.config import param
+from mmviz.contracts import EvalResult, ModelOutput, StepInfo, TrainContext
 from mmviz.measures import eval_mode
 from mmviz.recipes import Recipe, RecipeSetting
-from mmviz.training.context import StepInfo, TrainContext
-from models import ModelOutput
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +116,6 @@ class MLA(BalancingMethod):
     28-34, optimiser line 749, scheduler line 760, README's CREMA-D command ``--batch_size 64 --epochs 100``).
     """
 
-    name = "mla"
     config_cls = MLAConfig
     paper_recipe = Recipe(
         {
@@ -138,12 +135,12 @@ class MLA(BalancingMethod):
         "100 epochs, SGD lr 1e-3, StepLR 70 x0.1), L749 (momentum 0.9, wd 1e-4), L760 (StepLR), README command",
     )
     replaces_step = True
-    fusions = ("shared_head",)
+    requires = frozenset({"shared_head"})
 
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)
         self.modalities = ctx.modalities
-        self.head: nn.Linear = ctx.model.fusion.head
+        self.head: nn.Linear = ctx.model.shared_head()
         d = self.head.in_features
         self.proj = torch.eye(d, device=ctx.device)
         self.turns = 0
@@ -158,7 +155,7 @@ class MLA(BalancingMethod):
     ) -> tuple[ModelOutput, torch.Tensor]:
         ctx = self.ctx
         model, opt, head = ctx.model, ctx.optimizer, self.head
-        autocast = ctx.extra.get("autocast") or contextlib.nullcontext
+        autocast = ctx.autocast
         y = batch["label"]
         alpha = compute_alpha(info.batch_index, info.batches_per_epoch)
         self.log("mla/alpha", alpha)
@@ -177,11 +174,11 @@ class MLA(BalancingMethod):
                 logits=logits.detach(),
                 unimodal_logits={k: (logits.detach() if k == m else None) for k in self.modalities},
             )
-            hooks.after_backward(out_m, batch, info)
+            hooks.on_after_backward(out_m, batch, info)
             if self.turns > 0:
                 self.project(detached[m].float().mean(0), alpha, m)
             self.turns += 1
-            hooks.before_optimizer_step(out_m, batch, info)
+            hooks.on_before_optimizer_step(out_m, batch, info)
             opt.step()
             self.log(f"mla/loss/{m}", loss.detach())
             turn_logits[m] = logits.detach()
@@ -217,22 +214,21 @@ class MLA(BalancingMethod):
 
     def predict(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> ModelOutput:
         feats = model.encode(batch)
-        uni = {m: model.fusion.head(feats[m]) for m in self.modalities}
+        uni = {m: self.head(feats[m]) for m in self.modalities}
         logits, _ = self.fuse_logits(torch.stack([uni[m] for m in self.modalities]))
         return ModelOutput(features=feats, logits=logits, unimodal_logits=uni)
 
     @torch.no_grad()
-    def on_epoch_end(self, epoch: int, info: StepInfo) -> None:
+    def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: EvalResult) -> None:
         ctx = self.ctx
         model = ctx.model
-        bs = getattr(getattr(ctx.config, "train", None), "eval_batch_size", 512)
         wsum = torch.zeros(len(self.modalities), device=ctx.device)
         correct = {"dynamic": torch.zeros((), device=ctx.device), "fixed": torch.zeros((), device=ctx.device)}
         n = 0
         with eval_mode(model):
-            for batch in ctx.splits["val"].batches(bs):
+            for batch in ctx.splits["val"].batches(ctx.eval_batch_size):
                 feats = model.encode(batch)
-                uni = torch.stack([model.fusion.head(feats[m]).float() for m in self.modalities])
+                uni = torch.stack([self.head(feats[m]).float() for m in self.modalities])
                 w = compute_entropy_weights(uni)
                 wsum += w.sum(1)
                 y = batch["label"]

@@ -16,9 +16,8 @@ from mmviz.balancing.common import (
 from mmviz.balancing.registry import METHODS
 from mmviz.balancing.settings import ModulationWindow
 from mmviz.config import param
+from mmviz.contracts import ModelOutput, StepInfo, TrainContext
 from mmviz.recipes import Recipe, RecipeSetting
-from mmviz.training.context import StepInfo, TrainContext
-from models import ModelOutput
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +117,6 @@ class OGMGE(BalancingMethod):
     modality, ``tie=none`` damps nobody.
     """
 
-    name = "ogm_ge"
     config_cls = OGMGEConfig
     paper_recipe = Recipe(
         {
@@ -141,7 +139,7 @@ class OGMGE(BalancingMethod):
 
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)
-        self._params = {m: select_parameters(ctx.model.encoders[m], self.config.params) for m in ctx.modalities}
+        self._params = {m: select_parameters(ctx.model.encoder(m), self.config.params) for m in ctx.modalities}
 
     def on_after_backward(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> None:
         cfg = self.config

@@ -13,10 +13,9 @@ from mmviz.balancing.common import EPS, compute_confidence_scores, compute_ratio
 from mmviz.balancing.registry import METHODS
 from mmviz.balancing.settings import ModulationWindow
 from mmviz.config import param
+from mmviz.contracts import EvalResult, ModelOutput, StepInfo, TrainContext
 from mmviz.measures import compute_class_means, compute_prototype_drift, extract_features
 from mmviz.recipes import Recipe, RecipeSetting
-from mmviz.training.context import StepInfo, TrainContext
-from models import ModelOutput
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,7 +144,6 @@ class PMR(BalancingMethod):
     momentum 0, PCE in 0-based epochs 0-100, i.e. our 1-101.
     """
 
-    name = "pmr"
     config_cls = PMRConfig
     paper_recipe = Recipe(
         {
@@ -185,7 +183,7 @@ class PMR(BalancingMethod):
             ctx.model,
             split.batches(ctx.batch_size, self._gen),
             ctx.modalities,
-            autocast=ctx.extra.get("autocast"),
+            autocast=ctx.autocast,
             limit=n_batches,
             to_cpu=False,
         )
@@ -201,7 +199,7 @@ class PMR(BalancingMethod):
             everyone = torch.ones(ctx.num_classes, dtype=torch.bool, device=old.device)
             self.log(f"pmr/proto_drift/{m}", compute_prototype_drift(old, self.prototypes[m], everyone))
 
-    def on_epoch_end(self, epoch: int, info: StepInfo) -> None:
+    def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: EvalResult) -> None:
         self.update_prototypes(blend=not (epoch == 1 and self.config.first_update == "replace"))
 
     # ----- loss ---------------------------------------------------------------------------------

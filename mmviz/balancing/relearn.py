@@ -12,10 +12,9 @@ import torch
 from mmviz.balancing.base import BalancingMethod
 from mmviz.balancing.registry import METHODS
 from mmviz.config import Config, param
-from mmviz.data.base import TensorSplit
+from mmviz.contracts import DataSplit, StepInfo, TrainContext
 from mmviz.measures import compute_kmeans_purity, extract_features
 from mmviz.recipes import Recipe, RecipeSetting
-from mmviz.training.context import StepInfo, TrainContext
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,7 +128,6 @@ class Relearn(BalancingMethod):
     ``relearn/dist_before/<m>`` and ``relearn/dist_after/<m>`` (distance to theta_0) and a ``reinit`` event.
     """
 
-    name = "relearn"
     config_cls = RelearnConfig
     paper_recipe = Recipe(
         {
@@ -145,31 +143,29 @@ class Relearn(BalancingMethod):
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)
         self.count = 0
-        init = ctx.extra["init_state"]
+        init = ctx.init_state
         missing = [
-            f"encoders.{m}.{n}"
+            f"{m}: {n}"
             for m in ctx.modalities
-            for n, _ in ctx.model.encoders[m].named_parameters()
-            if f"encoders.{m}.{n}" not in init
+            for n, _ in ctx.model.encoder(m).named_parameters()
+            if n not in init.get(m, {})
         ]
         if missing:
             raise RuntimeError(f"The initial-weights snapshot lacks encoder parameters, e.g. {missing[0]!r}.")
 
-    def transform_batch(self, batch: dict[str, torch.Tensor], info: StepInfo) -> dict[str, torch.Tensor]:
+    def on_epoch_start(self, info: StepInfo) -> None:
         cfg = self.config
         done = info.epoch - 1  # epochs completed before this one
-        if info.batch_index == 0 and is_reinit_epoch(
-            done, cfg.reinit_every, self.count, cfg.reinit_num, cfg.reinit_timing
-        ):
+        if is_reinit_epoch(done, cfg.reinit_every, self.count, cfg.reinit_num, cfg.reinit_timing):
             self.reinit(done)
-        return batch
 
     # ----- the diagnosis ----------------------------------------------------------------------------
-    def split_features(self, split: TensorSplit) -> dict[str, torch.Tensor]:
+    def split_features(self, split: DataSplit) -> dict[str, torch.Tensor]:
         """Eval-mode pooled features ``{m: (N, D_m)}`` of a whole split, on the CPU (modes restored)."""
         ctx = self.ctx
-        bs = getattr(getattr(ctx.config, "train", None), "eval_batch_size", 512)
-        feats, _ = extract_features(ctx.model, split.batches(bs), ctx.modalities, autocast=ctx.extra.get("autocast"))
+        feats, _ = extract_features(
+            ctx.model, split.batches(ctx.eval_batch_size), ctx.modalities, autocast=ctx.autocast
+        )
         return feats
 
     def diagnose(self) -> dict[str, dict[str, float]]:
@@ -179,7 +175,7 @@ class Relearn(BalancingMethod):
         rng = np.random.default_rng(cfg.kmeans_seed)
         for split in ("train", "val"):
             feats = self.split_features(ctx.splits[split])
-            labels = ctx.splits[split].tensors["label"].cpu().numpy()
+            labels = ctx.splits[split].labels.cpu().numpy()
             keep = np.arange(len(labels))
             if len(keep) > cfg.max_samples:
                 keep = np.sort(rng.choice(len(labels), cfg.max_samples, replace=False))
@@ -199,25 +195,24 @@ class Relearn(BalancingMethod):
     # ----- the soft re-initialisation -------------------------------------------------------------------
     def distance_from_init(self, modality: str) -> float:
         """``||theta^m - theta^m_0||`` over the encoder's parameters."""
-        init = self.ctx.extra["init_state"]
+        init = self.ctx.init_state[modality]
         sq = 0.0
-        for n, p in self.ctx.model.encoders[modality].named_parameters():
-            sq += float((p.detach().float().cpu() - init[f"encoders.{modality}.{n}"].float()).pow(2).sum())
+        for n, p in self.ctx.model.encoder(modality).named_parameters():
+            sq += float((p.detach().float().cpu() - init[n].float()).pow(2).sum())
         return math.sqrt(sq)
 
     @torch.no_grad()
     def blend_encoder(self, modality: str, alpha: float) -> None:
         """Soft re-init of one encoder towards theta_0 (and, per config, its BN buffers and optimiser state)."""
         ctx = self.ctx
-        init = ctx.extra["init_state"]
-        enc = ctx.model.encoders[modality]
+        init = ctx.init_state[modality]
+        enc = ctx.model.encoder(modality)
         for n, p in enc.named_parameters():
-            blend_(p.data, init[f"encoders.{modality}.{n}"], alpha)
+            blend_(p.data, init[n], alpha)
         if self.config.bn_buffers == "blend":
             for n, b in enc.named_buffers():
-                key = f"encoders.{modality}.{n}"
-                if b.is_floating_point() and key in init:
-                    blend_(b, init[key], alpha)
+                if b.is_floating_point() and n in init:
+                    blend_(b, init[n], alpha)
         if self.config.momentum == "reset" and ctx.optimizer is not None:
             for p in enc.parameters():
                 ctx.optimizer.state.pop(p, None)

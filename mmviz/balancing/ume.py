@@ -8,8 +8,7 @@ from torch import nn
 
 from mmviz.balancing.base import BalancingMethod
 from mmviz.balancing.registry import METHODS
-from mmviz.training.context import StepInfo
-from models import ModelOutput
+from mmviz.contracts import ModelOutput, StepInfo
 
 
 @METHODS.register("ume", kind="objective")
@@ -25,7 +24,6 @@ class UME(BalancingMethod):
     shared_head). Logs ``ume/loss/<m>`` every step.
     """
 
-    name = "ume"
     requires = frozenset({"unimodal_logits"})
 
     def compute_loss(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> torch.Tensor:

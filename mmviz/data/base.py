@@ -168,6 +168,11 @@ class TensorSplit:
     def __len__(self) -> int:
         return int(self.tensors["label"].shape[0])
 
+    @property
+    def labels(self) -> torch.Tensor:
+        """Every sample's label ``(N,)``, in split order (on the split's device)."""
+        return self.tensors["label"]
+
     def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
         """Number of batches per pass."""
         n = len(self)

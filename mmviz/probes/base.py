@@ -26,13 +26,12 @@ import functools
 import time
 from typing import Any, ClassVar
 
-import torch
-
 from mmviz.config import Config, param
-from mmviz.training.context import StepInfo, TrainContext
-from models import ModelOutput
+from mmviz.contracts import Batch, EvalResult, Hooks, ModelOutput, StepInfo, TrainContext
+from mmviz.probes.record import epoch_record
 
-_HOOKS = ("after_backward", "before_optimizer_step", "on_epoch_end")
+_HOOKS = ("on_epoch_start", "on_after_backward", "on_before_optimizer_step", "on_epoch_end")
+CADENCES = ("step", "epoch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,13 +78,17 @@ def _metered(hook):
     return metered
 
 
-class Probe:
-    """Base class; subclasses override the hooks they need. Hooks are only called when due (cadence and budget)."""
+class Probe(Hooks):
+    """Base class; subclasses override the hooks they need. Hooks are only called when due (cadence and budget).
 
-    name: ClassVar[str] = "probe"
+    A probe's ``name`` and ``cadence`` (``"step"``: ``on_after_backward`` / ``on_before_optimizer_step`` at due
+    steps; ``"epoch"``: ``on_epoch_end`` at due epochs) are declared once, in its registry entry, which sets them
+    on the class. ``requires`` lists the model capabilities it needs (:data:`mmviz.contracts.CAPABILITIES`).
+    """
+
+    cadence: ClassVar[str] = ""
     config_cls: ClassVar[type[ProbeConfig]] = ProbeConfig
-    per_step: ClassVar[bool] = False
-    per_epoch: ClassVar[bool] = False
+    requires: ClassVar[frozenset[str]] = frozenset()
     # Probes run in ascending ``order`` (then by name); a probe that reads another's results runs after it.
     order: ClassVar[int] = 0
     # Seconds one call is assumed to cost before it has been measured (None: the first due call runs).
@@ -108,9 +111,15 @@ class Probe:
         self.skipped = 0  # due calls skipped for the budget
         self.seconds = 0.0  # total wall time spent in this probe's hooks
 
-    def setup(self, ctx: TrainContext) -> None:
-        """Called once before the first step."""
-        self.ctx = ctx
+    @property
+    def per_step(self) -> bool:
+        """Whether this probe has per-step hooks (cadence ``"step"``)."""
+        return self.cadence == "step"
+
+    @property
+    def per_epoch(self) -> bool:
+        """Whether this probe has a per-epoch hook (cadence ``"epoch"``)."""
+        return self.cadence == "epoch"
 
     def due_step(self, info: StepInfo) -> bool:
         """Whether the per-step hooks run at this step (cadence, then budget)."""
@@ -138,34 +147,31 @@ class Probe:
         self._since = now
         return True
 
-    def after_backward(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> None:
-        """Called after backward, before the method modulates gradients."""
+    def on_after_backward(self, out: ModelOutput, batch: Batch, info: StepInfo) -> None:
+        """Called at due steps after backward, before the method modulates gradients."""
 
-    def before_optimizer_step(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> None:
-        """Called after the method's gradient modulation, right before the optimiser step."""
+    def on_before_optimizer_step(self, out: ModelOutput, batch: Batch, info: StepInfo) -> None:
+        """Called at due steps after the method's gradient modulation, right before the optimiser step."""
 
-    def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:
-        """Called after the epoch's evaluation on val (``evaluation`` is the loop's ``EvalResult``)."""
-
-    def log(self, key: str, value: Any) -> None:
-        """Record a metric at the current step."""
-        self.ctx.log(key, value)
+    def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: EvalResult) -> None:
+        """Called at due epochs after the epoch's evaluation on val (``evaluation``)."""
 
 
 class AnalysisProbe(Probe):
     """A per-epoch diagnostic split into *measuring* (needs the live model; runs in the trainer) and *analysing*
     (needs only the measured arrays; runs in the analysis process, or inline when there is none).
 
-    At a due epoch ``on_epoch_end`` hands what :meth:`measure` returns to the run's epoch recorder
-    (:class:`mmviz.probes.record.EpochRecorder`), which writes one record per epoch; :meth:`analyse` turns a record
-    into ``(key, value)`` rows. Both the trainer (inline) and the analysis process call :meth:`analyse` on the same
-    arrays, so a diagnostic has one value whichever process computes it (DESIGN.md §2, measuring vs analysing).
+    At a due epoch ``on_epoch_end`` adds what :meth:`measure` returns to the epoch's record (one per epoch, shared by
+    the analysis probes through ``ctx.probe_cache``); :meth:`analyse` turns a record into ``(key, value)`` rows.
+    Inline (``ctx.analysis_in_process`` False: direct ``fit()`` calls, your own loop, tests) the rows are computed
+    and logged at once; otherwise the trainer writes the record and the analysis process computes the same rows
+    from the same arrays (DESIGN.md §2, measuring vs analysing).
     """
 
     per_epoch = True
 
-    def measure(self, epoch: int, info: StepInfo, evaluation: Any, record: Any) -> dict[str, Any]:
-        """Called at a due epoch in the trainer: the arrays (numpy) this probe needs, by record name (see
+    def measure(self, epoch: int, info: StepInfo, evaluation: EvalResult, record: dict[str, Any]) -> dict[str, Any]:
+        """Called at a due epoch in the trainer: the arrays this probe needs, by record name (see
         :data:`mmviz.measures.record.RECORD_NAMES`); ``record`` holds what earlier probes measured this epoch."""
         return {}
 
@@ -173,10 +179,9 @@ class AnalysisProbe(Probe):
         """Pure: the rows of one epoch record (``meta``: epoch, step, modalities, num_classes; ``arrays``)."""
         return []
 
-    def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:
-        recorder = self.ctx.extra.get("epoch_recorder")
-        if recorder is None:  # driven outside fit(): analyse inline
-            from mmviz.probes.record import EpochRecorder
-
-            recorder = self.ctx.extra["epoch_recorder"] = EpochRecorder(self.ctx)
-        recorder.add(self, epoch, info, self.measure(epoch, info, evaluation, recorder.arrays))
+    def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: EvalResult) -> None:
+        record = epoch_record(self.ctx, epoch, info)
+        record.add(self.name, self.measure(epoch, info, evaluation, record.arrays))
+        if not self.ctx.analysis_in_process:
+            for key, value in self.analyse(record.meta, record.hosted()):
+                self.log(key, value)

@@ -2,22 +2,21 @@
 
 Epoch probes run one after the other on the same weights (after the loop's val evaluation, before the
 method's ``on_epoch_end``), so values that several of them need — train-split features, the Shapley values —
-are computed once per epoch and kept in ``ctx.extra['probe_cache']``.
+are computed once per epoch and kept in ``ctx.probe_cache``.
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from mmviz.contracts import TrainContext
 from mmviz.data.base import stratified_subset
 from mmviz.measures import extract_features
 from mmviz.measures.record import RECORD_NAMES
-from mmviz.training.context import TrainContext
 
 
 def encoder_groups(ctx: TrainContext) -> dict[str, list[nn.Parameter]]:
@@ -27,24 +26,18 @@ def encoder_groups(ctx: TrainContext) -> dict[str, list[nn.Parameter]]:
 
 def autocast_factory(ctx: TrainContext):
     """The run's autocast context factory (a no-op context on the CPU)."""
-    return ctx.extra.get("autocast") or contextlib.nullcontext
+    return ctx.autocast
 
 
-def epoch_cache(ctx: TrainContext) -> dict[str, Any]:
+def epoch_cache(ctx: TrainContext) -> dict[Any, Any]:
     """A dict shared by all probes for the current epoch; emptied when the epoch (or step) changes."""
     info = ctx.step() if ctx.step is not None else None
-    tag = (info.epoch, info.step) if info is not None else None
-    cache = ctx.extra.get("probe_cache")
-    if cache is None or cache.get("_tag") != tag:
-        cache = {"_tag": tag}
-        ctx.extra["probe_cache"] = cache
-    return cache
+    return ctx.probe_cache.current((info.epoch, info.step) if info is not None else None)
 
 
 def eval_batch_size(ctx: TrainContext) -> int:
     """The run's evaluation batch size."""
-    train = getattr(ctx.config, "train", None)
-    return int(getattr(train, "eval_batch_size", 512))
+    return ctx.eval_batch_size
 
 
 def extract_split_features(
@@ -68,7 +61,7 @@ def train_features(ctx: TrainContext, size: int) -> tuple[dict[str, torch.Tensor
     cache = epoch_cache(ctx)
     key = ("train_features", size)
     if key not in cache:
-        labels = ctx.splits["train"].tensors["label"].cpu().numpy()
+        labels = ctx.splits["train"].labels.cpu().numpy()
         positions = stratified_subset(np.arange(len(labels)), labels, size, seed=0)
         cache[key] = extract_split_features(ctx, "train", positions)
     return cache[key]

@@ -10,12 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from mmviz.config import param
+from mmviz.contracts import ModelOutput, StepInfo, TrainContext
 from mmviz.measures import compute_grad_cosine
 from mmviz.probes.base import Probe, ProbeConfig
 from mmviz.probes.common import autocast_factory, encoder_groups
 from mmviz.probes.registry import PROBES
-from mmviz.training.context import StepInfo, TrainContext
-from models import ModelOutput
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,16 +60,14 @@ class GradConflictProbe(Probe):
     step; default: at most every 20 steps, within 0.5% of the training steps' time.
     """
 
-    name = "grad_conflict"
     config_cls = GradConflictConfig
-    per_step = True
 
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)
         self.groups = {m: [p for p in ps if p.requires_grad] for m, ps in encoder_groups(ctx).items()}
-        self.enabled = bool(getattr(ctx.model, "has_unimodal_logits", False))
+        self.enabled = "unimodal_logits" in ctx.model.capabilities
 
-    def after_backward(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> None:
+    def on_after_backward(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> None:
         if not self.enabled:
             return
         model, labels = self.ctx.model, batch["label"]

@@ -7,12 +7,11 @@ import dataclasses
 import torch
 
 from mmviz.config import param
+from mmviz.contracts import ModelOutput, StepInfo, TrainContext
 from mmviz.measures import compute_group_norm
 from mmviz.probes.base import Probe, ProbeConfig
 from mmviz.probes.common import encoder_groups
 from mmviz.probes.registry import PROBES
-from mmviz.training.context import StepInfo, TrainContext
-from models import ModelOutput
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,16 +41,14 @@ class GradNormProbe(Probe):
     first one, not recomputed. Default: at most every step, within 1.2% of the training steps' time.
     """
 
-    name = "grad_norm"
     config_cls = GradNormConfig
-    per_step = True
 
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)
         self.groups = encoder_groups(ctx)
         self._pre: dict[str, tuple[torch.Tensor, list]] = {}
 
-    def after_backward(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> None:
+    def on_after_backward(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> None:
         self._pre = {}
         for m, params in self.groups.items():
             grads = [p.grad for p in params]
@@ -59,7 +56,7 @@ class GradNormProbe(Probe):
             self._pre[m] = (norm, [(g, None if g is None else g._version) for g in grads])
             self.log(f"grad_norm_pre/{m}", norm)
 
-    def before_optimizer_step(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> None:
+    def on_before_optimizer_step(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> None:
         pre, self._pre = self._pre, {}
         for m, params in self.groups.items():
             if m in pre and all(

@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from mmviz.contracts import StepInfo
 from mmviz.measures import compute_imbalance
 from mmviz.probes.base import AnalysisProbe, EpochProbeConfig
+from mmviz.probes.record import epoch_record
 from mmviz.probes.registry import PROBES
 from mmviz.probes.shapley import coalition_arrays, record_shapley
-from mmviz.training.context import StepInfo
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,17 +42,16 @@ class ImbalanceProbe(AnalysisProbe):
     reuses that epoch's values), or on its own cadence (at most every epoch) when that probe is off.
     """
 
-    name = "imbalance"
     config_cls = ImbalanceConfig
+    requires = frozenset({"fuse"})
     order = 20  # after shapley (it reuses this epoch's Shapley values when they are there)
 
     def measure(self, epoch: int, info: StepInfo, evaluation: Any, record: dict) -> dict[str, Any]:
         return coalition_arrays(self.ctx, evaluation, record)
 
     def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:
-        shapley_on = getattr(self.ctx.config.probes.get("shapley"), "enabled", False)
-        recorder = self.ctx.extra.get("epoch_recorder")
-        if shapley_on and (recorder is None or not recorder.measured(epoch, "shapley")):
+        shapley_on = "shapley" in self.ctx.enabled_probes
+        if shapley_on and not epoch_record(self.ctx, epoch, info).measured("shapley"):
             return  # follow the shapley probe's schedule rather than measuring the coalitions on epochs it skips
         super().on_epoch_end(epoch, info, evaluation)
 

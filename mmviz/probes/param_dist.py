@@ -7,11 +7,10 @@ from typing import Any
 
 import torch
 
+from mmviz.contracts import StepInfo, TrainContext
 from mmviz.measures import compute_group_norm
 from mmviz.probes.base import EpochProbeConfig, Probe
-from mmviz.probes.common import encoder_groups
 from mmviz.probes.registry import PROBES
-from mmviz.training.context import StepInfo, TrainContext
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,18 +28,14 @@ class ParamDistProbe(Probe):
     parameters (buffers such as BatchNorm statistics are left out). Default: every epoch.
     """
 
-    name = "param_dist"
     config_cls = ParamDistConfig
-    per_epoch = True
 
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)
-        names = {id(p): n for n, p in ctx.model.named_parameters()}
-        init = ctx.extra["init_state"]
-        self.groups = encoder_groups(ctx)
+        self.groups = {m: [p for _, p in ctx.model.encoder(m).named_parameters()] for m in ctx.modalities}
         self.init = {
-            m: [init[names[id(p)]].detach().to(device=p.device, dtype=p.dtype) for p in params]
-            for m, params in self.groups.items()
+            m: [ctx.init_state[m][n].detach().to(device=p.device, dtype=p.dtype) for n, p in named]
+            for m, named in ((m, list(ctx.model.encoder(m).named_parameters())) for m in ctx.modalities)
         }
 
     @torch.no_grad()

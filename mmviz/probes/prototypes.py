@@ -8,11 +8,11 @@ from typing import Any
 
 import torch
 
+from mmviz.contracts import StepInfo
 from mmviz.measures import compute_class_means, compute_prototype_drift, compute_prototype_stats
 from mmviz.probes.base import AnalysisProbe, EpochProbeConfig
 from mmviz.probes.common import record_features, val_arrays
 from mmviz.probes.registry import PROBES
-from mmviz.training.context import StepInfo
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +38,6 @@ class PrototypesProbe(AnalysisProbe):
     Default: every epoch.
     """
 
-    name = "prototypes"
     config_cls = PrototypesConfig
 
     def __init__(self, config: PrototypesConfig | None = None) -> None:

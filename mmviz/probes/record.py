@@ -2,10 +2,10 @@
 separate analysis process that follows the store (DESIGN.md §2, measuring vs analysing).
 
 In the trainer, each due :class:`~mmviz.probes.base.AnalysisProbe` adds its arrays (val features and labels, a
-fixed train subset's features, masked coalition logits); :meth:`EpochRecorder.end_epoch` then either analyses
-them at once (``inline``: runs without a store or run folder, tests, benchmarks) or writes the record file and
-its ``record`` artifact and lets the analysis process (``python -m mmviz.analysis.follower``) compute the rows:
-training goes on meanwhile. The process is started with the first record, restarted if it dies (it catches up
+fixed train subset's features, masked coalition logits) to the epoch's :class:`EpochRecord`. Inline (runs without
+an analysis process: direct ``fit()`` calls, your own loop, tests) each probe analyses it at its turn; otherwise
+:meth:`EpochRecorder.end_epoch` writes the record file and its ``record`` artifact and the analysis process
+(``python -m mmviz.analysis.follower``) computes the rows: training goes on meanwhile. The process is started with the first record, restarted if it dies (it catches up
 from the stored records) and waited for at the end of the run, so every epoch's diagnostics are in the store
 when the run finishes. On a GPU the record is copied to the host and written by a background thread.
 """
@@ -24,11 +24,10 @@ import numpy as np
 import torch
 
 from mmviz.measures.record import DONE_FILE, RECORD_DIR, RECORD_KIND, record_path, save_record
-from mmviz.probes.base import AnalysisProbe
 
 
-def analyse_record(probes: list[AnalysisProbe], meta: dict[str, Any], arrays: dict[str, Any]) -> list[tuple]:
-    """The rows ``(key, value)`` of one record: each probe the record names, in the probes' order."""
+def analyse_record(probes: list, meta: dict[str, Any], arrays: dict[str, Any]) -> list[tuple]:
+    """The rows ``(key, value)`` of one record: each analysis probe the record names, in the probes' order."""
     due = set(meta.get("probes", ()))
     rows: list[tuple] = []
     for p in sorted(probes, key=lambda p: (p.order, p.name)):
@@ -41,6 +40,45 @@ def _host(value: Any) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
     return np.asarray(value)
+
+
+class EpochRecord:
+    """One epoch's measured arrays, shared by the analysis probes through ``ctx.probe_cache``."""
+
+    def __init__(self, ctx: Any, epoch: int, info: Any) -> None:
+        self.meta: dict[str, Any] = {
+            "epoch": int(epoch),
+            "step": int(info.step),
+            "total_epochs": int(info.total_epochs),
+            "modalities": list(ctx.modalities),
+            "num_classes": int(ctx.num_classes),
+            "probes": [],
+        }
+        self.arrays: dict[str, Any] = {}
+
+    def add(self, probe: str, arrays: dict[str, Any]) -> None:
+        """A due probe's arrays (an array another probe already gave is kept once)."""
+        self.meta["probes"].append(probe)
+        for name, value in arrays.items():
+            self.arrays.setdefault(name, value)
+
+    def measured(self, probe: str) -> bool:
+        """Whether ``probe`` measured this epoch (a probe that follows another's schedule asks)."""
+        return probe in self.meta["probes"]
+
+    def hosted(self) -> dict[str, np.ndarray]:
+        """The arrays as host numpy arrays (copies from the device where needed)."""
+        return {k: _host(v) for k, v in self.arrays.items()}
+
+
+def epoch_record(ctx: Any, epoch: int, info: Any) -> EpochRecord:
+    """This epoch's record in the probe cache (created by the first analysis probe that is due)."""
+    tag = (info.epoch, info.step)
+    cache = ctx.probe_cache.current(tag)
+    record = cache.get("record")
+    if record is None or record.meta["epoch"] != epoch:
+        record = cache["record"] = EpochRecord(ctx, epoch, info)
+    return record
 
 
 class AnalysisSupervisor:
@@ -86,54 +124,22 @@ class AnalysisSupervisor:
 
 
 class EpochRecorder:
-    """Collects one epoch's measured arrays from the analysis probes and has them analysed: inline at once (each
-    probe's rows at its turn, as before the split) or, with a supervisor, by the analysis process."""
+    """Hands each epoch's record to the analysis process: written to ``records/`` (on a GPU by a background thread
+    that copies the arrays to the host), recorded as a ``record`` artifact, the process started or restarted."""
 
-    def __init__(self, ctx: Any, supervisor: AnalysisSupervisor | None = None) -> None:
+    def __init__(self, ctx: Any, supervisor: AnalysisSupervisor) -> None:
         self.ctx = ctx
         self.supervisor = supervisor
-        self.arrays: dict[str, Any] = {}
-        self.due: list[str] = []
-        self.meta: dict[str, Any] | None = None
         self._writer: threading.Thread | None = None
         self._pending_artifact: tuple | None = None
         self.background = ctx.device.type != "cpu"
 
-    @property
-    def inline(self) -> bool:
-        """Whether records are analysed in the trainer (no analysis process)."""
-        return self.supervisor is None
-
-    def add(self, probe: AnalysisProbe, epoch: int, info: Any, arrays: dict[str, Any]) -> None:
-        """Called by a due analysis probe with what it measured (an array another probe gave is kept once)."""
-        if self.meta is None or self.meta["epoch"] != epoch:
-            self.arrays, self.due = {}, []
-            self.meta = {
-                "epoch": int(epoch),
-                "step": int(info.step),
-                "total_epochs": int(info.total_epochs),
-                "modalities": list(self.ctx.modalities),
-                "num_classes": int(self.ctx.num_classes),
-                "probes": self.due,
-            }
-        self.due.append(probe.name)
-        for name, value in arrays.items():
-            self.arrays.setdefault(name, value)
-        if self.inline:
-            hosted = {k: _host(v) for k, v in self.arrays.items()}
-            for key, value in probe.analyse(self.meta, hosted):
-                self.ctx.log(key, value)
-
-    def measured(self, epoch: int, probe: str) -> bool:
-        """Whether ``probe`` measured at ``epoch`` (a probe that follows another's schedule asks)."""
-        return self.meta is not None and self.meta["epoch"] == epoch and probe in self.due
-
-    def end_epoch(self, epoch: int) -> None:
-        """Called after the epoch probes: hand the record to the analysis process (nothing to do inline)."""
-        meta, arrays = self.meta, self.arrays
-        self.meta, self.arrays, self.due = None, {}, []
-        if self.inline or meta is None or meta["epoch"] != epoch:
+    def end_epoch(self, epoch: int, info: Any) -> None:
+        """Called after the epoch probes: write the epoch's record, if an analysis probe measured."""
+        record = self.ctx.probe_cache.current((info.epoch, info.step)).pop("record", None)
+        if record is None or record.meta["epoch"] != epoch or not record.meta["probes"]:
             return
+        meta, arrays = record.meta, record.arrays
         path = record_path(self.ctx.run_dir, epoch)
         relative = path.relative_to(self.ctx.run_dir).as_posix()
         self._join_writer()
@@ -160,13 +166,12 @@ class EpochRecorder:
         if self._pending_artifact is None:
             return
         epoch, relative, meta = self._pending_artifact
-        self.ctx.extra["artifact"](epoch, RECORD_KIND, relative, {"step": meta["step"], "probes": meta["probes"]})
+        self.ctx.artifact(epoch, RECORD_KIND, relative, {"step": meta["step"], "probes": meta["probes"]})
         self._pending_artifact = None
 
     def close(self, flush) -> None:
         """At the end of training: record the last record (``flush``: the logger's flush, so the analysis process
         sees it) and wait until the analysis process has analysed every record."""
         self._join_writer()
-        if self.supervisor is not None:
-            flush()
-            self.supervisor.finish()
+        flush()
+        self.supervisor.finish()

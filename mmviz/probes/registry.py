@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mmviz.registry import Registry
 
-PROBES: Registry = Registry("probe")
+PROBES: Registry = Registry("probe", class_flags=("cadence",))
 
 
 def create_probes(configs: dict) -> list:

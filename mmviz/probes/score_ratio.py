@@ -7,11 +7,10 @@ import dataclasses
 import torch
 
 from mmviz.config import param
+from mmviz.contracts import ModelOutput, StepInfo, TrainContext
 from mmviz.measures import compute_confidence_scores, compute_score_ratios
 from mmviz.probes.base import Probe, ProbeConfig
 from mmviz.probes.registry import PROBES
-from mmviz.training.context import StepInfo, TrainContext
-from models import ModelOutput
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,15 +41,13 @@ class ScoreRatioProbe(Probe):
     exactly 1, which says nothing. Default: at most every step, within 0.8% of the training steps' time.
     """
 
-    name = "score_ratio"
     config_cls = ScoreRatioConfig
-    per_step = True
 
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)
         self.modalities = ctx.modalities
 
-    def after_backward(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> None:
+    def on_after_backward(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> None:
         logits = [out.unimodal_logits.get(m) for m in self.modalities]
         if any(o is None for o in logits):
             return

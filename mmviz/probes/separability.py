@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from mmviz.config import param
+from mmviz.contracts import StepInfo
 from mmviz.measures import (
     KMEANS_N_INIT,
     compute_fisher_ratio,
@@ -19,7 +20,6 @@ from mmviz.measures import (
 from mmviz.probes.base import AnalysisProbe, EpochProbeConfig
 from mmviz.probes.common import record_features, val_arrays
 from mmviz.probes.registry import PROBES
-from mmviz.training.context import StepInfo
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +61,6 @@ class SeparabilityProbe(AnalysisProbe):
     to thin it out on long runs).
     """
 
-    name = "separability"
     config_cls = SeparabilityConfig
     cost_hint = 0.01
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from mmviz.contracts import StepInfo, TrainContext
 from mmviz.measures import (
     coalitions,
     compute_coalition_accuracies,
@@ -18,7 +19,6 @@ from mmviz.measures.record import RECORD_NAMES, coalition_name
 from mmviz.probes.base import AnalysisProbe, EpochProbeConfig
 from mmviz.probes.common import autocast_factory, extract_split_features
 from mmviz.probes.registry import PROBES
-from mmviz.training.context import StepInfo, TrainContext
 
 SPOT_CHECK = 8  # val samples re-encoded to check that the evaluation's features are the model's own
 
@@ -63,8 +63,7 @@ def coalition_arrays(ctx: TrainContext, evaluation: Any, record: dict) -> dict[s
     if all(n in record for n in names.values()):
         return {}
     features, labels = model_features(ctx, evaluation)
-    shapes = {spec.name: tuple(spec.shape) for spec in ctx.data.modalities}
-    logits = compute_coalition_logits(ctx.model, features, shapes, autocast=autocast_factory(ctx))
+    logits = compute_coalition_logits(ctx.model, features, ctx.input_shapes, autocast=autocast_factory(ctx))
     return {RECORD_NAMES["label"]: labels, **{names[s]: lg for s, lg in logits.items()}}
 
 
@@ -95,8 +94,8 @@ class ShapleyProbe(AnalysisProbe):
     they are the model's own) and the accuracies and values are computed from them. Default: every epoch.
     """
 
-    name = "shapley"
     config_cls = ShapleyConfig
+    requires = frozenset({"fuse"})
     order = 10
 
     def measure(self, epoch: int, info: StepInfo, evaluation: Any, record: dict) -> dict[str, Any]:

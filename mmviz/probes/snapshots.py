@@ -9,11 +9,11 @@ import numpy as np
 import torch
 
 from mmviz.config import param
+from mmviz.contracts import StepInfo
 from mmviz.measures import compute_ncm_loo_predictions, concat_features
 from mmviz.measures.record import SNAPSHOT_KIND, SNAPSHOT_NAMES, save_npz, snapshot_path
 from mmviz.probes.base import EpochProbeConfig, Probe
 from mmviz.probes.registry import PROBES
-from mmviz.training.context import StepInfo
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,13 +25,12 @@ class SnapshotConfig(EpochProbeConfig):
     )
 
 
-def _dropped(extra: dict, index: np.ndarray) -> dict[str, np.ndarray]:
-    """The optional ``ctx.extra['dropped_mask']`` hook, looked up at the snapshot's absolute sample indices.
+def _dropped(source: Any, index: np.ndarray) -> dict[str, np.ndarray]:
+    """The context's optional ``dropped_mask`` (published by a method), looked up at absolute sample indices.
 
     It may be a callable ``index -> array``, an array indexed by absolute sample index, or a dict of such arrays
     per modality.
     """
-    source = extra.get("dropped_mask")
     if source is None:
         return {}
 
@@ -58,13 +57,11 @@ class SnapshotProbe(Probe):
     ``features_fused`` (the per-modality features concatenated in modality order), ``pred_<m>`` (head-split
     argmax where the fusion allows it, else the leave-one-out nearest val class mean; the artifact's meta says
     which), ``pred_fused`` and ``conf_fused`` (max softmax of the fused logits), plus ``dropped`` / ``dropped_<m>``
-    when the balancing method publishes which samples had a modality dropped (``ctx.extra['dropped_mask']``).
+    when the balancing method publishes which samples had a modality dropped (``ctx.dropped_mask``).
     Nothing is written for runs without a run folder. Default: every epoch.
     """
 
-    name = "snapshots"
     config_cls = SnapshotConfig
-    per_epoch = True
     order = 30
 
     def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:
@@ -72,7 +69,7 @@ class SnapshotProbe(Probe):
         if ctx.run_dir is None:
             return
         index = evaluation.index.numpy()
-        keep = np.flatnonzero(np.isin(index, np.asarray(ctx.data.probe_index)))
+        keep = np.flatnonzero(np.isin(index, ctx.probe_index))
         sel = torch.as_tensor(keep)
         feats = {m: evaluation.features[m][sel] for m in ctx.modalities}
         logits = evaluation.logits[sel]
@@ -94,16 +91,14 @@ class SnapshotProbe(Probe):
             arrays[names["pred"].format(v=m)] = pred.numpy().astype(np.int16)
         arrays[names["pred"].format(v="fused")] = logits.argmax(1).numpy().astype(np.int16)
         arrays[names["confidence"]] = logits.softmax(1).max(1).values.numpy().astype(np.float16)
-        arrays.update(_dropped(ctx.extra, arrays[names["index"]]))
+        arrays.update(_dropped(ctx.dropped_mask, arrays[names["index"]]))
         path = snapshot_path(ctx.run_dir, epoch)
         save_npz(path, arrays, compress=self.config.compress)
-        artifact = ctx.extra.get("artifact")
-        if artifact is not None:
-            meta = {
-                "n": int(len(keep)),
-                "modalities": list(ctx.modalities),
-                "fused": "concat",
-                "pred_source": sources,
-                "step": int(info.step),
-            }
-            artifact(epoch, SNAPSHOT_KIND, path.relative_to(ctx.run_dir).as_posix(), meta)
+        meta = {
+            "n": int(len(keep)),
+            "modalities": list(ctx.modalities),
+            "fused": "concat",
+            "pred_source": sources,
+            "step": int(info.step),
+        }
+        ctx.artifact(epoch, SNAPSHOT_KIND, path.relative_to(ctx.run_dir).as_posix(), meta)

@@ -6,12 +6,12 @@ import dataclasses
 from typing import Any
 
 from mmviz.config import param
+from mmviz.contracts import StepInfo
 from mmviz.measures import compute_linear_probe_accuracy, compute_ncm_accuracy, concat_features
 from mmviz.measures.record import RECORD_NAMES
 from mmviz.probes.base import AnalysisProbe, EpochProbeConfig
 from mmviz.probes.common import record_features, train_features, val_arrays
 from mmviz.probes.registry import PROBES
-from mmviz.training.context import StepInfo
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +69,6 @@ class UnimodalAccProbe(AnalysisProbe):
     measures disagree substantially; the key says which. Default: every epoch (the fitted probe: see ``probe_every``).
     """
 
-    name = "unimodal_acc"
     config_cls = UnimodalAccConfig
 
     def measure(self, epoch: int, info: StepInfo, evaluation: Any, record: dict) -> dict[str, Any]:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import torch
 
 from mmviz.balancing import METHODS, create_method
+from mmviz.balancing.base import check_requirements
+from mmviz.contracts import CAPABILITIES, ModelSpec
 from mmviz.data import create_dataset
 from mmviz.data.base import MultimodalData
 from mmviz.errors import ConfigError
+from mmviz.probes import PROBES
 from mmviz.training.config import ModelConfig, OptimConfig, RunConfig
 from models import ENCODERS, FUSIONS, MultimodalNet
 
@@ -40,6 +43,33 @@ def feature_dims(cfg: ModelConfig, data: MultimodalData) -> dict[str, int]:
     return {s.name: 512 if cfg.encoder == "resnet18" else cfg.feature_dim for s in data.modalities}
 
 
+def fusion_capabilities(fusion: str) -> frozenset[str]:
+    """The model-contract capabilities a :class:`MultimodalNet` with ``fusion`` declares."""
+    return frozenset({"fuse", "final_linear", *FUSIONS[fusion][0].capabilities})
+
+
+def fusions_with(requires: frozenset[str] | set[str]) -> list[str]:
+    """Fusions whose network offers every capability in ``requires`` (in registration order)."""
+    needs = {r for r in requires if r in CAPABILITIES}
+    return [name for name in FUSIONS if needs <= fusion_capabilities(name)]
+
+
+def model_spec(cfg: ModelConfig, data: MultimodalData) -> ModelSpec:
+    """What the compatibility checks know of the network ``cfg`` builds for ``data``, without building it."""
+    hints = {}
+    for cap in CAPABILITIES:
+        ok = fusions_with({cap})
+        if ok:
+            hints[cap] = f"Use {' or '.join(map(repr, ok))} (model.fusion)."
+    return ModelSpec(
+        modalities=tuple(data.modality_names),
+        capabilities=fusion_capabilities(cfg.fusion),
+        feature_dims=feature_dims(cfg, data),
+        label=f"fusion {cfg.fusion!r}",
+        hints=hints,
+    )
+
+
 def check_run_config(cfg: RunConfig, data: MultimodalData | None = None) -> MultimodalData:
     """Every check that needs the dataset: fusion fits, method requirements hold. Returns the dataset."""
     data = data if data is not None else create_dataset(cfg.dataset, cfg.data)
@@ -66,10 +96,17 @@ def check_run_config(cfg: RunConfig, data: MultimodalData | None = None) -> Mult
                     f"inputs (modality {spec.name!r}). Use 'auto' or one of "
                     f"{', '.join(repr(k) for k, v in ENCODERS.items() if spec.kind in v[1])}."
                 )
-    METHODS.get(cfg.method).factory.check_compatible(
-        cfg.method_params, cfg.model.fusion, fusion_cls.has_unimodal, data.modality_names, feature_dims(cfg.model, data)
-    )
+    spec = model_spec(cfg.model, data)
+    METHODS.get(cfg.method).factory.check_compatible(cfg.method_params, spec)
+    check_probes(cfg.probes, spec)
     return data
+
+
+def check_probes(configs: dict, model: ModelSpec) -> None:
+    """Refuse (one sentence) an enabled probe that needs a capability ``model`` lacks."""
+    for name, pcfg in configs.items():
+        if getattr(pcfg, "enabled", True):
+            check_requirements("Probe", name, PROBES.get(name).factory.requires, model)
 
 
 def build_optimizer(cfg: OptimConfig, groups: list[list[torch.nn.Parameter]]) -> torch.optim.Optimizer:

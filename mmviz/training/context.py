@@ -1,34 +1,25 @@
-"""What the training loop hands to balancing methods and probes."""
+"""What the training loop hands to balancing methods and probes: the context built from a run's parts.
+
+The types live in the leaf :mod:`mmviz.contracts`; this module builds them (:func:`create_context`) and keeps
+the loop's training clock.
+"""
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from mmviz.data.base import MultimodalData, TensorSplit
+from mmviz.contracts import DataSplit, EvalResult, MultimodalModel, Predict, StepInfo, TrainContext
+from mmviz.data.base import MultimodalData
+from mmviz.training.evaluate import evaluate
 
-
-@dataclasses.dataclass
-class StepInfo:
-    """Where training is: global step (0-based, counts optimiser steps), epoch (1-based) and batch index."""
-
-    step: int
-    epoch: int
-    batch_index: int
-    batches_per_epoch: int
-    total_epochs: int
-
-    @property
-    def progress(self) -> float:
-        """Fraction of training done, in [0, 1]."""
-        return ((self.epoch - 1) * self.batches_per_epoch + self.batch_index) / max(
-            1, self.total_epochs * self.batches_per_epoch
-        )
+__all__ = ["StepInfo", "TrainClock", "TrainContext", "create_context", "initial_encoder_state"]
 
 
 class TrainClock:
@@ -58,35 +49,64 @@ class TrainClock:
         return self._total + running
 
 
-@dataclasses.dataclass
-class TrainContext:
-    """Shared handles for methods and probes during one run.
+def initial_encoder_state(model: MultimodalModel) -> dict[str, dict[str, torch.Tensor]]:
+    """Per modality a CPU copy of the encoder's ``state_dict()`` (the context's ``init_state``)."""
+    return {
+        m: {k: v.detach().cpu().clone() for k, v in model.encoder(m).state_dict().items()} for m in model.modalities
+    }
 
-    ``log(key, value)`` records a metric at the current step (values may be tensors; they are synced at
-    flush time); ``event(kind, payload)`` records a timeline event (re-init, fork, stop, ...).
-    """
 
-    model: torch.nn.Module
-    data: MultimodalData
-    splits: dict[str, TensorSplit]
-    device: torch.device
-    config: Any
-    run_dir: Path | None
-    log: Callable[[str, Any], None]
-    event: Callable[[str, dict], None]
-    optimizer: torch.optim.Optimizer | None = None
-    batch_size: int = 64
-    seed: int = 0
-    step: Callable[[], StepInfo] | None = None
-    extra: dict = dataclasses.field(default_factory=dict)
-    train_clock: Callable[[], float] = time.perf_counter  # the loop passes its TrainClock
+def create_context(
+    model: MultimodalModel,
+    data: MultimodalData,
+    splits: dict[str, DataSplit],
+    device: torch.device,
+    *,
+    log: Callable[[str, Any], None] | None = None,
+    event: Callable[[str, dict], None] | None = None,
+    artifact: Callable[..., None] | None = None,
+    run_dir: Path | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    batch_size: int = 64,
+    eval_batch_size: int = 512,
+    seed: int = 0,
+    step: Callable[[], StepInfo] | None = None,
+    train_clock: Callable[[], float] = time.perf_counter,
+    autocast: Callable[[], Any] = contextlib.nullcontext,
+    init_state: dict[str, dict[str, torch.Tensor]] | None = None,
+    enabled_probes: frozenset[str] = frozenset(),
+) -> TrainContext:
+    """The :class:`TrainContext` of a run on ``data`` (``init_state`` defaults to the model's current encoders)."""
 
-    @property
-    def modalities(self) -> tuple[str, ...]:
-        """Modality names in the fixed order."""
-        return self.data.modality_names
+    def run_evaluate(predict: Predict, split: str) -> EvalResult:
+        return evaluate(model, predict, splits[split], eval_batch_size, autocast)
 
-    @property
-    def num_classes(self) -> int:
-        """Number of classes."""
-        return self.data.num_classes
+    kw: dict[str, Any] = {}
+    if log is not None:
+        kw["log"] = log
+    if event is not None:
+        kw["event"] = event
+    if artifact is not None:
+        kw["artifact"] = artifact
+    return TrainContext(
+        model=model,
+        modalities=tuple(data.modality_names),
+        num_classes=int(data.num_classes),
+        splits=splits,
+        device=device,
+        run_dir=run_dir,
+        optimizer=optimizer,
+        batch_size=batch_size,
+        eval_batch_size=eval_batch_size,
+        seed=seed,
+        step=step,
+        train_clock=train_clock,
+        autocast=autocast,
+        init_state=init_state if init_state is not None else initial_encoder_state(model),
+        evaluate=run_evaluate,
+        num_samples=len(data.y),
+        input_shapes={s.name: tuple(s.shape) for s in data.modalities},
+        probe_index=np.asarray(data.probe_index, dtype=np.int64),
+        enabled_probes=frozenset(enabled_probes),
+        **kw,
+    )

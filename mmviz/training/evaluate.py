@@ -2,39 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 import torch.nn.functional as F
 
-from mmviz.data.base import TensorSplit
+from mmviz.contracts import DataSplit, EvalResult, Predict
 
-
-@dataclasses.dataclass
-class EvalResult:
-    """One evaluation pass over a split (all tensors on the CPU).
-
-    Attributes:
-        loss: mean fused cross-entropy.
-        acc: fused accuracy.
-        acc_uni: per modality head-split accuracy (only modalities whose logits exist).
-        features: per modality pooled features ``(N, D_m)``.
-        logits: fused logits ``(N, C)``; ``unimodal_logits`` per modality ``(N, C)`` where available.
-        labels: ``(N,)``; index: absolute sample indices ``(N,)``.
-    """
-
-    loss: float
-    acc: float
-    acc_uni: dict[str, float]
-    features: dict[str, torch.Tensor]
-    logits: torch.Tensor
-    unimodal_logits: dict[str, torch.Tensor]
-    labels: torch.Tensor
-    index: torch.Tensor
+__all__ = ["EvalResult", "evaluate"]
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, predict, split: TensorSplit, batch_size: int, autocast=None) -> EvalResult:
+def evaluate(model: torch.nn.Module, predict: Predict, split: DataSplit, batch_size: int, autocast=None) -> EvalResult:
     """Run ``predict(model, batch)`` over ``split`` in eval mode and restore the previous train/eval mode.
 
     Args:

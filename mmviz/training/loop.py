@@ -1,8 +1,10 @@
 """The training loop: one readable ``fit()`` with a fixed hook order (DESIGN.md §3).
 
-Per step: ``transform_batch`` -> forward -> ``compute_loss`` -> backward -> probes(after_backward) ->
-``method.on_after_backward`` -> probes(before_optimizer_step) -> optimizer step -> flush logs.
-Per epoch: LR schedule -> evaluation on val -> epoch probes -> ``method.on_epoch_end`` -> checkpoint.
+Per epoch start: probes then ``method.on_epoch_start``.
+Per step: ``transform_batch`` -> forward -> ``compute_loss`` -> backward -> probes then method ``on_after_backward``
+-> probes then method ``on_before_optimizer_step`` -> optimizer step -> flush logs.
+Per epoch end: LR schedule -> evaluation on val -> epoch probes then ``method.on_epoch_end`` -> checkpoint.
+Methods and probes share these hook names and arguments (:class:`mmviz.contracts.Hooks`).
 At the end the best-on-val checkpoint is evaluated on the test split (val is never the test set).
 
 Logs, the heartbeat and the store's stop flag go through one store transaction at most every 0.5 s
@@ -49,7 +51,7 @@ from mmviz.training.checkpoint import (
     set_rng_state,
 )
 from mmviz.training.config import RunConfig
-from mmviz.training.context import StepInfo, TrainClock, TrainContext
+from mmviz.training.context import StepInfo, TrainClock, create_context, initial_encoder_state
 from mmviz.training.evaluate import EvalResult, evaluate
 from mmviz.training.logger import MetricLogger
 
@@ -107,13 +109,13 @@ class _ProbeHooks:
     def __init__(self, probes: list, info: StepInfo) -> None:
         self.probes = [p for p in probes if p.due_step(info)]
 
-    def after_backward(self, out, batch, info) -> None:
+    def on_after_backward(self, out, batch, info) -> None:
         for p in self.probes:
-            p.after_backward(out, batch, info)
+            p.on_after_backward(out, batch, info)
 
-    def before_optimizer_step(self, out, batch, info) -> None:
+    def on_before_optimizer_step(self, out, batch, info) -> None:
         for p in self.probes:
-            p.before_optimizer_step(out, batch, info)
+            p.on_before_optimizer_step(out, batch, info)
 
 
 class _RunningAccuracy:
@@ -229,33 +231,36 @@ def fit(
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
 
     if resume is not None and resume.init_state is not None and resume.init_state.is_file():
-        init_state = load_checkpoint(resume.init_state)
+        full_init = load_checkpoint(resume.init_state)  # the parent's initial weights
+        current = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(full_init)
+        init_state = initial_encoder_state(model)
+        model.load_state_dict(current)
     else:
-        init_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        full_init = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        init_state = initial_encoder_state(model)
     if run_dir is not None:
-        save_checkpoint(run_dir / "init.pt", init_state)
+        save_checkpoint(run_dir / "init.pt", full_init)
 
     info = StepInfo(0, 1, 0, splits["train"].num_batches(cfg.train.batch_size), cfg.train.epochs)
     train_clock = TrainClock()
-    ctx = TrainContext(
-        model=model,
-        data=data,
-        splits=splits,
-        device=device,
-        config=cfg,
-        run_dir=run_dir,
+    ctx = create_context(
+        model,
+        data,
+        splits,
+        device,
         log=logger.log,
         event=logger.event,
+        artifact=logger.artifact,  # probes record files they write in run_dir (paths relative to it)
+        run_dir=run_dir,
         batch_size=cfg.train.batch_size,
+        eval_batch_size=cfg.train.eval_batch_size,
         seed=cfg.train.seed,
         step=lambda: info,
         train_clock=train_clock,
-        extra={
-            "init_state": init_state,
-            "autocast": autocast,
-            # probes record files they write in run_dir (paths relative to it), e.g. per-epoch snapshots
-            "artifact": logger.artifact,
-        },
+        autocast=autocast,
+        init_state=init_state,
+        enabled_probes=frozenset(p.name for p in probes),
     )
     method.setup(ctx)
     extra_params = [p for mod in method.extra_modules().values() for p in mod.parameters()]
@@ -266,8 +271,8 @@ def fit(
     supervisor = None
     if analysis_process and run_dir is not None and not isinstance(store, NullStore) and hasattr(store, "workspace"):
         supervisor = AnalysisSupervisor(store.workspace, run_id, run_dir)
-    recorder = EpochRecorder(ctx, supervisor)
-    ctx.extra["epoch_recorder"] = recorder  # analysis probes hand it what they measured at an epoch end
+    recorder = EpochRecorder(ctx, supervisor) if supervisor is not None else None
+    ctx.analysis_in_process = recorder is not None  # else the analysis probes analyse inline, at their turn
     for p in probes:
         p.setup(ctx)
     step_probes = [p for p in probes if p.per_step]
@@ -341,6 +346,11 @@ def fit(
             t_flush, steps_since = time.perf_counter(), 0
             train_acc = _RunningAccuracy(device)
             train_clock.resume()
+            info = StepInfo(step, epoch, 0, info.batches_per_epoch, cfg.train.epochs)
+            logger.step, logger.epoch = step, float(epoch - 1)
+            for p in probes:
+                p.on_epoch_start(info)
+            method.on_epoch_start(info)
             for bi, batch in enumerate(splits["train"].batches(cfg.train.batch_size, generator)):
                 info = StepInfo(step, epoch, bi, info.batches_per_epoch, cfg.train.epochs)
                 logger.step, logger.epoch = step, epoch - 1 + bi / info.batches_per_epoch
@@ -356,10 +366,11 @@ def fit(
                     loss.backward()
                     due = [p for p in step_probes if p.due_step(info)]
                     for p in due:
-                        p.after_backward(out, batch, info)
+                        p.on_after_backward(out, batch, info)
                     method.on_after_backward(out, batch, info)
                     for p in due:
-                        p.before_optimizer_step(out, batch, info)
+                        p.on_before_optimizer_step(out, batch, info)
+                    method.on_before_optimizer_step(out, batch, info)
                     optimizer.step()
                 loss_d = loss.detach()
                 logger.log("train/loss", loss_d)
@@ -397,11 +408,12 @@ def fit(
                 if p.due_epoch(epoch) or epoch == cfg.train.epochs:
                     p.on_epoch_end(epoch, info, ev)
                     probed = True
-            recorder.end_epoch(epoch)  # the epoch's record goes to the analysis process (inline: already analysed)
+            if recorder is not None:  # the epoch's record goes to the analysis process (inline: already analysed)
+                recorder.end_epoch(epoch, info)
             if ev.acc > best_acc:  # keep the weights that were evaluated, before the method's epoch-end changes
                 best_epoch, best_acc = epoch, ev.acc
                 best_state = copy_state()
-            method.on_epoch_end(epoch, info)
+            method.on_epoch_end(epoch, info, ev)
             logger.log("sys/epoch_s", time.perf_counter() - t_epoch)
             if save_checkpoints and (epoch % cfg.train.checkpoint_every == 0 or epoch == cfg.train.epochs):
                 path = checkpoint_path(run_dir, epoch)
@@ -425,7 +437,8 @@ def fit(
         raise
     finally:
         writer.close()
-        recorder.close(logger.flush)  # every epoch's diagnostics are in the store before the run ends
+        if recorder is not None:  # every epoch's diagnostics are in the store before the run ends
+            recorder.close(logger.flush)
 
     # ---- final test of the best-on-val weights ---------------------------------------------------
     model.load_state_dict(best_state["model"])

@@ -9,11 +9,11 @@ from ctx_helpers import fake_ctx
 
 from mmviz.balancing import create_method
 from mmviz.balancing.agm import AGMConfig, compute_agm_coefficients, compute_shapley, scale_gradient
+from mmviz.contracts import StepInfo
 from mmviz.launcher import prepare_run
 from mmviz.probes import PROBES
 from mmviz.store import RunStore
 from mmviz.training.config import build_run_config
-from mmviz.training.context import StepInfo
 from mmviz.training.runner import run_training
 from models import MultimodalNet
 

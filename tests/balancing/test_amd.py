@@ -10,12 +10,12 @@ import torch
 
 from mmviz.balancing import create_method
 from mmviz.balancing.amd import AMDConfig, compute_drop_decisions, compute_drop_probability
+from mmviz.contracts import StepInfo
 from mmviz.errors import ConfigError
 from mmviz.probes import PROBES
 from mmviz.store import RunStore
 from mmviz.training.build import check_run_config
 from mmviz.training.config import build_run_config
-from mmviz.training.context import StepInfo
 from mmviz.training.loop import fit
 
 NO_PROBES = [f"probes.{entry.name}.enabled=false" for entry in PROBES]
@@ -26,10 +26,10 @@ def make_method(modalities=("a", "b"), n=64, seed=0, **cfg):
     logged = []
     ctx = SimpleNamespace(
         modalities=tuple(modalities),
-        data=SimpleNamespace(y=np.zeros(n)),
+        num_samples=n,
         device=torch.device("cpu"),
         seed=seed,
-        extra={},
+        dropped_mask=None,
         log=lambda k, v: logged.append((k, v)),
     )
     method = create_method("amd", AMDConfig(**cfg))
@@ -111,14 +111,15 @@ def test_per_sample_mode_zeroes_without_rescaling_keeps_input_and_records_sample
         assert all(torch.equal(batch[k], copy[k]) for k in copy)  # input untouched
         zero = (out["b"] == 0).all(1)
         assert torch.equal(out["b"][~zero], batch["b"][~zero])  # kept rows unchanged (no 1/(1-p) scaling)
-        assert torch.equal(ctx.extra["dropped_mask"]["b"][index], zero)
+        assert torch.equal(ctx.dropped_mask["b"][index], zero)
         dropped_total += int(zero.sum())
-    assert not ctx.extra["dropped_mask"]["a"].any()
-    method.on_epoch_end(1, StepInfo(4, 1, 4, 5, 2))
+    assert not ctx.dropped_mask["a"].any()
+    method.on_epoch_end(1, StepInfo(4, 1, 4, 5, 2), None)
     frac = dict(logged)["amd/drop_frac/b"]
     assert math.isclose(float(frac), dropped_total / 40, rel_tol=1e-6)
-    method.transform_batch(make_batch(("a", "b"), list(range(8))), StepInfo(5, 2, 0, 5, 2))  # a new epoch
-    assert int(ctx.extra["dropped_mask"]["b"].sum()) <= 8
+    assert int(ctx.dropped_mask["b"].sum()) == dropped_total > 8
+    method.on_epoch_start(StepInfo(5, 2, 0, 5, 2))  # a new epoch starts a fresh record
+    assert int(ctx.dropped_mask["b"].sum()) == 0 and method.seen == 0
 
 
 def test_state_dict_resumes_the_draws_exactly():

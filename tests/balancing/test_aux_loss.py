@@ -8,15 +8,14 @@ from ctx_helpers import fake_ctx
 from mmviz.balancing import create_method
 from mmviz.balancing.aux_loss import AuxLossConfig
 from mmviz.balancing.settings import parse_modality_map
+from mmviz.contracts import ModelOutput, StepInfo
 from mmviz.errors import ConfigError
 from mmviz.launcher import prepare_run
 from mmviz.probes import PROBES
 from mmviz.store import RunStore
 from mmviz.training.build import check_run_config
 from mmviz.training.config import build_run_config
-from mmviz.training.context import StepInfo
 from mmviz.training.runner import run_training
-from models import ModelOutput
 
 QUIET = [f"probes.{p}.enabled=false" for p in PROBES.names()]  # probes never change training
 

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from mmviz.balancing import create_method
 from mmviz.balancing.cggm import CGGMConfig, compute_cggm_coefficients, compute_direction_loss
+from mmviz.contracts import StepInfo
 from mmviz.data import create_dataset
 from mmviz.data.base import TensorSplit
 from mmviz.data.synthetic import SyntheticConfig
@@ -17,7 +18,7 @@ from mmviz.probes import PROBES
 from mmviz.store import RunStore
 from mmviz.training.build import build_model, check_run_config
 from mmviz.training.config import ModelConfig, build_run_config
-from mmviz.training.context import StepInfo, TrainContext
+from mmviz.training.context import create_context
 from mmviz.training.loop import fit
 
 NO_PROBES = [f"probes.{entry.name}.enabled=false" for entry in PROBES]
@@ -49,15 +50,12 @@ def make_ctx(direction="gradient", n_modalities=2):
     torch.manual_seed(0)
     model = build_model(ModelConfig(), data)
     logged = []
-    ctx = TrainContext(
-        model=model,
-        data=data,
-        splits={"train": TensorSplit(data, data.splits["train"], "cpu")},
-        device=torch.device("cpu"),
-        config=None,
-        run_dir=None,
+    ctx = create_context(
+        model,
+        data,
+        {"train": TensorSplit(data, data.splits["train"], "cpu")},
+        torch.device("cpu"),
         log=lambda k, v: logged.append((k, v)),
-        event=lambda k, p: None,
         seed=0,
     )
     method = create_method("cggm", CGGMConfig(direction=direction, rho=1.3))

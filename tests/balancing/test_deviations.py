@@ -91,7 +91,7 @@ def test_pmr_first_update_replaces_by_default(first):
     r = fit(build_run_config("synthetic", "pmr", sets + [f"method.first_update={first}"] + NO_PROBES, epochs=1))
     method, ctx = r.method, r.method.ctx  # the method state is the best epoch's, before its epoch-end update
     initial = {m: p.clone() for m, p in method.prototypes.items()}
-    method.on_epoch_end(1, None)  # the update after the first epoch
+    method.on_epoch_end(1, None, None)  # the update after the first epoch
     ctx.model.eval()
     with torch.no_grad():
         batch = ctx.splits["train"].subset(torch.arange(len(ctx.splits["train"])))

@@ -5,13 +5,13 @@ import torch
 import torch.nn.functional as F
 
 from mmviz.balancing.gblending import GBlendingConfig, compute_blend_weights
+from mmviz.contracts import StepInfo
 from mmviz.errors import ConfigError
 from mmviz.launcher import prepare_run
 from mmviz.probes import PROBES
 from mmviz.store import RunStore
 from mmviz.training.checkpoint import checkpoint_path, load_checkpoint
 from mmviz.training.config import build_run_config
-from mmviz.training.context import StepInfo
 from mmviz.training.loop import fit
 from mmviz.training.runner import run_training
 
@@ -64,9 +64,9 @@ def test_loss_heads_optimiser_and_reestimation():
     ctx.log, ctx.event = (lambda k, v: logged.append((k, v))), (lambda k, p: events.append((k, p)))
     method.anchor = {"train": torch.tensor([1.0, 1.0, 1.0]), "val": torch.tensor([1.2, 1.1, 1.0])}
     method.measure_losses = lambda: {"train": torch.tensor([0.2, 0.6, 0.9]), "val": torch.tensor([0.8, 0.8, 0.95])}
-    method.on_epoch_end(1, StepInfo(0, 1, 0, 1, 1))
+    method.on_epoch_end(1, StepInfo(0, 1, 0, 1, 1), None)
     assert not logged  # not a window end
-    method.on_epoch_end(2, StepInfo(0, 2, 0, 1, 1))
+    method.on_epoch_end(2, StepInfo(0, 2, 0, 1, 1), None)
     dg = torch.tensor([0.4, 0.3, 0.05])
     do = torch.tensor([0.6, 0.2, 0.05]) - torch.tensor([0.2, 0.1, 0.0])
     raw = dg / do**2

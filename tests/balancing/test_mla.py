@@ -14,6 +14,7 @@ from mmviz.balancing.mla import (
     compute_projector_gain,
     compute_projector_update,
 )
+from mmviz.contracts import StepInfo
 from mmviz.data import create_dataset
 from mmviz.data.base import TensorSplit
 from mmviz.data.synthetic import SyntheticConfig
@@ -22,7 +23,7 @@ from mmviz.probes import PROBES
 from mmviz.store import RunStore
 from mmviz.training.build import build_model, check_run_config
 from mmviz.training.config import ModelConfig, build_run_config
-from mmviz.training.context import StepInfo, TrainContext
+from mmviz.training.context import create_context
 from mmviz.training.loop import fit
 
 NO_PROBES = [f"probes.{entry.name}.enabled=false" for entry in PROBES]
@@ -75,10 +76,10 @@ class CaptureHooks:
         self.model = model
         self.turns: list[dict] = []
 
-    def after_backward(self, out, batch, info) -> None:
+    def on_after_backward(self, out, batch, info) -> None:
         self.turns.append({"g_before": self.model.fusion.head.weight.grad.clone()})
 
-    def before_optimizer_step(self, out, batch, info) -> None:
+    def on_before_optimizer_step(self, out, batch, info) -> None:
         turn = self.turns[-1]
         turn["g_after"] = self.model.fusion.head.weight.grad.clone()
         turn["grads_none"] = {
@@ -99,15 +100,12 @@ def make_ctx(projection, optimizer="sgd"):
         if optimizer == "sgd"
         else torch.optim.Adam(model.parameters(), lr=1e-3)
     )
-    ctx = TrainContext(
-        model=model,
-        data=data,
-        splits={"train": TensorSplit(data, data.splits["train"], "cpu")},
-        device=torch.device("cpu"),
-        config=None,
-        run_dir=None,
+    ctx = create_context(
+        model,
+        data,
+        {"train": TensorSplit(data, data.splits["train"], "cpu")},
+        torch.device("cpu"),
         log=lambda k, v: logged.append((k, v)),
-        event=lambda k, p: None,
         optimizer=opt,
         seed=0,
     )

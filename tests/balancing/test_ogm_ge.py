@@ -10,13 +10,13 @@ from ctx_helpers import fake_ctx
 from mmviz.balancing import create_method
 from mmviz.balancing.common import compute_confidence_scores, compute_ratios, select_parameters
 from mmviz.balancing.ogm_ge import OGMGEConfig, compute_ogm_coefficients
+from mmviz.contracts import StepInfo
 from mmviz.errors import ConfigError
 from mmviz.launcher import prepare_run
 from mmviz.probes import PROBES
 from mmviz.store import RunStore
 from mmviz.training.build import check_run_config
 from mmviz.training.config import build_run_config
-from mmviz.training.context import StepInfo
 from mmviz.training.runner import run_training
 from models import MultimodalNet, create_encoder
 

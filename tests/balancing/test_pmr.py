@@ -10,16 +10,15 @@ from ctx_helpers import fake_ctx
 
 from mmviz.balancing import create_method
 from mmviz.balancing.pmr import PMRConfig, compute_pmr_coefficients, compute_prototype_logits
+from mmviz.contracts import ModelOutput, StepInfo
 from mmviz.launcher import prepare_run
 from mmviz.measures import compute_class_means
 from mmviz.probes import PROBES
 from mmviz.store import RunStore
 from mmviz.training.checkpoint import checkpoint_path, load_checkpoint
 from mmviz.training.config import build_run_config
-from mmviz.training.context import StepInfo
 from mmviz.training.loop import fit
 from mmviz.training.runner import run_training
-from models import ModelOutput
 
 QUIET = [f"probes.{p}.enabled=false" for p in PROBES.names()]  # probes never change training
 

@@ -41,7 +41,10 @@ def make_setup(bn_buffers="blend", momentum="reset"):
     ctx = SimpleNamespace(
         model=model,
         optimizer=opt,
-        extra={"init_state": init},
+        init_state={
+            m: {k.split(".", 2)[2]: v for k, v in init.items() if k.startswith(f"encoders.{m}.")}
+            for m in ("img", "vec")
+        },
         modalities=("img", "vec"),
         log=lambda k, v: logged.append((k, v)),
         event=lambda k, p: events.append((k, p)),

@@ -10,6 +10,7 @@ from torch import nn
 from mmviz.balancing import METHODS, create_method
 from mmviz.data.base import TensorSplit
 from mmviz.probes import PROBES
+from mmviz.training.build import fusions_with
 from mmviz.training.checkpoint import load_checkpoint, save_checkpoint
 from mmviz.training.config import build_run_config
 from mmviz.training.loop import NullStore, Resume, fit
@@ -35,7 +36,7 @@ class RecordingStore(NullStore):
 def run_config(name: str, sets=(), epochs: int = 1, three: bool = False):
     """A tiny synthetic run of method ``name`` on a fusion the method accepts."""
     factory = METHODS.get(name).factory
-    fusion = factory.fusions[0] if factory.fusions else "concat"
+    fusion = fusions_with(factory.requires)[0]
     extra = ["data.preset=custom", "data.n_modalities=3"] if three else []
     return build_run_config(
         "synthetic", name, [*ONE_STEP, *NO_PROBES, f"model.fusion={fusion}", *extra, *sets], epochs=epochs

@@ -10,10 +10,12 @@ import pytest
 import torch
 
 from mmviz.balancing import METHODS
+from mmviz.contracts import Hooks
 from mmviz.errors import ConfigError
 from mmviz.probes import PROBES, create_probes
 from mmviz.store.keys import parse_key
 from mmviz.training import loop
+from mmviz.training.build import fusions_with
 from mmviz.training.config import build_run_config
 from mmviz.training.loop import NullStore, fit
 
@@ -229,7 +231,7 @@ def test_fusion_without_head_split_skips_only_the_head_split_keys(fusion, tmp_pa
 # ------------------------------------------------------------------------------ grad_norm after methods
 
 
-class _TrueNorms:
+class _TrueNorms(Hooks):
     """A test-only probe appended after the registered ones: the encoders' gradient norms right before each step."""
 
     name, per_step, per_epoch, order = "true_norm", True, False, 99
@@ -243,10 +245,10 @@ class _TrueNorms:
     def due_step(self, info) -> bool:
         return True
 
-    def after_backward(self, out, batch, info) -> None:
+    def on_after_backward(self, out, batch, info) -> None:
         pass
 
-    def before_optimizer_step(self, out, batch, info) -> None:
+    def on_before_optimizer_step(self, out, batch, info) -> None:
         norms = {}
         for m in self.ctx.modalities:
             grads = [p.grad.flatten() for p in self.ctx.model.encoder_parameters(m) if p.grad is not None]
@@ -262,7 +264,7 @@ def test_grad_norm_after_modulation_matches_the_gradients_every_method_leaves(me
     real = loop.create_probes
     monkeypatch.setattr(loop, "create_probes", lambda cfgs: [*real(cfgs), spy])
     factory = METHODS.get(method).factory
-    fusion = factory.fusions[0] if factory.fusions else "concat"
+    fusion = fusions_with(factory.requires)[0]
     store = RecordingStore()
     sets = ["data.n_train=64", "train.batch_size=32", "train.threads=1", f"model.fusion={fusion}", *only(["grad_norm"])]
     fit(build_run_config("synthetic", method, sets, epochs=1), store, "r")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from pathlib import Path
 
@@ -10,10 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mmviz.contracts import StepInfo, TrainContext
 from mmviz.data.base import TensorSplit
 from mmviz.training.build import build_model, check_run_config
 from mmviz.training.config import build_run_config
-from mmviz.training.context import StepInfo, TrainContext
+from mmviz.training.context import create_context
 from mmviz.training.evaluate import evaluate
 
 
@@ -25,6 +25,7 @@ class Harness:
     logged: list[tuple[str, object]]
     artifacts: list[tuple]
     info: StepInfo
+    data: object = None
 
     @property
     def model(self) -> torch.nn.Module:
@@ -69,12 +70,11 @@ def make_harness():
         splits = {s: TensorSplit(data, data.splits[s], cpu) for s in ("train", "val", "test")}
         logged: list = []
         artifacts: list = []
-        harness = Harness(None, logged, artifacts, StepInfo(3, 1, 3, 4, 3))  # type: ignore[arg-type]
-        harness.ctx = TrainContext(
-            model=model, data=data, splits=splits, device=cpu, config=cfg, run_dir=run_dir,
-            log=lambda k, v: logged.append((k, v)), event=lambda *a: None, step=lambda: harness.info,
-            extra={"init_state": {k: v.clone() for k, v in model.state_dict().items()},
-                   "autocast": contextlib.nullcontext, "artifact": lambda *a: artifacts.append(a)},
+        harness = Harness(None, logged, artifacts, StepInfo(3, 1, 3, 4, 3), data)  # type: ignore[arg-type]
+        harness.ctx = create_context(
+            model, data, splits, cpu, run_dir=run_dir, log=lambda k, v: logged.append((k, v)),
+            step=lambda: harness.info, artifact=lambda *a: artifacts.append(a),
+            enabled_probes=frozenset(n for n, c in cfg.probes.items() if c.enabled),
         )  # fmt: skip
         return harness
 

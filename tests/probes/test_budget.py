@@ -4,9 +4,9 @@ import dataclasses
 
 import pytest
 
+from mmviz.contracts import StepInfo
 from mmviz.probes import base
 from mmviz.probes.base import Probe, ProbeConfig
-from mmviz.training.context import StepInfo
 
 
 class Clock:
@@ -30,12 +30,12 @@ def make_probe(clock: Clock, cost: float, **fields):
     """A step probe whose two hooks together take ``cost`` seconds (not registered anywhere)."""
 
     class Costly(Probe):
-        per_step = True
+        cadence = "step"
 
-        def after_backward(self, out, batch, info):
+        def on_after_backward(self, out, batch, info):
             clock.now += cost / 2
 
-        def before_optimizer_step(self, out, batch, info):
+        def on_before_optimizer_step(self, out, batch, info):
             clock.now += cost / 2
 
     return Costly(dataclasses.replace(ProbeConfig(), **fields))
@@ -47,8 +47,8 @@ def train(probe: Probe, clock: Clock, steps: int, step_time: float) -> list[int]
     for step in range(steps):
         info = StepInfo(step, 1, step, steps, 1)
         if probe.due_step(info):
-            probe.after_backward(None, None, info)
-            probe.before_optimizer_step(None, None, info)
+            probe.on_after_backward(None, None, info)
+            probe.on_before_optimizer_step(None, None, info)
             ran.append(step)
         clock.now += step_time
     return ran
@@ -71,10 +71,10 @@ def test_a_costly_probe_thins_out_to_its_time_share(clock):
 
 def test_a_slow_first_call_is_a_warm_up_and_does_not_stall_the_probe(clock):
     probe = make_probe(clock, cost=0.0001, max_overhead=0.01)
-    probe.after_backward = lambda *a: setattr(clock, "now", clock.now + 5.0)  # a 5 s cold start, once
+    probe.on_after_backward = lambda *a: setattr(clock, "now", clock.now + 5.0)  # a 5 s cold start, once
     probe.due_step(StepInfo(0, 1, 0, 10, 1))
-    probe.after_backward(None, None, None)
-    del probe.after_backward
+    probe.on_after_backward(None, None, None)
+    del probe.on_after_backward
     assert train(probe, clock, 20, step_time=0.1) == list(range(20))
 
 
@@ -85,7 +85,7 @@ def test_a_cheap_probe_on_a_slow_step_runs_every_time(clock):
 
 def test_nested_hooks_are_timed_once(clock):
     class Parent(Probe):
-        per_epoch = True
+        cadence = "epoch"
 
         def on_epoch_end(self, epoch, info, evaluation):
             clock.now += 0.5

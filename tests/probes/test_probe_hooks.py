@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from mmviz.balancing import mask_batch
 from mmviz.measures import compute_imbalance
 from mmviz.probes import PROBES
+from mmviz.probes.record import epoch_record
 from mmviz.probes.shapley import compute_subset_accuracies, model_features, record_shapley
 from mmviz.probes.snapshots import snapshot_path
 
@@ -68,8 +69,8 @@ def test_step_probes_leave_weights_gradients_buffers_and_random_state_as_found(n
     probe.setup(h.ctx)
     out, batch = h.backward()
     before = state_of(h.model)
-    probe.after_backward(out, batch, h.info)
-    probe.before_optimizer_step(out, batch, h.info)
+    probe.on_after_backward(out, batch, h.info)
+    probe.on_before_optimizer_step(out, batch, h.info)
     assert_unchanged(h.model, before)
     assert h.logged
 
@@ -79,11 +80,11 @@ def test_grad_norm_measures_before_and_after_the_modulation(make_harness):
     probe = create("grad_norm")
     probe.setup(h.ctx)
     out, batch = h.backward()
-    probe.after_backward(out, batch, h.info)
+    probe.on_after_backward(out, batch, h.info)
     with torch.no_grad():
         for p in h.model.encoder_parameters("a"):
             p.grad.mul_(0.25)  # a method damping modality a
-    probe.before_optimizer_step(out, batch, h.info)
+    probe.on_before_optimizer_step(out, batch, h.info)
     direct = {m: torch.cat([p.grad.flatten() for p in h.model.encoder_parameters(m)]).norm() for m in "ab"}
     assert h.values("grad_norm_pre/a")[0] == pytest.approx(4 * float(direct["a"]), rel=1e-5)
     assert h.values("grad_norm/a")[0] == pytest.approx(float(direct["a"]), rel=1e-5)
@@ -95,7 +96,7 @@ def test_score_ratio_matches_the_ogm_ge_formula(make_harness):
     probe = create("score_ratio")
     probe.setup(h.ctx)
     out, batch = h.backward()
-    probe.after_backward(out, batch, h.info)
+    probe.on_after_backward(out, batch, h.info)
     y = batch["label"]
     s = {m: float(out.unimodal_logits[m].detach().softmax(1)[torch.arange(len(y)), y].sum()) for m in "ab"}
     assert h.values("score/a") == [pytest.approx(s["a"], rel=1e-5)]
@@ -108,7 +109,7 @@ def test_grad_conflict_matches_a_direct_computation(make_harness):
     probe = create("grad_conflict")
     probe.setup(h.ctx)
     out, batch = h.backward()
-    probe.after_backward(out, batch, h.info)
+    probe.on_after_backward(out, batch, h.info)
     again = h.model(batch)
     y = batch["label"]
     for m in "ab":
@@ -149,7 +150,7 @@ def test_shapley_subset_accuracies_equal_masked_forwards(dataset, make_harness):
     h = make_harness(dataset, sets)
     h.model.eval()
     features, labels = model_features(h.ctx, h.evaluation())
-    shapes = {s.name: tuple(s.shape) for s in h.ctx.data.modalities}
+    shapes = {s.name: tuple(s.shape) for s in h.data.modalities}
     accs = compute_subset_accuracies(h.model, features, labels, shapes)
     mods = h.ctx.modalities
     batch = h.ctx.splits["val"].subset(range(len(h.ctx.splits["val"])))
@@ -179,7 +180,7 @@ def test_imbalance_follows_the_shapley_probe_and_reuses_its_measured_logits(make
         p.setup(h.ctx)
     ev = h.evaluation()
     shapley.on_epoch_end(1, h.info, ev)
-    recorder = h.ctx.extra["epoch_recorder"]
+    recorder = epoch_record(h.ctx, 1, h.info)
     measured = dict(recorder.arrays)
     imbalance.on_epoch_end(1, h.info, ev)
     assert {k: id(v) for k, v in recorder.arrays.items()} == {k: id(v) for k, v in measured.items()}  # no new pass
@@ -199,7 +200,8 @@ def test_imbalance_computes_shapley_values_itself_when_that_probe_is_off(make_ha
     imbalance.setup(h.ctx)
     ev = h.evaluation()
     imbalance.on_epoch_end(1, h.info, ev)
-    phi = record_shapley(h.ctx.extra["epoch_recorder"].meta, h.ctx.extra["epoch_recorder"].arrays)
+    record = epoch_record(h.ctx, 1, h.info)
+    phi = record_shapley(record.meta, record.arrays)
     assert h.values("imbalance/share/a") == [pytest.approx(phi["a"] / (abs(phi["a"]) + abs(phi["b"])))]
 
 
@@ -220,7 +222,7 @@ def test_linear_probe_runs_only_when_due(make_harness):
 
 def test_snapshots_write_float16_arrays_of_the_fixed_probe_set(make_harness, tmp_path):
     h = make_harness(run_dir=tmp_path)
-    h.ctx.extra["dropped_mask"] = {"b": np.arange(len(h.ctx.data.y)) % 2 == 0}
+    h.ctx.dropped_mask = {"b": np.arange(len(h.data.y)) % 2 == 0}
     probe = create("snapshots")
     probe.setup(h.ctx)
     for epoch in (1, 2):
@@ -232,9 +234,9 @@ def test_snapshots_write_float16_arrays_of_the_fixed_probe_set(make_harness, tmp
     assert h.artifacts[0][3]["pred_source"] == {"a": "head", "b": "head"} and h.artifacts[0][3]["fused"] == "concat"
     assert sorted(p.name for p in (tmp_path / "snapshots").iterdir()) == ["epoch_0001.npz", "epoch_0002.npz"]
     with np.load(snapshot_path(tmp_path, 1)) as one, np.load(snapshot_path(tmp_path, 2)) as two:
-        index = np.asarray(h.ctx.data.probe_index)
+        index = np.asarray(h.data.probe_index)
         assert np.array_equal(one["index"], index) and np.array_equal(two["index"], index)
-        assert np.array_equal(one["label"], h.ctx.data.y[index])
+        assert np.array_equal(one["label"], h.data.y[index])
         n = len(index)
         assert one["features_a"].dtype == np.float16 and one["features_a"].shape == (n, 128)
         assert one["features_fused"].shape == (n, 256) and one["conf_fused"].dtype == np.float16

@@ -83,7 +83,7 @@ def measure_page(workspace: Path, run_id: str) -> tuple[float, float, bool]:
     at.query_params["run"] = run_id
     at.run()
     t0 = time.perf_counter()
-    at.switch_page("app_pages/embeddings.py").run()  # starts this process's worker: cold
+    at.switch_page("pages/embeddings.py").run()  # starts this process's worker: cold
     first = time.perf_counter() - t0
     assert not at.exception, at.exception
     t0 = time.perf_counter()

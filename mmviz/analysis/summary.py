@@ -6,6 +6,11 @@ encoder (same dataset and data settings), read at the reference's best-on-val ep
 Shapley share (``imbalance/share/<m>``, else ``val/shapley/<m>`` over the sum of their absolute values, sign kept:
 a modality that adds nothing reads 0, one that lowers the accuracy reads below 0), who holds the contribution and
 since when, and the imbalance index (:func:`mmviz.measures.compute_imbalance`).
+
+The two readings answer different questions and may name different modalities: accuracy of a modality's own
+features is its *learning state* (what it has learned), the Shapley share is the fused model's *reliance* on it (how
+much the fused prediction changes without it). When the modality that has learned less is the one the fused model
+relies on most, the banner says so in one sentence instead of leaving two lines that seem to contradict each other.
 """
 
 from __future__ import annotations
@@ -196,6 +201,7 @@ def compute_imbalance_banner(
     alone: dict[str, float] = {}
     missing = [m for m in mods if m not in references]
     compared = False
+    weak_strong: tuple[str, str] | None = None  # (learned less, learned more) by the accuracy of own features
     for m in mods:
         ref = references.get(m)
         if ref is None or m not in accs:
@@ -221,7 +227,10 @@ def compute_imbalance_banner(
         (weak, (wv, epoch)), (strong, (sv, _)) = ranked[0], ranked[-1]
         if sv - wv >= UNDER_TRAINED_GAP:
             warn = True
-            lines.append(f"{weak} lags {strong}: {measure} {_pct(wv)} vs {_pct(sv)} at epoch {epoch:.0f}.")
+            weak_strong = (weak, strong)
+            lines.append(
+                f"{weak} lags {strong} in what it has learned: {measure} {_pct(wv)} vs {_pct(sv)} at epoch {epoch:.0f}."
+            )
         else:
             lines.append(
                 f"The modalities are level: {measure} within {_pct(sv - wv)} of each other at epoch {epoch:.0f}."
@@ -240,7 +249,16 @@ def compute_imbalance_banner(
         if lead is not None:
             warn = True
             m, since, share = lead
-            lines.append(f"{m} has taken {_pct(share)} of the Shapley contribution since epoch {since}.")
+            lines.append(
+                f"The fused prediction relies most on {m}: it has taken {_pct(share)} of the Shapley contribution "
+                f"since epoch {since}."
+            )
+            if weak_strong is not None and weak_strong[0] == m:
+                lines.append(
+                    f"Both hold at once: accuracy measures what each modality's own features have learned, Shapley "
+                    f"how much the fused prediction leans on it. The fused model leans on {m} although {weak_strong[1]}"
+                    f"'s features have learned more, so {weak_strong[1]} is under-used by the fusion."
+                )
     index = frame[frame["key"] == "imbalance/index"] if not frame.empty else frame
     index_value = None
     if not index.empty:
@@ -314,6 +332,10 @@ def compute_compare_table(runs: Sequence[Mapping], frame: pd.DataFrame) -> pd.Da
     names = {r["run_id"]: r.get("name") or r["run_id"] for r in runs}
     rows = []
     percent = {"val acc fused"}
+    cells: dict[str, tuple[str, str | None, bool]] = {  # column -> (quantity, modality, in %) for the display
+        "val acc fused": ("acc", "fused", True),
+        "imbalance index": ("imbalance/index", None, False),
+    }
     for run in runs:
         rid = run["run_id"]
         mine = frame[frame["run_id"] == rid] if not frame.empty else frame
@@ -336,6 +358,7 @@ def compute_compare_table(runs: Sequence[Mapping], frame: pd.DataFrame) -> pd.Da
             for quantity, label in reversed(ACC_MEASURES):
                 col = f"{m} {label.replace(' accuracy', '').replace('-', ' ')}"
                 percent.add(col)
+                cells[col] = (quantity, m, True)
                 hits = (
                     mine[(mine["key"] == f"val/{quantity}/{m}") & (mine["epoch"] == best)]
                     if best is not None
@@ -351,4 +374,5 @@ def compute_compare_table(runs: Sequence[Mapping], frame: pd.DataFrame) -> pd.Da
         rows.append(row)
     table = pd.DataFrame(rows)
     table.attrs["percent_columns"] = [c for c in table.columns if c in percent]
+    table.attrs["cells"] = cells
     return table

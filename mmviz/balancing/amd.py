@@ -25,8 +25,12 @@ _SEED_OFFSET = 0x5EED_A4D  # keeps the dropout draws apart from the data-order g
 class AMDConfig(RecipeSetting, MethodConfig):
     """Settings of aggressive modality dropout."""
 
-    target: str = param("", "Target modality, never dropped and evaluated alone each epoch ('' = none).")
-    drop: tuple[str, ...] = param((), "Modalities that may be dropped (empty = every modality except the target).")
+    target: str = param(
+        "", "Target modality, never dropped and evaluated alone each epoch ('' = none).", modalities=True
+    )
+    drop: tuple[str, ...] = param(
+        (), "Modalities that may be dropped (empty = every modality except the target).", modalities=True
+    )
     p: float = param(
         0.8,
         "Drop probability of each dropped modality at the end of its schedule (paper: >= 0.8).",

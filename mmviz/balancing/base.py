@@ -19,7 +19,16 @@ from torch import nn
 
 from mmviz.balancing.settings import check_modality_names
 from mmviz.config import Config, EmptyConfig
-from mmviz.contracts import Batch, EvalResult, Hooks, ModelOutput, ModelSpec, StepInfo, TrainContext, mask_batch
+from mmviz.contracts import (
+    Batch,
+    EvalResult,
+    Hooks,
+    ModelOutput,
+    ModelSpec,
+    StepInfo,
+    TrainContext,
+    mask_batch,
+)
 from mmviz.errors import ConfigError
 
 __all__ = ["BalancingMethod", "check_requirements", "mask_batch"]

@@ -32,6 +32,7 @@ import torch
 from mmviz.data.base import TensorSplit
 from mmviz.probes import create_probes
 from mmviz.probes.record import AnalysisSupervisor, EpochRecorder
+from mmviz.store.contract import MetricSink
 from mmviz.training.build import (
     build_method,
     build_model,
@@ -69,16 +70,19 @@ class Diverged(Exception):
 
 
 class NullStore:
-    """A store that keeps nothing (benchmarks and in-process experiments)."""
+    """A :class:`~mmviz.store.contract.MetricSink` that keeps nothing (benchmarks and in-process experiments):
+    everything ``fit`` asks of a store, so it is complete (``tests/store/test_contract.py`` checks it)."""
 
-    def log_batch(self, run_id, rows, *, events=(), artifacts=(), heartbeat=None) -> None:  # noqa: D102
-        pass
+    def log_batch(self, run_id, rows, *, events=(), artifacts=(), heartbeat=None) -> int:
+        """Drop the rows; return how many there were."""
+        return len(list(rows))
 
-    def stop_requested(self, run_id) -> bool:  # noqa: D102
+    def add_artifact(self, run_id, epoch, kind, path, meta=None) -> None:
+        """Record nothing."""
+
+    def stop_requested(self, run_id) -> bool:
+        """Never asked to stop."""
         return False
-
-    def add_artifact(self, run_id, epoch, kind, path, meta=None) -> None:  # noqa: D102
-        pass
 
 
 @dataclasses.dataclass
@@ -194,7 +198,7 @@ def _log_eval(logger: MetricLogger, split: str, ev: EvalResult) -> None:
 
 def fit(
     cfg: RunConfig,
-    store: Any = None,
+    store: MetricSink | None = None,
     run_id: str = "",
     run_dir: Path | None = None,
     *,
@@ -430,6 +434,7 @@ def fit(
             # labelled with the whole epochs done; a stop seen at an epoch's end is that epoch's own checkpoint too
             save_checkpoint(checkpoint_stop_path(run_dir), checkpoint(completed))
             logger.artifact(completed, "checkpoint_stop", "checkpoints/stopped.pt", {"step": step})
+            writer.wait()  # a queued write of this epoch's checkpoint is on disk before we look for it
             if not mid_epoch and not checkpoint_path(run_dir, completed).is_file():
                 save_checkpoint(checkpoint_path(run_dir, completed), checkpoint(completed))
                 logger.artifact(completed, "checkpoint", str(checkpoint_path(run_dir, completed).relative_to(run_dir)))

@@ -90,7 +90,9 @@ def test_banner_names_the_under_trained_modality_and_the_shapley_leader():
         banner.lines[0] == "fou is under-trained: linear-probe accuracy 41% vs 58% when trained alone (run fou-alone)."
     )
     assert "pix keeps up: linear-probe accuracy 93% vs 90% when trained alone (run pix-alone)." in banner.lines
-    assert "pix has taken 78% of the Shapley contribution since epoch 2." in banner.lines
+    assert "The fused prediction relies most on pix: it has taken 78% of the Shapley contribution since epoch 2." in (
+        banner.lines
+    )
     assert any(line.startswith("Imbalance index 0.56 at epoch 4") for line in banner.lines)
 
 
@@ -130,10 +132,31 @@ def test_banner_reports_a_modality_that_adds_nothing_or_hurts_and_names_the_domi
 def test_banner_without_references_says_so_and_compares_modalities():
     banner = compute_imbalance_banner(_run("joint"), _frame({"val/acc/pix": [0.9], "val/acc/fou": [0.5]}), {})
     assert banner.missing_references == ["pix", "fou"]
-    assert banner.lines[0] == "fou lags pix: head-split accuracy 50% vs 90% at epoch 1."
+    assert banner.lines[0] == "fou lags pix in what it has learned: head-split accuracy 50% vs 90% at epoch 1."
     assert "No unimodal reference run for pix, fou" in banner.lines[-1]
     empty = compute_imbalance_banner(_run("joint"), _frame({}), {})
     assert empty.lines[0].startswith("Waiting for the first evaluation")
+
+
+def test_banner_reconciles_a_lagging_modality_that_the_fused_model_relies_on():
+    # issue 11: "image lags audio: NCM 63% vs 92%" next to "image has taken 61% of the Shapley contribution"
+    run = {**_run("joint"), "modalities": ["image", "audio"]}
+    frame = _frame({"val/acc_ncm/pix": [0.6, 0.63], "val/acc_ncm/fou": [0.9, 0.92]})
+    frame = frame.assign(modality=frame["modality"].map({"pix": "image", "fou": "audio"}))
+    shares = _frame({"imbalance/share/pix": [0.6, 0.61], "imbalance/share/fou": [0.4, 0.39]})
+    frame = pd.concat([frame, shares.assign(modality=shares["modality"].map({"pix": "image", "fou": "audio"}))])
+    lines = compute_imbalance_banner(run, frame, {}).lines
+    assert lines[0] == "image lags audio in what it has learned: NCM accuracy 63% vs 92% at epoch 2."
+    assert lines[1].startswith("The fused prediction relies most on image: it has taken 60% of the Shapley")
+    assert lines[2] == (
+        "Both hold at once: accuracy measures what each modality's own features have learned, Shapley how much the "
+        "fused prediction leans on it. The fused model leans on image although audio's features have learned more, "
+        "so audio is under-used by the fusion."
+    )
+    # when the modality that learned more is also the one relied on, there is nothing to reconcile
+    agree = compute_imbalance_banner(_run("joint"), _frame({"val/acc_ncm/pix": [0.9], "val/acc_ncm/fou": [0.5],
+                                                            "imbalance/share/pix": [0.8], "imbalance/share/fou": [0.2]}), {})  # fmt: skip
+    assert not [line for line in agree.lines if line.startswith("Both hold at once")]
 
 
 def test_reference_runs_need_the_same_data_and_prefer_finished_newest():

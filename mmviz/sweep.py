@@ -19,7 +19,7 @@ import itertools
 import json
 import math
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from mmviz.errors import ConfigError
@@ -254,18 +254,22 @@ def start_sweep(
     spec: SweepSpec,
     *,
     name: str = "",
-    backend: str = "local",
+    backend: str | Callable[[Any, str], Any] | None = "local",
     tags: Iterable[str] = (),
     max_parallel: int | None = None,
 ) -> tuple[str, list[str]]:
     """Validate every trial, then queue them all; returns ``(sweep_id, run_ids)`` in trial order.
 
-    ``max_parallel`` (already checked) becomes the workspace's number of runs at once, once all trials are valid.
+    ``backend``: a backend name (the trials are queued for it), or as for :func:`mmviz.launcher.submit` a
+    callable that starts each trial or None to only create them. ``max_parallel`` (already checked) becomes the
+    workspace's number of runs at once, once all trials are valid.
     """
     from mmviz.launcher import check_backend, schedule, submit
     from mmviz.store.queue import MAX_PARALLEL
 
-    check_backend(backend)
+    queue = isinstance(backend, str)
+    if queue:
+        check_backend(backend)
     built = build_trials(spec)
     if max_parallel is not None:
         store.set_setting(MAX_PARALLEL, max_parallel)
@@ -282,11 +286,12 @@ def start_sweep(
                 tags=run_tags,
                 data=data,
                 backend=backend,
-                queue=True,
+                queue=queue,
                 schedule_now=False,
             )
         )
-    schedule(store)
+    if queue:
+        schedule(store)
     return sweep_id, run_ids
 
 

@@ -114,3 +114,54 @@ def launch_chromium(
     return playwright.chromium.launch_persistent_context(
         str(profile_dir), executable_path=CHROMIUM, headless=True, args=list(CHROMIUM_ARGS), **options
     )
+
+
+def postgres_bin() -> Path | None:
+    """The bin folder of the newest PostgreSQL server installed from Debian's packages, or None."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+    return found[-1].parent if found else None
+
+
+def start_postgres(folder: str | os.PathLike, timeout: float = 60.0) -> str:
+    """Start a throw-away PostgreSQL cluster in ``folder`` (a fresh, empty directory), listening on a unix socket
+    only; returns a URL template with ``{db}`` for the database name (user ``postgres``, trust authentication).
+
+    As root the server runs as the ``postgres`` user (``initdb`` refuses root), so ``folder`` is handed to it.
+    Raises RuntimeError with the server log when it does not start; :func:`stop_postgres` stops it.
+    """
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        raise RuntimeError("PostgreSQL is not installed (Debian's 'postgresql' package; 'make system' installs it).")
+    folder = Path(folder)
+    data, sock, log = folder / "data", folder / "sock", folder / "server.log"
+    sock.mkdir(parents=True)
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        as_user = ["runuser", "-u", "postgres", "--"]
+        subprocess.run(["chown", "-R", "postgres", str(folder)], check=True)
+    port = free_port()
+
+    def run(*argv: str) -> None:
+        out = subprocess.run([*as_user, *argv], capture_output=True, text=True, timeout=timeout)
+        if out.returncode:
+            tail = log.read_text()[-2000:] if log.exists() else ""
+            raise RuntimeError(f"{argv[0]} failed ({out.returncode}): {out.stderr.strip()}\n{tail}")
+
+    run(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync")
+    options = f"-c listen_addresses='' -k {sock} -p {port} -c fsync=off -c synchronous_commit=off"
+    run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", str(int(timeout)), "start")
+    return f"postgresql://postgres@/{{db}}?host={sock}&port={port}"
+
+
+def stop_postgres(folder: str | os.PathLike) -> None:
+    """Stop the cluster :func:`start_postgres` started in ``folder`` (immediate shutdown: the cluster is thrown away; idempotent)."""
+    bin_dir = postgres_bin()
+    data = Path(folder) / "data"
+    if bin_dir is None or not (data / "postmaster.pid").exists():
+        return
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    subprocess.run(
+        [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+        capture_output=True,
+        timeout=60,
+    )

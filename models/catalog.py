@@ -15,3 +15,19 @@ FUSION_CAPABILITIES: dict[str, frozenset[str]] = {
     "film": frozenset(),
     "gated": frozenset(),
 }
+
+
+# what the compatibility checks call model capabilities (the keys of mmviz.contracts.CAPABILITIES), not run needs
+_MODEL_CAPABILITIES = frozenset({"fuse", "final_linear"}.union(*FUSION_CAPABILITIES.values()))
+
+
+def fusion_capabilities(fusion: str) -> frozenset[str]:
+    """The model-contract capabilities a ``MultimodalNet`` with ``fusion`` declares."""
+    return frozenset({"fuse", "final_linear", *FUSION_CAPABILITIES[fusion]})
+
+
+def fusions_with(requires: frozenset[str] | set[str]) -> list[str]:
+    """Fusions whose network offers every model capability in ``requires`` (in registration order); run needs
+    such as 'two_modalities' are not fusion matters and are ignored."""
+    needs = {r for r in requires if r in _MODEL_CAPABILITIES}
+    return [name for name in FUSION_NAMES if needs <= fusion_capabilities(name)]

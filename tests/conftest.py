@@ -36,7 +36,10 @@ def filled_workspace(tmp_path_factory) -> dict:
     """
     ws = tmp_path_factory.mktemp("filled-ws")
     parent = _train(ws, *SHORT_RUN, "--name", "parent-run")
-    child = _train(ws, "--fork", parent, "--fork-epoch", "2", "--method", "ogm_ge", "--name", "child-run")
+    # --epochs: the ogm_ge recipe would otherwise make the fork a 30-epoch run (a fork keeps the total explicit)
+    child = _train(
+        ws, "--fork", parent, "--fork-epoch", "2", "--method", "ogm_ge", "--epochs", "3", "--name", "child-run"
+    )
     return {"workspace": ws, "parent": parent, "child": child}
 
 
@@ -45,6 +48,8 @@ def stop_processes(workspace: Path) -> None:
     from mmviz.store import open_store, pid_alive
 
     with open_store(workspace) as store:
+        for item in store.list_queue():  # nothing left for a scheduler to start afterwards
+            store.cancel_queued(item["run_id"])
         for run in store.list_runs().to_dict("records"):
             pid = run.get("pid")
             if run["status"] in ("queued", "running") and pid and pid == pid and pid_alive(int(pid)):
@@ -81,3 +86,61 @@ def lesson_workspace(tmp_path_factory) -> Path:
             warm_lessons(store, in_process=True)
         (ws / "warm").write_text("ok\n")
     return ws
+
+
+@pytest.fixture(scope="session")
+def sweep_workspace(tmp_path_factory) -> dict:
+    """A workspace with one finished sweep: 2 methods × 2 learning rates × 2 seeds of 2-epoch synthetic runs,
+    trained in this process one after the other (no process start-up). Treat it as read-only."""
+    from mmviz.store import open_store
+    from mmviz.sweep import SweepSpec, parse_sets, start_sweep
+    from mmviz.training.runner import run_training
+
+    ws = tmp_path_factory.mktemp("sweep-ws")
+    methods = ("baseline", "ogm_ge")
+    params, fixed = parse_sets(["optim.lr=0.01,0.05", "data.n_train=240", "train.threads=1"], "synthetic", methods)
+    spec = SweepSpec(methods=methods, params=params, seeds=(0, 1), dataset="synthetic", fixed=fixed, epochs=2)
+    with open_store(ws) as store:
+        sweep_id, run_ids = start_sweep(store, spec, name="lr-sweep", backend=None)
+        for run_id in run_ids:
+            assert run_training(store, run_id) == "finished"
+    return {"workspace": ws, "sweep": sweep_id, "runs": run_ids}
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throw-away PostgreSQL cluster for the session (Debian's server binaries, a unix socket in a temporary
+    folder); yields a URL template with ``{db}``. Skipped, saying why, when the binaries are absent."""
+    import tempfile
+
+    from mmviz.testing import postgres_bin, start_postgres, stop_postgres
+
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL server binaries are not installed ('make system' installs Debian's postgresql).")
+    folder = tempfile.mkdtemp(prefix="mmviz-pg-")  # not under pytest's root-only tmp: the server runs as postgres
+    try:
+        yield start_postgres(folder)
+    finally:
+        stop_postgres(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_workspace(postgres_server, tmp_path) -> str:
+    """A ``postgresql://`` workspace URL on a fresh database, with its artifacts in ``tmp_path``."""
+    import secrets
+
+    import psycopg
+
+    name = "t_" + secrets.token_hex(6)
+    with psycopg.connect(postgres_server.format(db="postgres"), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return postgres_server.format(db=name) + f"&artifacts={tmp_path / 'artifacts'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_workspace(request, tmp_path):
+    """The same test on a SQLite workspace folder and on a PostgreSQL workspace URL."""
+    if request.param == "sqlite":
+        return tmp_path / "ws"
+    return request.getfixturevalue("postgres_workspace")

@@ -138,3 +138,9 @@ def test_the_torch_free_kmeans_default_is_the_measures_one():
     from mmviz.probes.configs import KMEANS_N_INIT as DECLARED
 
     assert DECLARED == KMEANS_N_INIT
+
+
+def test_the_torch_free_catalog_knows_the_contracts_model_capabilities():
+    from models.catalog import _MODEL_CAPABILITIES
+
+    assert _MODEL_CAPABILITIES == set(CAPABILITIES)  # fusions_with tells model capabilities from run needs by it

@@ -98,6 +98,14 @@ def test_explicit_settings_win_and_the_stored_config_is_the_resolved_one():
     )
 
 
+def test_a_fork_into_another_method_inherits_the_parents_optimiser():
+    parent = build_run_config("mfeat", "baseline", ["optim.name=sgd", "optim.lr=0.01"]).to_dict()
+    child = build_run_config(method="ogm_ge", base=parent)  # quick recipe: nothing is reset
+    assert (child.optim.name, child.optim.lr) == ("sgd", 0.01)
+    child = build_run_config(method="ogm_ge", base=parent, sets=["method.recipe=paper"])
+    assert (child.optim.name, child.optim.lr, child.train.epochs) == ("sgd", 1e-3, 100)
+
+
 def test_dashboard_overrides_pick_the_recipe_like_the_cli():
     cli = build_run_config("mfeat", "relearn", ["method.recipe=paper"])
     form = build_run_config("mfeat", "relearn", overrides={"method": {"recipe": "paper"}})

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import types
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -46,68 +45,81 @@ def check_batch(batch: Any, modalities: Sequence[str], where: str) -> None:
 
 
 class LoaderSplit:
-    """One split of the user's data as methods and probes see a split, backed by a ``DataLoader``.
+    """One split of the user's data as methods and probes see a split, backed by a ``DataLoader``'s dataset.
 
-    ``batches`` walks the loader (its batch size and order; ``index`` is added as the position in the pass when
-    the dataset yields none, which names samples only for an unshuffled loader); ``subset`` reads chosen samples
-    from the dataset; ``tensors["label"]`` holds every label in dataset order (from the dataset's ``labels`` when
-    it has them, else read once).
+    ``batches`` reads the dataset in order (shuffled with a generator when given) in batches of the size asked
+    for, with the user's loader's workers, collate function and pinned memory; ``index`` is the sample's absolute
+    index (the dataset's ``index`` attribute, else its position) unless the dataset yields its own. ``subset`` reads chosen samples; ``tensors["label"]`` holds
+    every label in dataset order (from the dataset's ``labels`` when it has them, else read once).
     """
 
     def __init__(self, loader: torch.utils.data.DataLoader, device: torch.device) -> None:
         self.loader = loader
         self.device = device
         self._labels: torch.Tensor | None = None
+        # Methods and probes read a split as fit() holds it: without the training augmentation (and so without
+        # drawing from torch's random state), when the dataset can say how.
+        plain = getattr(loader.dataset, "without_augmentation", None)
+        self.dataset = plain() if callable(plain) else loader.dataset
+        given = getattr(self.dataset, "index", None)  # absolute sample indices, when the dataset has them
+        self.index = torch.as_tensor(np.asarray(given if given is not None else np.arange(len(self))), dtype=torch.long)
 
     def __len__(self) -> int:
         return len(self.loader.dataset)
 
-    def num_batches(self, batch_size: int = 0, drop_last: bool = False) -> int:
-        """Batches per pass of the loader."""
-        return len(self.loader)
+    def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
+        """Number of batches per pass."""
+        n = len(self)
+        return n // batch_size if drop_last and n >= batch_size else -(-n // batch_size)
 
     def batches(
-        self, batch_size: int = 0, generator: torch.Generator | None = None, drop_last: bool = False
+        self, batch_size: int, generator: torch.Generator | None = None, drop_last: bool = False
     ) -> Iterator[dict[str, torch.Tensor]]:
-        """The loader's batches on the device (its own batch size and order)."""
-        start = 0
-        for batch in self.loader:
+        """Batches of the dataset on the device: in order, or shuffled with ``generator`` (a CPU generator)."""
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+        if drop_last and n >= batch_size:
+            order = order[: n - n % batch_size]
+        src = self.loader
+        loader = torch.utils.data.DataLoader(
+            self.dataset, batch_size=batch_size, sampler=order.tolist(), num_workers=src.num_workers,
+            collate_fn=src.collate_fn, pin_memory=src.pin_memory, generator=torch.Generator(),
+        )  # fmt: skip
+        for b, batch in enumerate(loader):
             batch = to_device(dict(batch), self.device)
-            n = len(batch["label"])
             if "index" not in batch:
-                batch["index"] = torch.arange(start, start + n, device=self.device)
-            start += n
+                batch["index"] = self.index[order[b * batch_size : (b + 1) * batch_size]].to(self.device)
             yield batch
 
     def subset(self, positions: np.ndarray | Sequence[int]) -> dict[str, torch.Tensor]:
         """The samples at ``positions`` of the dataset, collated into one batch on the device."""
         positions = [int(i) for i in np.asarray(positions).reshape(-1)]
-        batch = dict(default_collate([self.loader.dataset[i] for i in positions]))
-        batch.setdefault("index", torch.as_tensor(positions, dtype=torch.long))
+        batch = dict(default_collate([self.dataset[i] for i in positions]))
+        batch.setdefault("index", self.index[torch.as_tensor(positions, dtype=torch.long)])
         return to_device(batch, self.device)
 
     @property
     def labels(self) -> torch.Tensor:
-        """Every label ``(N,)`` in dataset order (on the CPU)."""
-        return self.tensors["label"]
+        """Every sample's label ``(N,)`` on the CPU, in dataset order (the dataset's ``labels``, else read once)."""
+        if self._labels is None:
+            labels = getattr(self.dataset, "labels", None)
+            if labels is None:
+                labels = [int(self.dataset[i]["label"]) for i in range(len(self))]
+            self._labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        return self._labels
 
     @property
     def tensors(self) -> dict[str, torch.Tensor]:
         """``{"label": (N,)}``: every label in dataset order."""
-        if self._labels is None:
-            labels = getattr(self.loader.dataset, "labels", None)
-            if labels is None:
-                labels = [int(self.loader.dataset[i]["label"]) for i in range(len(self))]
-            self._labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
-        return {"label": self._labels}
+        return {"label": self.labels}
 
 
 @dataclasses.dataclass
 class LoopData:
     """What methods and probes read of a dataset, for data the user's loaders yield.
 
-    ``y`` has one entry per absolute sample index (``batch["index"]``), ``probe_index`` the fixed subset of val
-    used by snapshots.
+    ``y`` has one entry per absolute sample index (``batch["index"]``: the dataset's ``num_samples`` when it says
+    how many there are, else train plus val), ``probe_index`` the fixed subset of val used by snapshots.
     """
 
     name: str
@@ -129,7 +141,7 @@ class LoopData:
 
 def describe_data(
     name: str, modalities: Sequence[str], num_classes: int, train: LoaderSplit, val: LoaderSplit | None,
-    probe_size: int, seed: int,
+    probe_size: int, seed: int, num_samples: int | None = None,
 ) -> LoopData:  # fmt: skip
     """Modality specs from one val (else train) sample, the index space, and the fixed snapshot probe subset."""
     source = val if val is not None else train
@@ -143,15 +155,10 @@ def describe_data(
         specs.append(ModalitySpec(m, _KIND[len(shape)], shape))
     probe = np.zeros(0, dtype=np.int64)
     if val is not None:
-        labels = val.tensors["label"].numpy()
-        probe = stratified_subset(np.arange(len(labels)), labels, probe_size, seed)
-    size = max(len(train), len(val) if val is not None else 0)
+        labels = val.labels.numpy()
+        probe = val.index.numpy()[stratified_subset(np.arange(len(labels)), labels, probe_size, seed)]
+    size = num_samples or getattr(source.loader.dataset, "num_samples", None) or len(train) + len(val or ())
     return LoopData(name, tuple(specs), tuple(str(c) for c in range(num_classes)), np.zeros(size, np.int64), probe)
-
-
-def loop_config(eval_batch_size: int, probes: dict[str, Any]) -> Any:
-    """The few run settings methods and probes read from ``ctx.config`` (evaluation batch size, probe settings)."""
-    return types.SimpleNamespace(train=types.SimpleNamespace(eval_batch_size=eval_batch_size), probes=probes)
 
 
 def null_autocast() -> contextlib.AbstractContextManager:

@@ -12,25 +12,23 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from mmviz import __version__
 from mmviz.api import lifecycle
-from mmviz.api.context import LoaderSplit, check_batch, describe_data, null_autocast, to_device
+from mmviz.api.context import LoaderSplit, check_batch, describe_data, null_autocast
 from mmviz.balancing import METHODS
 from mmviz.balancing.base import BalancingMethod
-from mmviz.contracts import ModelSpec, MultimodalModel, StepInfo, TrainContext
+from mmviz.contracts import EvalResult, ModelSpec, MultimodalModel, StepInfo
 from mmviz.errors import ConfigError, MmvizError
 from mmviz.probes import PROBES, create_probes
 from mmviz.store import open_store
 from mmviz.training.build import check_probes
-from mmviz.training.context import TrainClock, initial_encoder_state
-from mmviz.training.evaluate import EvalResult, evaluate
+from mmviz.training.context import TrainClock, create_context
+from mmviz.training.evaluate import evaluate
 from mmviz.training.logger import MetricLogger
 from mmviz.training.loop import _ProbeHooks, _RunningAccuracy
 from mmviz.training.runner import _Heartbeat
@@ -72,14 +70,14 @@ class Run:
         seed: int = 0,
         eval_batch_size: int = 512,
         probe_size: int = 500,
+        num_samples: int | None = None,
         origin: str = "api",
     ) -> None:
         # ---- every check before anything is written ------------------------------------------------------
         if not isinstance(model, MultimodalModel):
             raise ConfigError(
-                f"The model {type(model).__name__!r} does not implement mmviz's model contract "
-                "(mmviz.contracts.MultimodalModel); wrap it with mmviz.adapter.ModelAdapter, naming its encoders, "
-                "fusion and head, or build a MultimodalNet."
+                f"The model {type(model).__name__!r} does not follow mmviz's model contract; wrap it with "
+                "mmviz.adapter.ModelAdapter (naming its encoders, fusion and head) or build a models.MultimodalNet."
             )
         if not isinstance(epochs, int) or epochs < 1:
             raise ConfigError(
@@ -89,24 +87,25 @@ class Run:
         self.modalities = tuple(model.modalities)
         entry = METHODS.get(method)
         method_cfg = entry.config_cls.from_dict(dict(method_params or {}), where="method")
-        fusion = str(getattr(model, "fusion_name", getattr(model, "display_name", type(model).__name__)))
-        probe_cfgs = _probe_configs(probes)
         self.device = next(model.parameters()).device
         self.train_split = LoaderSplit(train_loader, self.device)
         self.val_split = LoaderSplit(val_loader, self.device) if val_loader is not None else None
-        first = next(iter(train_loader))
-        check_batch(first, self.modalities, "train loader")
-        model.check_batch(to_device(dict(first), self.device))  # an adapter checks its wrapping here
+        check_batch(self.train_split.dataset[0], self.modalities, "train loader's dataset")
+        sample = self.train_split.subset([0, 1] if len(self.train_split) > 1 else [0])
+        if hasattr(model, "check_batch"):  # an adapted model: its wrapping is checked on real samples, in one sentence
+            model.check_batch(sample)
         spec = ModelSpec.of(model)
+        fusion = str(getattr(model, "fusion_name", "") or type(model).__name__)
         entry.factory.check_compatible(method_cfg, spec)
-        check_probes(probe_cfgs, spec)
         self.method: BalancingMethod = entry.factory(method_cfg)
+        probe_cfgs = _probe_configs(probes)
+        check_probes(probe_cfgs, spec)
         if num_classes is None:
             num_classes = int(getattr(model, "num_classes", 0)) or None
         if num_classes is None:
             raise ConfigError("mmviz.api.watch needs 'num_classes' for a model without a 'num_classes' attribute.")
         self.data = describe_data(
-            dataset, self.modalities, num_classes, self.train_split, self.val_split, probe_size, seed
+            dataset, self.modalities, num_classes, self.train_split, self.val_split, probe_size, seed, num_samples
         )
         self.epochs = epochs
         self.optimizer = optimizer
@@ -134,7 +133,6 @@ class Run:
             modalities=list(self.modalities), device=str(self.device), version=__version__, origin=origin,
         )  # fmt: skip
         self.run_dir = self.store.run_dir(self.run_id)
-        self.store.update_run(self.run_id, host=socket.gethostname())
         self.store.set_status(self.run_id, "running", pid=os.getpid())
         self.status = "running"
         self._beat = _Heartbeat(self.store, self.run_id)
@@ -149,15 +147,11 @@ class Run:
             splits = {"train": self.train_split}
             if self.val_split is not None:
                 splits["val"] = self.val_split
-            self.ctx = TrainContext(
-                model=model, modalities=self.modalities, num_classes=self.data.num_classes, splits=splits,
-                device=self.device, log=self.logger.log, event=self.logger.event, artifact=self.logger.artifact,
-                run_dir=self.run_dir, optimizer=optimizer, batch_size=int(train_loader.batch_size or 1),
-                eval_batch_size=eval_batch_size, seed=seed, step=lambda: self.info, train_clock=self.clock,
-                autocast=null_autocast, init_state=initial_encoder_state(model),
-                evaluate=lambda predict, split: evaluate(model, predict, splits[split], eval_batch_size, null_autocast),
-                num_samples=len(self.data.y), input_shapes={s.name: tuple(s.shape) for s in self.data.modalities},
-                probe_index=np.asarray(self.data.probe_index, dtype=np.int64),
+            self.ctx = create_context(
+                model, self.data, splits, self.device, log=self.logger.log, event=self.logger.event,
+                artifact=self.logger.artifact, run_dir=self.run_dir, optimizer=optimizer,
+                batch_size=int(train_loader.batch_size or 1), eval_batch_size=eval_batch_size, seed=seed,
+                step=lambda: self.info, train_clock=self.clock, autocast=null_autocast,
                 enabled_probes=frozenset(n for n, c in probe_cfgs.items() if c.enabled),
             )  # fmt: skip
             self.method.setup(self.ctx)
@@ -187,23 +181,22 @@ class Run:
         self.should_stop = False
         self._train_acc = _RunningAccuracy(self.device)
         self._loss_called = False
+        self._epoch_started = False
+        self._last: tuple[Any, dict[str, torch.Tensor]] | None = None
         self._overrides_loss = type(self.method).compute_loss is not BalancingMethod.compute_loss
         self.last_eval: EvalResult | None = None
-        self._epoch_started = 0
 
     # ---- per step ------------------------------------------------------------------------------------------
     def _step_info(self) -> StepInfo:
-        started = self.batch_index == 0 and self._epoch_started != self.epoch
-        if self.batch_index == 0:
-            self.clock.resume()
         self.info = StepInfo(self.step, self.epoch, self.batch_index, self.info.batches_per_epoch, self.epochs)
-        if started:  # the epoch's first call: the hooks' on_epoch_start, once
-            self._epoch_started = self.epoch
+        self.logger.step = self.step
+        self.logger.epoch = self.epoch - 1 + self.batch_index / self.info.batches_per_epoch
+        if not self._epoch_started:  # the epoch's first call: the epoch-start hooks, as fit() runs them
+            self._epoch_started = True
+            self.clock.resume()
             for p in self.probes:
                 p.on_epoch_start(self.info)
             self.method.on_epoch_start(self.info)
-        self.logger.step = self.step
-        self.logger.epoch = self.epoch - 1 + self.batch_index / self.info.batches_per_epoch
         return self.info
 
     def transform(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -213,16 +206,29 @@ class Run:
     def loss(self, out: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The loss to back-propagate: the method's (fused cross-entropy plus e.g. PMR's prototype term)."""
         self._loss_called = True
+        self.remember(out, batch)
         return self.method.compute_loss(out, batch, self._step_info())
 
-    def after_backward(self, out: Any, batch: dict[str, torch.Tensor], loss: torch.Tensor | None = None) -> None:
+    def remember(self, out: Any, batch: dict[str, torch.Tensor]) -> None:
+        """Keep this step's model output and batch for an ``after_backward()`` called without them (Lightning)."""
+        self._last = (out, batch)
+
+    def after_backward(
+        self, out: Any = None, batch: dict[str, torch.Tensor] | None = None, loss: torch.Tensor | None = None
+    ) -> None:
         """Call after ``loss.backward()`` and before ``optimizer.step()``: probes read the gradients, the method
-        modulates them (e.g. OGM-GE), and the step's loss and accuracy are logged."""
+        modulates them (e.g. OGM-GE), and the step's loss and accuracy are logged. Without ``out`` and ``batch``,
+        those of the step's ``run.loss()`` (or ``remember()``) call are used."""
         if self._overrides_loss and not self._loss_called:
             raise ConfigError(
                 f"Method {self.method.name!r} changes the loss; compute it with run.loss(out, batch) before backward()."
             )
+        if out is None or batch is None:
+            if self._last is None:
+                raise ConfigError("run.after_backward() needs this step's model output and batch: pass them.")
+            out, batch = self._last
         self._loss_called = False
+        self._last = None
         info = self._step_info()
         due = [p for p in self.step_probes if p.due_step(info)]
         for p in due:
@@ -256,9 +262,9 @@ class Run:
         if self.logger.due():
             self._flush()
 
-    def log(self, key: str, value: Any) -> None:
-        """Record one of your own metrics at the current step (key like ``train/my_metric``)."""
-        self.logger.log(key, value)
+    def log(self, key: str, value: Any, step: int | None = None) -> None:
+        """Record one of your own metrics at the current (or given) step (key like ``train/my_metric``)."""
+        self.logger.log(key, value, step)
 
     def _flush(self, **fields: Any) -> None:
         self.logger.flush(heartbeat={"step": self.step, **fields})
@@ -270,10 +276,10 @@ class Run:
             self.should_stop = True
 
     # ---- per epoch -----------------------------------------------------------------------------------------
-    def end_epoch(self, val_loader: torch.utils.data.DataLoader | None = None) -> EvalResult | None:
+    def end_epoch(self, val_loader: torch.utils.data.DataLoader | None = None) -> EvalResult:
         """Call after each epoch's last step: evaluates on val (the loader given here or to ``watch``), runs the
         epoch probes (separability, prototypes, Shapley, snapshots, ...) and the method's epoch end; returns the
-        evaluation (``acc``, ``loss``, ...) or None without a val loader."""
+        evaluation (``acc``, ``loss``, ``acc_uni``, ...)."""
         self.clock.pause()
         epoch = self.epoch
         self.logger.epoch = float(epoch)
@@ -283,19 +289,21 @@ class Run:
         if val_loader is not None and (self.val_split is None or val_loader is not self.val_split.loader):
             self.val_split = LoaderSplit(val_loader, self.device)
             self.ctx.splits["val"] = self.val_split
-        ev = None
-        if self.val_split is not None:
-            ev = evaluate(self.model, self.method.predict, self.val_split, self.eval_batch_size, null_autocast)
-            self.logger.log("val/loss", ev.loss)
-            self.logger.log("val/acc/fused", ev.acc)
-            for m, acc in ev.acc_uni.items():
-                self.logger.log(f"val/acc/{m}", acc)
-            if math.isfinite(ev.loss):
-                for p in self.epoch_probes:
-                    if p.due_epoch(epoch) or epoch == self.epochs:
-                        p.on_epoch_end(epoch, self.info, ev)
-            if ev.acc > self.best_val_acc:
-                self.best_val_acc, self.best_epoch = ev.acc, epoch
+        if self.val_split is None:
+            raise ConfigError(
+                "run.end_epoch() needs the validation data: pass val_loader to mmviz.api.watch or to end_epoch."
+            )
+        ev = evaluate(self.model, self.method.predict, self.val_split, self.eval_batch_size, null_autocast)
+        self.logger.log("val/loss", ev.loss)
+        self.logger.log("val/acc/fused", ev.acc)
+        for m, acc in ev.acc_uni.items():
+            self.logger.log(f"val/acc/{m}", acc)
+        if math.isfinite(ev.loss):
+            for p in self.epoch_probes:
+                if p.due_epoch(epoch) or epoch == self.epochs:
+                    p.on_epoch_end(epoch, self.info, ev)
+        if ev.acc > self.best_val_acc:
+            self.best_val_acc, self.best_epoch = ev.acc, epoch
         self.method.on_epoch_end(epoch, self.info, ev)
         self.last_eval = ev
         fields = {"epochs_done": epoch}
@@ -304,6 +312,7 @@ class Run:
         self._flush(**fields)
         self.epoch += 1
         self.batch_index = 0
+        self._epoch_started = False
         self._train_acc = _RunningAccuracy(self.device)
         return ev
 

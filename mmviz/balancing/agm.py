@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 
 from mmviz.balancing.base import BalancingMethod, check_requirements
-from mmviz.balancing.common import in_window
 from mmviz.balancing.configs import AGMConfig
 from mmviz.contracts import ModelOutput, ModelSpec, StepInfo, TrainContext
 from mmviz.measures import compute_shapley, eval_mode
@@ -106,6 +105,8 @@ class AGM(BalancingMethod):
     @classmethod
     def check_compatible(cls, config: AGMConfig, model: ModelSpec) -> None:
         needs = {"fuse"} if config.masked_forward == "features" else set()
+        if config.grad_clip == "conditional":
+            needs.add("final_linear")  # the clip condition reads the fused head's weight gradient
         check_requirements("Method", cls.name, frozenset(cls.requires | needs), model)
         cls.check_config(config, model.modalities)
 
@@ -143,7 +144,7 @@ class AGM(BalancingMethod):
         for m in mods:
             self.score_sum[m] = self.score_sum[m] + scores[m]
         kappa, r, r_mean = compute_agm_coefficients(scores, means, self.config.alpha)
-        if not in_window(info.epoch, self.config.modulation_starts, self.config.modulation_ends):
+        if not self.config.active(info.epoch):
             kappa = {m: torch.ones_like(k) for m, k in kappa.items()}
         fused = None
         for m in mods:

@@ -8,7 +8,8 @@ from typing import Any
 import torch
 
 from mmviz.balancing.base import BalancingMethod
-from mmviz.balancing.configs import AMDConfig, parse_modality_values
+from mmviz.balancing.configs import AMDConfig
+from mmviz.balancing.settings import parse_modality_map
 from mmviz.contracts import EvalResult, ModelOutput, StepInfo, TrainContext
 from mmviz.errors import ConfigError
 
@@ -107,7 +108,7 @@ class AggressiveModalityDropout(BalancingMethod):
                     f"target. Got {m!r} instead."
                 )
         dropped = cls.dropped_modalities(config, modalities)
-        for m in parse_modality_values(config.p_modality, owner, "p_modality", 0.0, 1.0):
+        for m in parse_modality_map(config, "p_modality"):
             if m not in dropped:
                 raise ConfigError(
                     f"The 'p_modality' parameter of {owner} names {m!r}, which is not dropped; "
@@ -125,7 +126,7 @@ class AggressiveModalityDropout(BalancingMethod):
         cfg = self.config
         self.modalities = ctx.modalities
         self.dropped = self.dropped_modalities(cfg, self.modalities)
-        overrides = parse_modality_values(cfg.p_modality, cfg.title(), "p_modality", 0.0, 1.0)
+        overrides = parse_modality_map(cfg, "p_modality")
         self.p_end = {m: (overrides.get(m, cfg.p) if m in self.dropped else 0.0) for m in self.modalities}
         self.keep_one = set(self.dropped) == set(self.modalities)
         self.generator = torch.Generator().manual_seed(int(ctx.seed) + _SEED_OFFSET)

@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from mmviz.balancing.base import BalancingMethod
-from mmviz.balancing.configs import AuxLossConfig, parse_weights
+from mmviz.balancing.configs import AuxLossConfig
+from mmviz.balancing.settings import parse_modality_map
 from mmviz.contracts import ModelOutput, StepInfo, TrainContext
-from mmviz.errors import ConfigError
 
 
 class AuxLoss(BalancingMethod):
@@ -25,18 +25,9 @@ class AuxLoss(BalancingMethod):
 
     config_cls = AuxLossConfig
 
-    @classmethod
-    def check_config(cls, config: AuxLossConfig, modalities: tuple[str, ...]) -> None:
-        for m in parse_weights(config.weights):
-            if m not in modalities:
-                raise ConfigError(
-                    f"The 'weights' parameter of AuxLossConfig names modality {m!r}, which the dataset does not have. "
-                    f"Use {', '.join(map(repr, modalities))}."
-                )
-
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)
-        overrides = parse_weights(self.config.weights)
+        overrides = parse_modality_map(self.config, "weights")
         self.weights = {m: overrides.get(m, self.config.weight) for m in ctx.modalities}
 
     def compute_loss(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> torch.Tensor:

@@ -17,8 +17,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmviz.balancing.settings import check_modality_names
 from mmviz.config import Config, EmptyConfig
-from mmviz.contracts import Batch, EvalResult, Hooks, ModelOutput, ModelSpec, StepInfo, TrainContext, mask_batch
+from mmviz.contracts import (
+    Batch,
+    EvalResult,
+    Hooks,
+    ModelOutput,
+    ModelSpec,
+    StepInfo,
+    TrainContext,
+    mask_batch,
+)
 from mmviz.errors import ConfigError
 
 __all__ = ["BalancingMethod", "check_requirements", "mask_batch"]
@@ -54,6 +64,7 @@ class BalancingMethod(Hooks):
     def check_compatible(cls, config: Config, model: ModelSpec) -> None:
         """Raise ConfigError when this method cannot run on ``model``; called before anything starts."""
         check_requirements("Method", cls.name, cls.requires, model)
+        check_modality_names(config, model.modalities)
         cls.check_config(config, model.modalities)
 
     @classmethod

@@ -16,11 +16,6 @@ from mmviz.measures.scores import confidence_scores_by_name as compute_confidenc
 from mmviz.measures.scores import score_ratios_by_name as compute_ratios  # noqa: F401
 
 
-def in_window(epoch: int, start: int, end: int) -> bool:
-    """Whether 1-based ``epoch`` lies in the inclusive modulation window ``[start, end]``."""
-    return start <= epoch <= end
-
-
 def conv_weights(module: nn.Module) -> list[nn.Parameter]:
     """The weights of every convolution (1-, 2- or 3-D) inside ``module``."""
     return [mod.weight for mod in module.modules() if isinstance(mod, nn.modules.conv._ConvNd)]

@@ -10,16 +10,16 @@ without importing it). ``requires`` is what the method needs of the model and th
 from __future__ import annotations
 
 import dataclasses
-import math
 
 from mmviz.balancing.registry import METHODS
+from mmviz.balancing.settings import MethodConfig, ModulationWindow, modality_map
 from mmviz.config import Config, param
 from mmviz.errors import ConfigError
 from mmviz.recipes import Recipe, RecipeSetting
 
 
 @dataclasses.dataclass(frozen=True)
-class AGMConfig(RecipeSetting, Config):
+class AGMConfig(RecipeSetting, ModulationWindow):
     """Settings of AGM."""
 
     alpha: float = param(
@@ -53,13 +53,6 @@ class AGMConfig(RecipeSetting, Config):
         100000, "Last epoch (inclusive) with modulation (default: the whole run, as the author).", low=1, high=100000
     )
 
-    def check(self) -> None:
-        if self.modulation_ends < self.modulation_starts:
-            raise ConfigError(
-                f"The 'modulation_ends' parameter of {self.title()} must be >= 'modulation_starts' "
-                f"({self.modulation_starts}). Got {self.modulation_ends!r} instead."
-            )
-
 
 SCHEDULES = ("constant", "linear", "cosine", "step")
 
@@ -67,30 +60,16 @@ SCHEDULES = ("constant", "linear", "cosine", "step")
 DRAW_MODES = ("shared_per_batch", "independent_per_batch", "independent_per_sample")
 
 
-def parse_modality_values(items: tuple[str, ...], owner: str, field: str, low: float, high: float) -> dict[str, float]:
-    """Parse ``("name=value", ...)`` into ``{name: float}``; raise ConfigError naming the bad entry."""
-    out: dict[str, float] = {}
-    for item in items:
-        name, eq, value = item.partition("=")
-        try:
-            v = float(value)
-        except ValueError:
-            v = math.nan
-        if not eq or not name.strip() or not low <= v <= high:
-            raise ConfigError(
-                f"The {field!r} parameter of {owner} must hold entries 'modality=value' with value in "
-                f"[{low:g}, {high:g}] (e.g. 'b=0.5'). Got {item!r} instead."
-            )
-        out[name.strip()] = v
-    return out
-
-
 @dataclasses.dataclass(frozen=True)
-class AMDConfig(RecipeSetting, Config):
+class AMDConfig(RecipeSetting, MethodConfig):
     """Settings of aggressive modality dropout."""
 
-    target: str = param("", "Target modality, never dropped and evaluated alone each epoch ('' = none).")
-    drop: tuple[str, ...] = param((), "Modalities that may be dropped (empty = every modality except the target).")
+    target: str = param(
+        "", "Target modality, never dropped and evaluated alone each epoch ('' = none).", modalities=True
+    )
+    drop: tuple[str, ...] = param(
+        (), "Modalities that may be dropped (empty = every modality except the target).", modalities=True
+    )
     p: float = param(
         0.8,
         "Drop probability of each dropped modality at the end of its schedule (paper: >= 0.8).",
@@ -98,7 +77,7 @@ class AMDConfig(RecipeSetting, Config):
         high=1.0,
         step=0.05,
     )
-    p_modality: tuple[str, ...] = param((), "Per-modality overrides of p, entries 'modality=value' (e.g. 'b=0.5').")
+    p_modality: tuple[str, ...] = modality_map("Per-modality overrides of p.", low=0.0, high=1.0, example="b=0.5")
     schedule: str = param(
         "constant",
         "How p moves over training: constant (paper), linear or cosine ramp from "
@@ -129,7 +108,7 @@ class AMDConfig(RecipeSetting, Config):
     )
 
     def check(self) -> None:
-        parse_modality_values(self.p_modality, self.title(), "p_modality", 0.0, 1.0)
+        super().check()
         if self.evaluate_on == "target" and not self.target:
             raise ConfigError(
                 f"The 'evaluate_on' parameter of {self.title()} is 'target', but no 'target' modality "
@@ -221,7 +200,7 @@ class GBlendingConfig(Config):
 
 
 @dataclasses.dataclass(frozen=True)
-class MLAConfig(RecipeSetting, Config):
+class MLAConfig(RecipeSetting, MethodConfig):
     """Settings of MLA."""
 
     projection: str = param(
@@ -235,28 +214,13 @@ class MLAConfig(RecipeSetting, Config):
         "Test-time fusion: 'dynamic' per-sample entropy weights (paper) or 'fixed' weights.",
         choices=("dynamic", "fixed"),
     )
-    fixed_weights: tuple[str, ...] = param(
-        (),
-        "Weights of fusion_mode=fixed, entries 'modality=w' (e.g. 'a=0.55'); "
-        "empty = equal weights; normalised to sum 1.",
+    fixed_weights: tuple[str, ...] = modality_map(
+        "Weights of fusion_mode=fixed; empty = equal weights; normalised to sum 1.", low=0.0, high=1e6, example="a=0.55"
     )
-
-    def check(self) -> None:
-        for item in self.fixed_weights:
-            name, eq, value = item.partition("=")
-            try:
-                ok = bool(eq and name.strip()) and float(value) >= 0
-            except ValueError:
-                ok = False
-            if not ok:
-                raise ConfigError(
-                    f"The 'fixed_weights' parameter of {self.title()} must hold entries 'modality=w' "
-                    f"with w >= 0 (e.g. 'a=0.55'). Got {item!r} instead."
-                )
 
 
 @dataclasses.dataclass(frozen=True)
-class OGMGEConfig(RecipeSetting, Config):
+class OGMGEConfig(RecipeSetting, ModulationWindow):
     """Settings of OGM-GE."""
 
     alpha: float = param(
@@ -286,16 +250,9 @@ class OGMGEConfig(RecipeSetting, Config):
         100000, "Last epoch (inclusive) with modulation (default: the whole run).", low=1, high=100000
     )
 
-    def check(self) -> None:
-        if self.modulation_ends < self.modulation_starts:
-            raise ConfigError(
-                f"The 'modulation_ends' parameter of {self.title()} must be >= 'modulation_starts' "
-                f"({self.modulation_starts}). Got {self.modulation_ends!r} instead."
-            )
-
 
 @dataclasses.dataclass(frozen=True)
-class PMRConfig(RecipeSetting, Config):
+class PMRConfig(RecipeSetting, ModulationWindow):
     """Settings of PMR."""
 
     alpha: float = param(
@@ -352,13 +309,6 @@ class PMRConfig(RecipeSetting, Config):
         5, "Epochs (from the start) during which the entropy regulariser acts.", low=0, high=100000
     )
 
-    def check(self) -> None:
-        if self.modulation_ends < self.modulation_starts:
-            raise ConfigError(
-                f"The 'modulation_ends' parameter of {self.title()} must be >= 'modulation_starts' "
-                f"({self.modulation_starts}). Got {self.modulation_ends!r} instead."
-            )
-
 
 @dataclasses.dataclass(frozen=True)
 class RelearnConfig(RecipeSetting, Config):
@@ -403,45 +353,24 @@ class RelearnConfig(RecipeSetting, Config):
     )
     kmeans_seed: int = param(0, "random_state of k-means and of the sample subset.", low=0, high=2**31 - 1)
     kmeans_n_init: int = param(
-        0,
-        "k-means restarts (best inertia kept); 0 = scikit-learn's default, as the official code, which does not "
-        "set it ('auto': one k-means++ run since scikit-learn 1.4, 10 before).",
-        low=0,
+        1,
+        "k-means restarts per diagnosis (the lowest-inertia run is kept); 1 = scikit-learn's default as the "
+        "official code, which does not set it ('auto': one k-means++ run since scikit-learn 1.4).",
+        low=1,
         high=100,
     )
 
 
-def parse_weights(text: str, owner: str = "AuxLossConfig") -> dict[str, float]:
-    """Parse ``'b=2,a=0.5'`` into ``{'b': 2.0, 'a': 0.5}``; raise ConfigError on a malformed or negative entry."""
-    out: dict[str, float] = {}
-    for item in (t.strip() for t in text.split(",")):
-        if not item:
-            continue
-        name, eq, value = item.partition("=")
-        try:
-            w = float(value)
-        except ValueError:
-            w = float("nan")
-        if not eq or not name.strip() or not w >= 0.0:
-            raise ConfigError(
-                f"The 'weights' parameter of {owner} must be 'name=value' pairs with values >= 0, e.g. 'b=2,a=0.5'. "
-                f"Got {text!r} instead."
-            )
-        out[name.strip()] = w
-    return out
-
-
 @dataclasses.dataclass(frozen=True)
-class AuxLossConfig(Config):
+class AuxLossConfig(MethodConfig):
     """Settings of the multi-loss baseline."""
 
     weight: float = param(
         1.0, "Weight w of every modality's own cross-entropy (L = CE(fused) + sum_m w_m CE(o^m)).", low=0.0, high=100.0
     )
-    weights: str = param("", "Per-modality overrides as 'name=value' pairs, e.g. 'b=2,a=0.5' (others use 'weight').")
-
-    def check(self) -> None:
-        parse_weights(self.weights, self.title())
+    weights: tuple[str, ...] = modality_map(
+        "Per-modality overrides of 'weight' (e.g. --set method.weights=b=2,a=0.5).", low=0.0, high=100.0, example="b=2"
+    )
 
 
 @dataclasses.dataclass(frozen=True)

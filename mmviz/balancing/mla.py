@@ -10,8 +10,8 @@ from torch import nn
 
 from mmviz.balancing.base import BalancingMethod
 from mmviz.balancing.configs import MLAConfig
+from mmviz.balancing.settings import parse_modality_map
 from mmviz.contracts import EvalResult, ModelOutput, StepInfo, TrainContext
-from mmviz.errors import ConfigError
 from mmviz.measures import eval_mode
 
 
@@ -95,16 +95,6 @@ class MLA(BalancingMethod):
     config_cls = MLAConfig
     replaces_step = True
 
-    @classmethod
-    def check_config(cls, config: MLAConfig, modalities: tuple[str, ...]) -> None:
-        for item in config.fixed_weights:
-            m = item.partition("=")[0].strip()
-            if m not in modalities:
-                raise ConfigError(
-                    f"The 'fixed_weights' parameter of {config.title()} names {m!r}; use modalities "
-                    f"from {', '.join(map(repr, modalities))}."
-                )
-
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)
         self.modalities = ctx.modalities
@@ -112,7 +102,7 @@ class MLA(BalancingMethod):
         d = self.head.in_features
         self.proj = torch.eye(d, device=ctx.device)
         self.turns = 0
-        given = {k.strip(): float(v) for k, _, v in (i.partition("=") for i in self.config.fixed_weights)}
+        given = parse_modality_map(self.config, "fixed_weights")
         raw = [given.get(m, 0.0 if given else 1.0) for m in self.modalities]
         total = sum(raw) or 1.0
         self.fixed = torch.tensor([w / total for w in raw], device=ctx.device)

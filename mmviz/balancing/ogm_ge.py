@@ -9,7 +9,6 @@ from mmviz.balancing.common import (
     compute_confidence_scores,
     compute_ratios,
     grad_std,
-    in_window,
     select_parameters,
 )
 from mmviz.balancing.configs import OGMGEConfig
@@ -90,7 +89,7 @@ class OGMGE(BalancingMethod):
         cfg = self.config
         scores = compute_confidence_scores(out.unimodal_logits, batch["label"])
         ratios = compute_ratios(scores)
-        active = in_window(info.epoch, cfg.modulation_starts, cfg.modulation_ends)
+        active = cfg.active(info.epoch)
         coefs = compute_ogm_coefficients(ratios, cfg.alpha, cfg.coefficient, cfg.tie)
         for m in self.ctx.modalities:
             k = coefs[m] if active else torch.ones_like(coefs[m])

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from mmviz.balancing.base import BalancingMethod
-from mmviz.balancing.common import EPS, compute_confidence_scores, compute_ratios, in_window
+from mmviz.balancing.common import EPS, compute_confidence_scores, compute_ratios
 from mmviz.balancing.configs import PMRConfig
 from mmviz.contracts import EvalResult, ModelOutput, StepInfo, TrainContext
 from mmviz.measures import compute_class_means, compute_prototype_drift, extract_features
@@ -131,7 +131,7 @@ class PMR(BalancingMethod):
         scores = compute_confidence_scores(log_q, y)  # OGM-GE's score on the prototype logits (log_softmax: same)
         ratios = compute_ratios(scores)
         betas = compute_pmr_coefficients(scores, cfg.alpha, cfg.coefficient)
-        active = in_window(info.epoch, cfg.modulation_starts, cfg.modulation_ends)
+        active = cfg.active(info.epoch)
         entropy_on = cfg.entropy_weight > 0 and info.epoch <= cfg.entropy_epochs
         for m, lq in log_q.items():
             pce = F.nll_loss(lq, y)

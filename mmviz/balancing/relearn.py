@@ -47,20 +47,23 @@ class Relearn(BalancingMethod):
     encoder's learning state is diagnosed from the separability of its own features: in eval mode the
     features of the train and val splits are min-max scaled to [-1, 1] per split, clustered by k-means with
     K = C (fixed random state, ``kmeans_n_init`` restarts) and scored by cluster purity — the same function
-    (:func:`mmviz.measures.compute_kmeans_purity`) as the ``separability`` probe's ``sep/purity``. The gap ``g = |P_train - P_val|`` gives the
-    strength ``alpha = tanh(lambda * g)`` and the encoder is softly re-initialised,
+    (:func:`mmviz.measures.compute_kmeans_purity`) as the ``separability`` probe's ``sep/purity``. The gap
+    ``g = |P_train - P_val|`` gives the strength ``alpha = tanh(lambda * g)`` and the encoder is softly re-initialised,
     ``theta <- alpha * theta_0 + (1 - alpha) * theta`` (the fusion head is untouched), so an encoder that
     memorises is pulled back hard and one still learning is barely touched. Default: the official code's
     purity-gap diagnosis; ``diagnosis=train_purity`` uses ``alpha = tanh(lambda * P_train)`` instead (choose a
-    smaller lambda). Timing: the official loop (GeWu-Lab/Diagnosing_Relearning_ECCV2024 @025085ea, ``code/ours.py``
-    lines 378-427) tests ``epoch % reinit_epoch == 0 and epoch > 0`` on its 0-based epoch after training it, so
-    it re-initialises after 1-based epochs 21, 41 and 61; ``reinit_timing=official`` (default) does the same,
-    ``every`` re-initialises after epochs E_r, 2 E_r, ... k-means: the code calls ``KMeans(n_clusters, random_state=0)``
-    (line 110) with scikit-learn's default restarts, which ``kmeans_n_init=0`` (default) also uses.
+    smaller lambda). Timing: the official loop (GeWu-Lab/Diagnosing_Relearning_ECCV2024 @025085ea,
+    ``code/ours.py`` lines 378-427) tests ``epoch % reinit_epoch == 0 and epoch > 0`` on its 0-based epoch after
+    training it, so it re-initialises after 1-based epochs 21, 41 and 61; ``reinit_timing=official`` (default)
+    does the same, ``every`` re-initialises after epochs E_r, 2 E_r, ... k-means: the code calls
+    ``KMeans(n_clusters, random_state=0)`` (line 110) with scikit-learn's default restarts (one k-means++ run
+    since 1.4), which ``kmeans_n_init=1`` (default) also uses; the ``separability`` probe uses 10 restarts for
+    stable purity curves.
     Recipes: the default ``recipe=quick`` (Adam 1e-3, batch 64, 30 epochs, E_r = 10, N_r = 2: re-inits after
     epochs 11 and 21) fits mmviz's small CPU data and 30-epoch runs; ``recipe=paper`` is the official script's
     (``code/script/ours.sh``: lambda 3, E_r 20, N_r 3, 90 epochs; ``code/ours.py`` argparse lines 34-38 and line 368:
-    SGD lr 2e-3, momentum 0.9, weight decay 1e-4, batch 64, no scheduler although ``lr_decay_step`` is parsed). Pitfalls of the
+    SGD lr 2e-3, momentum 0.9, weight decay 1e-4, batch 64, no scheduler although ``lr_decay_step`` is parsed).
+    Pitfalls of the
     official code, decided: BatchNorm running statistics are blended with the weights by default
     (``bn_buffers=keep`` is the official behaviour); the optimiser state of a re-initialised encoder is reset
     by default so momentum does not push it straight back (``momentum=keep`` is official); the initial weights
@@ -119,7 +122,7 @@ class Relearn(BalancingMethod):
                     labels[keep],
                     ctx.num_classes,
                     random_state=cfg.kmeans_seed,
-                    n_init=cfg.kmeans_n_init if cfg.kmeans_n_init > 0 else "auto",
+                    n_init=cfg.kmeans_n_init,
                 )
         for _m, d in out.items():
             d["gap"] = abs(d["train"] - d["val"])

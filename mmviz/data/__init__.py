@@ -6,7 +6,7 @@ access.
 
 from typing import Any
 
-from mmviz.data import arrays, av_benchmarks, avdigits, mfeat, synthetic  # noqa: F401  (registers the datasets)
+from mmviz.data import arrays, av_benchmarks, avdigits, avfashion, mfeat, synthetic  # noqa: F401  (registers the datasets)
 from mmviz.data.base import ModalitySpec, MultimodalData
 from mmviz.data.registry import DATASETS, SplitConfig, create_dataset
 

@@ -126,16 +126,24 @@ def load_avdigits_arrays() -> dict[str, np.ndarray]:
 
 
 def avdigits_pairing(config: AVDigitsConfig) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """Choose the images, their splits and the clip paired with each image.
+    """Choose the images, their splits and the clip paired with each image (see :func:`pair_clips_by_label`)."""
+    arrays = load_avdigits_arrays()
+    return pair_clips_by_label(
+        arrays["image_label"], arrays["audio_label"], arrays["audio_heldout"], config, "AV-Digits", REBUILD_HINT
+    )
+
+
+def pair_clips_by_label(
+    image_labels: np.ndarray, clip_labels: np.ndarray, heldout: np.ndarray, config: SplitConfig, what: str, hint: str
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Choose ``config.n_samples`` images (stratified), split them and pair each with a clip of its class.
 
     Returns:
-        ``image_index`` ``(N,)`` rows of the npz image array, ``clip_index`` ``(N,)`` rows of its audio array,
-        and the splits as positions ``0 .. N-1``. Clips are dealt per digit from shuffled pools (train: a
+        ``image_index`` ``(N,)`` rows of the image array, ``clip_index`` ``(N,)`` rows of the clip array,
+        and the splits as positions ``0 .. N-1``. Clips are dealt per class from shuffled pools (train: a
         share of the training-voice clips; val: the rest of them; test: held-out-voice clips) and reused
         only once a pool is exhausted.
     """
-    arrays = load_avdigits_arrays()
-    image_labels = arrays["image_label"]
     image_index = stratified_subset(np.arange(len(image_labels)), image_labels, config.n_samples, config.split_seed)
     y = image_labels[image_index]
     fractions = {"val": config.val_fraction, "test": config.test_fraction}
@@ -145,9 +153,8 @@ def avdigits_pairing(config: AVDigitsConfig) -> tuple[np.ndarray, np.ndarray, di
 
     rng = np.random.default_rng([config.split_seed, 1])
     clip_index = np.full(len(y), -1, dtype=np.int64)
-    clip_labels, heldout = arrays["audio_label"], arrays["audio_heldout"]
     val_share = config.val_fraction / (1.0 - config.test_fraction)
-    for c in range(len(CLASSES)):
+    for c in np.unique(image_labels):
         seen = rng.permutation(np.flatnonzero((clip_labels == c) & ~heldout))
         n_val_clips = min(len(seen) - 1, max(1, int(round(val_share * len(seen)))))
         pools = {"train": seen[n_val_clips:], "val": seen[:n_val_clips]}
@@ -158,7 +165,7 @@ def avdigits_pairing(config: AVDigitsConfig) -> tuple[np.ndarray, np.ndarray, di
                 continue
             if len(pool) == 0:
                 kind = "held-out" if split == "test" else "training"
-                raise DataError(f"The AV-Digits file has no {kind}-voice clip of digit {c}. {REBUILD_HINT}")
+                raise DataError(f"The {what} file has no {kind}-voice clip of class {int(c)}. {hint}")
             clip_index[members] = np.resize(pool, len(members))  # deal the shuffled pool, cycling if needed
     return image_index, clip_index, splits
 

@@ -261,11 +261,31 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def __init__(self, data: FileData, split: str, train: bool) -> None:
         self.data = data
+        self._split = split
         self.positions = data.splits[split]
         self.train = train
 
     def __len__(self) -> int:
         return len(self.positions)
+
+    @property
+    def index(self) -> np.ndarray:
+        """Each sample's absolute index (its clip's position over all splits): what batches carry as ``index``."""
+        return np.asarray(self.positions, dtype=np.int64)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Every sample's label, in this split's order (read from the split list, not from the files)."""
+        return np.array([self.data.clips[int(i)].label for i in self.positions], dtype=np.int64)
+
+    def without_augmentation(self) -> ClipDataset:
+        """The same split read as for evaluation (fixed excerpt and frames, no crop or flip, no random draws)."""
+        return ClipDataset(self.data, self._split, False)
+
+    @property
+    def num_samples(self) -> int:
+        """Size of the absolute sample index space (``index`` counts clips over all splits)."""
+        return len(self.data.clips)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         index = int(self.positions[i])

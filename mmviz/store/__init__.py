@@ -1,7 +1,8 @@
-"""The run store: runs, tidy metrics, events and artifact paths of one workspace folder.
+"""The run store: runs, tidy metrics, events and artifact paths of one workspace.
 
-SQLite (WAL) is the embedded default; the rest of mmviz talks to :class:`RunStore` only through the
-methods documented there, so a server-backed store can take its place.
+A workspace is a folder (SQLite, WAL: the embedded default) or a ``postgresql://`` URL with a shared artifact
+folder (:mod:`mmviz.store.postgres`). The rest of mmviz talks to a store only through the protocols of
+:mod:`mmviz.store.contract`.
 """
 
 from __future__ import annotations
@@ -9,12 +10,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from mmviz.store.contract import MetricSink, RunReader, RunStoreProtocol, RunWriter
 from mmviz.store.keys import FUSED, SPLITS, parse_key, pid_alive, validate_key
 from mmviz.store.schema import LOST_AFTER_S, ORIGINS, SCHEMA_VERSION, STATUSES, TERMINAL
 from mmviz.store.sqlite import RunStore
 
 __all__ = [
     "FUSED",
+    "MetricSink",
+    "RunReader",
+    "RunStoreProtocol",
+    "RunWriter",
     "LOST_AFTER_S",
     "ORIGINS",
     "SCHEMA_VERSION",
@@ -23,6 +29,7 @@ __all__ = [
     "TERMINAL",
     "RunStore",
     "default_workspace",
+    "is_store_url",
     "open_store",
     "parse_key",
     "pid_alive",
@@ -30,11 +37,24 @@ __all__ = [
 ]
 
 
-def default_workspace() -> Path:
-    """Return the workspace folder from ``MMVIZ_WORKSPACE``, else ``./mmviz-runs``."""
-    return Path(os.environ.get("MMVIZ_WORKSPACE", "./mmviz-runs"))
+def is_store_url(workspace: object) -> bool:
+    """Whether ``workspace`` is a ``postgresql://`` URL rather than a folder."""
+    return isinstance(workspace, str) and workspace.startswith(("postgresql://", "postgres://"))
+
+
+def default_workspace() -> Path | str:
+    """Return the workspace from ``MMVIZ_WORKSPACE`` (a folder, or a ``postgresql://`` URL as is), else
+    ``./mmviz-runs``."""
+    value = os.environ.get("MMVIZ_WORKSPACE", "./mmviz-runs")
+    return value if is_store_url(value) else Path(value)
 
 
 def open_store(workspace: str | Path | None = None) -> RunStore:
-    """Open the run store in ``workspace`` (default: :func:`default_workspace`)."""
-    return RunStore(default_workspace() if workspace is None else workspace)
+    """Open the run store of ``workspace`` (default: :func:`default_workspace`): a folder opens the SQLite store,
+    a ``postgresql://`` URL the PostgreSQL one."""
+    workspace = default_workspace() if workspace is None else workspace
+    if is_store_url(workspace):
+        from mmviz.store.postgres import PostgresStore
+
+        return PostgresStore(str(workspace))
+    return RunStore(workspace)

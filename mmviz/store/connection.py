@@ -4,6 +4,8 @@ Streamlit calls from several threads and every training run is its own process, 
 (``check_same_thread=False``) guarded by an ``RLock``; writes are ``BEGIN IMMEDIATE`` transactions, which take
 the write lock up front so the busy timeout applies (a deferred transaction that upgrades from read to write can
 fail at once with "database is locked"); and a locked error that outlasts the timeout is retried a few times.
+A damaged database file (SQLite's "malformed" / "not a database") is reported as a ``StoreError`` that names the
+file and the way to recover; nothing is written to it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,25 @@ from mmviz.errors import StoreError
 BUSY_TIMEOUT_MS = 30_000
 RETRIES = 6
 _T = TypeVar("_T")
+
+
+def is_damaged(exc: sqlite3.DatabaseError) -> bool:
+    """Return whether the error says the database file itself is damaged (SQLITE_CORRUPT / SQLITE_NOTADB)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return True
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text
+
+
+def damaged_store(path: Path, exc: BaseException) -> StoreError:
+    """The one-sentence error for a damaged run store: which file, and what to do (it is never overwritten)."""
+    ws = path.parent
+    return StoreError(
+        f"The run store {str(path)!r} is damaged ({exc}) and mmviz leaves it untouched; copy it with its -wal file "
+        f"to a safe place, then recover what is readable with 'sqlite3 {path.name} .recover | sqlite3 recovered.db' "
+        f"and use recovered.db as mmviz.db of a new workspace, or start a new workspace instead of {str(ws)!r}."
+    )
 
 
 def is_locked(exc: sqlite3.OperationalError) -> bool:
@@ -61,7 +82,13 @@ class Connection:
                     return fn()
                 except sqlite3.OperationalError as exc:
                     if not is_locked(exc) or attempt == RETRIES - 1:
+                        if is_damaged(exc):
+                            raise damaged_store(self.path, exc) from exc
                         raise
+                except sqlite3.DatabaseError as exc:
+                    if is_damaged(exc):
+                        raise damaged_store(self.path, exc) from exc
+                    raise
                 time.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")
 
@@ -98,6 +125,13 @@ class Connection:
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         """Return all rows of one statement."""
         return self.retry(lambda: self._conn.execute(sql, tuple(params)).fetchall())
+
+    def check_integrity(self) -> None:
+        """Raise the damaged-store ``StoreError`` unless SQLite's ``quick_check`` finds the file whole (reads only)."""
+        rows = [str(r[0]) for r in self.query("PRAGMA quick_check(1)")]
+        if rows != ["ok"]:
+            found = " ".join(rows).replace("*** in database main ***", "").split()
+            raise damaged_store(self.path, "quick_check: " + " ".join(found)[:200])
 
     def close(self) -> None:
         """Close the connection (idempotent)."""

@@ -1,41 +1,34 @@
-"""Schema, open-time checks and run-status rules of the SQLite run store (no connection state here)."""
+"""Schema and open-time checks of the SQLite run store (no connection state here; the neutral constants and
+run-status rules live in :mod:`mmviz.store.contract`)."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 from mmviz.errors import StoreError
-from mmviz.store.keys import pid_alive
+from mmviz.store.contract import (  # noqa: F401 - the neutral constants, re-exported for older imports
+    ARTIFACT_COLUMNS,
+    EVENT_COLUMNS,
+    JSON_COLUMNS,
+    LOST_AFTER_S,
+    METRIC_COLUMNS,
+    METRIC_DTYPES,
+    ORIGINS,
+    RUN_COLUMNS,
+    STATUSES,
+    TERMINAL,
+    UPDATABLE,
+    effective_status,
+    run_duration,
+)
 
 SCHEMA_VERSION = 1
-LOST_AFTER_S = 15.0
 DB_NAME = "mmviz.db"
-STATUSES = ("queued", "running", "finished", "failed", "stopped", "diverged")
-TERMINAL = frozenset({"finished", "failed", "stopped", "diverged"})
-RUN_COLUMNS = [
-    "run_id", "name", "created", "started", "finished", "status", "config", "dataset", "method", "fusion",
-    "modalities", "pid", "host", "heartbeat", "parent_run_id", "fork_epoch", "error", "stop_requested", "tags",
-    "epochs_done", "step", "best_val_acc", "best_epoch", "imbalance_index", "device", "version", "summary",
-    "notes", "restart_of", "origin",
-]  # fmt: skip
 # Columns added after schema 1 was released, with their SQL type: ``create_schema`` adds those an older database lacks
 # (readers of schema 1 name their columns, so the added ones do not disturb an older mmviz reading the same file).
-ADDED_RUN_COLUMNS = {"notes": "TEXT", "restart_of": "TEXT", "origin": "TEXT DEFAULT 'trainer'"}
-# Who trained a run: mmviz's own trainer (restart and fork work), or the user's code through the public API
-# ("api": a plain loop with mmviz.api; "lightning": the Lightning callback), which mmviz cannot re-run.
-ORIGINS = ("trainer", "api", "lightning")
-JSON_COLUMNS = frozenset({"config", "modalities", "tags", "summary"})
-UPDATABLE = frozenset({
-    "name", "tags", "epochs_done", "step", "best_val_acc", "best_epoch", "imbalance_index", "summary", "device",
-    "pid", "host", "heartbeat", "error", "notes", "restart_of",
-})  # fmt: skip
-METRIC_COLUMNS = ["run_id", "id", "step", "epoch", "wall_time", "key", "split", "quantity", "modality", "value"]
-METRIC_DTYPES = {"id": "int64", "step": "int64", "epoch": "float64", "wall_time": "float64", "value": "float64"}
-EVENT_COLUMNS = ["id", "run_id", "step", "epoch", "wall_time", "kind", "payload"]
-ARTIFACT_COLUMNS = ["id", "run_id", "epoch", "kind", "path", "meta"]
+ADDED_RUN_COLUMNS = {"notes": "TEXT", "restart_of": "TEXT", "origin": "TEXT DEFAULT 'trainer'", "backend": "TEXT"}
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 DDL = [
@@ -46,7 +39,7 @@ DDL = [
         parent_run_id TEXT, fork_epoch INTEGER, error TEXT, stop_requested INTEGER DEFAULT 0, tags TEXT,
         epochs_done INTEGER DEFAULT 0, step INTEGER DEFAULT 0, best_val_acc REAL, best_epoch INTEGER,
         imbalance_index REAL, device TEXT, version TEXT, summary TEXT, notes TEXT, restart_of TEXT,
-        origin TEXT DEFAULT 'trainer')""",
+        origin TEXT DEFAULT 'trainer', backend TEXT)""",
     """CREATE TABLE IF NOT EXISTS metrics (
         id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, step INTEGER, epoch REAL, wall_time REAL, key TEXT,
         split TEXT, quantity TEXT, modality TEXT, value REAL)""",
@@ -122,7 +115,9 @@ def check_db_file(db_path: Path) -> None:
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{path!r} is not a readable SQLite database ({exc}); move it away.") from exc
+        from mmviz.store.connection import damaged_store
+
+        raise damaged_store(db_path, exc) from exc
     if tables and meta.get("app") != "mmviz":
         raise StoreError(
             f"{path!r} is an SQLite database of another application, not an mmviz run store; choose another workspace."
@@ -137,26 +132,3 @@ def check_db_file(db_path: Path) -> None:
                 f"{path!r} was written by a newer mmviz (schema {version}, this mmviz reads {SCHEMA_VERSION}); "
                 "upgrade mmviz."
             )
-
-
-def effective_status(run: dict[str, Any], now: float, hostname: str) -> str:
-    """Return the run's status, or 'lost' when it claims to be active but its heartbeat or process is gone.
-
-    Active means 'running', or 'queued' with a pid. Lost means the last sign of life (heartbeat, else
-    start, else creation) is older than ``LOST_AFTER_S``, or the pid is dead on this very host.
-    """
-    status = run["status"]
-    if not (status == "running" or (status == "queued" and run["pid"] is not None)):
-        return status
-    last_sign = next((t for t in (run["heartbeat"], run["started"], run["created"]) if t is not None), None)
-    if last_sign is not None and now - last_sign > LOST_AFTER_S:
-        return "lost"
-    if run["pid"] is not None and run["host"] == hostname and not pid_alive(run["pid"]):
-        return "lost"
-    return status
-
-
-def run_duration(run: dict[str, Any]) -> float:
-    """Return seconds from start to finish (or to the last heartbeat while active); NaN before the start."""
-    end = run["finished"] if run["finished"] is not None else run["heartbeat"]
-    return float("nan") if run["started"] is None or end is None else end - run["started"]

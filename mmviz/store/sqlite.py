@@ -5,11 +5,16 @@ Many trainer processes write at once while the dashboard reads from several thre
 an mmviz store (see :func:`mmviz.store.schema.check_db_file`).
 
 Values: SQLite stores ``inf`` as is but turns ``NaN`` into NULL, which reads back as ``NaN``.
+
+Rows are not trusted blindly (a workspace may come from elsewhere or be crafted): a run whose id is not a safe
+folder name is skipped by every listing with one warning (logger ``mmviz.store``), and an artifact path that would
+leave its run folder is skipped the same way, so pages keep working on the rest.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -24,7 +29,14 @@ import pandas as pd
 
 from mmviz.errors import RunNotFoundError, StoreError, did_you_mean
 from mmviz.store.connection import Connection
-from mmviz.store.keys import new_run_id, parse_key, validate_key, validate_modalities, validate_run_id
+from mmviz.store.keys import (
+    RUN_ID_RE,
+    new_run_id,
+    parse_key,
+    validate_key,
+    validate_modalities,
+    validate_run_id,
+)
 from mmviz.store.schema import (
     ARTIFACT_COLUMNS,
     DB_NAME,
@@ -43,13 +55,15 @@ from mmviz.store.schema import (
     effective_status,
     run_duration,
 )
-from mmviz.store.sqlite_queue import SQLiteQueue
+from mmviz.store.sql_queue import SQLQueue
+from mmviz.store.sql_summary import SQLSummaries
 
 _TEXT_COLUMNS = ("run_id", "key", "split", "quantity", "modality")
 _NUMBER_COLUMNS = ("id", "step", "epoch", "wall_time", "value")
 # The covering (run_id, key, step, id, ...) index answers every per-key read; without statistics the planner would
 # pick (run_id, id) for ``id > ?`` and scan the whole run once per key.
 _BY_KEY = "INDEXED BY metrics_run_key_step"
+_LOG = logging.getLogger("mmviz.store")
 _EVENT_SQL = "INSERT INTO events (run_id, step, epoch, wall_time, kind, payload) VALUES (?, ?, ?, ?, ?, ?)"
 _ARTIFACT_SQL = "INSERT INTO artifacts (run_id, epoch, kind, path, meta) VALUES (?, ?, ?, ?, ?)"
 
@@ -58,14 +72,18 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-class RunStore(SQLiteQueue):
+class RunStore(SQLQueue, SQLSummaries):
     """Runs, metrics, events and artifact paths of one workspace folder (``mmviz.db`` + ``runs/<run_id>/``)."""
+
+    DUPLICATE: type[Exception] = sqlite3.IntegrityError  # what the connection raises for a duplicate run id
+    _KEY_INDEX_HINT = _BY_KEY
 
     def __init__(self, workspace: str | Path) -> None:
         """Open (creating if needed) the store in ``workspace``; raise ``StoreError`` if it is unusable."""
         self.workspace = Path(workspace).expanduser().absolute()
         self.db_path = self.workspace / DB_NAME
         self._modalities: dict[str, list[str]] = {}
+        self._skipped: set[tuple[str, str]] = set()  # invalid rows already warned about
         self._hostname = socket.gethostname()
         check_workspace(self.workspace)
         check_db_file(self.db_path)
@@ -85,17 +103,27 @@ class RunStore(SQLiteQueue):
             raise self._not_found(run_id)
 
     def _not_found(self, run_id: str) -> RunNotFoundError:
-        ids = [r[0] for r in self._db.query("SELECT run_id FROM runs ORDER BY created DESC, run_id DESC")]
+        rows = self._db.query("SELECT run_id FROM runs ORDER BY created DESC, run_id DESC")
+        ids = [r[0] for r in rows if isinstance(r[0], str) and RUN_ID_RE.match(r[0])]
         recent = f" Recent runs: {', '.join(ids[:5])}." if ids else " The workspace has no runs yet."
         return RunNotFoundError(
             f"No run {run_id!r} in workspace {str(self.workspace)!r}.{did_you_mean(run_id, ids)}{recent}"
         )
+
+    def _skip(self, what: str, value: str, why: str) -> None:
+        """Warn once that a row of the database is ignored."""
+        if (what, value) not in self._skipped:
+            self._skipped.add((what, value))
+            _LOG.warning("mmviz: ignoring %s %r in %s: %s.", what, value, str(self.db_path), why)
 
     def _run_rows(self, where: str = "", params: Iterable[Any] = ()) -> list[dict[str, Any]]:
         sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs {where} ORDER BY created DESC, run_id DESC"
         now = time.time()
         runs = []
         for row in self._db.query(sql, params):
+            if not isinstance(row[0], str) or not RUN_ID_RE.match(row[0]):
+                self._skip("run id", row[0], "it is not a safe folder name (crafted or foreign workspace)")
+                continue
             run = {c: (_loads(v) if c in JSON_COLUMNS else v) for c, v in zip(RUN_COLUMNS, row, strict=True)}
             run["stop_requested"] = bool(run["stop_requested"])
             run["effective_status"] = effective_status(run, now, self._hostname)
@@ -143,7 +171,7 @@ class RunStore(SQLiteQueue):
             try:
                 self._db.write(lambda c, new_id=new_id: c.execute(sql, (new_id, *values.values())))
                 break
-            except sqlite3.IntegrityError as exc:
+            except self.DUPLICATE as exc:
                 if run_id is not None:
                     raise StoreError(
                         f"A run {run_id!r} already exists in {str(self.workspace)!r}; pick another id."
@@ -255,6 +283,7 @@ class RunStore(SQLiteQueue):
 
     def delete_run(self, run_id: str) -> None:
         """Delete the run's rows in every table and its folder; refuse while its process is alive."""
+        folder = self.run_dir(run_id)  # an unsafe id is refused before any row is deleted
         run = self.get_run(run_id)
         if run["effective_status"] == "running" or (run["effective_status"] == "queued" and run["pid"] is not None):
             raise StoreError(f"Run {run_id!r} is still {run['effective_status']} (pid {run['pid']}); stop it first.")
@@ -265,7 +294,6 @@ class RunStore(SQLiteQueue):
 
         self._db.write(delete)
         self._modalities.pop(run_id, None)
-        folder = self.run_dir(run_id)
         try:
             if folder.exists():
                 shutil.rmtree(folder)
@@ -448,11 +476,22 @@ class RunStore(SQLiteQueue):
         if kind is not None:
             sql += " AND kind = ?"
             params.append(kind)
-        frame = pd.DataFrame.from_records(self._db.query(sql + " ORDER BY epoch, id", params), columns=ARTIFACT_COLUMNS)
+        rows = []
+        for row in self._db.query(sql + " ORDER BY epoch, id", params):
+            path = Path(str(row[4]))
+            if path.is_absolute() or ".." in path.parts:
+                self._skip("artifact path", row[4], f"it leaves the folder of run {run_id!r}")
+                continue
+            rows.append(row)
+        frame = pd.DataFrame.from_records(rows, columns=ARTIFACT_COLUMNS)
         frame["meta"] = [json.loads(m) for m in frame["meta"]]
         return frame
 
     # ---------------------------------------------------------------- lifetime
+    def check_integrity(self) -> None:
+        """Raise ``StoreError`` naming the database file when it has damaged pages (reads only; before a run)."""
+        self._db.check_integrity()
+
     def close(self) -> None:
         """Close the connection; the store cannot be used afterwards."""
         self._db.close()

@@ -13,7 +13,7 @@ from mmviz.errors import ConfigError
 from mmviz.probes import PROBES
 from mmviz.training.config import ModelConfig, OptimConfig, RunConfig
 from models import ENCODERS, FUSIONS, MultimodalNet
-from models.catalog import FUSION_CAPABILITIES, FUSION_NAMES
+from models.catalog import fusion_capabilities, fusions_with  # noqa: F401  (re-exported)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -42,17 +42,6 @@ def build_model(cfg: ModelConfig, data: MultimodalData) -> MultimodalNet:
 def feature_dims(cfg: ModelConfig, data: MultimodalData) -> dict[str, int]:
     """Each encoder's output size without building the model."""
     return {s.name: 512 if cfg.encoder == "resnet18" else cfg.feature_dim for s in data.modalities}
-
-
-def fusion_capabilities(fusion: str) -> frozenset[str]:
-    """The model-contract capabilities a :class:`MultimodalNet` with ``fusion`` declares."""
-    return frozenset({"fuse", "final_linear", *FUSION_CAPABILITIES[fusion]})
-
-
-def fusions_with(requires: frozenset[str] | set[str]) -> list[str]:
-    """Fusions whose network offers every capability in ``requires`` (in registration order)."""
-    needs = {r for r in requires if r in CAPABILITIES}
-    return [name for name in FUSION_NAMES if needs <= fusion_capabilities(name)]
 
 
 def model_spec(cfg: ModelConfig, data: MultimodalData) -> ModelSpec:

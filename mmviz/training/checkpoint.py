@@ -23,6 +23,7 @@ import json
 import math
 import os
 import struct
+import warnings
 import zlib
 from collections import OrderedDict
 from pathlib import Path
@@ -233,7 +234,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         magic = f.read(len(MAGIC))
         if magic not in (MAGIC, MAGIC_V1):
             try:  # a plain torch.save file (older versions); weights_only never runs pickled code
-                return torch.load(path, map_location="cpu", weights_only=True)
+                with warnings.catch_warnings():  # e.g. about a pickle protocol: the refusal below says enough
+                    warnings.simplefilter("ignore")
+                    return torch.load(path, map_location="cpu", weights_only=True)
             except Exception as exc:  # noqa: BLE001 - torch's message advises weights_only=False: never quote it
                 raise _not_mmviz(path) from exc
         prefix = f.read(_PREFIX.size if magic == MAGIC else 8)

@@ -40,11 +40,15 @@ class OptimConfig(Config):
 
     name: str = param("adam", "Optimiser.", choices=("sgd", "adam", "adamw"))
     lr: float = param(1e-3, "Learning rate.", low=0.0, low_open=True, high=10.0, log=True)
-    momentum: float = param(0.9, "SGD momentum.", low=0.0, high=1.0)
+    momentum: float = param(0.9, "SGD momentum.", low=0.0, high=1.0, when={"name": ("sgd",)})
     weight_decay: float = param(0.0, "Weight decay.", low=0.0, high=1.0)
     schedule: str = param("none", "Learning-rate schedule.", choices=("none", "step", "cosine"))
-    step_size: int = param(10, "Epochs between decays of the step schedule.", low=1, high=10000)
-    gamma: float = param(0.1, "Decay factor of the step schedule.", low=0.0, low_open=True, high=1.0)
+    step_size: int = param(
+        10, "Epochs between decays of the step schedule.", low=1, high=10000, when={"schedule": ("step",)}
+    )
+    gamma: float = param(
+        0.1, "Decay factor of the step schedule.", low=0.0, low_open=True, high=1.0, when={"schedule": ("step",)}
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +64,13 @@ class TrainConfig(Config):
     amp: bool = param(True, "Mixed precision (bfloat16) on CUDA; ignored on the CPU.")
     eval_batch_size: int = param(512, "Batch size for evaluation passes.", low=1, high=65536)
     threads: int = param(0, "CPU threads for torch (0 = torch's default).", low=0, high=256)
+    analysis: str = param(
+        "process",
+        "Where the epoch diagnostics that need only measured arrays (purity, silhouette, prototypes, probes, "
+        "Shapley, imbalance) are computed: a separate analysis process that never holds up training, or inline "
+        "in the trainer between epochs.",
+        choices=("process", "inline"),
+    )
     checkpoint_every: int = param(
         1,
         "Write a checkpoint every N epochs (and at the last): forks can start from those epochs only. Each "

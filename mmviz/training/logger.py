@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from mmviz.store.contract import MetricSink
+
 KEY_RE = re.compile(r"^[a-z0-9_]+(/[a-z0-9_]+)*$")
 
 
@@ -38,7 +40,7 @@ def _to_floats(scalars: list[torch.Tensor]) -> list[float]:
 class MetricLogger:
     """Collects ``(step, epoch, wall_time, key, value)`` rows and events; flushes them in batches."""
 
-    def __init__(self, store: Any, run_id: str, flush_interval: float = 0.5) -> None:
+    def __init__(self, store: MetricSink, run_id: str, flush_interval: float = 0.5) -> None:
         self.store = store
         self.run_id = run_id
         self.flush_interval = flush_interval

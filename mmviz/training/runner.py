@@ -24,10 +24,10 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any
 
 from mmviz.errors import MmvizError
 from mmviz.launcher import fork_checkpoint
+from mmviz.store.contract import RunStoreProtocol, RunWriter
 from mmviz.training.build import check_run_config, resolve_device
 from mmviz.training.config import RunConfig
 from mmviz.training.context import StepInfo
@@ -37,7 +37,7 @@ from mmviz.training.loop import Diverged, Resume, StopTraining, fit
 class _Heartbeat(threading.Thread):
     """Writes a heartbeat every ``interval`` s so long epoch-end work is not mistaken for a lost run."""
 
-    def __init__(self, store: Any, run_id: str, interval: float = 2.0) -> None:
+    def __init__(self, store: RunWriter, run_id: str, interval: float = 2.0) -> None:
         super().__init__(daemon=True, name="mmviz-heartbeat")
         self.store, self.run_id, self.interval = store, run_id, interval
         self.done = threading.Event()
@@ -111,7 +111,9 @@ def _reserve(folder: Path) -> Path | None:
         return None
 
 
-def _record_status(store: Any, run_id: str, status: str, reserve: Path | None, error: str | None = None) -> bool:
+def _record_status(
+    store: RunStoreProtocol, run_id: str, status: str, reserve: Path | None, error: str | None = None
+) -> bool:
     """Write the final status, freeing the reserve and retrying when the disk is full; False when it never went in."""
     for attempt in range(4):
         try:
@@ -152,7 +154,7 @@ class _EpochLines:
         self.loss_sum, self.steps = 0.0, 0
 
 
-def run_training(store: Any, run_id: str, *, progress: bool = False) -> str:
+def run_training(store: RunStoreProtocol, run_id: str, *, progress: bool = False) -> str:
     """Train the stored run ``run_id`` in this process; returns its final status.
 
     With ``progress``: a progress bar on stderr when stdout and stderr are terminals, else one line per epoch.
@@ -199,6 +201,7 @@ def run_training(store: Any, run_id: str, *, progress: bool = False) -> str:
             should_stop=stop_flag.is_set,
             progress=bar,
             data=data,
+            analysis_process=cfg.train.analysis == "process",
         )
         store.update_run(
             run_id,

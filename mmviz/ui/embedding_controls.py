@@ -12,13 +12,12 @@ import streamlit as st
 
 from mmviz.analysis.snapshots import Snapshot, compute_sample_table, load_snapshot_index
 from mmviz.ui.frame import get_store
+from mmviz.ui.run_select import render_run_filter
 from mmviz.viz.embeddings import COLOR_MODES
 
 ACTIVE = ("running", "queued")  # as on the runs page (imported from there it would pull in torch)
 METHOD_LABELS = {"pca": "PCA", "umap": "UMAP", "aligned_umap": "Aligned UMAP (whole run)"}
 CAUTION = """
-**Reading these maps**
-
 - **PCA** is a linear projection: distances along its axes are real, but the features' other dimensions are dropped.
 - **UMAP** keeps *neighbourhoods*: nearby points have similar features and separated clusters are distinct. The
   size of a cluster, the gaps between clusters and the axes mean little, and another seed or `n_neighbors` can
@@ -44,10 +43,14 @@ class Controls:
     params: dict
 
 
-def render_run_picker(runs: pd.DataFrame) -> str:
-    """Select box over the runs (``?run=ID`` in the URL picks one; the URL follows); returns the run id."""
-    by_id = {r["run_id"]: r for r in runs.to_dict("records")}
+def render_run_picker(runs: pd.DataFrame) -> str | None:
+    """Filter and select box over the runs (``?run=ID`` in the URL picks one; the URL follows); returns the run id,
+    or None when the filter leaves no run."""
     wanted = st.query_params.get("run")
+    runs = render_run_filter(runs, "emb", keep=(wanted,) if wanted else ())
+    if runs.empty:
+        return None
+    by_id = {r["run_id"]: r for r in runs.to_dict("records")}
     if wanted in by_id and st.session_state.get("emb.query_run") != wanted:
         st.session_state["emb.run"] = wanted
     if st.session_state.get("emb.run") not in by_id:

@@ -9,6 +9,7 @@ run on request. A lasso or box selection in one panel highlights the same sample
 
 from __future__ import annotations
 
+import html
 import os
 import time
 import uuid
@@ -31,6 +32,7 @@ from mmviz.ui.embedding_controls import (
     render_selection_table,
     snapshot_index,
 )
+from mmviz.ui.labels import md
 from mmviz.ui.readers import load_runs, runs_by_id
 from mmviz.viz.embeddings import compute_axis_ranges, legend_entries, plot_embedding, plot_embedding_grid
 
@@ -164,7 +166,7 @@ def render_worker_status(worker: ProjectionWorker, method: str) -> None:
     """A recent crash (the worker was restarted), a worker that stays dead, or a worker still warming up."""
     recent = [c for c in worker.crashes if c.time > time.time() - CRASH_SHOWN_S]
     if recent:
-        st.warning(recent[-1].message(), icon=":material/restart_alt:")
+        st.warning(md(recent[-1].message()), icon=":material/restart_alt:")
     if not worker.alive():
         st.error("The projection worker keeps crashing and was not restarted; PCA still works. Restart the dashboard.")
     elif method != "pca" and not worker.ready():
@@ -213,19 +215,33 @@ def _pending_note(projector: Projector, view: str, shown: str = "") -> str:
     return ""
 
 
+ACCURACY_SOURCES = {"head": "head-split accuracy", "ncm": "NCM accuracy (nearest class mean)"}
+
+
+def panel_accuracy_text(view: str, accuracy: float, source: str | None) -> str:
+    """What a panel's title says about accuracy, naming its measure: ``'head-split accuracy 93.3%'``.
+
+    A modality's predictions come from its slice of the fused head when the fusion allows that split, else from the
+    nearest class mean of its features; the fused view's are the model's own predictions.
+    """
+    if not np.isfinite(accuracy):
+        return ""
+    measure = "fused accuracy" if view == "fused" else ACCURACY_SOURCES.get(source or "head", f"{source} accuracy")
+    return f"{measure} {100 * accuracy:.1f}%"
+
+
 def _render_panel(projector: Projector, frame: pd.DataFrame, view: str, epoch: int, shown: str, controls: Controls,
                   source: str | None, **plot_kw) -> None:  # fmt: skip
     rows = frame[frame["view"] == view]
-    acc = rows["correct"].mean()
-    how = " (nearest class mean)" if source == "ncm" else ""  # no head split for this fusion: say how it was measured
-    st.markdown(f"**{view}** · epoch {epoch}" + (f" · accuracy {acc:.2f}{how}" if np.isfinite(acc) else ""))
+    accuracy = panel_accuracy_text(view, rows["correct"].mean(), source)
+    st.markdown(f"**{md(view)}** · epoch {epoch}" + (f" · {accuracy}" if accuracy else ""))
     fig = plot_embedding(rows, controls.color_by, axis_title=shown.split(" ")[0], **plot_kw)
     st.plotly_chart(fig, key=f"emb.chart.{view}", on_select=lambda: _on_select(view), selection_mode=("lasso", "box"),
                     config=PLOTLY_CONFIG, width="stretch")  # fmt: skip
-    st.caption(shown + _pending_note(projector, view, shown))
+    st.caption(md(shown + _pending_note(projector, view, shown)))
     if view in projector.errors:
         request, message = projector.errors[view]
-        st.error(message, icon=":material/error:")
+        st.error(md(message), icon=":material/error:")
         if st.button("Retry", key=f"emb.retry.{view}"):
             projector.worker.submit(request, 3, owner=projector.owner, retry=True)
             st.rerun()
@@ -235,7 +251,10 @@ def render_legend(frame: pd.DataFrame, color_by: str) -> None:
     """One colour key for every panel (panels carry no legend of their own, so their plots stay the same size)."""
     entries = legend_entries(frame, color_by)
     if entries:
-        items = " ".join(f'<span style="color:{c};font-size:1.2em">&#9679;</span>&nbsp;{n}&emsp;' for n, c in entries)
+        items = " ".join(
+            f'<span style="color:{html.escape(str(c))};font-size:1.2em">&#9679;</span>&nbsp;{html.escape(str(n))}&emsp;'
+            for n, c in entries
+        )  # names come from the data set (e.g. an arrays file's modality names): escaped, shown as text
         st.markdown(f'<div style="font-size:0.85em">{items}</div>', unsafe_allow_html=True)
 
 
@@ -248,6 +267,8 @@ def render_embeddings_page(store, workspace: str) -> None:
         st.info("No runs yet: start one on the Runs page or with `python -m mmviz train`.")
         return
     run_id = render_run_picker(runs)
+    if run_id is None:
+        return
     active = runs_by_id(runs)[run_id].get("effective_status") in ACTIVE
     index = snapshot_index(workspace, run_id, len(store.load_artifacts(run_id, kind="snapshot")))
     if index.empty:
@@ -275,13 +296,13 @@ def render_embeddings_page(store, workspace: str) -> None:
     render_legend(frame, controls.color_by)
     meta = index.loc[index["epoch"] == epoch, "meta"].iloc[0]
     sources = meta.get("pred_source", {}) if isinstance(meta, dict) else {}
-    columns = st.columns([*([1.0] * len(views)), 0.6])
-    for view, column in zip(views, columns, strict=False):
+    columns = st.columns(len(views))  # the panels share the page width; the reading notes go below them
+    for view, column in zip(views, columns, strict=True):
         with column:
             _render_panel(projector, frame, view, epoch, shown[view], controls, sources.get(view), selected=selected,
                           ranges=ranges[view])  # fmt: skip
-    with columns[-1]:
-        st.caption(CAUTION)
+    with st.expander("Reading these maps", icon=":material/help:"):
+        st.markdown(CAUTION)
     render_selection_table(snapshot, selection, views)
     render_exports(frame, views, controls, shown, selected, f"{run_id}_epoch{epoch:04d}_{controls.method}")
     render_poller(store, run_id, worker, projector.watch, active, epochs)

@@ -1,11 +1,11 @@
 """Launch, restart and fork forms: every widget comes from the registered config dataclasses.
 
-Dataset and method are picked outside the form (their settings depend on them); everything else sits in one
-``st.form`` so typing does not rerun the page. Submitting validates the settings through the same code as the CLI
-(:func:`mmviz.training.config.build_run_config`) and shows its one-sentence error in the form. The checks that
-need the data (:func:`mmviz.training.build.check_run_config`) run in the trainer process, never here: the form
-waits a few seconds for the trainer's verdict and shows the failed run's one-sentence message from the store.
-Nothing here imports torch (the registries hold torch-free declarations).
+Each form is a fragment: a change reruns only the form (not the page), so fields that do not apply (momentum under
+Adam, the fusions a method cannot use) come and go as the user edits. Submitting validates the settings through the
+same code as the CLI (:func:`mmviz.training.config.build_run_config`) and shows its one-sentence error in the form.
+The checks that need the data (:func:`mmviz.training.build.check_run_config`) run in the trainer process, never
+here: the form waits a few seconds for the trainer's verdict and shows the failed run's one-sentence message from the
+store. Nothing here imports torch (the registries hold torch-free declarations).
 """
 
 from __future__ import annotations
@@ -17,17 +17,17 @@ from typing import Any
 import streamlit as st
 
 from mmviz.balancing import METHODS
-from mmviz.data import DATASETS
+from mmviz.data import DATASETS, create_dataset
 from mmviz.errors import ConfigError, MmvizError
 from mmviz.probes import PROBES
 from mmviz.recipes import recipe_summary
 from mmviz.training.config import ModelConfig, OptimConfig, TrainConfig
-from mmviz.ui.forms import changed_fields, cli_command, defaults_of, render_config
+from mmviz.ui.forms import changed_fields, cli_command, defaults_of, modality_choices, render_config
 from mmviz.ui.frame import flash
-from mmviz.ui.labels import md
+from mmviz.ui.labels import format_duration, md
 from mmviz.ui.readers import load_runs
-from models.catalog import FUSION_CAPABILITIES
 from models.catalog import FUSION_NAMES as FUSIONS
+from models.catalog import fusions_with
 
 SECTIONS = ("data", "model", "method", "optim", "train", "probes")
 TAB_TITLES = {
@@ -51,21 +51,15 @@ def render_registry_picker(
     return st.selectbox(label, names, index=index, key=key, help=help_text)
 
 
-def _fusion_fits(method: str, fusion: str) -> bool:
-    """Whether a network with ``fusion`` offers every model capability ``method`` declares it needs."""
-    offered = {"fuse", "final_linear", *FUSION_CAPABILITIES[fusion]}
-    known = {"fuse", "final_linear"}.union(*FUSION_CAPABILITIES.values())  # model capabilities (not run needs)
-    return set(METHODS.get(method).flags.get("requires", frozenset())) & known <= offered
-
-
 def fusions_for(method: str) -> list[str]:
-    """The fusions ``method`` works with (from its declared ``requires``), in registry order."""
-    return [f for f in FUSIONS if _fusion_fits(method, f)]
+    """The fusions whose network has every capability ``method`` declares it requires (the launch's own check), in
+    order."""
+    return fusions_with(METHODS.get(method).flags.get("requires", frozenset()))
 
 
 def methods_for(fusion: str) -> list[str]:
     """The balancing methods that work with ``fusion`` (what a fork of a run with that fusion may use)."""
-    return [m for m in METHODS.names() if _fusion_fits(m, fusion)]
+    return [m for m in METHODS.names() if fusion in fusions_for(m)]
 
 
 def render_run_form(
@@ -75,9 +69,12 @@ def render_run_form(
     base: Mapping[str, Any] | None = None,
     sections: tuple = SECTIONS,
     skip: Mapping[str, tuple] | None = None,
+    modalities: list[str] | None = None,
 ) -> dict[str, dict]:
-    """Tabs of widgets for the run-config ``sections`` (call inside ``st.form``); returns the overrides: every
-    field changed from ``base``'s values (else the defaults). ``skip`` names fields per section not to show.
+    """Tabs of widgets for the run-config ``sections`` (inside a form container); returns the overrides: every
+    field changed from ``base``'s values (else the defaults). ``skip`` names fields per section not to show;
+    ``modalities`` are the data set's modality names when known (else they are read from the data set), offered in
+    the fields that name modalities.
 
     The fusion offers only those the method works with; when ``base``'s fusion is not one of them, the form shows
     the first that is (and says so), and it becomes an override.
@@ -122,6 +119,9 @@ def render_run_form(
                 st.caption(ds.summary)
             shown = {**defaults_of(cls), **(initial[section] or {})}
             display, choices = dict(shown), None
+            if section == "method" and any(s.modalities for s in cls.field_specs()):
+                data_json = json.dumps(overrides.get("data") or {}, sort_keys=True)
+                choices = modality_choices(cls, modalities or dataset_modalities(dataset, data_json))
             if section == "model":
                 allowed = fusions_for(method)
                 choices = {"fusion": tuple(allowed)}
@@ -141,6 +141,18 @@ def render_run_form(
             if changed:
                 overrides[section] = changed
     return overrides
+
+
+@st.cache_data(show_spinner="Reading the data set's modalities…", max_entries=32)
+def dataset_modalities(dataset: str, data_overrides: str) -> list[str] | None:
+    """The modality names of ``dataset`` with the form's data settings (JSON), or None when it cannot be loaded."""
+    from mmviz.training.config import build_run_config
+
+    try:
+        cfg = build_run_config(dataset, "baseline", overrides={"data": json.loads(data_overrides)})
+        return list(create_dataset(dataset, cfg.data).modality_names)
+    except (MmvizError, OSError, ValueError):
+        return None
 
 
 def _render_probes(key: str, base: Mapping[str, Any]) -> dict[str, dict]:
@@ -164,17 +176,25 @@ def _started(run_id: str, verb: str, parent: str | None = None, compare: str = "
 
 
 def start_run(
-    store, dataset: str, method: str, overrides: Mapping, name: str = "", tags: list[str] | None = None
+    store,
+    dataset: str,
+    method: str,
+    overrides: Mapping,
+    name: str = "",
+    tags: list[str] | None = None,
+    backend: str = "local",
 ) -> str:
-    """Validate the settings like the CLI, queue the run (it starts now when a slot is free) and wait for its
-    trainer's checks; returns the run id.
+    """Validate the settings like the CLI, queue the run for ``backend`` (it starts now when a slot is free) and wait
+    for its trainer's checks; returns the run id.
 
     Raises ``MmvizError`` for bad settings, and ``RunRefused`` (with the trainer's one sentence) when the trainer
     ended the run ``failed`` at its checks that need the data.
     """
     from mmviz import launcher
 
-    run_id = launcher.launch(store, dataset, method, overrides=overrides, name=name, tags=tags or [], queue=True)
+    run_id = launcher.launch(
+        store, dataset, method, overrides=overrides, name=name, tags=tags or [], queue=True, backend=backend
+    )
     return _checked(store, run_id)
 
 
@@ -194,6 +214,19 @@ def _checked(store, run_id: str) -> str:
     return run_id
 
 
+def render_backend_picker(where, key: str) -> str:
+    """Where a run trains: 'local' (a process on this machine) or 'ray' (a Ray task; see mmviz.ray_backend)."""
+    from mmviz.store.queue import BACKEND_NAMES
+
+    return where.selectbox(
+        "Backend",
+        BACKEND_NAMES,
+        key=key,
+        help="local: a trainer process on this machine. ray: a Ray task with the run's CPU/GPU request, on the "
+        "cluster at MMVIZ_RAY_ADDRESS (or a local Ray).",
+    )
+
+
 def render_demo_button(store) -> None:
     """A button that starts the default demo run (mfeat, baseline)."""
     if st.button(
@@ -210,6 +243,49 @@ def render_demo_button(store) -> None:
             _started(run_id, "Started demo")
 
 
+# Seconds per epoch on 2 CPU cores with the default settings, for a data set this workspace has not trained yet
+# (mfeat: the demo's 30 epochs take under a minute; avdigits: its CNN encoders take about a minute an epoch).
+PRIOR_EPOCH_S = {"mfeat": 1.5, "avdigits": 60.0}
+
+
+def store_workspace(store) -> str:
+    """The workspace path of ``store`` as the cached readers key it."""
+    return str(store.workspace)
+
+
+def estimate_epoch_seconds(runs, dataset: str, encoder: str) -> tuple[float | None, str]:
+    """Seconds per epoch for ``dataset`` with ``encoder``: the median of this workspace's finished runs of that data
+    set and encoder, else a prior measured on 2 CPU cores (:data:`PRIOR_EPOCH_S`); returns ``(seconds, source)``."""
+    rates = []
+    for run in runs.to_dict("records") if not runs.empty else []:
+        cfg = run.get("config") if isinstance(run.get("config"), dict) else {}
+        done, took = run.get("epochs_done") or 0, run.get("duration")
+        if run.get("dataset") != dataset or (cfg.get("model") or {}).get("encoder", "auto") != encoder:
+            continue
+        if run.get("status") == "finished" and done and took and took == took and not run.get("parent_run_id"):
+            rates.append(float(took) / float(done))
+    if rates:
+        rates.sort()
+        return rates[len(rates) // 2], f"median of {len(rates)} finished {dataset} run(s) in this workspace"
+    if dataset in PRIOR_EPOCH_S and encoder == "auto":
+        return PRIOR_EPOCH_S[dataset], "measured on 2 CPU cores"
+    return None, ""
+
+
+def estimate_text(runs, dataset: str, overrides: Mapping[str, Mapping[str, Any]]) -> str:
+    """One line: how long the run the form describes will take (or that there is nothing to estimate from yet)."""
+    epochs = int((overrides.get("train") or {}).get("epochs", defaults_of(TrainConfig)["epochs"]))
+    encoder = str((overrides.get("model") or {}).get("encoder", defaults_of(ModelConfig)["encoder"]))
+    per_epoch, source = estimate_epoch_seconds(runs, dataset, encoder)
+    if per_epoch is None:
+        return f"Expected time: no finished {dataset} run with encoder '{encoder}' here to estimate from yet."
+    return (
+        f"Expected time: about {format_duration(max(per_epoch * epochs, 1.0))} for {epochs} epochs "
+        f"(~{per_epoch:.1f} s per epoch, {source}; more data, larger encoders or a busy machine take longer)."
+    )
+
+
+@st.fragment
 def render_launch_form(store) -> None:
     """Dataset and method pickers, the settings form, and the launch button."""
     c1, c2 = st.columns(2)
@@ -217,17 +293,19 @@ def render_launch_form(store) -> None:
         dataset = render_registry_picker("Dataset", DATASETS, "launch.dataset", "mfeat")
     with c2:
         method = render_registry_picker("Balancing method", METHODS, "launch.method", "baseline")
-    with st.form("launch.form"):
+    with st.container(border=True, key="launch.form"):
         overrides = render_run_form("launch", dataset, method)
-        c1, c2 = st.columns(2)
+        c1, c2, c3 = st.columns([2, 2, 1])
         name = c1.text_input("Run name", key="launch.name", placeholder=f"{dataset}-{method}")
         tags = c2.text_input("Tags", key="launch.tags", help="Comma-separated.")
-        submitted = st.form_submit_button("Launch run", type="primary")
+        backend = render_backend_picker(c3, "launch.backend")
+        st.caption(estimate_text(load_runs(store_workspace(store)), dataset, overrides))
+        submitted = st.button("Launch run", type="primary", key="launch.submit")
     if submitted:
         st.caption("Equivalent command:")
         st.code(cli_command(dataset, method, overrides, name.strip(), tuple(_tags(tags))), language="bash")
         try:
-            run_id = start_run(store, dataset, method, overrides, name=name.strip(), tags=_tags(tags))
+            run_id = start_run(store, dataset, method, overrides, name=name.strip(), tags=_tags(tags), backend=backend)
         except MmvizError as exc:
             st.error(md(exc))
         else:
@@ -249,6 +327,7 @@ def render_own_code_settings(run: Mapping, done: str) -> bool:
     return True
 
 
+@st.fragment
 def render_restart_form(store, run: Mapping) -> None:
     """Restart ``run`` from scratch with edited settings (a new run; the old one is kept)."""
     from mmviz import launcher
@@ -262,10 +341,11 @@ def render_restart_form(store, run: Mapping) -> None:
         dataset = render_registry_picker("Dataset", DATASETS, f"restart.{rid}.dataset", base.get("dataset"))
     with c2:
         method = render_registry_picker("Balancing method", METHODS, f"restart.{rid}.method", base.get("method"))
-    with st.form(f"restart.{rid}.form"):
-        overrides = render_run_form(f"restart.{rid}", dataset, method, base)
+    with st.container(border=True, key=f"restart.{rid}.form"):
+        mods = run.get("modalities") if dataset == base.get("dataset") else None
+        overrides = render_run_form(f"restart.{rid}", dataset, method, base, modalities=mods)
         name = st.text_input("Run name", key=f"restart.{rid}.name", value=f"{run.get('name') or rid}-restart")
-        submitted = st.form_submit_button("Restart with these settings", type="primary")
+        submitted = st.button("Restart with these settings", type="primary", key=f"restart.{rid}.submit")
     if submitted:
         try:
             new_id = _checked(
@@ -302,6 +382,7 @@ def _follow_default(key: str, default: str) -> None:
     ss[f"{key}.default"] = default
 
 
+@st.fragment
 def render_fork_form(store, run: Mapping) -> None:
     """Fork ``run`` from one of its checkpoints with edited balancing settings (the child resumes its weights)."""
     from mmviz import launcher
@@ -310,40 +391,55 @@ def render_fork_form(store, run: Mapping) -> None:
         return
     rid = run["run_id"]
     base = run.get("config") or {}
-    epochs = launcher.available_checkpoints(store, rid)
+    epochs: list[int | str] = list(launcher.available_checkpoints(store, rid))
+    stop_point = launcher.stop_checkpoint(store, rid)
+    if stop_point is not None:
+        epochs.append(launcher.STOP_POINT)
     if not epochs:
         st.info("This run has no checkpoint yet: a fork starts from a checkpoint written at the end of an epoch.")
         return
+
+    def label(e: int | str) -> str:
+        if e == launcher.STOP_POINT and stop_point is not None:
+            return f"where it was stopped (after epoch {stop_point[0]}, step {stop_point[1]})"
+        return str(e)
+
     fusion = (base.get("model") or {}).get("fusion") or run.get("fusion") or "concat"
     methods = methods_for(fusion) if fusion in FUSIONS else METHODS.names()
-    parent_epochs = int((base.get("train") or {}).get("epochs") or epochs[-1])
+    last = epochs[-1] if not isinstance(epochs[-1], str) else stop_point[0]
+    parent_epochs = int((base.get("train") or {}).get("epochs") or last)
     c1, c2, c3 = st.columns(3)
     with c1:
-        epoch = st.selectbox("From checkpoint epoch", epochs, index=len(epochs) - 1, key=f"fork.{rid}.epoch")
+        epoch = st.selectbox(
+            "From checkpoint epoch", epochs, index=len(epochs) - 1, key=f"fork.{rid}.epoch", format_func=label
+        )
     with c2:
         method = render_registry_picker(
             "Balancing method", METHODS, f"fork.{rid}.method", base.get("method"), names=methods
         )
+    start = stop_point[0] if epoch == launcher.STOP_POINT and stop_point is not None else int(epoch)
     with c3:
         further = st.number_input(
             "Further epochs to train",
             min_value=1,
             max_value=100000,
-            value=default_further_epochs(parent_epochs, int(epoch)),
+            value=default_further_epochs(parent_epochs, start),
             step=1,
             key=f"fork.{rid}.further.{epoch}",
             help="Epochs the fork trains after the checkpoint; the child's 'epochs' setting (a total) is the "
             "checkpoint epoch plus this.",
         )
-    total = int(epoch) + int(further)
+    total = start + int(further)
     skipped = len(methods) < len(METHODS.names())
     st.caption(
-        f"The fork resumes the weights of epoch {epoch} and trains epochs {int(epoch) + 1}–{total} "
+        f"The fork resumes the weights of {'epoch ' + str(epoch) if start == epoch else label(epoch)} and trains "
+        f"epochs {start + 1}–{total} "
         f"({int(further)} more; {total} in total)."
         + (f" Only methods that work with the parent's fusion '{fusion}' are offered." if skipped else "")
     )
     _follow_default(f"fork.{rid}.name", f"{run.get('name') or rid}-{method}-e{epoch}")
-    with st.form(f"fork.{rid}.form"):
+    name = st.text_input("Run name", key=f"fork.{rid}.name", help="Defaults to parent-method-epoch until you type one.")
+    with st.container(border=True, key=f"fork.{rid}.form"):
         overrides = render_run_form(
             f"fork.{rid}",
             base.get("dataset") or "mfeat",
@@ -351,18 +447,16 @@ def render_fork_form(store, run: Mapping) -> None:
             base,
             ("method", "train"),
             skip={"train": ("epochs",)},
+            modalities=run.get("modalities"),
         )
-        name = st.text_input("Run name", key=f"fork.{rid}.name")
-        submitted = st.form_submit_button("Fork", type="primary")
+        submitted = st.button("Fork", type="primary", key=f"fork.{rid}.submit")
     if submitted:
         overrides = {**overrides, "train": {**overrides.get("train", {}), "epochs": total}}
         try:
-            check_fork_trains(int(epoch), total)
+            check_fork_trains(start, total)
             child = _checked(
                 store,
-                launcher.fork(
-                    store, rid, int(epoch), method=method, overrides=overrides, name=name.strip(), queue=True
-                ),
+                launcher.fork(store, rid, epoch, method=method, overrides=overrides, name=name.strip(), queue=True),
             )
         except MmvizError as exc:
             st.error(md(exc))

@@ -14,12 +14,25 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from mmviz.analysis.summary import compute_imbalance_banner, find_reference_runs
+from mmviz.analysis.follower import analysis_pending
+from mmviz.analysis.summary import compute_imbalance_banner, find_reference_runs, reference_keys
 from mmviz.errors import MmvizError, RunNotFoundError
-from mmviz.ui.charts import render_chart_controls, render_figure
+from mmviz.store.keys import parse_key
+from mmviz.ui.charts import render_chart_controls, render_figure, render_view_keeper
 from mmviz.ui.frame import page_path
-from mmviz.ui.labels import ACTIVE, STATUS_COLORS, epoch_text, run_method_label
-from mmviz.ui.readers import LiveBuffer, live_buffer, load_runs, runs_by_id
+from mmviz.ui.labels import (
+    ACTIVE,
+    NOT_APPLICABLE,
+    STATUS_COLORS,
+    applies,
+    epoch_text,
+    md,
+    run_method_label,
+    trained_modalities,
+)
+from mmviz.ui.readers import LiveBuffer, live_buffer, load_run_metrics, load_runs, run_token, runs_by_id
+from mmviz.ui.references import references_going, render_reference_runs
+from mmviz.ui.run_select import render_run_filter, render_runs_watcher, runs_signature
 from mmviz.viz import ChartOptions, assign_panels, panel_by_name, plot_panel
 from mmviz.viz.series import export_frame
 
@@ -34,14 +47,17 @@ def default_run(runs: pd.DataFrame) -> str:
     return str((active if not active.empty else runs)["run_id"].iloc[0])
 
 
-def render_run_picker(runs: pd.DataFrame) -> str:
-    """Select box over the runs; ``?run=ID`` in the URL selects a run, and the URL follows the selection."""
-    by_id = runs_by_id(runs)
+def render_run_picker(runs: pd.DataFrame) -> str | None:
+    """Filter and select box over the runs; ``?run=ID`` in the URL selects a run, and the URL follows the selection.
+    None when the filter leaves no run."""
     wanted = st.query_params.get("run")
+    by_id = runs_by_id(render_run_filter(runs, "live", keep=(wanted,) if wanted else ()))
+    if not by_id:
+        return None
     if wanted in by_id and st.session_state.get(QP_KEY) != wanted:
         st.session_state[RUN_KEY] = wanted
     if st.session_state.get(RUN_KEY) not in by_id:
-        st.session_state[RUN_KEY] = default_run(runs)
+        st.session_state[RUN_KEY] = default_run(runs[runs["run_id"].isin(list(by_id))])
     run_id = st.selectbox("Run", list(by_id), format_func=lambda r: run_method_label(by_id[r]), key=RUN_KEY)
     st.query_params["run"] = run_id
     st.session_state[QP_KEY] = run_id
@@ -70,14 +86,14 @@ def render_header(store, run: Mapping) -> None:
 
     cfg = run.get("config") if isinstance(run.get("config"), dict) else {}
     parent = (
-        f" · fork of {run['parent_run_id']} @ epoch {epoch_text(run.get('fork_epoch'))}"
+        f" · fork of {md(run['parent_run_id'])} @ epoch {epoch_text(run.get('fork_epoch'))}"
         if run.get("parent_run_id")
-        else ""
+        else (f" · restart of {md(run['restart_of'])}" if run.get("restart_of") else "")
     )
-    mods = ", ".join(run.get("modalities") or [])
+    mods = md(", ".join(run.get("modalities") or []))
     st.caption(
-        f"**{run.get('dataset')}** ({mods}) · method **{run.get('method')}** · fusion {run.get('fusion')} · "
-        f"seed {(cfg.get('train') or {}).get('seed')}{parent}"
+        f"**{md(run.get('dataset'))}** ({mods}) · method **{md(run.get('method'))}** · fusion {md(run.get('fusion'))} · "
+        f"seed {md((cfg.get('train') or {}).get('seed'))}{parent}"
     )
     c1, c2, c3, _ = st.columns([1, 1, 1, 3])
     with c1:
@@ -85,11 +101,16 @@ def render_header(store, run: Mapping) -> None:
             try:
                 launcher.stop(store, run["run_id"])
             except MmvizError as exc:
-                st.error(str(exc))
+                st.error(md(exc))
             else:
                 st.toast("Stop requested: the run finishes its step, checkpoints and ends as 'stopped'.")
     with c2:
-        st.page_link(page_path("runs"), label="Fork / restart…", icon=":material/call_split:")
+        st.page_link(
+            page_path("runs"),
+            label="Fork / restart…",
+            icon=":material/call_split:",
+            query_params={"run": run["run_id"], "action": "fork"},  # the Runs page opens this run's fork form
+        )
     with c3:
         st.page_link(
             page_path("compare"),
@@ -109,37 +130,20 @@ def render_status(run: Mapping, frame: pd.DataFrame) -> None:
         f"latest step {step} · {len(frame):,} points · updated {time.strftime('%H:%M:%S')}"
     )
     if run.get("error"):
-        st.error(f"Run {status}: {run['error']}")
+        st.error(md(f"Run {status}: {run['error']}"))
 
 
 def render_banner(store, workspace: str, run: Mapping, frame: pd.DataFrame) -> None:
     """The imbalance banner, with a button that launches the missing unimodal reference runs."""
     refs = find_reference_runs(load_runs(workspace), run)
-    banner = compute_imbalance_banner(run, frame, refs)
+    ref_frames = {  # the same measures on each reference's encoder, for a like-with-like comparison
+        m: load_run_metrics(workspace, ref["run_id"], tuple(reference_keys(m)), run_token(ref))
+        for m, ref in refs.items()
+    }
+    banner = compute_imbalance_banner(run, frame, refs, ref_frames)
     show = st.warning if banner.level == "warning" else st.info
-    show("  \n".join(banner.lines), icon=":material/balance:")
-    if banner.missing_references and run.get("config") and (run.get("origin") or "trainer") == "trainer":
-        label = f"Launch unimodal reference runs ({', '.join(banner.missing_references)})"
-        if st.button(label, key="live.references", help="One 'unimodal' run per modality, same data and model."):
-            from mmviz import launcher
-
-            try:
-                for m in banner.missing_references:
-                    launcher.launch(
-                        store,
-                        None,
-                        "unimodal",
-                        base=run["config"],
-                        overrides={"method": {"modality": m}},
-                        name=f"{run.get('name') or run['run_id']}-alone-{m}",
-                        tags=["reference"],
-                        queue=True,
-                    )
-            except MmvizError as exc:
-                st.error(str(exc))
-            else:
-                load_runs.clear()
-                st.toast("Started the unimodal reference runs.")
+    show("  \n".join(md(line) for line in banner.lines), icon=":material/balance:")
+    render_reference_runs(store, workspace, run, banner.missing_references)
 
 
 @st.cache_resource(show_spinner=False, max_entries=256)
@@ -153,19 +157,68 @@ def panel_figure(
     version: int,
     n_events: int,
     t0: float,
+    hidden: tuple[str, ...] = (),
+    history: tuple[str, int, int] | None = None,
 ) -> go.Figure:
     """One live chart of a run, built once per (options, newest row of its keys, events) for all sessions: a panel
-    whose keys got no new rows since the last refresh (per-epoch signals between evaluations) is not rebuilt."""
+    whose keys got no new rows since the last refresh (per-epoch signals between evaluations) is not rebuilt.
+
+    ``history`` = ``(parent run id, fork epoch, parent rows held)`` draws a fork's parent before the fork point too.
+    """
     buf = live_buffer(workspace, run_id)
+    frame = buf.frame if history is None else with_parent_history(workspace, run_id, *history, buf.after_id)
     opts = ChartOptions(*options)
-    return plot_panel(buf.frame, panel_by_name(name), list(groups), list(mods), opts, buf.events, {run_id: t0})
+    return plot_panel(
+        frame, panel_by_name(name), list(groups), list(mods), opts, buf.events, {run_id: t0}, hidden=hidden
+    )
 
 
-def render_panels(buf: LiveBuffer, run: Mapping, options: ChartOptions) -> list:
-    """Every panel that has data; single-facet panels go two to a row. Returns the shown ``(split, quantity)``."""
+@st.cache_resource(show_spinner=False, max_entries=8)
+def with_parent_history(workspace: str, run_id: str, parent: str, fork_epoch: int, parent_rows: int, after_id: int):
+    """A fork's rows preceded by its parent's rows up to the fork epoch (relabelled as the fork's, so each key is one
+    continuous line: a fork continues its parent's step count). ``parent_rows`` and ``after_id`` key the cache."""
+    before = live_buffer(workspace, parent).frame
+    before = before[before["epoch"] <= fork_epoch]
+    child = live_buffer(workspace, run_id).frame
+    if not child.empty:
+        before = before[before["step"] < child["step"].min()]
+    return pd.concat([before.assign(run_id=run_id), child], ignore_index=True)
+
+
+def not_applicable_keys(run: Mapping, groups: Mapping[tuple, list[str]]) -> tuple[str, ...]:
+    """The keys of ``groups`` that mean nothing for ``run`` (see :func:`mmviz.ui.labels.applies`), sorted."""
+    mods = list(run.get("modalities") or [])
+    return tuple(
+        sorted(
+            k
+            for (_, quantity), keys in groups.items()
+            for k in keys
+            if not applies(run, quantity, parse_key(k, mods)[2])
+        )
+    )
+
+
+def render_panels(buf: LiveBuffer, run: Mapping, options: ChartOptions, parent: LiveBuffer | None = None) -> list:
+    """Every panel that has data, each in a section that can be collapsed; single-facet panels go two to a row.
+
+    ``parent``: the fork's parent's buffer, whose rows up to the fork epoch are drawn before the fork's own.
+    Returns the shown ``(split, quantity)``.
+    """
     frame = buf.frame
-    panels = assign_panels(list(buf.groups))
     mods = tuple(run.get("modalities") or [])
+    groups_held = dict(buf.groups)
+    history = None
+    if parent is not None:
+        history = (parent.run_id, int(run["fork_epoch"]), parent.after_id)
+        for group, keys in parent.groups.items():
+            groups_held[group] = sorted(set(groups_held.get(group, [])) | set(keys))
+    hidden = not_applicable_keys(run, groups_held)
+    panels = assign_panels([g for g, keys in groups_held.items() if not set(keys) <= set(hidden)])
+    if hidden:
+        st.caption(
+            f"{NOT_APPLICABLE} Not charted, as they do not apply to a run that trains only "
+            f"{', '.join(trained_modalities(run))}: {', '.join(sorted(hidden))}."
+        )
     t0 = run.get("started") or (float(frame["wall_time"].min()) if not frame.empty else 0.0)
     opts = (options.x_axis, options.smoothing, options.log_y, options.max_points)
     n_events = 0 if buf.events is None else len(buf.events)
@@ -174,15 +227,19 @@ def render_panels(buf: LiveBuffer, run: Mapping, options: ChartOptions) -> list:
 
     def draw(name: str, groups: list) -> None:
         panel = panel_by_name(name)
-        st.markdown(f"**{panel.title}**", help=panel.help)
-        version = buf.version(groups)
-        fig = panel_figure(buf.workspace, buf.run_id, name, tuple(groups), mods, opts, version, n_events, t0)
-        render_figure(fig, key=f"live.chart.{name}")
+        with st.expander(panel.title, expanded=True, key=f"live.section.{name}"):  # click the title to collapse
+            st.caption(panel.help)
+            version = buf.version(groups)
+            fig = panel_figure(
+                buf.workspace, buf.run_id, name, tuple(groups), mods, opts, version, n_events, t0, hidden, history
+            )
+            render_figure(fig, key=f"live.chart.{name}")
 
     for name, groups in panels.items():
         shown.extend(groups)
         panel = panel_by_name(name)
-        facets = {"split": len({g[0] for g in groups}), "quantity": len({g[1] for g in groups})}.get(panel.facet, 1)
+        facets = {"split": len({g[0] for g in groups}), "quantity": len({g[1] for g in groups}), "measure": len(groups)}
+        facets = facets.get(panel.facet, 1)
         if facets > 1:
             draw(name, groups)
             continue
@@ -198,24 +255,42 @@ def render_panels(buf: LiveBuffer, run: Mapping, options: ChartOptions) -> list:
     return shown
 
 
-def live_view(store, workspace: str, run_id: str, options: ChartOptions, polling: bool, shown_status: str) -> None:
+def live_view(
+    store, workspace: str, run_id: str, options: ChartOptions, polling: bool, shown_status: str, with_parent=False
+) -> None:
     """The fragment body: read new rows, then status, banner, charts and the CSV download.
 
     ``shown_status`` is the run's status when the page was drawn; when it changes, the whole page reruns.
+    ``with_parent``: a fork's charts start with its parent's history before the fork point.
     """
     try:
         run = store.get_run(run_id)
     except RunNotFoundError:
-        st.warning(f"Run {run_id} is no longer in this workspace (deleted from another tab?).")
+        st.warning(md(f"Run {run_id} is no longer in this workspace (deleted from another tab?)."))
         return
     buf = live_buffer(workspace, run_id)
     buf.update(store)
+    parent = None
+    if with_parent and run.get("parent_run_id") and run.get("fork_epoch") is not None:
+        try:
+            parent = live_buffer(workspace, run["parent_run_id"])
+            parent.update(store)
+        except RunNotFoundError:
+            st.caption(f"The parent run {run['parent_run_id']} is no longer in this workspace.")
+            parent = None
     render_status(run, buf.frame)
+    pending = analysis_pending(store, run_id)
+    if pending:
+        epochs = ", ".join(map(str, pending[:5])) + (" ..." if len(pending) > 5 else "")
+        st.caption(
+            f"Analysis pending for epoch{'s' if len(pending) > 1 else ''} {epochs}: separability, prototypes, "
+            "probe accuracies, Shapley values and the imbalance index appear when the analysis process is done."
+        )
     render_banner(store, workspace, run, buf.frame)
-    if buf.frame.empty:
+    if buf.frame.empty and parent is None:
         st.info("No metrics logged yet; the charts appear with the first logged step.")
     else:
-        shown = render_panels(buf, run, options)
+        shown = render_panels(buf, run, options, parent)
         frame, t0 = buf.frame, {run_id: run.get("started")}
         st.download_button(
             "Download CSV of the shown series",
@@ -235,15 +310,27 @@ def live_view(store, workspace: str, run_id: str, options: ChartOptions, polling
 def render_live_page(store, workspace: str) -> None:
     """The whole live page below the frame."""
     runs = load_runs(workspace)
+    seconds, paused = render_refresh_controls()
+    if not paused:  # a run started elsewhere (e.g. the CLI) appears in the picker within the refresh interval
+        render_runs_watcher(workspace, runs_signature(runs, with_status=False), "live", seconds, with_status=False)
     if runs.empty:
         st.info("No runs yet in this workspace.")
         st.page_link(page_path("runs"), label="Start one on the Runs page", icon=":material/table_rows:")
         return
-    seconds, paused = render_refresh_controls()
     run_id = render_run_picker(runs)
+    if run_id is None:
+        return
     run = runs_by_id(runs)[run_id]
     render_header(store, run)
     options = render_chart_controls("live")
-    polling = not paused and run.get("effective_status") in ACTIVE
+    render_view_keeper()  # zoom and legend choices survive the refreshes
+    with_parent = False
+    if run.get("parent_run_id") and run.get("fork_epoch") is not None:
+        with_parent = st.toggle(
+            f"Show the parent's history before the fork (epochs 1–{epoch_text(run.get('fork_epoch'))})",
+            key="live.with_parent",
+            help="Draw the parent run's curves up to the fork point, continued by this fork's own.",
+        )
+    polling = not paused and (run.get("effective_status") in ACTIVE or bool(references_going(runs, run)))
     fragment = st.fragment(run_every=seconds if polling else None)(live_view)
-    fragment(store, workspace, run_id, options, polling, run.get("effective_status"))
+    fragment(store, workspace, run_id, options, polling, run.get("effective_status"), bool(with_parent))

@@ -15,6 +15,7 @@ import streamlit as st
 from mmviz.errors import MmvizError
 from mmviz.store.queue import MAX_PARALLEL
 from mmviz.ui.frame import flash
+from mmviz.ui.labels import md
 from mmviz.ui.readers import load_runs
 
 
@@ -47,7 +48,7 @@ def _move(store, run_id: str, position: int, verb: str) -> None:
     try:
         store.move_queued(run_id, position)
     except MmvizError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
     else:
         load_runs.clear()
         flash(f"{verb} run {run_id}.")
@@ -102,7 +103,7 @@ def render_queue(store, runs_by_id: Mapping[str, Mapping]) -> None:
                 try:
                     store.cancel_queued(rid)
                 except MmvizError as exc:
-                    st.error(str(exc))
+                    st.error(md(exc))
                 else:
                     load_runs.clear()
                     flash(f"Cancelled queued run {rid}.")

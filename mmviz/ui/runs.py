@@ -11,7 +11,7 @@ import streamlit as st
 
 from mmviz.errors import MmvizError
 from mmviz.ui.frame import flash, page_path, render_flash
-from mmviz.ui.labels import ACTIVE, epoch_text, format_duration, md, run_method_label
+from mmviz.ui.labels import ACTIVE, epoch_text, format_duration, format_value, md, run_method_label
 from mmviz.ui.queue import queue_status_text, render_queue
 from mmviz.ui.readers import load_last_values, load_runs, runs_by_id
 from mmviz.ui.run_select import filter_runs, render_run_filter, render_runs_watcher, runs_signature
@@ -36,9 +36,9 @@ def accuracy_or_none(value) -> float | None:
 def origin_text(run: Mapping, names: Mapping[str, str]) -> str:
     """``'NAME @ epoch 3'`` for a fork, ``'restart of NAME'`` for a restart, else empty."""
     parent, restart_of = run.get("parent_run_id"), run.get("restart_of")
-    if parent:
+    if isinstance(parent, str) and parent:
         return f"{names.get(parent, parent)} @ epoch {epoch_text(run.get('fork_epoch'))}"
-    if restart_of:
+    if isinstance(restart_of, str) and restart_of:
         return f"restart of {names.get(restart_of, restart_of)}"
     return ""
 
@@ -61,7 +61,9 @@ def build_runs_table(runs: pd.DataFrame, imbalance: Mapping[str, float]) -> pd.D
                 "fusion": run.get("fusion"),
                 "epochs": f"{run.get('epochs_done') or 0}/{total}" if total else str(run.get("epochs_done") or 0),
                 "best val acc": accuracy_or_none(run.get("best_val_acc")),
-                "imbalance index": None if index is None or pd.isna(index) else float(index),
+                "imbalance index": format_value(
+                    None if index is None or pd.isna(index) else index, run, "imbalance/index"
+                ),
                 "duration": format_duration(run.get("duration")),
                 "created": dt.datetime.fromtimestamp(run["created"]) if run.get("created") else None,
                 "parent": origin_text(run, names),
@@ -82,8 +84,9 @@ COLUMN_CONFIG = {
     "best val acc": st.column_config.NumberColumn(
         format="percent", help="Best validation accuracy of the fused model."
     ),
-    "imbalance index": st.column_config.NumberColumn(
-        format="%.2f", help="Last logged imbalance/index (0 = balanced, 1 = one modality carries all the accuracy)."
+    "imbalance index": st.column_config.TextColumn(
+        help="Last logged imbalance/index (0 = balanced, 0.5 = one modality carries all the accuracy, 1 = the weakest "
+        "takes away as much as the strongest adds); — for a unimodal run, which has no imbalance."
     ),
     "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
     "error": st.column_config.TextColumn(help="Why a failed or diverged run ended.", width="medium"),
@@ -233,13 +236,14 @@ def render_runs_page(store, workspace: str) -> None:
     # The forms need the dataset / method / probe registries, which import torch (~1 s once per server): imported
     # here, after the table is on screen, so the first view after a server start shows the runs at once.
     from mmviz.ui.launch import render_demo_button, render_fork_form, render_launch_form, render_restart_form
+    from mmviz.ui.sweeps import render_sweep_form
 
     with c1:
         render_demo_button(store)
     by_id = runs_by_id(runs)
     render_queue(store, by_id)
     apply_query(runs_by_id(all_runs))
-    tab_names = [NEW_TAB] + ([MANAGE_TAB, RESTART_TAB, FORK_TAB] if by_id else [])
+    tab_names = [NEW_TAB] + ([MANAGE_TAB, RESTART_TAB, FORK_TAB, "Sweep from this run"] if by_id else [])
     run = None
     if by_id:
         if st.session_state.get(SELECTED_KEY) not in by_id:
@@ -266,3 +270,5 @@ def render_runs_page(store, workspace: str) -> None:
             render_restart_form(store, run)
         with tabs[3]:
             render_fork_form(store, run)
+        with tabs[4]:
+            render_sweep_form(store, run)

@@ -22,7 +22,8 @@ from mmviz.teach.results import LESSON_KEYS, RunResult
 from mmviz.teach.runs import BROKEN, DONE, RunSpec, ensure_runs, load_progress, spec_hash
 from mmviz.teach.state import LessonState, parse_query
 from mmviz.teach.verdicts import VERDICTS
-from mmviz.ui.frame import user_errors
+from mmviz.ui.frame import page_path, user_errors
+from mmviz.ui.labels import md
 from mmviz.ui.readers import load_run_metrics, run_token
 from mmviz.ui.teach_charts import render_chart
 
@@ -104,6 +105,18 @@ def _go_step(delta: int) -> None:
     st.session_state[STEP_KEY] = int(st.session_state[STEP_KEY]) + delta
 
 
+def next_lesson(number: int) -> Lesson | None:
+    """The lesson after lesson ``number``, or None after the last."""
+    numbers = [ls.number for ls in LESSONS]
+    i = numbers.index(number)
+    return LESSONS[i + 1] if i + 1 < len(LESSONS) else None
+
+
+def _go_lesson(number: int) -> None:
+    st.session_state[LESSON_KEY] = number
+    st.session_state[STEP_KEY] = 1
+
+
 def render_navigation(state: LessonState) -> None:
     """Lesson picker (hidden in focus mode), and Back / Next between the lesson's steps."""
     lesson = get_lesson(state.lesson)
@@ -114,7 +127,12 @@ def render_navigation(state: LessonState) -> None:
     n = len(lesson.steps)
     c1, c2, c3 = st.columns([1, 6, 1])
     c1.button("← Back", key=P + "back", disabled=state.step <= 1, on_click=_go_step, args=(-1,), width="stretch")
-    c3.button("Next →", key=P + "next", disabled=state.step >= n, on_click=_go_step, args=(1,), width="stretch")
+    following = next_lesson(lesson.number) if state.step >= n else None
+    if following is not None:  # the lesson's end: on to the next one
+        c3.button("Next lesson →", key=P + "next_lesson", on_click=_go_lesson, args=(following.number,),
+                  width="stretch", help=f"Lesson {following.number}: {following.title}")  # fmt: skip
+    else:
+        c3.button("Next →", key=P + "next", disabled=state.step >= n, on_click=_go_step, args=(1,), width="stretch")
     c2.markdown(f"**Step {state.step} of {n} · {lesson.steps[state.step - 1].title}**")
 
 
@@ -157,11 +175,11 @@ def render_progress(store, specs: list[RunSpec], run_ids: Mapping[str, str], key
             st.rerun()
         for p in progress:
             text = f"{p.label}: {p.status}, epoch {p.epochs_done}/{p.epochs} ({p.seconds:.0f} s)"
-            st.progress(p.fraction, text=text)
+            st.progress(p.fraction, text=text)  # our own labels and numbers
             if p.status in BROKEN:
-                st.error(f"The run '{p.label}' ({p.run_id}) ended as {p.status}. {p.error}".strip())
+                st.error(md(f"The run '{p.label}' ({p.run_id}) ended as {p.status}. {p.error}".strip()))
             elif p.seconds > SLOW_S:
-                st.warning(f"'{p.label}' is taking longer than usual ({p.seconds:.0f} s): the machine may be busy.")
+                st.warning(md(f"'{p.label}' is taking longer than usual ({p.seconds:.0f} s): the machine may be busy."))
         if any(p.status in BROKEN for p in progress):
             st.button("Start the missing runs again", key=P + "retry", on_click=_start, args=(store, key, specs))
 
@@ -187,8 +205,11 @@ def render_answer(step: Step, guess: str | None, results: Mapping[str, RunResult
     else:
         said = f"You predicted: {guess}. " if guess else ""
         st.info(f"**{said}The runs say: {right}.** {verdict.text}")
-    ids = ", ".join(f"{r.label} `{r.run_id}`" for r in results.values())
-    st.caption(f"Runs: {ids} (open them on the Live or Compare page).")
+    st.caption("The runs behind these numbers (open one on the Live page):")
+    for col, r in zip(st.columns(len(results) or 1), results.values(), strict=False):
+        with col:
+            st.page_link(page_path("live"), label=md(f"{r.label} · {r.run_id}"), icon=":material/monitoring:",
+                         query_params={"run": r.run_id})  # fmt: skip
 
 
 def render_step(store, workspace: str, state: LessonState) -> None:
@@ -205,7 +226,7 @@ def render_step(store, workspace: str, state: LessonState) -> None:
         specs = specs_for(step, state.values, state.seed)
         key = _request_key(state, specs)
     except MmvizError as exc:  # e.g. a knob combination the dataset refuses
-        st.error(str(exc))
+        st.error(md(exc))
         return
     guess = st.radio(step.question.prompt, step.question.options, index=None, key=f"{P}guess.{state.lesson}."
                      f"{state.step}")  # fmt: skip
@@ -233,7 +254,7 @@ def render_teach_page(store, workspace: str) -> None:
     """The whole teach page."""
     state = load_state()
     for note in st.session_state.pop(NOTES, []):
-        st.warning(f"The link's value {note} was ignored; the default is used.")
+        st.warning(md(f"The link's value {note} was ignored; the default is used."))
     if not state.focus:
         render_seed()
     render_navigation(state)

@@ -12,6 +12,7 @@ from mmviz.teach.embeddings import compute_class_separation, load_last_embedding
 from mmviz.teach.results import RunResult, alone_accuracy
 from mmviz.ui.charts import render_figure
 from mmviz.ui.frame import get_store
+from mmviz.ui.labels import md
 from mmviz.viz.teach import COLORS, RUN_COLORS, Line, plot_bars, plot_embeddings, plot_lines
 
 SMOOTH = 0.85  # per-step signals (gradient norms, score ratio) are noisy; the raw line stays faint
@@ -116,7 +117,7 @@ def embeddings(r: Results, workspace: str):
     for res in (r["reference"], r["balanced"]):
         frame = _embedding(workspace, res.run_id)
         if frame is None:
-            return "Embeddings", None, f"Run {res.run_id} has no snapshot (its snapshot probe was off)."
+            return "Embeddings", None, md(f"Run {res.run_id} has no snapshot (its snapshot probe was off).")
         panels[res.label] = frame
         for m in ("a", "b"):
             rows = frame[frame["modality"] == m]

@@ -104,7 +104,7 @@ def y_axis_range(values: np.ndarray, spec: AxisSpec, log_y: bool = False) -> dic
         pad = 0.04 * (b_hi - b_lo)
         if hi - lo <= 1e-9 * max(1.0, abs(hi)):
             return {**props, "range": [b_lo - pad, b_hi + pad], "autorange": False}
-        return {**props, "autorangeoptions": {"minallowed": b_lo - pad, "maxallowed": b_hi + pad}}
+        return {**props, "autorangeoptions": {"clipmin": b_lo - pad, "clipmax": b_hi + pad}}
     if hi - lo <= 1e-9 * max(abs(lo), abs(hi)):  # constant (or one value)
         half = 0.5 * abs(hi) if hi != 0 else 1.0
         return {**props, "range": [lo - half, hi + half], "autorange": False, "tickformat": "~g"}

@@ -43,10 +43,13 @@ CLASS_COLORS = (
     "#dbdb8d",
     "#9edae5",
 )
-BINARY = {  # colour mode -> ((value, name, colour), ...)
-    "correct_fused": ((1.0, "correct", "#2ca02c"), (0.0, "wrong", "#d62728")),
-    "correct": ((1.0, "correct", "#2ca02c"), (0.0, "wrong", "#d62728")),
-    "dropped": ((False, "kept", "#9aa5b1"), (True, "dropped", "#d62728")),
+# Two-way colourings use the Okabe-Ito blue and orange, which people with any common colour-vision deficiency tell
+# apart (red and green they often cannot); "wrong" and "dropped" points are also drawn as crosses.
+CORRECT, WRONG = "#0072B2", "#E69F00"
+BINARY = {  # colour mode -> ((value, name, colour, symbol), ...)
+    "correct_fused": ((1.0, "correct", CORRECT, "circle"), (0.0, "wrong", WRONG, "x")),
+    "correct": ((1.0, "correct", CORRECT, "circle"), (0.0, "wrong", WRONG, "x")),
+    "dropped": ((False, "kept", "#9aa5b1", "circle"), (True, "dropped", WRONG, "x")),
 }
 PANEL_HEIGHT = 420
 _HOVER = (
@@ -125,9 +128,10 @@ def embedding_traces(
     if color_by in BINARY:
         column = color_by
         traces = []
-        for value, name, colour in BINARY[color_by]:
+        for value, name, colour, symbol in BINARY[color_by]:
             part = rows[rows[column] == value]
-            traces.append(_scatter(part, name, {"color": colour}, selected, legendgroup=name, showlegend=showlegend))
+            marker = {"color": colour, "symbol": symbol}
+            traces.append(_scatter(part, name, marker, selected, legendgroup=name, showlegend=showlegend))
         missing = rows[rows[column].isna()] if rows[column].dtype.kind == "f" else rows.iloc[:0]
         if len(missing):
             traces.append(_scatter(missing, "no prediction", {"color": "#c7c7c7"}, selected, showlegend=showlegend))
@@ -149,7 +153,7 @@ def legend_entries(frame: pd.DataFrame, color_by: str) -> list[tuple[str, str]]:
     if color_by == "class":
         return [(f"class {k}", CLASS_COLORS[int(k) % len(CLASS_COLORS)]) for k in sorted(frame["label"].unique())]
     if color_by in BINARY:
-        return [(name, colour) for _, name, colour in BINARY[color_by]]
+        return [(name, colour) for _, name, colour, _ in BINARY[color_by]]
     return []
 
 

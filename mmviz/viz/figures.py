@@ -8,7 +8,7 @@ on every facet. Facets are laid out by hand (``make_subplots`` costs ~25 ms a fi
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,7 @@ from mmviz.viz.panels import (
     DASHES,
     EVENT_COLORS,
     MEASUREMENT_DASH,
+    MEASUREMENTS,
     NEUTRAL_PALETTE,
     PanelSpec,
     facet_title,
@@ -32,10 +33,11 @@ from mmviz.viz.series import X_TITLES, ChartOptions, Series, prepare_series
 ROW_HEIGHT = 290
 MAX_COLS = 3
 SPLIT_ORDER = {"train": 0, "": 1, "val": 2}
+MEASURE_ORDER = {"acc": 0, "acc_ncm": 1, "acc_probe": 2, "shapley": 3}
 MARKERS_BELOW = 60  # series this short get markers: per-epoch signals of a short run are a handful of points
 LINES_FROM = 3  # a series of fewer points is drawn as markers only: a line through two points invents a trend
 SPARSE_NOTE_BELOW = 0.5  # a per-step series with fewer than this share of its due points gets a note on the chart
-DOMINANT = "imbalance/dominant"  # stored as the modality's position; drawn as its name
+DOMINANT = "imbalance/dominant"  # stored by name (imbalance/dominant/<m> = 1 when m dominates); drawn as the name
 
 
 def make_figure(data: list[dict], layout: dict) -> go.Figure:
@@ -267,14 +269,22 @@ def _traces(
 
 
 def _dominant_traces(s: Series, axis: int, modalities: list[str], show_legend: bool) -> list[dict]:
-    """The dominant modality per evaluation as markers on a category axis of modality names (not 0/1 on -1..1)."""
-    names = [modalities[int(v)] if 0 <= int(v) < len(modalities) else f"#{int(v)}" for v in s.y if np.isfinite(v)]
-    x = [x for x, v in zip(s.x, s.y, strict=True) if np.isfinite(v)]
+    """The dominant modality per evaluation as markers on a category axis of modality names (not 0/1 on -1..1).
+
+    ``imbalance/dominant/<m>`` is 1 at the evaluations where m dominated: one trace per modality, drawn there.
+    Runs stored before the name was in the key logged ``imbalance/dominant`` as the modality's position.
+    """
+    if s.modality is not None:
+        keep = [i for i, v in enumerate(s.y) if np.isfinite(v) and v >= 0.5]
+        names, x = [s.modality] * len(keep), [s.x[i] for i in keep]
+    else:
+        names = [modalities[int(v)] if 0 <= int(v) < len(modalities) else f"#{int(v)}" for v in s.y if np.isfinite(v)]
+        x = [x for x, v in zip(s.x, s.y, strict=True) if np.isfinite(v)]
     suffix = _axis_suffix(axis)
     return [
         {
             "type": "scatter",
-            "uid": f"dominant|{axis}",
+            "uid": f"dominant|{axis}|{s.modality or ''}",
             "x": x,
             "y": names,
             "xaxis": f"x{suffix}",
@@ -296,6 +306,7 @@ def plot_panel(
     options: ChartOptions,
     events: pd.DataFrame | None = None,
     t0: Mapping[str, float] | None = None,
+    hidden: Collection[str] = (),
 ) -> go.Figure:
     """One live chart of one run: the ``groups`` (split, quantity) of ``panel``, faceted as the panel says.
 
@@ -307,12 +318,21 @@ def plot_panel(
         options: x axis, smoothing, log-y and points per series.
         events: the run's events, drawn as vertical lines.
         t0: run start time per run id, for the wall-time axis.
+        hidden: keys not to draw (what does not apply to the run, e.g. another modality's accuracy in a unimodal run).
     """
     series = prepare_series(frame, options, dict(t0) if t0 else None, groups=list(groups))
+    series = [s for s in series if s.key not in hidden]
     if panel.facet == "split":
         facets = sorted({g[0] or "" for g in groups}, key=lambda s: SPLIT_ORDER.get(s, 9))
         facet_of = {g: facets.index(g[0] or "") for g in groups}
         titles = [f or "all" for f in facets]
+    elif panel.facet == "measure":  # one facet per split and measure: a handful of lines each, colour = modality
+        ordered = sorted(groups, key=lambda g: (SPLIT_ORDER.get(g[0] or "", 9), MEASURE_ORDER.get(g[1], 9), g[1]))
+        facet_of = {g: i for i, g in enumerate(ordered)}
+        split_only = {g for g in ordered if g[1] == "acc"}  # fused accuracy alone: no "head split" to name
+        split_only -= {(s.split, s.quantity) for s in series if s.modality not in (None, "fused")}
+        titles = [g[0] or "accuracy" if g in split_only else " · ".join(filter(None, (g[0], MEASUREMENTS[g[1]])))
+                  for g in ordered]  # fmt: skip
     elif panel.facet == "quantity":
         facets = sorted({g[1] for g in groups})
         facet_of = {g: facets.index(g[1]) for g in groups}
@@ -343,13 +363,17 @@ def plot_panel(
             seen.add("dominant modality")
             layout[f"yaxis{_axis_suffix(axis)}"].update(type="category", categoryarray=modalities, range=None)
             continue
-        if panel.facet == "quantity":  # the facet title names the quantity; the legend names the modality
+        if panel.facet == "measure":  # the facet title names split and measure; the legend names the modality
+            name = s.modality or "fused"
+        elif panel.facet == "quantity":  # the facet title names the quantity; the legend names the modality
             name = s.modality or facet_title(s.split, s.quantity)
         else:
             name = measurement_label(s.split, s.quantity, s.modality)
-        if panel.facet != "split" and s.split and len({g[0] for g in groups}) > 1:
+        if panel.facet not in ("split", "measure") and s.split and len({g[0] for g in groups}) > 1:
             name = f"{s.split} · {name}"
-        if panel.facet == "quantity":
+        if panel.facet == "measure":
+            dash = "solid"
+        elif panel.facet == "quantity":
             dash = MEASUREMENT_DASH.get(s.quantity, "solid")
         else:
             dash = MEASUREMENT_DASH.get(s.quantity, DASHES[quantities.index(s.quantity) % len(DASHES)])
@@ -359,11 +383,14 @@ def plot_panel(
             color = neutral.setdefault(name, NEUTRAL_PALETTE[len(neutral) % len(NEUTRAL_PALETTE)])
         else:
             color = modality_color(s.modality, modalities)
-        data.extend(_traces(s, axis, name, color, dash, name not in seen, specs[axis]))
-        seen.add(name)
         note = _sparse_note(s, options)
-        if note and axis not in notes:
-            notes[axis] = note
+        traces = _traces(s, axis, name, color, dash, name not in seen, specs[axis])
+        if note:  # a line across the skipped steps would draw values that were never measured
+            notes.setdefault(axis, note)
+            for trace in traces:
+                trace["mode"] = "markers"
+        data.extend(traces)
+        seen.add(name)
     _set_y_axes(layout, data, specs, options)
     for axis, note in notes.items():
         text = note if len(note) < 70 else note[: note.index(":") + 1] + "<br>" + note[note.index(":") + 2 :]

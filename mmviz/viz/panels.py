@@ -44,7 +44,8 @@ CHART_SPLITS = (None, "train", "val")  # the single test point of a run is shown
 class PanelSpec:
     """One live chart: a title, which ``(split, quantity)`` groups it shows, and how it is faceted.
 
-    ``facet`` is ``"split"`` (one subplot per split), ``"quantity"`` (one per quantity) or ``None`` (one plot).
+    ``facet`` is ``"split"`` (one subplot per split), ``"quantity"`` (one per quantity), ``"measure"`` (one per
+    split and quantity) or ``None`` (one plot).
     """
 
     name: str
@@ -59,10 +60,11 @@ PANELS: tuple[PanelSpec, ...] = (
         "accuracy",
         "Accuracy: fused vs each modality",
         lambda s, q: q in ACCURACY_QUANTITIES,
-        facet="split",
-        help="Fused accuracy and each modality's accuracy, labelled by how it was measured: head split "
-        "(the modality's slice of the fused head), NCM (nearest class mean), linear probe (a fresh classifier on "
-        "frozen features) and Shapley (the modality's contribution to fused accuracy).",
+        facet="measure",
+        help="Fused accuracy and each modality's accuracy, one facet per split and per way of measuring it: head "
+        "split (the modality's slice of the fused head), NCM (nearest class mean), linear probe (a fresh classifier "
+        "on frozen features) and Shapley (the modality's contribution to fused accuracy). Colour = modality; "
+        "clicking a legend entry hides that modality in every facet.",
     ),
     PanelSpec("loss", "Loss", lambda s, q: q == "loss", help="Training loss per step and validation loss per epoch."),
     PanelSpec(

@@ -24,15 +24,15 @@ from streamlit.testing.v1 import AppTest
 at = AppTest.from_file(sys.argv[1], default_timeout=120)
 at.run()
 errors = [e.value for e in at.exception]
-for page in ("live", "compare", "embeddings", "teach", "runs"):
-    at.switch_page(f"app_pages/{page}.py").run()
+for page in ("live", "compare", "sweeps", "embeddings", "teach", "runs"):
+    at.switch_page(f"pages/{page}.py").run()
     errors += [e.value for e in at.exception]
 refused = []
 if sys.argv[2] == "launch":
     at.selectbox(key="launch.dataset").select("synthetic").run()
     at.selectbox(key="launch.method").select("unimodal").run()
     at.text_input(key="launch.method.unimodal.modality").set_value("zzz")
-    [b for b in at.get("form_submit_button") if b.label == "Launch run"][0].click().run()
+    [b for b in [*at.button, *at.get("form_submit_button")] if b.label == "Launch run"][0].click().run()
     errors += [e.value for e in at.exception]
     refused = [e.value for e in at.error]
 print(json.dumps({"torch": sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")),

@@ -11,8 +11,10 @@ from streamlit.testing.v1 import AppTest
 
 from mmviz.store import open_store
 from mmviz.teach.lessons import LESSONS
+from mmviz.ui.labels import plain
 
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "teach.py")
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+PAGE = "pages/teach.py"
 STEPS = [(ls.number, i, step) for ls in LESSONS for i, step in enumerate(ls.steps, start=1)]
 # What the default presets show, measured by these very runs (seed 0); the page decides it from the numbers.
 EXPECTED = {
@@ -33,10 +35,11 @@ def teach_page(monkeypatch, lesson_workspace):
 
     def open_(workspace: Path | None = None, **query: str) -> AppTest:
         monkeypatch.setenv("MMVIZ_WORKSPACE", str(workspace or lesson_workspace))
-        at = AppTest.from_file(PAGE, default_timeout=60)
+        at = AppTest.from_file(APP, default_timeout=60)  # through the navigation: the page links to others
         for key, value in query.items():
             at.query_params[key] = value
         at.run()
+        at.switch_page(PAGE).run()
         assert not at.exception, at.exception
         return at
 
@@ -48,7 +51,7 @@ def _guess(at: AppTest):
 
 
 def _text(at: AppTest) -> str:
-    return "\n".join(m.value for m in [*at.markdown, *at.caption])
+    return "\n".join(plain(m.value) for m in [*at.markdown, *at.caption])
 
 
 @pytest.mark.parametrize(("lesson", "index", "step"), STEPS, ids=[f"lesson{n}.{i}" for n, i, _ in STEPS])
@@ -108,6 +111,19 @@ def test_navigation_moves_the_link(teach_page):
     assert at.query_params["strength_b"] == "4.5"
 
 
+def test_a_lessons_end_offers_the_next_lesson_and_links_runs_to_live(teach_page):
+    last = LESSONS[0]
+    at = teach_page(lesson=str(last.number), step=str(len(last.steps)))
+    at.button(key="teach.next_lesson").click().run()
+    assert at.query_params["lesson"] == str(LESSONS[1].number) and at.query_params["step"] == "1"
+    at = teach_page(lesson="1", step="1")
+    _guess(at).set_value("a").run()
+    at.button(key="teach.run").click().run()
+    links = [p for p in at.get("page_link") if "monitoring" in p.proto.icon]
+    assert links and all(p.proto.page.endswith("live.py") or "live" in p.proto.page for p in links)
+    assert all("run=" in p.proto.query_string for p in links)
+
+
 def test_preset_change_resets_the_knobs(teach_page):
     at = teach_page(lesson="1", strength_a="1")
     at.radio(key="teach.w.imbalance.preset").set_value("balanced").run()
@@ -124,7 +140,7 @@ def test_focus_mode_hides_the_controls(teach_page):
 
 def test_a_bad_link_is_explained_not_a_traceback(teach_page):
     at = teach_page(lesson="7", p="lots", strength_a="1e9")
-    assert any("lesson='7'" in w.value for w in at.warning)
+    assert any("lesson='7'" in plain(w.value) for w in at.warning)
     assert at.query_params["lesson"] == "1" and at.query_params["strength_a"] == "8"  # clamped to the slider
 
 
@@ -140,7 +156,7 @@ def test_user_errors_show_as_one_sentence(teach_page, monkeypatch, tmp_path):
     _guess(at).set_value("a").run()
     at.button(key="teach.run").click().run()
     assert not at.exception
-    assert [e.value for e in at.error] == [
+    assert [plain(e.value) for e in at.error] == [
         "The 'n_train' parameter of SyntheticConfig must be at least 50. Got 3 instead."
     ]
 

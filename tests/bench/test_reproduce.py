@@ -1,4 +1,4 @@
-"""The reproduction script's quick mode writes a well-formed table from real runs."""
+"""The reproduction script's quick mode writes a well-formed document, with figures, from real runs."""
 
 import importlib.util
 import sys
@@ -7,16 +7,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_quick_reproduction_table(tmp_path):
+def test_quick_reproduction_document(tmp_path):
     spec = importlib.util.spec_from_file_location("reproduce", ROOT / "bench" / "reproduce.py")
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod  # dataclasses look their module up there
     spec.loader.exec_module(mod)
-    out = tmp_path / "results.md"
-    assert mod.main(["--quick", "--out", str(out)]) == 0
+    out = tmp_path / "docs" / "results.md"
+    assert mod.main(["--quick", "--out", str(out), "--sections", "mfeat,premise,cotrain"]) == 0
     text = out.read_text()
-    assert "### mfeat (pix + fou)" in text and "### synthetic (dominant)" in text
+    assert "### mfeat (pix + fou)" in text and "| method | fused % best | fused % last | `fou` probe % best" in text
+    mfeat = text.split("### mfeat (pix + fou)")[1].split("###")[0]
     for method in ("baseline", "ogm_ge", "pmr"):
-        assert text.count(f"| {method} | ") == 2
+        assert mfeat.count(f"| {method} | ") == 1
     assert "Alone (unimodal reference, test accuracy): `pix`" in text
+    assert "![mfeat (pix + fou): curves over epochs](curves_mfeat.png)" in text
+    png = out.parent / "curves_mfeat.png"
+    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "### Premise checks" in text and "re-init strengths" in text and "scale ρB" in text
     assert "| 0.9 | " in text and "Co-learning" in text
+    assert "_Section made by `bench/reproduce.py --quick --sections mfeat`" in text

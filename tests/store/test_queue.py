@@ -1,4 +1,5 @@
-"""The run queue in the store: order, move, cancel, settings, and claims that are atomic across processes."""
+"""The run queue in the store (SQLite and PostgreSQL): order, move, cancel, settings, and claims that are atomic
+across processes."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mmviz.errors import StoreError
-from mmviz.store import RunStore
+from mmviz.store import RunStore, open_store
 from mmviz.store.queue import CANCELLED, MAX_PARALLEL, default_max_parallel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,8 +27,8 @@ def make_run(store: RunStore, name: str = "r") -> str:
 
 
 @pytest.fixture
-def store(tmp_path: Path):
-    with RunStore(tmp_path / "ws") as s:
+def store(any_workspace):
+    with open_store(any_workspace) as s:
         yield s
 
 
@@ -50,14 +51,14 @@ def test_queue_keeps_order_moves_and_cancels(store):
     assert [q["run_id"] for q in store.list_queue()] == [ids[3], ids[0]]
 
 
-def test_queue_survives_reopening_the_store(tmp_path):
-    with RunStore(tmp_path / "ws") as a:
+def test_queue_survives_reopening_the_store(any_workspace):
+    with open_store(any_workspace) as a:
         ids = [make_run(a) for _ in range(3)]
         for r in ids:
             a.enqueue(r)
         a.move_queued(ids[2], 1)
         a.set_setting(MAX_PARALLEL, 3)
-    with RunStore(tmp_path / "ws") as b:
+    with open_store(any_workspace) as b:
         assert [q["run_id"] for q in b.list_queue()] == [ids[2], ids[0], ids[1]]
         assert b.get_setting(MAX_PARALLEL) == 3
 
@@ -122,9 +123,9 @@ def test_a_dead_process_or_stale_claim_frees_its_slot(store):
 CLAIMER = textwrap.dedent(
     """
     import json, random, sys, time
-    from mmviz.store import RunStore
+    from mmviz.store import open_store
 
-    store = RunStore(sys.argv[1])
+    store = open_store(sys.argv[1])
     limit, got, peak = int(sys.argv[2]), [], 0
     time.sleep(max(0.0, float(sys.argv[3]) - time.time()))  # both start claiming at the same moment
     deadline = time.monotonic() + 60
@@ -174,3 +175,11 @@ def test_two_processes_claim_each_run_once_and_never_exceed_the_limit(store):
         running += delta
         peak = max(peak, running)
     assert peak <= 2
+
+
+def test_claim_can_take_only_some_backends(store):
+    local, ray = make_run(store), make_run(store)
+    store.enqueue(ray, backend="ray")
+    store.enqueue(local)
+    assert store.claim_queued(5, ("local",)) == [(local, "local")]  # a page view starts local runs only
+    assert store.claim_queued(5) == [(ray, "ray")]  # the scheduler takes the rest

@@ -77,6 +77,7 @@ def test_a_sparse_probe_says_on_the_chart_that_its_cost_budget_skipped_steps():
     fig = figure(rows({"conflict/cos/pix": cos, "conflict/cos/fou": cos}), "conflict")
     notes = [a.text for a in fig.layout.annotations if "cost budget" in a.text]
     assert len(notes) == 1 and "3 of 24 due points (every 20 steps)" in notes[0]
+    assert {t.mode for t in fig.data} == {"markers"}  # no line across steps that were never measured
     assert fig.layout.yaxis.title.text.startswith("cosine")
     dense = [(20 * i, i / 24, 0.5) for i in range(24)]  # a probe that ran at every due step gets no note
     fig = figure(rows({"conflict/cos/pix": dense}), "conflict")
@@ -92,6 +93,20 @@ def test_the_dominant_modality_is_drawn_by_name():
     assert list(dominant.y) == ["pix", "pix", "fou", "pix"] and dominant.mode == "markers"
     axis = fig.layout[f"yaxis{dominant.yaxis[1:]}"]
     assert axis.type == "category" and list(axis.categoryarray) == MODS
+
+
+def test_the_dominant_modality_stored_by_name_is_drawn_by_name():
+    frame = rows(
+        {
+            "imbalance/dominant/pix": per_epoch([1, 1, 0, 1]),
+            "imbalance/dominant/fou": per_epoch([0, 0, 1, 0]),
+            "imbalance/index": per_epoch([0.4, 0.3, 0.2, 0.3]),
+        }
+    )
+    fig = figure(frame, "shapley")
+    traces = [t for t in fig.data if t.name == "dominant modality"]
+    drawn = sorted((x, y) for t in traces for x, y in zip(t.x, t.y, strict=True))
+    assert [y for _, y in drawn] == ["pix", "pix", "fou", "pix"] and sum(t.showlegend is not False for t in traces) == 1
 
 
 def test_one_point_charts_get_sensible_ranges_and_accuracy_is_in_percent():
@@ -116,7 +131,7 @@ def test_moving_accuracy_is_autoranged_within_0_and_100_percent():
     frame = rows({"val/acc/fused": per_epoch(np.linspace(0.5, 0.99, 30)), "val/acc/pix": per_epoch([0.6] * 30)})
     fig = figure(frame, "accuracy", ChartOptions(smoothing=0))
     options = fig.layout.yaxis.autorangeoptions
-    assert options.minallowed == pytest.approx(-4.0) and options.maxallowed == pytest.approx(104.0)
+    assert options.clipmin == pytest.approx(-4.0) and options.clipmax == pytest.approx(104.0)  # a clamp, not a range
     assert max(max(t.y) for t in fig.data) == pytest.approx(99.0)
 
 
@@ -143,3 +158,23 @@ def test_compare_charts_use_units_percent_and_keep_zoom():
     go.Figure(fig.to_dict())
     assert list(fig.data[0].y) == [50.0, 70.0] and fig.layout.yaxis.title.text == "val accuracy (%)"
     assert fig.layout.uirevision
+
+
+def test_val_accuracy_of_many_measures_is_one_facet_per_measure_with_a_few_lines_each():
+    measures = ("acc", "acc_ncm", "acc_probe", "shapley")
+    keys = [f"val/{q}/{m}" for q in measures for m in MODS] + [
+        "val/acc/fused",
+        "val/acc_probe/fused",
+        "train/acc/fused",
+    ]
+    fig = figure(rows({k: per_epoch(np.linspace(0.3, 0.9, 20)) for k in keys}), "accuracy", ChartOptions(smoothing=0))
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == ["<b>train</b>", "<b>val · head split</b>", "<b>val · NCM</b>", "<b>val · linear probe</b>",
+                      "<b>val · Shapley</b>"]  # fmt: skip
+    per_facet = {}
+    for t in fig.data:
+        per_facet.setdefault(t.yaxis, []).append(t)
+    assert max(len(traces) for traces in per_facet.values()) <= 3  # not 10 lines in 2 colours on one plot
+    for traces in per_facet.values():  # inside a facet each line has its own colour: one per modality
+        assert len({t.line.color for t in traces}) == len(traces)
+    assert [t.name for t in fig.data if t.showlegend is not False] == ["fused", "pix", "fou"]

@@ -87,3 +87,30 @@ def test_export_figure_puts_every_view_side_by_side(frame):
     assert sum(t.showlegend is not False for t in fig.data) == 3  # one legend for all panels
     html = fig.to_html(include_plotlyjs=False)
     assert "epoch 3" in html and "Plotly.newPlot" in html
+
+
+def _hue_distance_from_red_green(colour: str) -> bool:
+    """Whether a hex colour is clearly neither a red nor a green (the pair most colour-blind viewers confuse)."""
+    import colorsys
+
+    r, g, b = (int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5))
+    hue = colorsys.rgb_to_hsv(r, g, b)[0] * 360
+    return not (hue < 20 or hue > 340 or 80 < hue < 160)
+
+
+@pytest.mark.parametrize("mode", ["correct", "correct_fused"])
+def test_correct_and_wrong_are_colour_blind_safe_and_differ_in_shape_too(frame, mode):
+    fig = plot_embedding(frame[frame["view"] == "a"], mode)
+    traces = {t.name: t for t in fig.data}
+    colours = [traces["correct"].marker.color, traces["wrong"].marker.color]
+    assert all(_hue_distance_from_red_green(c) for c in colours), colours  # not green vs red
+    assert traces["correct"].marker.symbol != traces["wrong"].marker.symbol
+
+
+def test_panel_titles_name_the_accuracy_measure():
+    from mmviz.ui.embeddings import panel_accuracy_text
+
+    assert panel_accuracy_text("pix", 0.9333, "head") == "head-split accuracy 93.3%"
+    assert panel_accuracy_text("fou", 0.5, "ncm") == "NCM accuracy (nearest class mean) 50.0%"
+    assert panel_accuracy_text("fused", 0.98, None) == "fused accuracy 98.0%"
+    assert panel_accuracy_text("pix", float("nan"), "head") == ""

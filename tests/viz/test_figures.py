@@ -76,10 +76,11 @@ def test_accuracy_panel_labels_each_measurement_and_keeps_raw_faint():
     )
     assert isinstance(valid(fig), go.Figure)
     names = [t.name for t in fig.data if t.showlegend is not False]
-    assert names == ["fused", "a · head split", "a · linear probe", "b · head split"]
+    assert names == ["fused", "a", "b"]  # colour = modality; the facet says how it was measured
+    assert [a.text for a in fig.layout.annotations][:2] == ["<b>val · head split</b>", "<b>val · linear probe</b>"]
     raw = [t for t in fig.data if t.name.endswith("(raw)")]
     assert raw and all(t.opacity == 0.25 and t.hoverinfo == "skip" for t in raw)
-    assert [s.x0 for s in fig.layout.shapes] == [100]
+    assert [s.x0 for s in fig.layout.shapes] == [100, 100]  # on each facet
     assert fig.layout.annotations[-1].text == "reinit"
 
 

@@ -1,13 +1,13 @@
-"""The SQLite store's queue and settings (see :mod:`mmviz.store.queue` for the rules).
+"""The SQL stores' queue and settings (see :mod:`mmviz.store.queue` for the rules).
 
-A mixin of :class:`mmviz.store.sqlite.RunStore`: it uses the store's connection (``self._db``), host name and
-not-found error. Each method is one ``BEGIN IMMEDIATE`` transaction, which serialises it against every other
-writer of the workspace: that is what makes :meth:`claim_queued` atomic across processes.
+A mixin of :class:`mmviz.store.sqlite.RunStore` and :class:`mmviz.store.postgres.PostgresStore`: it uses the
+store's connection (``self._db``), host name and not-found error, with portable SQL. Each method is one write
+transaction, and both connections serialise write transactions (SQLite's ``BEGIN IMMEDIATE``, PostgreSQL's
+transaction-level advisory lock): that is what makes :meth:`claim_queued` atomic across processes and hosts.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from typing import Any
 
@@ -25,8 +25,8 @@ from mmviz.store.queue import (
 _SLOT_COLUMNS = ["run_id", "status", "pid", "host", "heartbeat", "started", "created"]
 
 
-class SQLiteQueue:
-    """Queue and settings methods of the SQLite run store."""
+class SQLQueue:
+    """Queue and settings methods of the SQL run stores."""
 
     _db: Any
     _hostname: str
@@ -44,11 +44,13 @@ class SQLiteQueue:
     def set_setting(self, key: str, value: Any) -> None:
         """Store a workspace setting (checked first; ``ValueError`` names the bad value and what is valid)."""
         value = check_setting(key, value)
-        self._db.write(
-            lambda c: c.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (f"setting:{key}", str(value))
-            )
-        )
+        name = f"setting:{key}"
+
+        def write(c: Any) -> None:
+            if not c.execute("UPDATE meta SET value = ? WHERE key = ?", (str(value), name)).rowcount:
+                c.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (name, str(value)))
+
+        self._db.write(write)
 
     # ---------------------------------------------------------------- queue
     def enqueue(self, run_id: str, backend: str = "local") -> int:
@@ -56,7 +58,7 @@ class SQLiteQueue:
         if backend not in BACKEND_NAMES:
             raise ValueError(f"Unknown backend {backend!r}. Valid: {', '.join(BACKEND_NAMES)}.")
 
-        def write(c: sqlite3.Connection) -> int:
+        def write(c: Any) -> int:
             row = c.execute("SELECT status, pid FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is None:
                 raise self._not_found(run_id)
@@ -79,7 +81,7 @@ class SQLiteQueue:
     def move_queued(self, run_id: str, position: int) -> None:
         """Move a queued run to the 1-based ``position`` (clamped to the queue's length)."""
 
-        def write(c: sqlite3.Connection) -> None:
+        def write(c: Any) -> None:
             order = [r for (r,) in c.execute("SELECT run_id FROM queue ORDER BY position, enqueued")]
             if run_id not in order:
                 raise StoreError(f"Run {run_id!r} is not in the queue (it has started or was cancelled).")
@@ -92,7 +94,7 @@ class SQLiteQueue:
     def cancel_queued(self, run_id: str) -> None:
         """Take a run off the queue before it starts; it ends as 'stopped' with the error 'Cancelled while queued.'."""
 
-        def write(c: sqlite3.Connection) -> None:
+        def write(c: Any) -> None:
             if not c.execute("DELETE FROM queue WHERE run_id = ?", (run_id,)).rowcount:
                 raise StoreError(
                     f"Run {run_id!r} is not in the queue (it has started or was cancelled); stop it instead."
@@ -104,19 +106,21 @@ class SQLiteQueue:
 
         self._db.write(write)
 
-    def claim_queued(self, limit: int) -> list[tuple[str, str]]:
+    def claim_queued(self, limit: int, backends: tuple[str, ...] | None = None) -> list[tuple[str, str]]:
         """Atomically take runs off the head of the queue while fewer than ``limit`` runs hold a slot.
 
         Returns ``[(run_id, backend), ...]`` for the caller to start; each is stamped as claimed (heartbeat now,
-        this host), so it holds its slot until its process reports, and no other caller gets it.
+        this host), so it holds its slot until its process reports, and no other caller gets it. With
+        ``backends``, only runs queued for those backends are taken (in queue order among them).
         """
 
-        def write(c: sqlite3.Connection) -> list[tuple[str, str]]:
+        def write(c: Any) -> list[tuple[str, str]]:
             now = time.time()
             queue = c.execute("SELECT run_id, backend FROM queue ORDER BY position, enqueued").fetchall()
+            queued_ids = {r for r, _ in queue}
+            queue = [(r, b) for r, b in queue if backends is None or b in backends]
             if not queue:
                 return []
-            queued_ids = {r for r, _ in queue}
             sql = f"SELECT {', '.join(_SLOT_COLUMNS)} FROM runs WHERE status IN ('queued', 'running')"
             active = [dict(zip(_SLOT_COLUMNS, row, strict=True)) for row in c.execute(sql)]
             busy = sum(holds_slot(r, now, self._hostname, queued_ids) for r in active)

@@ -1,0 +1,84 @@
+"""The queue across dashboards: a restart does not lose it, and two dashboards start each queued run once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from mmviz.launcher import submit
+from mmviz.scheduler import scheduler_pid, scheduler_running
+from mmviz.store import TERMINAL, open_store
+from mmviz.store.queue import MAX_PARALLEL
+from mmviz.training.config import build_run_config
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["data.n_train=240", "train.batch_size=32", "train.threads=1"]
+STEPS = 240 // 32 + 1
+
+
+def _wait_all(store, run_ids, timeout=300.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = store.list_runs().set_index("run_id").loc[run_ids]
+        if runs["status"].isin(TERMINAL).all():
+            return runs
+        time.sleep(0.5)
+    raise AssertionError(f"runs did not end in {timeout}s: {store.list_runs()[['run_id', 'status']]}")
+
+
+def _peak_running(runs) -> int:
+    """The most runs whose [started, finished] intervals overlap."""
+    edges = sorted([(t, 1) for t in runs["started"]] + [(t, -1) for t in runs["finished"]])
+    running = peak = 0
+    for _, delta in edges:
+        running += delta
+        peak = max(peak, running)
+    return peak
+
+
+def test_queue_survives_a_dashboard_restart_and_two_dashboards_start_each_run_once(tmp_path, open_page, kill_runs):
+    ws = tmp_path / "ws"
+    try:
+        with open_store(ws) as store:
+            store.set_setting(MAX_PARALLEL, 1)
+            ids = [
+                submit(
+                    store,
+                    build_run_config("synthetic", "baseline", TINY, epochs=1, seed=s),
+                    queue=True,
+                    schedule_now=False,
+                )
+                for s in range(2)
+            ]
+            assert not scheduler_running(store)  # queued, nobody scheduling yet (as if the submitter died)
+            first, second = open_page(ws, "runs"), open_page(ws, "runs")  # two dashboards on one workspace
+            for at in (first, second):
+                assert set(at.dataframe[0].value["status"]) <= {
+                    "queued",
+                    "queued #1",
+                    "queued #2",
+                    "queued #3",
+                    "running",
+                }
+            pid = scheduler_pid(store)
+            assert pid is not None
+            # The machine serving the dashboards restarts: the scheduler dies with it; the queue is in the store.
+            deadline = time.monotonic() + 120
+            while store.get_run(ids[0])["status"] == "queued" and time.monotonic() < deadline:
+                time.sleep(0.2)
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(0.5)
+            assert not scheduler_running(store)
+            restarted = open_page(ws, "runs")  # a dashboard comes back and resumes the queue
+            assert "Queue:" in restarted.expander[0].label
+            runs = _wait_all(store, ids)
+            assert list(runs["status"]) == ["finished"] * 2
+            for rid in ids:  # trained exactly once: one row per step
+                loss = store.load_metrics(rid, keys=["train/loss"])
+                assert sorted(loss["step"]) == list(range(STEPS))
+            assert _peak_running(runs) == 1
+            assert store.list_queue() == []
+    finally:
+        kill_runs(ws)

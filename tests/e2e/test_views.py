@@ -1,0 +1,226 @@
+"""End to end in headless Chromium: what issue 11 found only in a browser, on the viewing side.
+
+- a deep link (``/runs``, ``/live``) opened first on a fresh server gets the app's own navigation (defect 16);
+- a zoomed live chart keeps its x range across refreshes (defect 4);
+- the live charts' axes do not mislead: accuracy in % within 0..100, a constant learning rate on a readable range,
+  a one-point chart starting at 0 (defect 8);
+- the embeddings page of a finished run shows a spread-out UMAP at its last epoch, not a dot (defect 1).
+
+One finished 10-epoch mfeat baseline run (the run the UMAP collapse was seen on) and one long synthetic run that
+keeps training while the zoom test watches it.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mmviz.testing import CHROMIUM, ROOT, launch_chromium, start_dashboard, stop_dashboard
+
+pytestmark = pytest.mark.e2e
+
+TIMEOUT_MS = 120_000
+MFEAT_EPOCHS = 10
+MFEAT = ["--dataset", "mfeat", "--epochs", str(MFEAT_EPOCHS), "--name", "mfeat-baseline"]
+LONG = ["--dataset", "synthetic", "--set", "data.n_train=300", "--epochs", "400", "--name", "long-run",
+        *(f"--set=probes.{p}.enabled=false" for p in ("shapley", "grad_conflict", "separability", "snapshots"))]  # fmt: skip
+APP_PAGES = ["Runs", "Live", "Compare", "Sweeps", "Embeddings", "Teach"]
+
+
+def train(ws: Path, args: list[str], wait: bool = True):
+    argv = [sys.executable, "-m", "mmviz", "train", "--workspace", str(ws), *args]
+    if wait:
+        return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=900, check=True).stdout.split()[0]
+    return subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, kill_runs):
+    """``(workspace, finished mfeat run id)``."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium ('make browser' installs it).")
+    ws = tmp_path_factory.mktemp("e2e-views") / "ws"
+    yield ws, train(ws, MFEAT)
+    kill_runs(ws)
+
+
+@pytest.fixture
+def long_run(workspace, kill_runs):
+    """A run that keeps training while a test watches it (killed afterwards): its id."""
+    proc = train(workspace[0], LONG, wait=False)
+    yield proc.stdout.readline().split()[0]
+    kill_runs(workspace[0])
+    proc.wait(30)
+    proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        ctx = launch_chromium(pw, tmp_path_factory.mktemp("chromium-profile"), viewport={"width": 1500, "height": 1800})
+        ctx.set_default_timeout(TIMEOUT_MS)
+        yield ctx
+        ctx.close()
+
+
+@pytest.fixture
+def fresh_server(workspace, tmp_path):
+    """A dashboard started for this test alone: nothing has been opened on it yet."""
+    proc, url = start_dashboard(workspace[0], tmp_path / "streamlit.log")
+    yield url
+    stop_dashboard(proc)
+    log = (tmp_path / "streamlit.log").read_text()
+    assert "Traceback" not in log, log[-3000:]
+
+
+def nav_labels(page) -> list[str]:
+    """The sidebar navigation's page names (their icons left out)."""
+    page.locator('[data-testid="stSidebarNav"] a').first.wait_for()
+    return page.evaluate(
+        """() => [...document.querySelectorAll('[data-testid="stSidebarNav"] a')].map(a => {
+            const copy = a.cloneNode(true);
+            copy.querySelectorAll('[data-testid="stIconMaterial"]').forEach(i => i.remove());
+            return copy.innerText.trim();
+        })"""
+    )
+
+
+PLOT_INFO = """gd => ({
+    names: gd.data.map(t => t.name),
+    x: gd._fullLayout.xaxis.range, y: gd._fullLayout.yaxis.range,
+    axes: Object.keys(gd._fullLayout).filter(k => /^yaxis\\d*$/.test(k)).map(k => ({
+        range: gd._fullLayout[k].range, suffix: gd._fullLayout[k].ticksuffix,
+        ticks: (gd._fullLayout[k]._vals || []).map(v => v.text)})),
+    xaxes: Object.keys(gd._fullLayout).filter(k => /^xaxis\\d*$/.test(k)).map(k => gd._fullLayout[k].range),
+})"""
+
+
+FIND_PLOT = (
+    "name => [...document.querySelectorAll('.js-plotly-plot')].find(p => (p.data || []).some(t => t.name === name))"
+)
+
+
+def plot_info(page, trace_name: str) -> dict:
+    """Names, ranges and tick labels of the live chart that has a trace called ``trace_name`` (found afresh: the
+    charts' order in the page changes while panels appear)."""
+    page.wait_for_function(f"name => !!({FIND_PLOT})(name)", arg=trace_name, timeout=TIMEOUT_MS)
+    return page.evaluate(f"name => ({PLOT_INFO})(({FIND_PLOT})(name))", trace_name)
+
+
+def plot_box(page, trace_name: str) -> dict:
+    """The bounding box of that chart's drag area (page coordinates), scrolled into view."""
+    page.evaluate(f"name => ({FIND_PLOT})(name).scrollIntoView({{block: 'center'}})", trace_name)
+    return page.evaluate(
+        f"""name => {{ const r = ({FIND_PLOT})(name).querySelector('.nsewdrag').getBoundingClientRect();
+                       return {{x: r.x, y: r.y, width: r.width, height: r.height}}; }}""",
+        trace_name,
+    )
+
+
+def latest_step(page) -> int:
+    text = page.get_by_text(re.compile(r"latest step \d+")).first.inner_text()
+    return int(re.search(r"latest step (\d+)", text).group(1))
+
+
+def test_deep_links_on_a_fresh_server_get_the_apps_navigation(workspace, browser, fresh_server):
+    page = browser.new_page()
+    page.goto(f"{fresh_server}/runs")  # the very first page this server serves
+    page.get_by_role("heading", name="Runs").wait_for()
+    assert nav_labels(page) == APP_PAGES  # not Streamlit's automatic 'app, compare, embeddings, live, ...'
+    # the same set-up as clicking there: the wide layout of app.py's page config
+    main = page.locator('[data-testid="stMainBlockContainer"]').bounding_box()
+    assert main["width"] > 1000, main
+    page.goto(f"{fresh_server}/live?run={workspace[1]}")
+    assert nav_labels(page) == APP_PAGES
+    page.close()
+
+
+def test_deep_link_to_live_first_on_another_fresh_server(workspace, browser, fresh_server):
+    page = browser.new_page()
+    page.goto(f"{fresh_server}/live?run={workspace[1]}")
+    page.get_by_text(re.compile(r"latest step \d+")).first.wait_for()
+    assert nav_labels(page) == APP_PAGES
+    page.close()
+
+
+def test_a_zoomed_live_chart_keeps_its_range_across_refreshes(long_run, browser, fresh_server):
+    page = browser.new_page()
+    page.goto(f"{fresh_server}/live?run={long_run}")
+    page.wait_for_function("() => /latest step [1-9]/.test(document.body.innerText)", timeout=TIMEOUT_MS)
+    before = plot_info(page, "train · loss")["x"]
+    for _ in range(3):  # a drag that a redraw interrupts (a new panel appearing) is tried again
+        box = plot_box(page, "train · loss")
+        y = box["y"] + box["height"] / 2
+        page.mouse.move(box["x"] + 0.3 * box["width"], y)
+        page.mouse.down()
+        page.mouse.move(box["x"] + 0.6 * box["width"], y, steps=8)  # plotly's default drag: a zoom box on x
+        page.mouse.up()
+        zoomed = plot_info(page, "train · loss")["x"]
+        if zoomed[1] - zoomed[0] < 0.5 * (before[1] - before[0]):
+            break
+    assert zoomed[1] - zoomed[0] < 0.5 * (before[1] - before[0]), (before, zoomed)
+    step = latest_step(page)
+    deadline = time.monotonic() + 90
+    while latest_step(page) < step + 5:  # a few refreshes (every 2 s) with new rows
+        assert time.monotonic() < deadline, "the run did not move on"
+        page.wait_for_timeout(500)
+    page.wait_for_timeout(2500)
+    after = plot_info(page, "train · loss")["x"]
+    assert after == pytest.approx(zoomed, rel=1e-6), (zoomed, after)
+    page.close()
+
+
+def test_live_axes_of_a_finished_run_are_readable(workspace, browser, fresh_server):
+    page = browser.new_page()
+    page.goto(f"{fresh_server}/live?run={workspace[1]}")
+    accuracy = plot_info(page, "fou")  # the accuracy chart, the first one: a facet per split and measure
+    for axis in accuracy["axes"]:  # accuracy in %, never drawn beyond 0..100 (train accuracy reaches 100 %)
+        assert axis["suffix"] == "%" and -5 <= axis["range"][0] and axis["range"][1] <= 105, axis
+    assert len({tuple(r) for r in accuracy["xaxes"]}) == 1  # train and val facets on one x range
+    lr = plot_info(page, "lr")
+    (lr_axis,) = [a for a in lr["axes"] if "0.001" in a["ticks"]]
+    assert lr_axis["range"][0] < 0.001 < lr_axis["range"][1]
+    assert not [t for t in lr_axis["ticks"] if "99999" in t or "00001" in t], lr_axis["ticks"]
+    one_point = plot_info(page, "sys/step_ms")  # one timing point: the axis starts at 0
+    assert all(r[0] <= 0 for r in one_point["xaxes"]), one_point["xaxes"]
+    page.close()
+
+
+def test_embeddings_last_epoch_umap_is_spread_out_not_a_dot(workspace, browser, fresh_server):
+    ws, run = workspace
+    proj = ws / "runs" / run / "snapshots" / "proj"
+    page = browser.new_page()
+    page.goto(f"{fresh_server}/embeddings?run={run}")  # UMAP is the default; the last epoch too
+    deadline = time.monotonic() + 240
+    while len(list(proj.glob("umap-*.npz"))) < 3 * MFEAT_EPOCHS:  # the worker computes every epoch, nearest first
+        assert time.monotonic() < deadline, sorted(p.name for p in proj.glob("*.npz"))
+        time.sleep(1)
+    page.reload()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=\"stCaptionContainer\"]')]"
+        ".filter(c => c.innerText.trim() === 'UMAP').length === 3",
+        timeout=TIMEOUT_MS,
+    )
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length === 3")
+    assert page.get_by_text(f"epoch {MFEAT_EPOCHS}").count() >= 3
+    for i in range(3):
+        spans = (
+            page.locator(".js-plotly-plot")
+            .nth(i)
+            .evaluate(
+                """gd => {
+                const xs = gd._fullData.flatMap(t => Array.from(t.x)), ys = gd._fullData.flatMap(t => Array.from(t.y));
+                const span = v => Math.max(...v) - Math.min(...v), r = gd._fullLayout;
+                return [span(xs) / (r.xaxis.range[1] - r.xaxis.range[0]), span(ys) / (r.yaxis.range[1] - r.yaxis.range[0])];
+            }"""
+            )
+        )
+        assert min(spans) > 0.6, (i, spans)  # the points fill the panel's axes (a collapsed view filled < 1 %)
+    page.close()

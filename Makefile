@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 8501
 export MMVIZ_WORKSPACE ?= $(CURDIR)/mmviz-runs
 
-.PHONY: run test lint bench venv browser system clean
+.PHONY: run test lint bench venv browser system clean ray
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -47,6 +47,11 @@ $(VENV)/.test-extras: $(STAMP) Makefile
 
 test: $(STAMP) $(VENV)/.test-extras system
 	$(BIN)/python -m pytest -q -m "not slow and not gpu"
+
+# Optional: the Ray backend (--backend ray). Large (~80 MB wheel), so not part of `make test`; its tests are
+# marked slow: `make ray && .venv/bin/python -m pytest -m slow tests/app/test_ray_backend.py`.
+ray: $(STAMP)
+	$(BIN)/pip install "ray>=2.9,<3"
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

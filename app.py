@@ -1,8 +1,10 @@
-"""mmviz dashboard entry point: page config and navigation over the files in app_pages/.
+"""mmviz dashboard entry point: page config and navigation over the files in pages/.
 
-The folder is deliberately not called ``pages/``: Streamlit treats a ``pages/`` folder next to the entry script as a
-legacy multipage app until ``st.navigation`` has run once in the server, so a deep link (``/runs``) opened first on a
-fresh server ran the page without this script and showed Streamlit's automatic page list (issue 11, defect 16).
+Streamlit treats a ``pages/`` folder next to the entry script as a legacy multipage app until ``st.navigation`` has
+run once in the server, so a deep link (``/runs``) opened first on a fresh server used to run the page file without
+this script and show Streamlit's automatic page list (issue 11, defect 16). Every page starts with
+:func:`mmviz.ui.frame.page_frame`, which then hands the request to this script's navigation (see
+:func:`mmviz.ui.frame.ensure_app_navigation`).
 
 Run with ``make run`` or ``python -m mmviz dashboard`` from anywhere; the server listens on 127.0.0.1 only
 (:mod:`mmviz.ui.listen`: started any other way with another address, the app refuses to serve).
@@ -18,12 +20,12 @@ from mmviz.ui.listen import check_listen_address
 
 ROOT = Path(__file__).resolve().parent
 PAGES = [
-    ("app_pages/runs.py", "Runs", ":material/table_rows:"),
-    ("app_pages/live.py", "Live", ":material/monitoring:"),
-    ("app_pages/compare.py", "Compare", ":material/compare_arrows:"),
-    ("app_pages/sweeps.py", "Sweeps", ":material/grid_view:"),
-    ("app_pages/embeddings.py", "Embeddings", ":material/scatter_plot:"),
-    ("app_pages/teach.py", "Teach", ":material/school:"),
+    ("pages/runs.py", "Runs", ":material/table_rows:"),
+    ("pages/live.py", "Live", ":material/monitoring:"),
+    ("pages/compare.py", "Compare", ":material/compare_arrows:"),
+    ("pages/sweeps.py", "Sweeps", ":material/grid_view:"),
+    ("pages/embeddings.py", "Embeddings", ":material/scatter_plot:"),
+    ("pages/teach.py", "Teach", ":material/school:"),
 ]
 
 st.set_page_config(page_title="mmviz", page_icon=":material/biotech:", layout="wide")

@@ -2,7 +2,7 @@
 
 Fills a temporary workspace with one run of ~100k points in the shape a real run logs (per-step gradient norms,
 scores and loss; per-epoch accuracies by four measures, Shapley shares, separability, prototypes), then runs
-the real live page script (``app_pages/live.py`` through Streamlit's AppTest, in this process) and times:
+the real live page script (``pages/live.py`` through Streamlit's AppTest, in this process) and times:
 
 - first view: the server has not read this run yet (all 100k rows come from SQLite, every chart is built);
 - new tab: another browser session opens the run while the server holds its rows (the shared live buffer);
@@ -103,7 +103,7 @@ def main() -> int:
         def page() -> AppTest:
             at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
             at.query_params["run"] = rid
-            return at.switch_page("app_pages/live.py")
+            return at.switch_page("pages/live.py")
 
         warm = page().run()  # imports and caches, not timed
         assert not warm.exception, warm.exception

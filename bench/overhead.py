@@ -1,15 +1,17 @@
-"""Overhead of the default diagnostics on a training step: the default demo run with the default probes vs none.
+"""Overhead of the default diagnostics: per training step, and on the whole run (default demo run, probes vs none).
 
 Runs the default demo training (``mfeat``, ``baseline``, the default config: 30 epochs, with a real run store,
 checkpoints and snapshots in a temporary workspace, as ``python -m mmviz train`` does) alternately with the default
 probe set and with every probe disabled, in one process, after one warm-up run of each. Per run it measures the
 mean **training-step** time (the interval between consecutive steps inside an epoch: forward, backward, the per-step
 probes, the method, the optimiser step and logging; DESIGN.md §5 budgets "overhead on a training step") and, for
-information, the whole ``fit()`` time per epoch including the per-epoch probes (evaluation-time diagnostics run once
-per epoch on val and are reported separately, not budgeted). It prints the ratio of the medians, the median of the
-paired ratios, and the probes' own hook timers as a share of the wall time. ``--clock cpu`` uses this process's CPU time instead (steadier when other processes share the cores);
+the **whole run**: ``fit()`` from start to return, which includes the epoch-end measuring pass, the analysis
+process (``train.analysis=process``, as ``python -m mmviz train`` runs it: purity, silhouette, prototypes, probes,
+Shapley values and the index computed from the epoch records outside the training process) and the wait for it to
+catch up at the end. It prints the per-step ratio of the medians, the median of the paired ratios, the whole-run
+ratio and the probes' own hook timers as a share of the wall time. ``--clock cpu`` uses this process's CPU time instead (steadier when other processes share the cores);
 ``--set train.threads=1`` avoids two OpenMP threads fighting other processes for two cores.
-Budget (DESIGN.md §5): <= 1.05. Exit status 0 when it holds, 1 when it does not.
+Budgets (DESIGN.md §5): per step <= 1.05, whole run <= 1.10. Exit status 0 when both hold, 1 when one does not.
 
 Usage: ``.venv/bin/python bench/overhead.py [--reps 7] [--epochs N] [--clock wall|cpu] [--set key=value ...]``
 (e.g. ``--set train.device=cuda --set model.encoder=resnet18 --set data.pix_as_image=true`` for a GPU figure).
@@ -33,11 +35,13 @@ from mmviz.training import loop  # noqa: E402
 from mmviz.training.config import build_run_config  # noqa: E402
 
 BUDGET = 1.05
+WHOLE_BUDGET = 1.10
 
 
-def run_once(store: RunStore, sets: list[str], epochs: int | None, clock) -> tuple[float, float, int, float]:
-    """Train one run; return its mean step time and its time per epoch on ``clock``, the number of epochs and the
-    probes' share of the wall time (from the probes' own hook timers)."""
+def run_once(store: RunStore, sets: list[str], epochs: int | None, clock) -> tuple[float, float, int, float, float]:
+    """Train one run; return its mean step time and its whole time per epoch on ``clock``, the number of epochs,
+    the probes' share of the wall time (from the probes' own hook timers) and the time per epoch until the last
+    epoch ended (before waiting for the analysis process)."""
     cfg = build_run_config("mfeat", "baseline", sets, epochs=epochs)
     run_id = prepare_run(store, cfg, name="bench-overhead")
     probes: list = []
@@ -50,8 +54,11 @@ def run_once(store: RunStore, sets: list[str], epochs: int | None, clock) -> tup
     steps: list[float] = []  # step durations inside epochs (the first step of an epoch follows epoch-end work)
     last: list = [None, None]  # (epoch, time) of the previous step
 
+    trained = [0.0]
+
     def progress(info, values: dict) -> None:
         if "epoch_done" in values:
+            trained[0] = clock()
             return
         now = clock()
         if last[0] == info.epoch:
@@ -61,12 +68,13 @@ def run_once(store: RunStore, sets: list[str], epochs: int | None, clock) -> tup
     loop.create_probes = create_and_keep
     try:
         start, wall = clock(), time.perf_counter()
-        loop.fit(cfg, store, run_id, store.run_dir(run_id), progress=progress)
+        loop.fit(cfg, store, run_id, store.run_dir(run_id), progress=progress, analysis_process=True)
         elapsed, wall = clock() - start, time.perf_counter() - wall
     finally:
         loop.create_probes = create
     share = sum(p.seconds for p in probes) / wall
-    return statistics.fmean(steps), elapsed / cfg.train.epochs, cfg.train.epochs, share
+    epochs = cfg.train.epochs
+    return statistics.fmean(steps), elapsed / epochs, epochs, share, (trained[0] - start) / epochs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     arms = {"default probes": list(args.sets), "no probes": list(args.sets) + off}
     times: dict[str, list[float]] = {name: [] for name in arms}
     epochs_t: dict[str, list[float]] = {name: [] for name in arms}
+    trained_t: dict[str, list[float]] = {name: [] for name in arms}
     shares: list[float] = []
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     with tempfile.TemporaryDirectory(prefix="mmviz-bench-") as ws, RunStore(ws) as store:
@@ -94,9 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         for rep in range(args.reps):
             order = list(arms) if rep % 2 == 0 else list(reversed(arms))
             for name in order:
-                per_step, per_epoch, epochs, share = run_once(store, arms[name], args.epochs, clock)
+                per_step, per_epoch, epochs, share, trained = run_once(store, arms[name], args.epochs, clock)
                 times[name].append(per_step)
                 epochs_t[name].append(per_epoch)
+                trained_t[name].append(trained)
                 if name == "default probes":
                     shares.append(share)
                 print(
@@ -112,11 +122,15 @@ def main(argv: list[str] | None = None) -> int:
         f"median ms/step: default probes {1000 * with_probes:.3f}, no probes {1000 * without:.3f}; "
         f"median of paired ratios {paired:.3f}"
     )
-    print(f"whole run incl. per-epoch diagnostics (not budgeted): {whole:.2f}x time per epoch")
+    trained = statistics.median(trained_t["default probes"]) / statistics.median(trained_t["no probes"])
+    print(f"until the last epoch ended (before the analysis catches up): {trained:.3f}x")
     print(f"probe hooks' own timers: {100 * statistics.median(shares):.1f}% of the run's wall time (median)")
     ratio = with_probes / without
-    print(f"training-step overhead ratio {ratio:.3f} ({args.clock} time; budget <= {BUDGET})")
-    return 0 if ratio <= BUDGET else 1
+    print(
+        f"training-step overhead ratio {ratio:.3f} (budget <= {BUDGET}); whole run with default diagnostics every "
+        f"epoch vs none {whole:.3f} (budget <= {WHOLE_BUDGET}); {args.clock} time"
+    )
+    return 0 if ratio <= BUDGET and whole <= WHOLE_BUDGET else 1
 
 
 if __name__ == "__main__":

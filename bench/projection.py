@@ -33,7 +33,7 @@ N, CLASSES, EPOCHS = 2000, 10, 3
 
 def write_run(workspace: Path) -> tuple[str, dict[int, Path]]:
     """A run whose snapshots are 2,000 samples of class-structured features that sharpen epoch by epoch."""
-    from mmviz.probes.snapshots import save_snapshot, snapshot_path
+    from mmviz.measures.record import save_npz, snapshot_path
     from mmviz.store import open_store
 
     rng = np.random.default_rng(0)
@@ -53,7 +53,7 @@ def write_run(workspace: Path) -> tuple[str, dict[int, Path]]:
                 arrays[f"pred_{m}"] = np.where(rng.random(N) < 0.5 + 0.1 * epoch, labels, 0).astype(np.int16)
             arrays["conf_fused"] = rng.random(N).astype(np.float16)
             path = snapshot_path(store.run_dir(run_id), epoch)
-            save_snapshot(path, arrays, compress=False)
+            save_npz(path, arrays, compress=False)
             store.add_artifact(run_id, epoch, "snapshot", path.relative_to(store.run_dir(run_id)).as_posix())
             paths[epoch] = path
     return run_id, paths
@@ -83,7 +83,7 @@ def measure_page(workspace: Path, run_id: str) -> tuple[float, float, bool]:
     at.query_params["run"] = run_id
     at.run()
     t0 = time.perf_counter()
-    at.switch_page("app_pages/embeddings.py").run()  # starts this process's worker: cold
+    at.switch_page("pages/embeddings.py").run()  # starts this process's worker: cold
     first = time.perf_counter() - t0
     assert not at.exception, at.exception
     t0 = time.perf_counter()

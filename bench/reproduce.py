@@ -446,7 +446,7 @@ def draw_curves(name: str, data: dict, out_dir: Path) -> Path | None:
         if c["index"]:
             ax2.plot(*zip(*c["index"], strict=True), **style)
     ax1.axhline(data["alone"], color="k", ls=":", lw=1, label=f"`{data['weak']}` alone (test)")
-    ax1.set(title=f"{data['label']}: `{data['weak']}` val probe accuracy (seed 0)", xlabel="epoch", ylabel="accuracy")
+    ax1.set(title=f"{name}: `{data['weak']}` val probe accuracy (seed 0)", xlabel="epoch", ylabel="accuracy")
     ax2.set(title="imbalance index (val Shapley, seed 0)", xlabel="epoch", ylabel="index (0 = equal reliance)")
     ax2.legend(fontsize=7, ncol=2, loc="best")
     ax1.legend(fontsize=7, ncol=2, loc="lower right")

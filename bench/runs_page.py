@@ -1,7 +1,7 @@
 """Server-side render time of the Runs page with 10, 200 and 1,000 finished runs, side by side.
 
 Fills temporary workspaces with finished 30-epoch runs in the shape a real run logs (per-step loss, per-epoch
-accuracies and the imbalance index), then runs the real Runs page script (``app_pages/runs.py`` through
+accuracies and the imbalance index), then runs the real Runs page script (``pages/runs.py`` through
 Streamlit's AppTest, in this process) and times a page view:
 
 - cold: a server that has not read this workspace yet (every Streamlit cache cleared first);

@@ -32,6 +32,7 @@ def param(
     log: bool = False,
     step: float | None = None,
     when: Mapping[str, tuple] | None = None,
+    modalities: bool = False,
 ) -> Any:
     """Declare a config field with a default and the metadata the validator and the UI use.
 
@@ -44,10 +45,14 @@ def param(
         step: hint for the UI's number input step.
         when: ``{other_field: allowed values}``: the field applies only when each named field of the same config
             has one of those values (e.g. ``momentum`` only with ``name='sgd'``); forms hide it otherwise.
+        modalities: the value is a modality name (a string; '' allowed) or a tuple of them: forms offer the
+            dataset's modalities to pick from (the method's ``check_config`` still validates the names).
     """
     meta = {"help": help, "low": low, "high": high, "low_open": low_open, "choices": choices, "log": log, "step": step}
     if when:
         meta["when"] = {k: tuple(v) for k, v in when.items()}
+    if modalities:
+        meta["modalities"] = True
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -66,6 +71,7 @@ class FieldSpec:
     log: bool
     step: float | None
     when: Mapping[str, tuple] | None = None
+    modalities: bool = False
 
     def applies(self, values: Mapping[str, Any]) -> bool:
         """Whether the field matters given the values of the other fields of its config (see ``param(when=...)``)."""
@@ -179,6 +185,7 @@ class Config:
                     log=m.get("log", False),
                     step=m.get("step"),
                     when=m.get("when"),
+                    modalities=m.get("modalities", False),
                 )
             )
         return specs

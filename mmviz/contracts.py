@@ -307,6 +307,8 @@ class TrainContext:
         dropped_mask: published by a method that zeroes modality inputs (AMD): per modality a bool tensor over
             absolute sample indices, True where the input was zeroed in the current epoch; None otherwise.
         probe_cache: the epoch probes' shared per-epoch values (:class:`EpochCache`).
+        analysis_in_process: True when a separate analysis process computes the analysis probes' rows from the
+            epoch records (the trainer only measures); False: they are analysed inline, at each probe's turn.
     """
 
     model: MultimodalModel
@@ -333,6 +335,7 @@ class TrainContext:
     enabled_probes: frozenset[str] = frozenset()
     dropped_mask: dict[str, torch.Tensor] | None = None
     probe_cache: EpochCache = dataclasses.field(default_factory=EpochCache)
+    analysis_in_process: bool = False
 
 
 class Hooks:

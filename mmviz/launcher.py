@@ -458,8 +458,8 @@ def stop(store: RunStoreProtocol, run_id: str, *, grace: float = 20.0, wait: boo
     store.request_stop(run_id)
     if (run.get("origin") or "trainer") != "trainer":
         return  # the user's own process: it sees the request (mmviz.api's ``should_stop``); never signal it
-    if run.get("host") and run["host"] != socket.gethostname():
-        return  # another machine (a Ray worker, a remote scheduler): the request is all that reaches it
+    if run.get("backend") == "ray" or (run.get("host") and run["host"] != socket.gethostname()):
+        return  # a Ray worker, or another machine: the request is all that reaches it (never a signal)
     pid = run.get("pid")
 
     def escalate() -> None:

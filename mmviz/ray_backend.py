@@ -69,5 +69,6 @@ def start_ray_run(store: Any, run_id: str) -> None:
     """Submit a created run to Ray (a detached actor named ``mmviz-<run_id>`` with the run's resources)."""
     ray = connect()
     request = resources(store.get_run(run_id)["config"])
+    store.update_run(run_id, backend="ray")  # stop then goes through the store only: never a signal to a worker
     actor = _actor_class(ray).options(name=f"mmviz-{run_id}", lifetime="detached", max_restarts=0, **request).remote()
     actor.train.remote(str(store.workspace), run_id)

@@ -2,8 +2,8 @@
 
 A snapshot is one ``.npz`` per epoch in ``<run_dir>/snapshots/`` holding, for the same val samples every epoch,
 each modality's features, the fused features, labels, predictions and the fused confidence (see
-:class:`mmviz.probes.snapshots.SnapshotProbe`). The file's array names live here and only here (``_NAMES``), so a
-change of format touches one place. This module imports numpy and pandas only: the dashboard reads snapshots
+:class:`mmviz.probes.snapshots.SnapshotProbe`). The file's array names are defined once, in
+:mod:`mmviz.measures.record`, for the writer and this reader. This module imports numpy and pandas only: the dashboard reads snapshots
 without importing torch.
 """
 
@@ -17,21 +17,12 @@ import numpy as np
 import pandas as pd
 
 from mmviz.errors import StoreError
+from mmviz.measures.record import SNAPSHOT_KIND, SNAPSHOT_NAMES  # noqa: F401  (SNAPSHOT_KIND: re-export)
 
 FUSED = "fused"
 
-# The snapshot file format, as written by mmviz/probes/snapshots.py. ``{v}`` is a modality name or 'fused'.
-_NAMES = {
-    "index": "index",  # (N,) absolute sample indices, the same every epoch
-    "label": "label",  # (N,) class labels
-    "features": "features_{v}",  # (N, D_v) float16
-    "pred": "pred_{v}",  # (N,) predicted class (head split or nearest class mean per modality; fused argmax)
-    "confidence": "conf_fused",  # (N,) max softmax of the fused logits
-    "dropped": "dropped",  # optional (N,) bool: the sample had a modality dropped (amd)
-    "dropped_view": "dropped_{v}",  # optional (N,) bool per modality
-}
+_NAMES = SNAPSHOT_NAMES  # the file format, defined once in mmviz.measures.record (the writer uses it too)
 _FEATURES_PREFIX = _NAMES["features"].split("{v}")[0]
-SNAPSHOT_KIND = "snapshot"  # the artifact kind in the store
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

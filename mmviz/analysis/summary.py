@@ -1,9 +1,11 @@
 """Plain-language summaries computed from stored signals: the imbalance banner and the run comparison table.
 
-The banner compares each modality's accuracy inside the joint run (linear probe, else NCM, else head split, at
-the latest evaluation) with what the same modality reaches when trained alone: the best val accuracy of a
-``unimodal`` reference run on the same dataset with the same data settings. It adds who holds the Shapley
-contribution (``imbalance/share/<m>``, else shares of ``val/shapley/<m>``) and since when, and the imbalance index.
+The banner compares like with like: each modality's accuracy inside the joint run (linear probe, else NCM, else
+head split, at the latest evaluation) with the *same measure* of that modality on a ``unimodal`` reference run's
+encoder (same dataset and data settings), read at the reference's best-on-val epoch. It adds each modality's
+Shapley share (``imbalance/share/<m>``, else ``val/shapley/<m>`` over the sum of their absolute values, sign kept:
+a modality that adds nothing reads 0, one that lowers the accuracy reads below 0), who holds the contribution and
+since when, and the imbalance index (:func:`mmviz.measures.compute_imbalance`).
 
 The two readings answer different questions and may name different modalities: accuracy of a modality's own
 features is its *learning state* (what it has learned), the Shapley share is the fused model's *reliance* on it (how
@@ -24,6 +26,7 @@ import pandas as pd
 
 UNDER_TRAINED_GAP = 0.05  # accuracy points below the unimodal reference that count as under-trained
 ACC_MEASURES = (("acc_probe", "linear-probe accuracy"), ("acc_ncm", "NCM accuracy"), ("acc", "head-split accuracy"))
+NO_SHARE = 0.05  # a Shapley share within +-5% of zero: the modality adds nothing to val accuracy
 
 
 @dataclasses.dataclass
@@ -34,6 +37,13 @@ class Banner:
     lines: list[str]
     level: str = "info"
     missing_references: list[str] = dataclasses.field(default_factory=list)
+    # The numbers behind the lines, for pages that word them their own way.
+    measure: str = ""  # the accuracy quantity compared ('acc_probe', 'acc_ncm' or 'acc'), '' when none
+    joint: dict[str, float] = dataclasses.field(default_factory=dict)  # that measure in this run, latest
+    alone: dict[str, float] = dataclasses.field(default_factory=dict)  # the same measure on each reference
+    shares: dict[str, float] = dataclasses.field(default_factory=dict)  # latest Shapley share (sign kept)
+    dominant: str | None = None  # the modality named by imbalance/dominant/<m> at the latest evaluation
+    index: float | None = None  # the latest imbalance index
 
 
 def _config(run: Mapping) -> dict:
@@ -47,7 +57,7 @@ def _modalities(run: Mapping) -> list[str]:
 
 
 def _pct(x: float) -> str:
-    return f"{100 * x:.0f}%"
+    return f"{round(100 * x) or 0:.0f}%"  # never "-0%"
 
 
 def reference_modality(run: Mapping) -> str | None:
@@ -96,9 +106,41 @@ def latest_by_modality(frame: pd.DataFrame, split: str | None, quantity: str) ->
     return out
 
 
+def reference_keys(modality: str) -> list[str]:
+    """The keys :func:`reference_accuracy` reads from a reference run that trains ``modality``."""
+    return [f"val/{quantity}/{modality}" for quantity, _ in ACC_MEASURES]
+
+
+def reference_accuracy(ref: Mapping, ref_frame: pd.DataFrame | None, modality: str, quantity: str) -> float | None:
+    """``val/<quantity>/<modality>`` of a reference run at its best-on-val epoch (its latest value while that
+    epoch has none, e.g. a running reference), or ``None`` when the reference never logged that measure."""
+    if ref_frame is None or ref_frame.empty:
+        return None
+    rows = ref_frame[ref_frame["key"] == f"val/{quantity}/{modality}"]
+    if rows.empty:
+        return None
+    best = ref.get("best_epoch")
+    at_best = rows[rows["epoch"] == float(best)] if isinstance(best, (int, float)) and not pd.isna(best) else rows[:0]
+    pick = at_best if not at_best.empty else rows
+    return float(pick.sort_values(["step", "id"])["value"].iloc[-1])
+
+
+def latest_dominant(frame: pd.DataFrame) -> str | None:
+    """The modality named by ``imbalance/dominant/<m> = 1`` at the latest evaluation that logged it."""
+    if frame.empty:
+        return None
+    rows = frame[(frame["quantity"] == "imbalance/dominant") & frame["modality"].notna()]
+    if rows.empty:
+        return None
+    last = rows[rows["step"] == rows["step"].max()]
+    named = last[last["value"] >= 0.5]
+    return str(named.sort_values("id")["modality"].iloc[-1]) if not named.empty else None
+
+
 def shapley_shares(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per-epoch Shapley share of each modality: ``imbalance/share/<m>`` when logged, else the positive part of
-    ``val/shapley/<m>`` over its sum. Returns a frame indexed by epoch with one column per modality."""
+    """Per-epoch Shapley share of each modality: ``imbalance/share/<m>`` when logged, else ``val/shapley/<m>`` over
+    the sum of their absolute values (sign kept, as the index's shares). Returns a frame indexed by epoch with one
+    column per modality."""
     if frame.empty:
         return pd.DataFrame()
     mod_ok = frame["modality"].notna() & (frame["modality"] != "fused")
@@ -108,10 +150,8 @@ def shapley_shares(frame: pd.DataFrame) -> pd.DataFrame:
     raw = frame[(frame["split"] == "val") & (frame["quantity"] == "shapley") & mod_ok]
     if raw.empty:
         return pd.DataFrame()
-    table = (
-        raw.pivot_table(index="epoch", columns="modality", values="value", aggfunc="last").sort_index().clip(lower=0)
-    )
-    total = table.sum(axis=1).replace(0.0, np.nan)
+    table = raw.pivot_table(index="epoch", columns="modality", values="value", aggfunc="last").sort_index()
+    total = table.abs().sum(axis=1).replace(0.0, np.nan)
     return table.div(total, axis=0)
 
 
@@ -133,9 +173,16 @@ def dominance_since(shares: pd.DataFrame, threshold: float) -> tuple[str, int, f
     return leader, int(round(float(shares.index[start]))), float(shares[leader].iloc[start:].mean())
 
 
-def compute_imbalance_banner(run: Mapping, frame: pd.DataFrame, references: Mapping[str, Mapping]) -> Banner:
-    """The imbalance banner of ``run`` from its tidy metrics ``frame`` and its unimodal ``references``
-    (``{modality: run dict}`` with ``best_val_acc``, ``name``, ``run_id``, status)."""
+def compute_imbalance_banner(
+    run: Mapping,
+    frame: pd.DataFrame,
+    references: Mapping[str, Mapping],
+    reference_frames: Mapping[str, pd.DataFrame] | None = None,
+) -> Banner:
+    """The imbalance banner of ``run`` from its tidy metrics ``frame``, its unimodal ``references``
+    (``{modality: run dict}`` with ``best_epoch``, ``name``, ``run_id``, status) and their metrics
+    (``{modality: tidy frame}`` holding at least :func:`reference_keys`)."""
+    reference_frames = reference_frames or {}
     mods = _modalities(run)
     if not frame.empty:  # the per-evaluation keys the banner reads: select them once, not once per question
         keys = frame["key"].unique()
@@ -144,31 +191,37 @@ def compute_imbalance_banner(run: Mapping, frame: pd.DataFrame, references: Mapp
         return Banner([f"This is a unimodal reference run: only {reference_modality(run)!r} is trained."])
     lines: list[str] = []
     warn = False
-    accs, measure = {}, ""
+    accs, measure, quantity = {}, "", ""
     for quantity, label in ACC_MEASURES:
         accs = latest_by_modality(frame, "val", quantity)
         if accs:
             measure = label
             break
+    joint: dict[str, float] = {m: v for m, (v, _) in accs.items()}
+    alone: dict[str, float] = {}
     missing = [m for m in mods if m not in references]
     compared = False
     weak_strong: tuple[str, str] | None = None  # (learned less, learned more) by the accuracy of own features
     for m in mods:
         ref = references.get(m)
-        alone = None if ref is None else ref.get("best_val_acc")
-        if m not in accs or alone is None or (isinstance(alone, float) and math.isnan(alone)):
+        if ref is None or m not in accs:
             continue
-        compared = True
-        acc = accs[m][0]
         status = ref.get("effective_status") or ref.get("status")
         where = f"run {ref.get('name') or ref['run_id']}" + ("" if status == "finished" else f", {status}")
-        if alone - acc >= UNDER_TRAINED_GAP:
+        value = reference_accuracy(ref, reference_frames.get(m), m, quantity)
+        if value is None or math.isnan(value):
+            lines.append(f"{m}: the reference ({where}) has no {measure} logged yet, so there is nothing to compare.")
+            continue
+        compared = True
+        alone[m] = value
+        acc = accs[m][0]
+        if value - acc >= UNDER_TRAINED_GAP:
             warn = True
             lines.insert(
-                0, f"{m} is under-trained: {measure} {_pct(acc)} vs {_pct(alone)} when trained alone ({where})."
+                0, f"{m} is under-trained: {measure} {_pct(acc)} vs {_pct(value)} when trained alone ({where})."
             )
         else:
-            lines.append(f"{m} keeps up: {measure} {_pct(acc)} vs {_pct(alone)} when trained alone ({where}).")
+            lines.append(f"{m} keeps up: {measure} {_pct(acc)} vs {_pct(value)} when trained alone ({where}).")
     if not compared and len(accs) >= 2:
         ranked = sorted(accs.items(), key=lambda kv: kv[1][0])
         (weak, (wv, epoch)), (strong, (sv, _)) = ranked[0], ranked[-1]
@@ -182,8 +235,17 @@ def compute_imbalance_banner(run: Mapping, frame: pd.DataFrame, references: Mapp
             lines.append(
                 f"The modalities are level: {measure} within {_pct(sv - wv)} of each other at epoch {epoch:.0f}."
             )
+    shares_table = shapley_shares(frame) if len(mods) >= 2 else pd.DataFrame()
+    shares = {str(m): float(v) for m, v in shares_table.iloc[-1].dropna().items()} if not shares_table.empty else {}
+    for m, share in shares.items():
+        if share < -NO_SHARE:
+            warn = True
+            lines.append(f"{m} lowers val accuracy: its Shapley share is {_pct(share)} (masking it helps).")
+        elif share <= NO_SHARE:
+            warn = True
+            lines.append(f"{m} adds nothing to val accuracy: its Shapley share is {_pct(share)}.")
     if len(mods) >= 2:
-        lead = dominance_since(shapley_shares(frame), threshold=min(0.9, 1.0 / len(mods) + 0.1))
+        lead = dominance_since(shares_table, threshold=min(0.9, 1.0 / len(mods) + 0.1))
         if lead is not None:
             warn = True
             m, since, share = lead
@@ -198,11 +260,13 @@ def compute_imbalance_banner(run: Mapping, frame: pd.DataFrame, references: Mapp
                     f"'s features have learned more, so {weak_strong[1]} is under-used by the fusion."
                 )
     index = frame[frame["key"] == "imbalance/index"] if not frame.empty else frame
+    index_value = None
     if not index.empty:
         last = index.sort_values(["step", "id"]).iloc[-1]
+        index_value = float(last["value"])
         lines.append(
-            f"Imbalance index {last['value']:.2f} at epoch {last['epoch']:.0f} (0 = balanced, 1 = one "
-            "modality carries all the accuracy)."
+            f"Imbalance index {last['value']:.2f} at epoch {last['epoch']:.0f} (0 = balanced, 0.5 = one "
+            "modality carries all the accuracy, 1 = the weakest takes away as much as the strongest adds)."
         )
     if not lines:
         lines.append("Waiting for the first evaluation: no per-modality signals yet.")
@@ -211,7 +275,17 @@ def compute_imbalance_banner(run: Mapping, frame: pd.DataFrame, references: Mapp
             f"No unimodal reference run for {', '.join(missing)} on this dataset with these data settings yet; "
             "launch them to see what each modality reaches alone."
         )
-    return Banner(lines, "warning" if warn else "info", missing)
+    return Banner(
+        lines,
+        "warning" if warn else "info",
+        missing,
+        measure=quantity if accs else "",
+        joint=joint,
+        alone=alone,
+        shares=shares,
+        dominant=latest_dominant(frame),
+        index=index_value,
+    )
 
 
 # ---------------------------------------------------------------- runs and comparisons

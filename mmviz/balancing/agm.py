@@ -10,17 +10,16 @@ import torch
 import torch.nn.functional as F
 
 from mmviz.balancing.base import BalancingMethod, check_requirements
-from mmviz.balancing.common import in_window
 from mmviz.balancing.registry import METHODS
-from mmviz.config import Config, param
+from mmviz.balancing.settings import ModulationWindow
+from mmviz.config import param
 from mmviz.contracts import ModelOutput, ModelSpec, StepInfo, TrainContext
-from mmviz.errors import ConfigError
 from mmviz.measures import compute_shapley, eval_mode
 from mmviz.recipes import Recipe, RecipeSetting
 
 
 @dataclasses.dataclass(frozen=True)
-class AGMConfig(RecipeSetting, Config):
+class AGMConfig(RecipeSetting, ModulationWindow):
     """Settings of AGM."""
 
     alpha: float = param(
@@ -53,13 +52,6 @@ class AGMConfig(RecipeSetting, Config):
     modulation_ends: int = param(
         100000, "Last epoch (inclusive) with modulation (default: the whole run, as the author).", low=1, high=100000
     )
-
-    def check(self) -> None:
-        if self.modulation_ends < self.modulation_starts:
-            raise ConfigError(
-                f"The 'modulation_ends' parameter of {self.title()} must be >= 'modulation_starts' "
-                f"({self.modulation_starts}). Got {self.modulation_ends!r} instead."
-            )
 
 
 def compute_agm_coefficients(
@@ -211,7 +203,7 @@ class AGM(BalancingMethod):
         for m in mods:
             self.score_sum[m] = self.score_sum[m] + scores[m]
         kappa, r, r_mean = compute_agm_coefficients(scores, means, self.config.alpha)
-        if not in_window(info.epoch, self.config.modulation_starts, self.config.modulation_ends):
+        if not self.config.active(info.epoch):
             kappa = {m: torch.ones_like(k) for m, k in kappa.items()}
         fused = None
         for m in mods:

@@ -10,7 +10,8 @@ import torch
 
 from mmviz.balancing.base import BalancingMethod
 from mmviz.balancing.registry import METHODS
-from mmviz.config import Config, param
+from mmviz.balancing.settings import MethodConfig, modality_map, parse_modality_map
+from mmviz.config import param
 from mmviz.contracts import EvalResult, ModelOutput, StepInfo, TrainContext
 from mmviz.errors import ConfigError
 from mmviz.recipes import Recipe, RecipeSetting
@@ -20,30 +21,16 @@ DRAW_MODES = ("shared_per_batch", "independent_per_batch", "independent_per_samp
 _SEED_OFFSET = 0x5EED_A4D  # keeps the dropout draws apart from the data-order generator seeded with the same seed
 
 
-def parse_modality_values(items: tuple[str, ...], owner: str, field: str, low: float, high: float) -> dict[str, float]:
-    """Parse ``("name=value", ...)`` into ``{name: float}``; raise ConfigError naming the bad entry."""
-    out: dict[str, float] = {}
-    for item in items:
-        name, eq, value = item.partition("=")
-        try:
-            v = float(value)
-        except ValueError:
-            v = math.nan
-        if not eq or not name.strip() or not low <= v <= high:
-            raise ConfigError(
-                f"The {field!r} parameter of {owner} must hold entries 'modality=value' with value in "
-                f"[{low:g}, {high:g}] (e.g. 'b=0.5'). Got {item!r} instead."
-            )
-        out[name.strip()] = v
-    return out
-
-
 @dataclasses.dataclass(frozen=True)
-class AMDConfig(RecipeSetting, Config):
+class AMDConfig(RecipeSetting, MethodConfig):
     """Settings of aggressive modality dropout."""
 
-    target: str = param("", "Target modality, never dropped and evaluated alone each epoch ('' = none).")
-    drop: tuple[str, ...] = param((), "Modalities that may be dropped (empty = every modality except the target).")
+    target: str = param(
+        "", "Target modality, never dropped and evaluated alone each epoch ('' = none).", modalities=True
+    )
+    drop: tuple[str, ...] = param(
+        (), "Modalities that may be dropped (empty = every modality except the target).", modalities=True
+    )
     p: float = param(
         0.8,
         "Drop probability of each dropped modality at the end of its schedule (paper: >= 0.8).",
@@ -51,7 +38,7 @@ class AMDConfig(RecipeSetting, Config):
         high=1.0,
         step=0.05,
     )
-    p_modality: tuple[str, ...] = param((), "Per-modality overrides of p, entries 'modality=value' (e.g. 'b=0.5').")
+    p_modality: tuple[str, ...] = modality_map("Per-modality overrides of p.", low=0.0, high=1.0, example="b=0.5")
     schedule: str = param(
         "constant",
         "How p moves over training: constant (paper), linear or cosine ramp from "
@@ -82,7 +69,7 @@ class AMDConfig(RecipeSetting, Config):
     )
 
     def check(self) -> None:
-        parse_modality_values(self.p_modality, self.title(), "p_modality", 0.0, 1.0)
+        super().check()
         if self.evaluate_on == "target" and not self.target:
             raise ConfigError(
                 f"The 'evaluate_on' parameter of {self.title()} is 'target', but no 'target' modality "
@@ -192,7 +179,7 @@ class AggressiveModalityDropout(BalancingMethod):
                     f"target. Got {m!r} instead."
                 )
         dropped = cls.dropped_modalities(config, modalities)
-        for m in parse_modality_values(config.p_modality, owner, "p_modality", 0.0, 1.0):
+        for m in parse_modality_map(config, "p_modality"):
             if m not in dropped:
                 raise ConfigError(
                     f"The 'p_modality' parameter of {owner} names {m!r}, which is not dropped; "
@@ -210,7 +197,7 @@ class AggressiveModalityDropout(BalancingMethod):
         cfg = self.config
         self.modalities = ctx.modalities
         self.dropped = self.dropped_modalities(cfg, self.modalities)
-        overrides = parse_modality_values(cfg.p_modality, cfg.title(), "p_modality", 0.0, 1.0)
+        overrides = parse_modality_map(cfg, "p_modality")
         self.p_end = {m: (overrides.get(m, cfg.p) if m in self.dropped else 0.0) for m in self.modalities}
         self.keep_one = set(self.dropped) == set(self.modalities)
         self.generator = torch.Generator().manual_seed(int(ctx.seed) + _SEED_OFFSET)

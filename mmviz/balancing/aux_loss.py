@@ -9,42 +9,21 @@ import torch.nn.functional as F
 
 from mmviz.balancing.base import BalancingMethod
 from mmviz.balancing.registry import METHODS
-from mmviz.config import Config, param
+from mmviz.balancing.settings import MethodConfig, modality_map, parse_modality_map
+from mmviz.config import param
 from mmviz.contracts import ModelOutput, StepInfo, TrainContext
-from mmviz.errors import ConfigError
-
-
-def parse_weights(text: str, owner: str = "AuxLossConfig") -> dict[str, float]:
-    """Parse ``'b=2,a=0.5'`` into ``{'b': 2.0, 'a': 0.5}``; raise ConfigError on a malformed or negative entry."""
-    out: dict[str, float] = {}
-    for item in (t.strip() for t in text.split(",")):
-        if not item:
-            continue
-        name, eq, value = item.partition("=")
-        try:
-            w = float(value)
-        except ValueError:
-            w = float("nan")
-        if not eq or not name.strip() or not w >= 0.0:
-            raise ConfigError(
-                f"The 'weights' parameter of {owner} must be 'name=value' pairs with values >= 0, e.g. 'b=2,a=0.5'. "
-                f"Got {text!r} instead."
-            )
-        out[name.strip()] = w
-    return out
 
 
 @dataclasses.dataclass(frozen=True)
-class AuxLossConfig(Config):
+class AuxLossConfig(MethodConfig):
     """Settings of the multi-loss baseline."""
 
     weight: float = param(
         1.0, "Weight w of every modality's own cross-entropy (L = CE(fused) + sum_m w_m CE(o^m)).", low=0.0, high=100.0
     )
-    weights: str = param("", "Per-modality overrides as 'name=value' pairs, e.g. 'b=2,a=0.5' (others use 'weight').")
-
-    def check(self) -> None:
-        parse_weights(self.weights, self.title())
+    weights: tuple[str, ...] = modality_map(
+        "Per-modality overrides of 'weight' (e.g. --set method.weights=b=2,a=0.5).", low=0.0, high=100.0, example="b=2"
+    )
 
 
 @METHODS.register("aux_loss", kind="objective")
@@ -63,18 +42,9 @@ class AuxLoss(BalancingMethod):
     config_cls = AuxLossConfig
     requires = frozenset({"unimodal_logits"})
 
-    @classmethod
-    def check_config(cls, config: AuxLossConfig, modalities: tuple[str, ...]) -> None:
-        for m in parse_weights(config.weights):
-            if m not in modalities:
-                raise ConfigError(
-                    f"The 'weights' parameter of AuxLossConfig names modality {m!r}, which the dataset does not have. "
-                    f"Use {', '.join(map(repr, modalities))}."
-                )
-
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)
-        overrides = parse_weights(self.config.weights)
+        overrides = parse_modality_map(self.config, "weights")
         self.weights = {m: overrides.get(m, self.config.weight) for m in ctx.modalities}
 
     def compute_loss(self, out: ModelOutput, batch: dict[str, torch.Tensor], info: StepInfo) -> torch.Tensor:

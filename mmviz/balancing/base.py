@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmviz.balancing.settings import check_modality_names
 from mmviz.config import Config, EmptyConfig
 from mmviz.contracts import (
-    CAPABILITIES,
     Batch,
     EvalResult,
     Hooks,
@@ -64,16 +64,8 @@ class BalancingMethod(Hooks):
     def check_compatible(cls, config: Config, model: ModelSpec) -> None:
         """Raise ConfigError when this method cannot run on ``model``; called before anything starts."""
         check_requirements("Method", cls.name, cls.requires, model)
+        check_modality_names(config, model.modalities)
         cls.check_config(config, model.modalities)
-
-    @classmethod
-    def fusion_problem(cls, fusion: str, capabilities: frozenset[str]) -> str | None:
-        """Why this method cannot run with ``fusion`` offering ``capabilities`` (one sentence), or None when it can
-        (the launch forms offer only the fusions for which this is None; the run's check is ``check_compatible``)."""
-        for cap in sorted(cls.requires):
-            if cap in CAPABILITIES and cap not in capabilities:
-                return f"Method {cls.name!r} needs {CAPABILITIES[cap]}, but fusion {fusion!r} does not offer it."
-        return None
 
     @classmethod
     def check_config(cls, config: Config, modalities: tuple[str, ...]) -> None:

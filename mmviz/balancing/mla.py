@@ -11,15 +11,15 @@ from torch import nn
 
 from mmviz.balancing.base import BalancingMethod
 from mmviz.balancing.registry import METHODS
-from mmviz.config import Config, param
+from mmviz.balancing.settings import MethodConfig, modality_map, parse_modality_map
+from mmviz.config import param
 from mmviz.contracts import EvalResult, ModelOutput, StepInfo, TrainContext
-from mmviz.errors import ConfigError
 from mmviz.measures import eval_mode
 from mmviz.recipes import Recipe, RecipeSetting
 
 
 @dataclasses.dataclass(frozen=True)
-class MLAConfig(RecipeSetting, Config):
+class MLAConfig(RecipeSetting, MethodConfig):
     """Settings of MLA."""
 
     projection: str = param(
@@ -33,24 +33,9 @@ class MLAConfig(RecipeSetting, Config):
         "Test-time fusion: 'dynamic' per-sample entropy weights (paper) or 'fixed' weights.",
         choices=("dynamic", "fixed"),
     )
-    fixed_weights: tuple[str, ...] = param(
-        (),
-        "Weights of fusion_mode=fixed, entries 'modality=w' (e.g. 'a=0.55'); "
-        "empty = equal weights; normalised to sum 1.",
+    fixed_weights: tuple[str, ...] = modality_map(
+        "Weights of fusion_mode=fixed; empty = equal weights; normalised to sum 1.", low=0.0, high=1e6, example="a=0.55"
     )
-
-    def check(self) -> None:
-        for item in self.fixed_weights:
-            name, eq, value = item.partition("=")
-            try:
-                ok = bool(eq and name.strip()) and float(value) >= 0
-            except ValueError:
-                ok = False
-            if not ok:
-                raise ConfigError(
-                    f"The 'fixed_weights' parameter of {self.title()} must hold entries 'modality=w' "
-                    f"with w >= 0 (e.g. 'a=0.55'). Got {item!r} instead."
-                )
 
 
 def compute_alpha(batch_index: int, batches_per_epoch: int) -> float:
@@ -152,16 +137,6 @@ class MLA(BalancingMethod):
     replaces_step = True
     requires = frozenset({"shared_head"})
 
-    @classmethod
-    def check_config(cls, config: MLAConfig, modalities: tuple[str, ...]) -> None:
-        for item in config.fixed_weights:
-            m = item.partition("=")[0].strip()
-            if m not in modalities:
-                raise ConfigError(
-                    f"The 'fixed_weights' parameter of {config.title()} names {m!r}; use modalities "
-                    f"from {', '.join(map(repr, modalities))}."
-                )
-
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)
         self.modalities = ctx.modalities
@@ -169,7 +144,7 @@ class MLA(BalancingMethod):
         d = self.head.in_features
         self.proj = torch.eye(d, device=ctx.device)
         self.turns = 0
-        given = {k.strip(): float(v) for k, _, v in (i.partition("=") for i in self.config.fixed_weights)}
+        given = parse_modality_map(self.config, "fixed_weights")
         raw = [given.get(m, 0.0 if given else 1.0) for m in self.modalities]
         total = sum(raw) or 1.0
         self.fixed = torch.tensor([w / total for w in raw], device=ctx.device)

@@ -11,18 +11,17 @@ from mmviz.balancing.common import (
     compute_confidence_scores,
     compute_ratios,
     grad_std,
-    in_window,
     select_parameters,
 )
 from mmviz.balancing.registry import METHODS
-from mmviz.config import Config, param
+from mmviz.balancing.settings import ModulationWindow
+from mmviz.config import param
 from mmviz.contracts import ModelOutput, StepInfo, TrainContext
-from mmviz.errors import ConfigError
 from mmviz.recipes import Recipe, RecipeSetting
 
 
 @dataclasses.dataclass(frozen=True)
-class OGMGEConfig(RecipeSetting, Config):
+class OGMGEConfig(RecipeSetting, ModulationWindow):
     """Settings of OGM-GE."""
 
     alpha: float = param(
@@ -51,13 +50,6 @@ class OGMGEConfig(RecipeSetting, Config):
     modulation_ends: int = param(
         100000, "Last epoch (inclusive) with modulation (default: the whole run).", low=1, high=100000
     )
-
-    def check(self) -> None:
-        if self.modulation_ends < self.modulation_starts:
-            raise ConfigError(
-                f"The 'modulation_ends' parameter of {self.title()} must be >= 'modulation_starts' "
-                f"({self.modulation_starts}). Got {self.modulation_ends!r} instead."
-            )
 
 
 def compute_ogm_coefficients(
@@ -153,7 +145,7 @@ class OGMGE(BalancingMethod):
         cfg = self.config
         scores = compute_confidence_scores(out.unimodal_logits, batch["label"])
         ratios = compute_ratios(scores)
-        active = in_window(info.epoch, cfg.modulation_starts, cfg.modulation_ends)
+        active = cfg.active(info.epoch)
         coefs = compute_ogm_coefficients(ratios, cfg.alpha, cfg.coefficient, cfg.tie)
         for m in self.ctx.modalities:
             k = coefs[m] if active else torch.ones_like(coefs[m])

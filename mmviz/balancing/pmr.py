@@ -9,17 +9,17 @@ import torch
 import torch.nn.functional as F
 
 from mmviz.balancing.base import BalancingMethod
-from mmviz.balancing.common import EPS, compute_confidence_scores, compute_ratios, in_window
+from mmviz.balancing.common import EPS, compute_confidence_scores, compute_ratios
 from mmviz.balancing.registry import METHODS
-from mmviz.config import Config, param
+from mmviz.balancing.settings import ModulationWindow
+from mmviz.config import param
 from mmviz.contracts import EvalResult, ModelOutput, StepInfo, TrainContext
-from mmviz.errors import ConfigError
 from mmviz.measures import compute_class_means, compute_prototype_drift, extract_features
 from mmviz.recipes import Recipe, RecipeSetting
 
 
 @dataclasses.dataclass(frozen=True)
-class PMRConfig(RecipeSetting, Config):
+class PMRConfig(RecipeSetting, ModulationWindow):
     """Settings of PMR."""
 
     alpha: float = param(
@@ -75,13 +75,6 @@ class PMRConfig(RecipeSetting, Config):
     entropy_epochs: int = param(
         5, "Epochs (from the start) during which the entropy regulariser acts.", low=0, high=100000
     )
-
-    def check(self) -> None:
-        if self.modulation_ends < self.modulation_starts:
-            raise ConfigError(
-                f"The 'modulation_ends' parameter of {self.title()} must be >= 'modulation_starts' "
-                f"({self.modulation_starts}). Got {self.modulation_ends!r} instead."
-            )
 
 
 def compute_prototype_update(fresh: torch.Tensor, old: torch.Tensor, present: torch.Tensor, mu: float) -> torch.Tensor:
@@ -221,7 +214,7 @@ class PMR(BalancingMethod):
         scores = compute_confidence_scores(log_q, y)  # OGM-GE's score on the prototype logits (log_softmax: same)
         ratios = compute_ratios(scores)
         betas = compute_pmr_coefficients(scores, cfg.alpha, cfg.coefficient)
-        active = in_window(info.epoch, cfg.modulation_starts, cfg.modulation_ends)
+        active = cfg.active(info.epoch)
         entropy_on = cfg.entropy_weight > 0 and info.epoch <= cfg.entropy_epochs
         for m, lq in log_q.items():
             pce = F.nll_loss(lq, y)

@@ -164,7 +164,7 @@ def load_arrays(config: ArraysConfig) -> MultimodalData:
             f"({', '.join(sorted(arrays)) or 'none'})",
         )
     specs, x = [], {}
-    for name in sorted(arrays):
+    for name in arrays:  # the order of the file (np.savez keeps the order the arrays were given)
         arr = arrays[name]
         if not _NAME.match(name):
             raise _fail(path, f"modality name {name!r} must be lowercase letters, digits and underscores")

@@ -6,72 +6,58 @@ them). Modules: :mod:`attribution` (Shapley values over modality coalitions, the
 :mod:`clustering` (k-means purity), :mod:`geometry` (class means / prototypes, NCM, Fisher ratio, silhouette),
 :mod:`scores` (OGM-GE confidence scores and their ratio), :mod:`features` (feature extraction, eval-mode
 save/restore, masked coalition logits), :mod:`linear` (the linear probe), :mod:`gradients` (gradient norms and
-cosines). Imports no other mmviz module.
+cosines). Imports no other mmviz module; names load lazily, and :mod:`attribution`'s Shapley values and
+imbalance index need neither torch nor numpy.
 """
 
-from mmviz.measures.attribution import coalitions, compute_coalition_accuracies, compute_imbalance, compute_shapley
-from mmviz.measures.clustering import (
-    KMEANS_N_INIT,
-    compute_kmeans_clusters,
-    compute_kmeans_purity,
-    compute_purity,
-    scale_to_unit_box,
-)
-from mmviz.measures.features import (
-    compute_coalition_logits,
-    concat_features,
-    eval_mode,
-    extract_features,
-    zero_inputs,
-)
-from mmviz.measures.geometry import (
-    compute_class_means,
-    compute_fisher_ratio,
-    compute_ncm_accuracy,
-    compute_ncm_loo_predictions,
-    compute_ncm_predictions,
-    compute_prototype_drift,
-    compute_prototype_stats,
-    compute_silhouette,
-)
-from mmviz.measures.gradients import compute_grad_cosine, compute_group_norm
-from mmviz.measures.linear import compute_linear_probe_accuracy, single_blas_thread
-from mmviz.measures.scores import (
-    compute_confidence_scores,
-    compute_score_ratios,
-    confidence_scores_by_name,
-    score_ratios_by_name,
-)
+_WHERE = {
+    "score_ratios_by_name": "scores",
+    "confidence_scores_by_name": "scores",
+    "compute_score_ratios": "scores",
+    "compute_confidence_scores": "scores",
+    "KMEANS_N_INIT": "clustering",
+    "coalitions": "attribution",
+    "compute_class_means": "geometry",
+    "compute_coalition_accuracies": "attribution",
+    "compute_coalition_logits": "features",
+    "compute_fisher_ratio": "geometry",
+    "compute_grad_cosine": "gradients",
+    "compute_group_norm": "gradients",
+    "compute_imbalance": "attribution",
+    "compute_kmeans_clusters": "clustering",
+    "compute_kmeans_purity": "clustering",
+    "compute_linear_probe_accuracy": "linear",
+    "compute_ncm_accuracy": "geometry",
+    "compute_ncm_loo_predictions": "geometry",
+    "compute_ncm_predictions": "geometry",
+    "compute_prototype_drift": "geometry",
+    "compute_prototype_stats": "geometry",
+    "compute_purity": "clustering",
+    "compute_shapley": "attribution",
+    "compute_silhouette": "geometry",
+    "concat_features": "features",
+    "eval_mode": "features",
+    "extract_features": "features",
+    "scale_to_unit_box": "clustering",
+    "single_blas_thread": "linear",
+    "single_thread": "linear",
+    "zero_inputs": "features",
+}
+__all__ = sorted(_WHERE)
 
-__all__ = [
-    "KMEANS_N_INIT",
-    "coalitions",
-    "compute_class_means",
-    "compute_coalition_accuracies",
-    "compute_coalition_logits",
-    "compute_confidence_scores",
-    "compute_fisher_ratio",
-    "compute_grad_cosine",
-    "compute_group_norm",
-    "compute_imbalance",
-    "compute_kmeans_clusters",
-    "compute_kmeans_purity",
-    "compute_linear_probe_accuracy",
-    "compute_ncm_accuracy",
-    "compute_ncm_loo_predictions",
-    "compute_ncm_predictions",
-    "compute_prototype_drift",
-    "compute_prototype_stats",
-    "compute_purity",
-    "compute_score_ratios",
-    "compute_shapley",
-    "compute_silhouette",
-    "concat_features",
-    "confidence_scores_by_name",
-    "eval_mode",
-    "extract_features",
-    "scale_to_unit_box",
-    "score_ratios_by_name",
-    "single_blas_thread",
-    "zero_inputs",
-]
+
+def __getattr__(name: str):
+    """Import the submodule that defines ``name`` on first use (PEP 562), so a torch-free submodule (e.g.
+    :mod:`attribution`'s index, read by the dashboard's summaries) can be imported without importing torch."""
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mmviz.measures' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"mmviz.measures.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

@@ -10,9 +10,10 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # the Shapley values and the index are plain Python: the dashboard imports them without torch
+    import torch
 
 
 def coalitions(players: Sequence[str], empty: bool = True) -> list[frozenset[str]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mmviz.measures.linear import single_blas_thread
+from mmviz.measures.linear import single_thread
 
 KMEANS_N_INIT = 10  # restarts by default: enough for two copies of a modality to agree within 0.03 (tested)
 
@@ -52,12 +52,12 @@ def compute_kmeans_clusters(
     features: torch.Tensor | np.ndarray, num_clusters: int, *, random_state: int = 0, n_init: int = KMEANS_N_INIT
 ) -> np.ndarray:
     """K-means assignments ``(N,)`` of ``features`` (as given, no scaling): sklearn's ``KMeans`` (k-means++
-    seeding, ``n_init`` restarts, fixed ``random_state``), run with one BLAS thread."""
+    seeding, ``n_init`` restarts, fixed ``random_state``), run with one BLAS / OpenMP thread (deterministic)."""
     from sklearn.cluster import KMeans
 
     x = as_numpy(features)
     k = max(1, min(num_clusters, len(x)))
-    with single_blas_thread():
+    with single_thread():
         return KMeans(n_clusters=k, n_init=n_init, random_state=random_state).fit_predict(x)
 
 

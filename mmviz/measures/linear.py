@@ -10,9 +10,9 @@ import torch
 
 
 @functools.cache
-def _blas_controller(scipy_loaded: bool):
-    """A threadpoolctl controller over the BLAS libraries loaded so far (scanning them takes ~1 ms, so it is kept;
-    a new one is made once scipy, which brings its own BLAS, has been imported)."""
+def _blas_controller(scipy_loaded: bool, sklearn_loaded: bool = False):
+    """A threadpoolctl controller over the BLAS / OpenMP libraries loaded so far (scanning them takes ~1 ms, so it
+    is kept; a new one is made once scipy or scikit-learn's k-means, which bring their own, have been imported)."""
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
@@ -22,6 +22,12 @@ def single_blas_thread():
     """Context manager limiting numpy's / scipy's BLAS to one thread: on these small problems more threads only
     contend with training (and with each other), sometimes by orders of magnitude on a busy machine."""
     return _blas_controller("scipy.linalg" in sys.modules).limit(limits=1, user_api="blas")
+
+
+def single_thread():
+    """Context manager limiting BLAS and OpenMP (scikit-learn's k-means) to one thread: the same reduction order
+    whichever process computes a measure (trainer or analysis process), and no contention with training."""
+    return _blas_controller("scipy.linalg" in sys.modules, "sklearn.cluster" in sys.modules).limit(limits=1)
 
 
 def compute_linear_probe_accuracy(

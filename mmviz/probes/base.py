@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 from mmviz.config import Config, param
 from mmviz.contracts import Batch, EvalResult, Hooks, ModelOutput, StepInfo, TrainContext
+from mmviz.probes.record import epoch_record
 
 _HOOKS = ("on_epoch_start", "on_after_backward", "on_before_optimizer_step", "on_epoch_end")
 CADENCES = ("step", "epoch")
@@ -154,3 +155,33 @@ class Probe(Hooks):
 
     def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: EvalResult) -> None:
         """Called at due epochs after the epoch's evaluation on val (``evaluation``)."""
+
+
+class AnalysisProbe(Probe):
+    """A per-epoch diagnostic split into *measuring* (needs the live model; runs in the trainer) and *analysing*
+    (needs only the measured arrays; runs in the analysis process, or inline when there is none).
+
+    At a due epoch ``on_epoch_end`` adds what :meth:`measure` returns to the epoch's record (one per epoch, shared by
+    the analysis probes through ``ctx.probe_cache``); :meth:`analyse` turns a record into ``(key, value)`` rows.
+    Inline (``ctx.analysis_in_process`` False: direct ``fit()`` calls, your own loop, tests) the rows are computed
+    and logged at once; otherwise the trainer writes the record and the analysis process computes the same rows
+    from the same arrays (DESIGN.md §2, measuring vs analysing).
+    """
+
+    per_epoch = True
+
+    def measure(self, epoch: int, info: StepInfo, evaluation: EvalResult, record: dict[str, Any]) -> dict[str, Any]:
+        """Called at a due epoch in the trainer: the arrays this probe needs, by record name (see
+        :data:`mmviz.measures.record.RECORD_NAMES`); ``record`` holds what earlier probes measured this epoch."""
+        return {}
+
+    def analyse(self, meta: dict[str, Any], arrays: dict[str, Any]) -> list[tuple[str, float]]:
+        """Pure: the rows of one epoch record (``meta``: epoch, step, modalities, num_classes; ``arrays``)."""
+        return []
+
+    def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: EvalResult) -> None:
+        record = epoch_record(self.ctx, epoch, info)
+        record.add(self.name, self.measure(epoch, info, evaluation, record.arrays))
+        if not self.ctx.analysis_in_process:
+            for key, value in self.analyse(record.meta, record.hosted()):
+                self.log(key, value)

@@ -16,6 +16,7 @@ from torch import nn
 from mmviz.contracts import TrainContext
 from mmviz.data.base import stratified_subset
 from mmviz.measures import extract_features
+from mmviz.measures.record import RECORD_NAMES
 
 
 def encoder_groups(ctx: TrainContext) -> dict[str, list[nn.Parameter]]:
@@ -64,3 +65,18 @@ def train_features(ctx: TrainContext, size: int) -> tuple[dict[str, torch.Tensor
         positions = stratified_subset(np.arange(len(labels)), labels, size, seed=0)
         cache[key] = extract_split_features(ctx, "train", positions)
     return cache[key]
+
+
+def val_arrays(ctx: TrainContext, evaluation: Any) -> dict[str, Any]:
+    """The record arrays of the loop's val evaluation: labels and each modality's features (CPU tensors)."""
+    out: dict[str, Any] = {RECORD_NAMES["label"]: evaluation.labels}
+    for m in ctx.modalities:
+        out[RECORD_NAMES["features"].format(m=m)] = evaluation.features[m]
+    return out
+
+
+def record_features(meta: dict[str, Any], arrays: dict[str, Any], train: bool = False) -> tuple[dict, Any]:
+    """``({m: (N, D_m) tensor}, labels (N,))`` of a record: val, or the train subset with ``train``."""
+    f, y = ("train_features", "train_label") if train else ("features", "label")
+    feats = {m: torch.as_tensor(arrays[RECORD_NAMES[f].format(m=m)]) for m in meta["modalities"]}
+    return feats, torch.as_tensor(arrays[RECORD_NAMES[y]])

@@ -7,10 +7,10 @@ from typing import Any
 
 from mmviz.contracts import StepInfo
 from mmviz.measures import compute_imbalance
-from mmviz.probes.base import EpochProbeConfig, Probe
-from mmviz.probes.common import epoch_cache
+from mmviz.probes.base import AnalysisProbe, EpochProbeConfig
+from mmviz.probes.record import epoch_record
 from mmviz.probes.registry import PROBES
-from mmviz.probes.shapley import epoch_shapley
+from mmviz.probes.shapley import coalition_arrays, record_shapley
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +24,7 @@ class ImbalanceConfig(EpochProbeConfig):
     cadence="epoch",
     keys=("imbalance/index", "imbalance/dominant/<m>", "imbalance/share/<m>"),
 )
-class ImbalanceProbe(Probe):
+class ImbalanceProbe(AnalysisProbe):
     """The imbalance index: how unequally the modalities contribute to val accuracy, from their Shapley values.
 
     With ``phi_m`` the Shapley value of modality m on val accuracy (see the ``shapley`` probe; BalanceBenchmark,
@@ -46,13 +46,18 @@ class ImbalanceProbe(Probe):
     requires = frozenset({"fuse"})
     order = 20  # after shapley (it reuses this epoch's Shapley values when they are there)
 
+    def measure(self, epoch: int, info: StepInfo, evaluation: Any, record: dict) -> dict[str, Any]:
+        return coalition_arrays(self.ctx, evaluation, record)
+
     def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:
         shapley_on = "shapley" in self.ctx.enabled_probes
-        if shapley_on and "shapley" not in epoch_cache(self.ctx):
-            return  # follow the shapley probe's schedule rather than paying for Shapley values twice
-        index, dominant, shares = compute_imbalance(epoch_shapley(self.ctx, evaluation))
-        self.log("imbalance/index", index)
-        for m in self.ctx.modalities:  # the dominant modality by name: 1 for it, 0 for the others
-            self.log(f"imbalance/dominant/{m}", float(m == dominant))
-        for m, share in shares.items():
-            self.log(f"imbalance/share/{m}", share)
+        if shapley_on and not epoch_record(self.ctx, epoch, info).measured("shapley"):
+            return  # follow the shapley probe's schedule rather than measuring the coalitions on epochs it skips
+        super().on_epoch_end(epoch, info, evaluation)
+
+    def analyse(self, meta: dict[str, Any], arrays: dict[str, Any]) -> list[tuple[str, float]]:
+        index, dominant, shares = compute_imbalance(record_shapley(meta, arrays))
+        rows = [("imbalance/index", index)]
+        rows += [(f"imbalance/dominant/{m}", float(m == dominant)) for m in meta["modalities"]]
+        rows += [(f"imbalance/share/{m}", share) for m, share in shares.items()]
+        return rows

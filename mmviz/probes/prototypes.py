@@ -10,7 +10,8 @@ import torch
 
 from mmviz.contracts import StepInfo
 from mmviz.measures import compute_class_means, compute_prototype_drift, compute_prototype_stats
-from mmviz.probes.base import EpochProbeConfig, Probe
+from mmviz.probes.base import AnalysisProbe, EpochProbeConfig
+from mmviz.probes.common import record_features, val_arrays
 from mmviz.probes.registry import PROBES
 
 
@@ -25,7 +26,7 @@ class PrototypesConfig(EpochProbeConfig):
     cadence="epoch",
     keys=("proto/intra/<m>", "proto/inter/<m>", "proto/margin/<m>", "proto/drift/<m>"),
 )
-class PrototypesProbe(Probe):
+class PrototypesProbe(AnalysisProbe):
     """Geometry of each modality's class prototypes (class means of its val features), per epoch.
 
     Prototype views of imbalance follow PMR (Fan et al., CVPR 2023), which steers training by distances to class
@@ -43,18 +44,23 @@ class PrototypesProbe(Probe):
         super().__init__(config)
         self.previous: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:
-        labels = evaluation.labels
-        for m in self.ctx.modalities:
-            z = evaluation.features[m]
-            protos, counts = compute_class_means(z.double(), labels, self.ctx.num_classes)
+    def measure(self, epoch: int, info: StepInfo, evaluation: Any, record: dict) -> dict[str, Any]:
+        return val_arrays(self.ctx, evaluation)
+
+    def analyse(self, meta: dict[str, Any], arrays: dict[str, Any]) -> list[tuple[str, float]]:
+        feats, labels = record_features(meta, arrays)
+        rows = []
+        for m in meta["modalities"]:
+            z = feats[m]
+            protos, counts = compute_class_means(z.double(), labels, meta["num_classes"])
             present = counts > 0
             stats = compute_prototype_stats(z, labels, protos, present)
-            self.log(f"proto/intra/{m}", stats["intra"])
-            self.log(f"proto/inter/{m}", stats["inter"])
+            rows.append((f"proto/intra/{m}", stats["intra"]))
+            rows.append((f"proto/inter/{m}", stats["inter"]))
             if math.isfinite(stats["margin"]):
-                self.log(f"proto/margin/{m}", stats["margin"])
+                rows.append((f"proto/margin/{m}", stats["margin"]))
             if m in self.previous:
                 before, was_present = self.previous[m]
-                self.log(f"proto/drift/{m}", compute_prototype_drift(before, protos, present & was_present))
+                rows.append((f"proto/drift/{m}", float(compute_prototype_drift(before, protos, present & was_present))))
             self.previous[m] = (protos, present)
+        return rows

@@ -17,7 +17,8 @@ from mmviz.measures import (
     concat_features,
     single_blas_thread,
 )
-from mmviz.probes.base import EpochProbeConfig, Probe
+from mmviz.probes.base import AnalysisProbe, EpochProbeConfig
+from mmviz.probes.common import record_features, val_arrays
 from mmviz.probes.registry import PROBES
 
 
@@ -47,7 +48,7 @@ class SeparabilityConfig(EpochProbeConfig):
     cadence="epoch",
     keys=("sep/purity/<m>", "sep/silhouette/<m>", "sep/fisher/<m>"),
 )
-class SeparabilityProbe(Probe):
+class SeparabilityProbe(AnalysisProbe):
     """How separable the classes are in each modality's val features, and in the fused (concatenated) features.
 
     ``sep/purity/<m>`` is the learning-state measure of Diagnosing & Re-learning (Wei et al., ECCV 2024): the
@@ -63,25 +64,25 @@ class SeparabilityProbe(Probe):
     config_cls = SeparabilityConfig
     cost_hint = 0.01
 
-    def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:
-        ctx, cfg = self.ctx, self.config
-        labels = evaluation.labels
+    def measure(self, epoch: int, info: StepInfo, evaluation: Any, record: dict) -> dict[str, Any]:
+        return val_arrays(self.ctx, evaluation)
+
+    def analyse(self, meta: dict[str, Any], arrays: dict[str, Any]) -> list[tuple[str, float]]:
+        cfg = self.config
+        feats, labels = record_features(meta, arrays)
+        feats["fused"] = concat_features(feats, meta["modalities"])
         keep = np.arange(len(labels))
         if len(keep) > cfg.max_samples:
             keep = np.sort(np.random.default_rng(cfg.seed).choice(len(keep), cfg.max_samples, replace=False))
-        feats = dict(evaluation.features)
-        feats["fused"] = concat_features(evaluation.features, ctx.modalities)
         y = labels[keep]
+        rows = []
         with single_blas_thread():
-            self._measure(feats, keep, y, labels)
-
-    def _measure(self, feats: dict, keep: np.ndarray, y: Any, labels: Any) -> None:
-        ctx, cfg = self.ctx, self.config
-        for key, z in feats.items():
-            zs = z[keep]
-            purity = compute_kmeans_purity(
-                zs.numpy(), y.numpy(), ctx.num_classes, random_state=cfg.seed, n_init=cfg.kmeans_n_init
-            )
-            self.log(f"sep/purity/{key}", purity)
-            self.log(f"sep/silhouette/{key}", compute_silhouette(zs, y))
-            self.log(f"sep/fisher/{key}", compute_fisher_ratio(z, labels))
+            for key, z in feats.items():
+                zs = z[keep]
+                purity = compute_kmeans_purity(
+                    zs.numpy(), y.numpy(), meta["num_classes"], random_state=cfg.seed, n_init=cfg.kmeans_n_init
+                )
+                rows.append((f"sep/purity/{key}", purity))
+                rows.append((f"sep/silhouette/{key}", compute_silhouette(zs, y)))
+                rows.append((f"sep/fisher/{key}", compute_fisher_ratio(z, labels)))
+        return rows

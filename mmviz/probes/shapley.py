@@ -8,9 +8,16 @@ from typing import Any
 import torch
 
 from mmviz.contracts import StepInfo, TrainContext
-from mmviz.measures import compute_coalition_accuracies, compute_coalition_logits, compute_shapley, eval_mode
-from mmviz.probes.base import EpochProbeConfig, Probe
-from mmviz.probes.common import autocast_factory, epoch_cache, extract_split_features
+from mmviz.measures import (
+    coalitions,
+    compute_coalition_accuracies,
+    compute_coalition_logits,
+    compute_shapley,
+    eval_mode,
+)
+from mmviz.measures.record import RECORD_NAMES, coalition_name
+from mmviz.probes.base import AnalysisProbe, EpochProbeConfig
+from mmviz.probes.common import autocast_factory, extract_split_features
 from mmviz.probes.registry import PROBES
 
 SPOT_CHECK = 8  # val samples re-encoded to check that the evaluation's features are the model's own
@@ -48,15 +55,24 @@ def compute_subset_accuracies(
     return compute_coalition_accuracies(logits, labels)
 
 
-def epoch_shapley(ctx: TrainContext, evaluation: Any = None) -> dict[str, float]:
-    """This epoch's Shapley values of the modalities on val accuracy (computed once per epoch, then cached)."""
-    cache = epoch_cache(ctx)
-    if "shapley" not in cache:
-        features, labels = model_features(ctx, evaluation)
-        shapes = ctx.input_shapes
-        accs = compute_subset_accuracies(ctx.model, features, labels, shapes, autocast_factory(ctx))
-        cache["shapley"] = compute_shapley(accs, ctx.modalities)
-    return cache["shapley"]
+def coalition_arrays(ctx: TrainContext, evaluation: Any, record: dict) -> dict[str, Any]:
+    """The record arrays Shapley values need: val labels and every coalition's masked fused logits (one pass of
+    the fusion head per coalition; reused when another probe measured them this epoch)."""
+    mods = ctx.modalities
+    names = {s: coalition_name(s) for s in coalitions(mods)}
+    if all(n in record for n in names.values()):
+        return {}
+    features, labels = model_features(ctx, evaluation)
+    logits = compute_coalition_logits(ctx.model, features, ctx.input_shapes, autocast=autocast_factory(ctx))
+    return {RECORD_NAMES["label"]: labels, **{names[s]: lg for s, lg in logits.items()}}
+
+
+def record_shapley(meta: dict[str, Any], arrays: dict[str, Any]) -> dict[str, float]:
+    """The Shapley values on val accuracy from a record's masked logits."""
+    mods = meta["modalities"]
+    labels = torch.as_tensor(arrays[RECORD_NAMES["label"]])
+    logits = {s: torch.as_tensor(arrays[coalition_name(s)]) for s in coalitions(mods)}
+    return compute_shapley(compute_coalition_accuracies(logits, labels), mods)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +81,7 @@ class ShapleyConfig(EpochProbeConfig):
 
 
 @PROBES.register("shapley", config=ShapleyConfig, cadence="epoch", keys=("val/shapley/<m>",))
-class ShapleyProbe(Probe):
+class ShapleyProbe(AnalysisProbe):
     """Exact Shapley value of each modality's contribution to val accuracy (per epoch).
 
     As BalanceBenchmark's imbalance measure (arXiv 2502.10816) and AGM's mono-modal contributions (Li et al., ICCV
@@ -73,14 +89,17 @@ class ShapleyProbe(Probe):
     method) when the inputs of the modalities outside ``S`` are zeroed, ``Acc(empty)`` masks them all, and
     ``phi_m = sum_S |S|! (n - |S| - 1)! / n! [Acc(S + m) - Acc(S)]`` over the subsets ``S`` without ``m`` (2^M
     subsets, exact for 2 and 3 modalities). The values add up to ``Acc(all) - Acc(empty)``. Caveat: a zeroed
-    input is not "no information" for every encoder (BatchNorm networks still produce a feature). Costs about one
-    evaluation pass (the loop's val features are reused when they are the model's own). Default: every epoch.
+    input is not "no information" for every encoder (BatchNorm networks still produce a feature). The trainer
+    stores each coalition's masked logits (about one evaluation pass; the loop's val features are reused when
+    they are the model's own) and the accuracies and values are computed from them. Default: every epoch.
     """
 
     config_cls = ShapleyConfig
     requires = frozenset({"fuse"})
     order = 10
 
-    def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:
-        for m, value in epoch_shapley(self.ctx, evaluation).items():
-            self.log(f"val/shapley/{m}", value)
+    def measure(self, epoch: int, info: StepInfo, evaluation: Any, record: dict) -> dict[str, Any]:
+        return coalition_arrays(self.ctx, evaluation, record)
+
+    def analyse(self, meta: dict[str, Any], arrays: dict[str, Any]) -> list[tuple[str, float]]:
+        return [(f"val/shapley/{m}", value) for m, value in record_shapley(meta, arrays).items()]

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import io
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,10 +11,9 @@ import torch
 from mmviz.config import param
 from mmviz.contracts import StepInfo
 from mmviz.measures import compute_ncm_loo_predictions, concat_features
+from mmviz.measures.record import SNAPSHOT_KIND, SNAPSHOT_NAMES, save_npz, snapshot_path
 from mmviz.probes.base import EpochProbeConfig, Probe
 from mmviz.probes.registry import PROBES
-
-SNAPSHOT_DIR = "snapshots"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,21 +23,6 @@ class SnapshotConfig(EpochProbeConfig):
     compress: bool = param(
         False, "Write compressed .npz files (float16 features shrink by only ~20%, for ~10 ms per epoch)."
     )
-
-
-def snapshot_path(run_dir: Path, epoch: int) -> Path:
-    """Where the snapshot of ``epoch`` lives: ``run_dir/snapshots/epoch_XXXX.npz``."""
-    return Path(run_dir) / SNAPSHOT_DIR / f"epoch_{epoch:04d}.npz"
-
-
-def save_snapshot(path: Path, arrays: dict[str, np.ndarray], compress: bool = True) -> None:
-    """Write ``arrays`` as one ``.npz`` atomically (a temporary file in the same folder, then a rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    (np.savez_compressed if compress else np.savez)(buf, **arrays)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
 
 
 def _dropped(source: Any, index: np.ndarray) -> dict[str, np.ndarray]:
@@ -60,17 +41,18 @@ def _dropped(source: Any, index: np.ndarray) -> dict[str, np.ndarray]:
         return as_array(s(index) if callable(s) else as_array(s)[index]).astype(bool)
 
     if isinstance(source, dict):
-        return {f"dropped_{m}": pick(s) for m, s in source.items()}
-    return {"dropped": pick(source)}
+        return {SNAPSHOT_NAMES["dropped_view"].format(v=m): pick(s) for m, s in source.items()}
+    return {SNAPSHOT_NAMES["dropped"]: pick(source)}
 
 
-@PROBES.register("snapshots", config=SnapshotConfig, cadence="epoch", keys=(), artifact="snapshot")
+@PROBES.register("snapshots", config=SnapshotConfig, cadence="epoch", keys=(), artifact=SNAPSHOT_KIND)
 class SnapshotProbe(Probe):
     """Features of a fixed, stratified probe set of val samples, per modality and fused (per epoch, to a file).
 
     The probe set is the dataset's ``probe_index`` (up to ``data.probe_size`` val samples, the same absolute
     indices every time), so the embeddings page can align projections across epochs. Each snapshot is
-    ``snapshots/epoch_XXXX.npz`` in the run folder (float16 arrays, written atomically), recorded in the store as a
+    ``snapshots/epoch_XXXX.npz`` in the run folder (float16 arrays, written atomically; the file format is
+    defined once, in :mod:`mmviz.measures.record`), recorded in the store as a
     ``snapshot`` artifact. Arrays: ``index`` (absolute sample indices), ``label``, ``features_<m>`` and
     ``features_fused`` (the per-modality features concatenated in modality order), ``pred_<m>`` (head-split
     argmax where the fusion allows it, else the leave-one-out nearest val class mean; the artifact's meta says
@@ -91,13 +73,14 @@ class SnapshotProbe(Probe):
         sel = torch.as_tensor(keep)
         feats = {m: evaluation.features[m][sel] for m in ctx.modalities}
         logits = evaluation.logits[sel]
+        names = SNAPSHOT_NAMES
         arrays: dict[str, np.ndarray] = {
-            "index": index[keep].astype(np.int64),
-            "label": evaluation.labels[sel].numpy().astype(np.int64),
+            names["index"]: index[keep].astype(np.int64),
+            names["label"]: evaluation.labels[sel].numpy().astype(np.int64),
         }
         for m in ctx.modalities:
-            arrays[f"features_{m}"] = feats[m].numpy().astype(np.float16)
-        arrays["features_fused"] = concat_features(feats, ctx.modalities).numpy().astype(np.float16)
+            arrays[names["features"].format(v=m)] = feats[m].numpy().astype(np.float16)
+        arrays[names["features"].format(v="fused")] = concat_features(feats, ctx.modalities).numpy().astype(np.float16)
         sources = {}
         for m in ctx.modalities:
             if m in evaluation.unimodal_logits:
@@ -105,12 +88,12 @@ class SnapshotProbe(Probe):
             else:
                 loo = compute_ncm_loo_predictions(evaluation.features[m], evaluation.labels, ctx.num_classes)
                 pred, sources[m] = loo[sel], "ncm"
-            arrays[f"pred_{m}"] = pred.numpy().astype(np.int16)
-        arrays["pred_fused"] = logits.argmax(1).numpy().astype(np.int16)
-        arrays["conf_fused"] = logits.softmax(1).max(1).values.numpy().astype(np.float16)
-        arrays.update(_dropped(ctx.dropped_mask, arrays["index"]))
+            arrays[names["pred"].format(v=m)] = pred.numpy().astype(np.int16)
+        arrays[names["pred"].format(v="fused")] = logits.argmax(1).numpy().astype(np.int16)
+        arrays[names["confidence"]] = logits.softmax(1).max(1).values.numpy().astype(np.float16)
+        arrays.update(_dropped(ctx.dropped_mask, arrays[names["index"]]))
         path = snapshot_path(ctx.run_dir, epoch)
-        save_snapshot(path, arrays, compress=self.config.compress)
+        save_npz(path, arrays, compress=self.config.compress)
         meta = {
             "n": int(len(keep)),
             "modalities": list(ctx.modalities),
@@ -118,4 +101,4 @@ class SnapshotProbe(Probe):
             "pred_source": sources,
             "step": int(info.step),
         }
-        ctx.artifact(epoch, "snapshot", path.relative_to(ctx.run_dir).as_posix(), meta)
+        ctx.artifact(epoch, SNAPSHOT_KIND, path.relative_to(ctx.run_dir).as_posix(), meta)

@@ -8,8 +8,9 @@ from typing import Any
 from mmviz.config import param
 from mmviz.contracts import StepInfo
 from mmviz.measures import compute_linear_probe_accuracy, compute_ncm_accuracy, concat_features
-from mmviz.probes.base import EpochProbeConfig, Probe
-from mmviz.probes.common import train_features
+from mmviz.measures.record import RECORD_NAMES
+from mmviz.probes.base import AnalysisProbe, EpochProbeConfig
+from mmviz.probes.common import record_features, train_features, val_arrays
 from mmviz.probes.registry import PROBES
 
 
@@ -53,7 +54,7 @@ class UnimodalAccConfig(EpochProbeConfig):
     cadence="epoch",
     keys=("val/acc_ncm/<m>", "val/acc_probe/<m>", "val/acc_probe/fused"),
 )
-class UnimodalAccProbe(Probe):
+class UnimodalAccProbe(AnalysisProbe):
     """Each modality's val accuracy measured on its frozen features, two ways (METHODS.md §1.4, items 5 and 6).
 
     ``val/acc_ncm/<m>``: nearest-class-mean classifier, as PMR's prototype accuracy (Fan et al., CVPR 2023), on
@@ -70,19 +71,28 @@ class UnimodalAccProbe(Probe):
 
     config_cls = UnimodalAccConfig
 
-    def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: Any) -> None:
+    def measure(self, epoch: int, info: StepInfo, evaluation: Any, record: dict) -> dict[str, Any]:
         ctx, cfg = self.ctx, self.config
-        labels = evaluation.labels
-        for m in ctx.modalities:
-            self.log(f"val/acc_ncm/{m}", compute_ncm_accuracy(evaluation.features[m], labels, ctx.num_classes))
+        arrays = val_arrays(ctx, evaluation)
         if cfg.probe_every == 0 or (epoch % cfg.probe_every != 0 and epoch != info.total_epochs):
-            return
-        train_x, train_y = train_features(ctx, cfg.probe_train_samples)
-        pairs = {m: (train_x[m], evaluation.features[m]) for m in ctx.modalities}
-        pairs["fused"] = (
-            concat_features(train_x, ctx.modalities),
-            concat_features(evaluation.features, ctx.modalities),
-        )
+            return arrays
+        train_x, train_y = train_features(ctx, cfg.probe_train_samples)  # needs the live model
+        arrays[RECORD_NAMES["train_label"]] = train_y
+        for m in ctx.modalities:
+            arrays[RECORD_NAMES["train_features"].format(m=m)] = train_x[m]
+        return arrays
+
+    def analyse(self, meta: dict[str, Any], arrays: dict[str, Any]) -> list[tuple[str, float]]:
+        cfg = self.config
+        mods = meta["modalities"]
+        feats, labels = record_features(meta, arrays)
+        rows = [(f"val/acc_ncm/{m}", compute_ncm_accuracy(feats[m], labels, meta["num_classes"])) for m in mods]
+        if RECORD_NAMES["train_label"] not in arrays:
+            return rows
+        train_x, train_y = record_features(meta, arrays, train=True)
+        pairs = {m: (train_x[m], feats[m]) for m in mods}
+        pairs["fused"] = (concat_features(train_x, mods), concat_features(feats, mods))
         for key, (xtr, xval) in pairs.items():
             acc = compute_linear_probe_accuracy(xtr, train_y, xval, labels, c=cfg.probe_c, max_iter=cfg.probe_max_iter)
-            self.log(f"val/acc_probe/{key}", acc)
+            rows.append((f"val/acc_probe/{key}", acc))
+        return rows

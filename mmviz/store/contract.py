@@ -31,7 +31,7 @@ RUN_COLUMNS = [
     "run_id", "name", "created", "started", "finished", "status", "config", "dataset", "method", "fusion",
     "modalities", "pid", "host", "heartbeat", "parent_run_id", "fork_epoch", "error", "stop_requested", "tags",
     "epochs_done", "step", "best_val_acc", "best_epoch", "imbalance_index", "device", "version", "summary",
-    "notes", "restart_of", "origin",
+    "notes", "restart_of", "origin", "backend",
 ]  # fmt: skip
 # Who trained a run: mmviz's own trainer (restart and fork work), or the user's code through the public API
 # ("api": a plain loop with mmviz.api; "lightning": the Lightning callback), which mmviz cannot re-run.
@@ -39,7 +39,7 @@ ORIGINS = ("trainer", "api", "lightning")
 JSON_COLUMNS = frozenset({"config", "modalities", "tags", "summary"})
 UPDATABLE = frozenset({
     "name", "tags", "epochs_done", "step", "best_val_acc", "best_epoch", "imbalance_index", "summary", "device",
-    "pid", "host", "heartbeat", "error", "notes", "restart_of",
+    "pid", "host", "heartbeat", "error", "notes", "restart_of", "backend",
 })  # fmt: skip
 METRIC_COLUMNS = ["run_id", "id", "step", "epoch", "wall_time", "key", "split", "quantity", "modality", "value"]
 METRIC_DTYPES = {"id": "int64", "step": "int64", "epoch": "float64", "wall_time": "float64", "value": "float64"}
@@ -143,6 +143,10 @@ class RunReader(Protocol):
 
     def load_artifacts(self, run_id: str, kind: str | None = None) -> pd.DataFrame:
         """Artifacts (:data:`ARTIFACT_COLUMNS`) ordered by epoch and id, meta decoded."""
+        ...
+
+    def last_values(self, key: str, run_ids: Iterable[str] | None = None) -> dict[str, float]:
+        """``{run_id: value}`` of the key's latest row per run (all runs when ``run_ids`` is None)."""
         ...
 
     def list_queue(self) -> list[dict[str, Any]]:

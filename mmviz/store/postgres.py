@@ -30,7 +30,7 @@ import pandas as pd
 from mmviz.errors import StoreError
 from mmviz.store.contract import ARTIFACT_COLUMNS, METRIC_COLUMNS, METRIC_DTYPES
 from mmviz.store.keys import parse_key, validate_key, validate_run_id
-from mmviz.store.schema import SCHEMA_VERSION
+from mmviz.store.schema import ADDED_RUN_COLUMNS, SCHEMA_VERSION
 from mmviz.store.sqlite import _ARTIFACT_SQL, RunStore
 
 URL_SCHEMES = ("postgresql://", "postgres://")
@@ -46,7 +46,7 @@ DDL = [
         pid BIGINT, host TEXT, heartbeat DOUBLE PRECISION, parent_run_id TEXT, fork_epoch INTEGER, error TEXT,
         stop_requested INTEGER DEFAULT 0, tags TEXT, epochs_done INTEGER DEFAULT 0, step BIGINT DEFAULT 0,
         best_val_acc DOUBLE PRECISION, best_epoch INTEGER, imbalance_index DOUBLE PRECISION, device TEXT,
-        version TEXT, summary TEXT, notes TEXT, restart_of TEXT, origin TEXT DEFAULT 'trainer')""",
+        version TEXT, summary TEXT, notes TEXT, restart_of TEXT, origin TEXT DEFAULT 'trainer', backend TEXT)""",
     """CREATE TABLE IF NOT EXISTS metrics (
         id BIGSERIAL PRIMARY KEY, run_id TEXT, step BIGINT, epoch DOUBLE PRECISION, wall_time DOUBLE PRECISION,
         key TEXT, split TEXT, quantity TEXT, modality TEXT, value DOUBLE PRECISION)""",
@@ -146,6 +146,8 @@ class PgConnection:
 class PostgresStore(RunStore):
     """The run store on a PostgreSQL server, with artifacts in a shared folder (see the module docstring)."""
 
+    _KEY_INDEX_HINT = ""
+
     def __init__(self, url: str) -> None:
         """Connect to ``url`` (``postgresql://...?artifacts=/shared/folder``), creating the schema if missing."""
         import psycopg
@@ -185,6 +187,8 @@ class PostgresStore(RunStore):
             raise StoreError(f"The database {redact(self.workspace)!r} has other tables; use an empty database.")
         for statement in DDL:
             c.execute(statement)
+        for column, sql_type in ADDED_RUN_COLUMNS.items():  # a database made before the column existed
+            c.execute(f"ALTER TABLE runs ADD COLUMN IF NOT EXISTS {column} {sql_type}")
         for key, value in (("app", "mmviz"), ("schema_version", str(SCHEMA_VERSION))):
             c.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, value))
 

@@ -28,7 +28,7 @@ SCHEMA_VERSION = 1
 DB_NAME = "mmviz.db"
 # Columns added after schema 1 was released, with their SQL type: ``create_schema`` adds those an older database lacks
 # (readers of schema 1 name their columns, so the added ones do not disturb an older mmviz reading the same file).
-ADDED_RUN_COLUMNS = {"notes": "TEXT", "restart_of": "TEXT", "origin": "TEXT DEFAULT 'trainer'"}
+ADDED_RUN_COLUMNS = {"notes": "TEXT", "restart_of": "TEXT", "origin": "TEXT DEFAULT 'trainer'", "backend": "TEXT"}
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 DDL = [
@@ -39,7 +39,7 @@ DDL = [
         parent_run_id TEXT, fork_epoch INTEGER, error TEXT, stop_requested INTEGER DEFAULT 0, tags TEXT,
         epochs_done INTEGER DEFAULT 0, step INTEGER DEFAULT 0, best_val_acc REAL, best_epoch INTEGER,
         imbalance_index REAL, device TEXT, version TEXT, summary TEXT, notes TEXT, restart_of TEXT,
-        origin TEXT DEFAULT 'trainer')""",
+        origin TEXT DEFAULT 'trainer', backend TEXT)""",
     """CREATE TABLE IF NOT EXISTS metrics (
         id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, step INTEGER, epoch REAL, wall_time REAL, key TEXT,
         split TEXT, quantity TEXT, modality TEXT, value REAL)""",

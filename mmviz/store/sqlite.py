@@ -56,6 +56,7 @@ from mmviz.store.schema import (
     run_duration,
 )
 from mmviz.store.sql_queue import SQLQueue
+from mmviz.store.sql_summary import SQLSummaries
 
 _TEXT_COLUMNS = ("run_id", "key", "split", "quantity", "modality")
 _NUMBER_COLUMNS = ("id", "step", "epoch", "wall_time", "value")
@@ -71,10 +72,11 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-class RunStore(SQLQueue):
+class RunStore(SQLQueue, SQLSummaries):
     """Runs, metrics, events and artifact paths of one workspace folder (``mmviz.db`` + ``runs/<run_id>/``)."""
 
     DUPLICATE: type[Exception] = sqlite3.IntegrityError  # what the connection raises for a duplicate run id
+    _KEY_INDEX_HINT = _BY_KEY
 
     def __init__(self, workspace: str | Path) -> None:
         """Open (creating if needed) the store in ``workspace``; raise ``StoreError`` if it is unusable."""

@@ -67,6 +67,8 @@ class RunSpec:
                 "seed": int(self.seed),
                 "device": "cpu",
                 "threads": SIZING["threads"],
+                # one core per run: the lesson's diagnostics are computed between epochs, not by a third process
+                "analysis": "inline",
             },
             "method": dict(self.method_params),
             "probes": probe_overrides(epochs),

@@ -66,6 +66,13 @@ class TrainConfig(Config):
     amp: bool = param(True, "Mixed precision (bfloat16) on CUDA; ignored on the CPU.")
     eval_batch_size: int = param(512, "Batch size for evaluation passes.", low=1, high=65536)
     threads: int = param(0, "CPU threads for torch (0 = torch's default).", low=0, high=256)
+    analysis: str = param(
+        "process",
+        "Where the epoch diagnostics that need only measured arrays (purity, silhouette, prototypes, probes, "
+        "Shapley, imbalance) are computed: a separate analysis process that never holds up training, or inline "
+        "in the trainer between epochs.",
+        choices=("process", "inline"),
+    )
     checkpoint_every: int = param(
         1,
         "Write a checkpoint every N epochs (and at the last): forks can start from those epochs only. Each "

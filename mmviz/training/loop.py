@@ -31,6 +31,7 @@ import torch
 
 from mmviz.data.base import TensorSplit
 from mmviz.probes import create_probes
+from mmviz.probes.record import AnalysisSupervisor, EpochRecorder
 from mmviz.store.contract import MetricSink
 from mmviz.training.build import (
     build_method,
@@ -205,8 +206,12 @@ def fit(
     should_stop: Callable[[], bool] = lambda: False,
     progress: Callable[[StepInfo, dict], None] | None = None,
     save_checkpoints: bool = True,
+    analysis_process: bool = False,
 ) -> FitResult:
     """Train ``cfg``'s model with its balancing method, logging to ``store`` under ``run_id``.
+
+    With ``analysis_process`` (and a store and run folder), the epoch diagnostics that need only measured arrays
+    are computed by a separate analysis process (:mod:`mmviz.probes.record`); otherwise inline.
 
     Raises :class:`StopTraining` when stopped (after finishing the step, flushing and checkpointing) and
     :class:`Diverged` on a non-finite loss.
@@ -267,6 +272,11 @@ def fit(
     optimizer = build_optimizer(cfg.optim, [model_params, extra_params])
     ctx.optimizer = optimizer
     scheduler = build_scheduler(cfg.optim, optimizer, cfg.train.epochs)
+    supervisor = None
+    if analysis_process and run_dir is not None and not isinstance(store, NullStore) and hasattr(store, "workspace"):
+        supervisor = AnalysisSupervisor(store.workspace, run_id, run_dir)
+    recorder = EpochRecorder(ctx, supervisor) if supervisor is not None else None
+    ctx.analysis_in_process = recorder is not None  # else the analysis probes analyse inline, at their turn
     for p in probes:
         p.setup(ctx)
     step_probes = [p for p in probes if p.per_step]
@@ -402,6 +412,8 @@ def fit(
                 if p.due_epoch(epoch) or epoch == cfg.train.epochs:
                     p.on_epoch_end(epoch, info, ev)
                     probed = True
+            if recorder is not None:  # the epoch's record goes to the analysis process (inline: already analysed)
+                recorder.end_epoch(epoch, info)
             if ev.acc > best_acc:  # keep the weights that were evaluated, before the method's epoch-end changes
                 best_epoch, best_acc = epoch, ev.acc
                 best_state = copy_state()
@@ -422,6 +434,7 @@ def fit(
             # labelled with the whole epochs done; a stop seen at an epoch's end is that epoch's own checkpoint too
             save_checkpoint(checkpoint_stop_path(run_dir), checkpoint(completed))
             logger.artifact(completed, "checkpoint_stop", "checkpoints/stopped.pt", {"step": step})
+            writer.wait()  # a queued write of this epoch's checkpoint is on disk before we look for it
             if not mid_epoch and not checkpoint_path(run_dir, completed).is_file():
                 save_checkpoint(checkpoint_path(run_dir, completed), checkpoint(completed))
                 logger.artifact(completed, "checkpoint", str(checkpoint_path(run_dir, completed).relative_to(run_dir)))
@@ -429,6 +442,8 @@ def fit(
         raise
     finally:
         writer.close()
+        if recorder is not None:  # every epoch's diagnostics are in the store before the run ends
+            recorder.close(logger.flush)
 
     # ---- final test of the best-on-val weights ---------------------------------------------------
     model.load_state_dict(best_state["model"])

@@ -187,7 +187,14 @@ def run_training(store: RunStoreProtocol, run_id: str, *, progress: bool = False
             tty = sys.stderr.isatty() and sys.stdout.isatty()
             bar = _Progress(cfg.train.epochs) if tty else _EpochLines(cfg.train.epochs)
         result = fit(
-            cfg, store, run_id, store.run_dir(run_id), resume=resume, should_stop=stop_flag.is_set, progress=bar
+            cfg,
+            store,
+            run_id,
+            store.run_dir(run_id),
+            resume=resume,
+            should_stop=stop_flag.is_set,
+            progress=bar,
+            analysis_process=cfg.train.analysis == "process",
         )
         store.update_run(
             run_id,

@@ -41,3 +41,52 @@ def render_chart_controls(key: str) -> ChartOptions:
 def render_figure(fig: go.Figure, key: str) -> None:
     """Draw a plotly figure full width; a stable ``key`` makes live refreshes update the chart in place."""
     st.plotly_chart(fig, key=key, config=PLOTLY_CONFIG, width="stretch")
+
+
+# Streamlit gives a chart a new element id whenever its figure changes (the id hashes the spec), so each live refresh
+# mounts a new plotly graph and plotly's own ``uirevision`` cannot carry the user's zoom over. This script, run once
+# in the page (not in an iframe), remembers per chart key the axis ranges the user zoomed or panned to and the legend
+# entries hidden, and re-applies them to each new graph of that key; a double click (autoscale) forgets the zoom.
+_KEEP_VIEW_JS = """
+<script>
+(() => {
+  const w = window.parent && window.parent.Plotly ? window.parent : window;
+  if (w.__mmvizKeepView) return;
+  w.__mmvizKeepView = true;
+  const saved = {};
+  const keyOf = gd => {
+    const box = gd.closest('[class*="st-key-"]');
+    const cls = box ? [...box.classList].find(c => c.startsWith('st-key-')) : null;
+    return cls && cls.includes('chart') ? cls : null;
+  };
+  const attach = gd => {
+    if (gd.__mmvizKept || !gd._fullLayout || typeof gd.on !== 'function') return;
+    const key = keyOf(gd);
+    if (!key) return;
+    gd.__mmvizKept = true;
+    const state = saved[key] || (saved[key] = {ranges: {}, hidden: []});
+    const hidden = (gd.data || []).map((t, i) => state.hidden.includes(t.name) ? i : -1).filter(i => i >= 0);
+    if (hidden.length) w.Plotly.restyle(gd, {visible: 'legendonly'}, hidden);
+    if (Object.keys(state.ranges).length) w.Plotly.relayout(gd, Object.assign({}, state.ranges));
+    gd.on('plotly_relayout', ev => {
+      for (const k of Object.keys(ev || {})) {
+        const m = /^([xy]axis\\d*)\\.(range|autorange)/.exec(k);
+        if (!m) continue;
+        const axis = gd._fullLayout[m[1]];
+        if (!axis || axis.autorange) delete state.ranges[m[1] + '.range'];
+        else state.ranges[m[1] + '.range'] = axis.range.slice();
+      }
+    });
+    gd.on('plotly_restyle', () => {
+      state.hidden = (gd.data || []).filter(t => t.visible === 'legendonly').map(t => t.name);
+    });
+  };
+  w.setInterval(() => w.document.querySelectorAll('.js-plotly-plot').forEach(attach), 250);
+})();
+</script>
+"""
+
+
+def render_view_keeper() -> None:
+    """Keep each chart's zoom and hidden legend entries across refreshes (see the comment above); call once a page."""
+    st.html(_KEEP_VIEW_JS, unsafe_allow_javascript=True)

@@ -204,8 +204,8 @@ def render_comparison(workspace: str, selected: list[str], metric: tuple, labels
     summary_frame = _load(
         workspace, chosen, lambda keys, mods: [k for k in keys if k.startswith("val/acc") or k == "imbalance/index"]
     )
-    table = format_compare_table(summary_table(chosen, summary_frame), chosen)  # "—": does not apply
-    st.dataframe(table, hide_index=True, width="stretch", key="compare.summary")
+    table = summary_table(chosen, summary_frame)  # numbers (the CSV); shown as text with "—" where n/a
+    st.dataframe(format_compare_table(table, chosen), hide_index=True, width="stretch", key="compare.summary")
     st.caption(
         "Best epoch = highest val fused accuracy; per-modality accuracies are at that epoch, by each measure "
         "that was logged. The last columns are the settings that differ between the selected runs."

@@ -69,7 +69,8 @@ def render_field(spec: FieldSpec, value: Any, key: str) -> Any:
         if spec.choices:
             options = list(spec.choices)
             index = options.index(value) if value in options else 0
-            return st.selectbox(label, options, index=index, key=key, help=help_text)
+            shown = lambda v: v if v != "" else "'' (see help)"  # noqa: E731 - an empty choice still reads
+            return st.selectbox(label, options, index=index, key=key, help=help_text, format_func=shown)
         return st.text_input(label, value="" if value is None else str(value), key=key, help=help_text)
     if spec.type is int:
         low = None if spec.low is None else int(math.floor(spec.low)) + (1 if spec.low_open else 0)
@@ -147,6 +148,16 @@ def render_config(
         with cols[i % len(cols)]:
             out[spec.name] = render_field(spec, values.get(spec.name, spec.default), wkey)
     return out
+
+
+def modality_choices(cls: type[Config], modalities: list[str] | tuple[str, ...] | None) -> dict[str, tuple]:
+    """Choices for the fields of ``cls`` that name modalities (``param(modalities=True)``): the data set's
+    modality names ('' first for a single name: the field's "none / default"). Empty when the names are unknown."""
+    if not modalities:
+        return {}
+    return {
+        s.name: tuple(modalities) if s.type is tuple else ("", *modalities) for s in cls.field_specs() if s.modalities
+    }
 
 
 def _peek(spec: FieldSpec, values: Mapping[str, Any], key: str) -> Any:

@@ -7,6 +7,7 @@ Each page calls :func:`page_frame` itself (rather than relying on ``app.py``) so
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,12 +19,12 @@ from mmviz.ui.labels import md
 
 WORKSPACE_KEY = "mmviz_workspace"  # not a widget key: widget state does not survive a page switch
 PAGES = {
-    "runs": "app_pages/runs.py",
-    "live": "app_pages/live.py",
-    "compare": "app_pages/compare.py",
-    "sweeps": "app_pages/sweeps.py",
-    "embeddings": "app_pages/embeddings.py",
-    "teach": "app_pages/teach.py",
+    "runs": "pages/runs.py",
+    "live": "pages/live.py",
+    "compare": "pages/compare.py",
+    "sweeps": "pages/sweeps.py",
+    "embeddings": "pages/embeddings.py",
+    "teach": "pages/teach.py",
 }
 
 
@@ -51,12 +52,31 @@ def _workspace_changed() -> None:
         st.session_state[WORKSPACE_KEY] = _normalise(text)
 
 
+def ensure_app_navigation() -> None:
+    """Hand a page that Streamlit's legacy ``pages/`` routing ran on its own over to ``app.py``'s navigation.
+
+    Streamlit treats a ``pages/`` folder beside the entry script as a legacy multipage app until ``st.navigation``
+    has run once in the server process. A deep link (``/runs``) opened first on a fresh server therefore ran
+    ``pages/runs.py`` alone: Streamlit's automatic page list in the sidebar and none of ``app.py``'s set-up (page
+    config, projection worker). Here the server is switched to ``st.navigation`` mode and the request rerun: the
+    rerun executes ``app.py``, whose navigation resolves the same URL to the same page (the page hash is its URL
+    path in both modes). A no-op once ``app.py``'s navigation has run (issue 11, defect 16).
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def page_frame(title: str, caption: str = "") -> tuple[RunStore, str]:
     """Draw the title and the sidebar workspace picker; return ``(store, workspace)``.
 
     A workspace that cannot be opened (not writable, not an mmviz store, newer schema) stops the page with the
-    store's one-sentence error instead of a traceback.
+    store's one-sentence error instead of a traceback. A page opened by Streamlit's legacy ``pages/`` routing is
+    handed to ``app.py`` first (:func:`ensure_app_navigation`).
     """
+    ensure_app_navigation()
     workspace = current_workspace()
     with st.sidebar:
         st.text_input(
@@ -99,11 +119,12 @@ def user_errors() -> Iterator[None]:
 
 
 def page_path(name: str) -> str:
-    """The page file for a page name, e.g. ``'live'`` -> ``'app_pages/live.py'``."""
+    """The page file for a page name, e.g. ``'live'`` -> ``'pages/live.py'``."""
     return PAGES[name]
 
 
 FLASH_KEY = "mmviz_flash"
+FLASH_S = 30.0  # how long an action's message stays: the page also reruns by itself (new runs, status changes)
 
 
 def flash(text: str, links: list[tuple[str, str, str, dict]] | None = None) -> None:
@@ -111,13 +132,17 @@ def flash(text: str, links: list[tuple[str, str, str, dict]] | None = None) -> N
 
     After an action changed the store, the rerun redraws everything (e.g. the runs table) from the new state.
     """
-    st.session_state[FLASH_KEY] = {"text": text, "links": links or []}
+    st.session_state[FLASH_KEY] = {"text": text, "links": links or [], "until": time.monotonic() + FLASH_S}
     st.rerun()
 
 
 def render_flash() -> None:
-    """Show (once) the message left by :func:`flash`."""
-    message = st.session_state.pop(FLASH_KEY, None)
+    """Show the message left by :func:`flash` on every run of the next :data:`FLASH_S` seconds (a rerun the page
+    makes by itself, e.g. when the new run starts, keeps the message and its links)."""
+    message = st.session_state.get(FLASH_KEY)
+    if message and time.monotonic() > message.get("until", 0.0):
+        st.session_state.pop(FLASH_KEY, None)
+        message = None
     if message:
         st.success(md(message["text"]))
         for page, label, icon, query in message["links"]:

@@ -15,12 +15,13 @@ from typing import Any
 import streamlit as st
 
 from mmviz.balancing import METHODS
-from mmviz.data import DATASETS
+from mmviz.data import DATASETS, create_dataset
 from mmviz.errors import ConfigError, MmvizError
 from mmviz.probes import PROBES
 from mmviz.recipes import recipe_summary
+from mmviz.training.build import fusions_with
 from mmviz.training.config import ModelConfig, OptimConfig, TrainConfig
-from mmviz.ui.forms import changed_fields, cli_command, defaults_of, render_config
+from mmviz.ui.forms import changed_fields, cli_command, defaults_of, modality_choices, render_config
 from mmviz.ui.frame import flash
 from mmviz.ui.labels import format_duration, md
 from mmviz.ui.readers import load_runs
@@ -48,18 +49,14 @@ def render_registry_picker(
     return st.selectbox(label, names, index=index, key=key, help=help_text)
 
 
-def _fusion_fits(method: str, fusion: str) -> bool:
-    return METHODS.get(method).factory.fusion_problem(fusion, FUSIONS[fusion][0].capabilities) is None
-
-
 def fusions_for(method: str) -> list[str]:
-    """The fusions ``method`` works with (the check the launch applies), in registry order."""
-    return [f for f in FUSIONS if _fusion_fits(method, f)]
+    """The fusions whose network has every capability ``method`` requires (the launch's own check), in order."""
+    return fusions_with(METHODS.get(method).factory.requires)
 
 
 def methods_for(fusion: str) -> list[str]:
     """The balancing methods that work with ``fusion`` (what a fork of a run with that fusion may use)."""
-    return [m for m in METHODS.names() if _fusion_fits(m, fusion)]
+    return [m for m in METHODS.names() if fusion in fusions_for(m)]
 
 
 def render_run_form(
@@ -69,9 +66,12 @@ def render_run_form(
     base: Mapping[str, Any] | None = None,
     sections: tuple = SECTIONS,
     skip: Mapping[str, tuple] | None = None,
+    modalities: list[str] | None = None,
 ) -> dict[str, dict]:
     """Tabs of widgets for the run-config ``sections`` (inside a form container); returns the overrides: every
-    field changed from ``base``'s values (else the defaults). ``skip`` names fields per section not to show.
+    field changed from ``base``'s values (else the defaults). ``skip`` names fields per section not to show;
+    ``modalities`` are the data set's modality names when known (else they are read from the data set), offered in
+    the fields that name modalities.
 
     The fusion offers only those the method works with; when ``base``'s fusion is not one of them, the form shows
     the first that is (and says so), and it becomes an override.
@@ -116,6 +116,9 @@ def render_run_form(
                 st.caption(ds.summary)
             shown = {**defaults_of(cls), **(initial[section] or {})}
             display, choices = dict(shown), None
+            if section == "method" and any(s.modalities for s in cls.field_specs()):
+                data_json = json.dumps(overrides.get("data") or {}, sort_keys=True)
+                choices = modality_choices(cls, modalities or dataset_modalities(dataset, data_json))
             if section == "model":
                 allowed = fusions_for(method)
                 choices = {"fusion": tuple(allowed)}
@@ -135,6 +138,18 @@ def render_run_form(
             if changed:
                 overrides[section] = changed
     return overrides
+
+
+@st.cache_data(show_spinner="Reading the data set's modalities…", max_entries=32)
+def dataset_modalities(dataset: str, data_overrides: str) -> list[str] | None:
+    """The modality names of ``dataset`` with the form's data settings (JSON), or None when it cannot be loaded."""
+    from mmviz.training.config import build_run_config
+
+    try:
+        cfg = build_run_config(dataset, "baseline", overrides={"data": json.loads(data_overrides)})
+        return list(create_dataset(dataset, cfg.data).modality_names)
+    except (MmvizError, OSError, ValueError):
+        return None
 
 
 def _render_probes(key: str, base: Mapping[str, Any]) -> dict[str, dict]:
@@ -158,13 +173,34 @@ def _started(run_id: str, verb: str, parent: str | None = None, compare: str = "
 
 
 def start_run(
-    store, dataset: str, method: str, overrides: Mapping, name: str = "", tags: list[str] | None = None
+    store,
+    dataset: str,
+    method: str,
+    overrides: Mapping,
+    name: str = "",
+    tags: list[str] | None = None,
+    backend: str = "local",
 ) -> str:
-    """Validate like the CLI, then queue the run (it starts now when a slot is free); returns the run id (raises
-    ``MmvizError``)."""
+    """Validate like the CLI, then queue the run for ``backend`` (it starts as soon as a slot is free); returns the
+    run id (raises ``MmvizError``)."""
     from mmviz import launcher
 
-    return launcher.launch(store, dataset, method, overrides=overrides, name=name, tags=tags or [], queue=True)
+    return launcher.launch(
+        store, dataset, method, overrides=overrides, name=name, tags=tags or [], queue=True, backend=backend
+    )
+
+
+def render_backend_picker(where, key: str) -> str:
+    """Where a run trains: 'local' (a process on this machine) or 'ray' (a Ray task; see mmviz.ray_backend)."""
+    from mmviz.store.queue import BACKEND_NAMES
+
+    return where.selectbox(
+        "Backend",
+        BACKEND_NAMES,
+        key=key,
+        help="local: a trainer process on this machine. ray: a Ray task with the run's CPU/GPU request, on the "
+        "cluster at MMVIZ_RAY_ADDRESS (or a local Ray).",
+    )
 
 
 def render_demo_button(store) -> None:
@@ -235,16 +271,17 @@ def render_launch_form(store) -> None:
         method = render_registry_picker("Balancing method", METHODS, "launch.method", "baseline")
     with st.container(border=True, key="launch.form"):
         overrides = render_run_form("launch", dataset, method)
-        c1, c2 = st.columns(2)
+        c1, c2, c3 = st.columns([2, 2, 1])
         name = c1.text_input("Run name", key="launch.name", placeholder=f"{dataset}-{method}")
         tags = c2.text_input("Tags", key="launch.tags", help="Comma-separated.")
+        backend = render_backend_picker(c3, "launch.backend")
         st.caption(estimate_text(load_runs(store_workspace(store)), dataset, overrides))
         submitted = st.button("Launch run", type="primary", key="launch.submit")
     if submitted:
         st.caption("Equivalent command:")
         st.code(cli_command(dataset, method, overrides, name.strip(), tuple(_tags(tags))), language="bash")
         try:
-            run_id = start_run(store, dataset, method, overrides, name=name.strip(), tags=_tags(tags))
+            run_id = start_run(store, dataset, method, overrides, name=name.strip(), tags=_tags(tags), backend=backend)
         except MmvizError as exc:
             st.error(md(exc))
         else:
@@ -281,7 +318,8 @@ def render_restart_form(store, run: Mapping) -> None:
     with c2:
         method = render_registry_picker("Balancing method", METHODS, f"restart.{rid}.method", base.get("method"))
     with st.container(border=True, key=f"restart.{rid}.form"):
-        overrides = render_run_form(f"restart.{rid}", dataset, method, base)
+        mods = run.get("modalities") if dataset == base.get("dataset") else None
+        overrides = render_run_form(f"restart.{rid}", dataset, method, base, modalities=mods)
         name = st.text_input("Run name", key=f"restart.{rid}.name", value=f"{run.get('name') or rid}-restart")
         submitted = st.button("Restart with these settings", type="primary", key=f"restart.{rid}.submit")
     if submitted:
@@ -382,6 +420,7 @@ def render_fork_form(store, run: Mapping) -> None:
             base,
             ("method", "train"),
             skip={"train": ("epochs",)},
+            modalities=run.get("modalities"),
         )
         submitted = st.button("Fork", type="primary", key=f"fork.{rid}.submit")
     if submitted:

@@ -14,10 +14,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from mmviz.analysis.summary import compute_imbalance_banner, find_reference_runs
+from mmviz.analysis.follower import analysis_pending
+from mmviz.analysis.summary import compute_imbalance_banner, find_reference_runs, reference_keys
 from mmviz.errors import MmvizError, RunNotFoundError
 from mmviz.store.keys import parse_key
-from mmviz.ui.charts import render_chart_controls, render_figure
+from mmviz.ui.charts import render_chart_controls, render_figure, render_view_keeper
 from mmviz.ui.frame import page_path
 from mmviz.ui.labels import (
     ACTIVE,
@@ -29,7 +30,7 @@ from mmviz.ui.labels import (
     run_method_label,
     trained_modalities,
 )
-from mmviz.ui.readers import LiveBuffer, live_buffer, load_runs, runs_by_id
+from mmviz.ui.readers import LiveBuffer, live_buffer, load_run_metrics, load_runs, run_token, runs_by_id
 from mmviz.ui.references import references_going, render_reference_runs
 from mmviz.ui.run_select import render_run_filter, render_runs_watcher, runs_signature
 from mmviz.viz import ChartOptions, assign_panels, panel_by_name, plot_panel
@@ -135,7 +136,11 @@ def render_status(run: Mapping, frame: pd.DataFrame) -> None:
 def render_banner(store, workspace: str, run: Mapping, frame: pd.DataFrame) -> None:
     """The imbalance banner, with a button that launches the missing unimodal reference runs."""
     refs = find_reference_runs(load_runs(workspace), run)
-    banner = compute_imbalance_banner(run, frame, refs)
+    ref_frames = {  # the same measures on each reference's encoder, for a like-with-like comparison
+        m: load_run_metrics(workspace, ref["run_id"], tuple(reference_keys(m)), run_token(ref))
+        for m, ref in refs.items()
+    }
+    banner = compute_imbalance_banner(run, frame, refs, ref_frames)
     show = st.warning if banner.level == "warning" else st.info
     show("  \n".join(md(line) for line in banner.lines), icon=":material/balance:")
     render_reference_runs(store, workspace, run, banner.missing_references)
@@ -274,6 +279,13 @@ def live_view(
             st.caption(f"The parent run {run['parent_run_id']} is no longer in this workspace.")
             parent = None
     render_status(run, buf.frame)
+    pending = analysis_pending(store, run_id)
+    if pending:
+        epochs = ", ".join(map(str, pending[:5])) + (" ..." if len(pending) > 5 else "")
+        st.caption(
+            f"Analysis pending for epoch{'s' if len(pending) > 1 else ''} {epochs}: separability, prototypes, "
+            "probe accuracies, Shapley values and the imbalance index appear when the analysis process is done."
+        )
     render_banner(store, workspace, run, buf.frame)
     if buf.frame.empty and parent is None:
         st.info("No metrics logged yet; the charts appear with the first logged step.")
@@ -311,6 +323,7 @@ def render_live_page(store, workspace: str) -> None:
     run = runs_by_id(runs)[run_id]
     render_header(store, run)
     options = render_chart_controls("live")
+    render_view_keeper()  # zoom and legend choices survive the refreshes
     with_parent = False
     if run.get("parent_run_id") and run.get("fork_epoch") is not None:
         with_parent = st.toggle(

@@ -62,17 +62,16 @@ def load_run_events(workspace: str, run_ids: tuple[str, ...], token: tuple) -> p
     return get_store(workspace).load_events(list(run_ids))
 
 
+@st.cache_data(ttl=1.0, show_spinner=False, max_entries=16)
+def _last_values(workspace: str, key: str, tokens: tuple) -> dict[str, float]:
+    return get_store(workspace).last_values(key, [t[0] for t in tokens])
+
+
 def load_last_values(workspace: str, runs: Iterable[dict], key: str) -> dict[str, float]:
-    """``{run_id: last value of key}`` for the runs that logged it."""
-    out = {}
-    for run in runs:
-        rid = run["run_id"]
-        if key not in load_run_keys(workspace, rid, run_token(run)):
-            continue
-        rows = load_run_metrics(workspace, rid, (key,), run_token(run))
-        if not rows.empty:
-            out[rid] = float(rows.sort_values(["step", "id"])["value"].iloc[-1])
-    return out
+    """``{run_id: last value of key}`` for the runs that logged it: one store read for all runs (cached until one
+    of them moves on)."""
+    tokens = tuple((run["run_id"], *run_token(run)) for run in runs)
+    return _last_values(workspace, key, tokens)
 
 
 def keys_matching(keys: Iterable[str], modalities: list[str], split: str | None, quantity: str) -> list[str]:

@@ -85,8 +85,8 @@ COLUMN_CONFIG = {
         format="percent", help="Best validation accuracy of the fused model."
     ),
     "imbalance index": st.column_config.TextColumn(
-        help="Last logged imbalance/index (0 = balanced, 1 = one modality carries all the accuracy); "
-        "— for a unimodal run, which has no imbalance."
+        help="Last logged imbalance/index (0 = balanced, 0.5 = one modality carries all the accuracy, 1 = the weakest "
+        "takes away as much as the strongest adds); — for a unimodal run, which has no imbalance."
     ),
     "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
     "error": st.column_config.TextColumn(help="Why a failed or diverged run ended.", width="medium"),

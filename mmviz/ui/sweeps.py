@@ -142,6 +142,7 @@ def render_sweep_form(store, run: Mapping) -> None:
     from mmviz.balancing import METHODS
     from mmviz.store.queue import MAX_PARALLEL
     from mmviz.sweep import SweepSpec, parse_sets, start_sweep
+    from mmviz.ui.launch import render_backend_picker
 
     rid = run["run_id"]
     base = run.get("config") or {}
@@ -156,13 +157,14 @@ def render_sweep_form(store, run: Mapping) -> None:
             help="key=a,b,c for a list; lo..hi for a range (':log' for a log scale, ':N' for N grid points); "
             "list-valued fields separate alternatives with ';'. One value fixes the setting for all trials.",
         )
-        c1, c2, c3, c4 = st.columns(4)
+        c1, c2, c3, c4, c5 = st.columns(5)
         seeds = c1.text_input("Seeds", value="0,1", key=f"sweep.{rid}.seeds", help="Comma-separated.")
         samples = c2.number_input(
             "Random samples", 0, 1000, 0, key=f"sweep.{rid}.samples", help="0: the full grid; N: N random draws."
         )
         limit = c3.number_input("Runs at once", 1, 256, int(store.get_setting(MAX_PARALLEL)), key=f"sweep.{rid}.limit")
         name = c4.text_input("Sweep name", value=f"{run.get('name') or rid}-sweep", key=f"sweep.{rid}.name")
+        backend = render_backend_picker(c5, f"sweep.{rid}.backend")
         submitted = st.form_submit_button("Start sweep", type="primary")
     if not submitted:
         return
@@ -183,7 +185,7 @@ def render_sweep_form(store, run: Mapping) -> None:
             fixed=fixed,
             base=base,
         )
-        sweep_id, run_ids = start_sweep(store, spec, name=name.strip(), max_parallel=int(limit))
+        sweep_id, run_ids = start_sweep(store, spec, name=name.strip(), backend=backend, max_parallel=int(limit))
     except MmvizError as exc:
         st.error(md(exc))
     else:

@@ -37,7 +37,7 @@ MEASURE_ORDER = {"acc": 0, "acc_ncm": 1, "acc_probe": 2, "shapley": 3}
 MARKERS_BELOW = 60  # series this short get markers: per-epoch signals of a short run are a handful of points
 LINES_FROM = 3  # a series of fewer points is drawn as markers only: a line through two points invents a trend
 SPARSE_NOTE_BELOW = 0.5  # a per-step series with fewer than this share of its due points gets a note on the chart
-DOMINANT = "imbalance/dominant"  # stored as the modality's position; drawn as its name
+DOMINANT = "imbalance/dominant"  # stored by name (imbalance/dominant/<m> = 1 when m dominates); drawn as the name
 
 
 def make_figure(data: list[dict], layout: dict) -> go.Figure:
@@ -269,14 +269,22 @@ def _traces(
 
 
 def _dominant_traces(s: Series, axis: int, modalities: list[str], show_legend: bool) -> list[dict]:
-    """The dominant modality per evaluation as markers on a category axis of modality names (not 0/1 on -1..1)."""
-    names = [modalities[int(v)] if 0 <= int(v) < len(modalities) else f"#{int(v)}" for v in s.y if np.isfinite(v)]
-    x = [x for x, v in zip(s.x, s.y, strict=True) if np.isfinite(v)]
+    """The dominant modality per evaluation as markers on a category axis of modality names (not 0/1 on -1..1).
+
+    ``imbalance/dominant/<m>`` is 1 at the evaluations where m dominated: one trace per modality, drawn there.
+    Runs stored before the name was in the key logged ``imbalance/dominant`` as the modality's position.
+    """
+    if s.modality is not None:
+        keep = [i for i, v in enumerate(s.y) if np.isfinite(v) and v >= 0.5]
+        names, x = [s.modality] * len(keep), [s.x[i] for i in keep]
+    else:
+        names = [modalities[int(v)] if 0 <= int(v) < len(modalities) else f"#{int(v)}" for v in s.y if np.isfinite(v)]
+        x = [x for x, v in zip(s.x, s.y, strict=True) if np.isfinite(v)]
     suffix = _axis_suffix(axis)
     return [
         {
             "type": "scatter",
-            "uid": f"dominant|{axis}",
+            "uid": f"dominant|{axis}|{s.modality or ''}",
             "x": x,
             "y": names,
             "xaxis": f"x{suffix}",

@@ -8,7 +8,7 @@ import pytest
 
 def _write_snapshot(path, n=30, modalities=("a", "b"), dropped=False, seed=0):
     """A snapshot written by the snapshots probe's own writer, so these tests follow its format."""
-    from mmviz.probes.snapshots import save_snapshot
+    from mmviz.measures.record import save_npz
 
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 3, n)
@@ -21,7 +21,7 @@ def _write_snapshot(path, n=30, modalities=("a", "b"), dropped=False, seed=0):
     arrays["conf_fused"] = rng.random(n).astype(np.float16)
     if dropped:
         arrays[f"dropped_{modalities[0]}"] = rng.random(n) < 0.3
-    save_snapshot(path, arrays)
+    save_npz(path, arrays, compress=True)
     return arrays
 
 

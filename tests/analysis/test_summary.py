@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from mmviz.analysis.summary import (
     compute_compare_table,
@@ -29,7 +30,17 @@ def _frame(values: dict[str, list[float]], run="r") -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def _run(run_id, method="baseline", modality="", status="finished", best=None, created=0.0, data=DATA, parent=None):
+def _run(
+    run_id,
+    method="baseline",
+    modality="",
+    status="finished",
+    best=None,
+    created=0.0,
+    data=DATA,
+    parent=None,
+    best_epoch=None,
+):
     return {
         "run_id": run_id,
         "name": run_id,
@@ -43,6 +54,7 @@ def _run(run_id, method="baseline", modality="", status="finished", best=None, c
         },
         "effective_status": status,
         "best_val_acc": best,
+        "best_epoch": best_epoch,
         "created": created,
         "parent_run_id": parent,
     }
@@ -59,11 +71,20 @@ def test_banner_names_the_under_trained_modality_and_the_shapley_leader():
             "imbalance/index": [0.0, 0.5, 0.6, 0.56],
         }
     )
-    refs = {
-        "fou": _run("fou-alone", "unimodal", "fou", best=0.58),
-        "pix": _run("pix-alone", "unimodal", "pix", best=0.9),
+    refs = {  # best_val_acc is the fused accuracy: the banner must not compare with it
+        "fou": _run("fou-alone", "unimodal", "fou", best=0.61, best_epoch=2),
+        "pix": _run("pix-alone", "unimodal", "pix", best=0.99, best_epoch=3),
     }
-    banner = compute_imbalance_banner(run, frame, refs)
+    ref_frames = {  # the same linear probe on each reference's own encoder, read at its best epoch
+        "fou": _frame({"val/acc_probe/fou": [0.50, 0.58, 0.55]}, run="fou-alone"),
+        "pix": _frame({"val/acc_probe/pix": [0.80, 0.85, 0.90]}, run="pix-alone"),
+    }
+    banner = compute_imbalance_banner(run, frame, refs, ref_frames)
+    assert (banner.measure, banner.alone, banner.joint) == (
+        "acc_probe",
+        {"fou": 0.58, "pix": 0.90},
+        pytest.approx({"pix": 0.93, "fou": 0.41}),
+    )
     assert banner.level == "warning" and not banner.missing_references
     assert (
         banner.lines[0] == "fou is under-trained: linear-probe accuracy 41% vs 58% when trained alone (run fou-alone)."
@@ -73,6 +94,39 @@ def test_banner_names_the_under_trained_modality_and_the_shapley_leader():
         banner.lines
     )
     assert any(line.startswith("Imbalance index 0.56 at epoch 4") for line in banner.lines)
+
+
+def test_banner_compares_like_with_like_or_not_at_all():
+    """A reference that never logged the joint run's measure is named, not compared with its fused accuracy."""
+    run = _run("joint")
+    frame = _frame({"val/acc_probe/pix": [0.80], "val/acc_probe/fou": [0.40]})
+    refs = {"fou": _run("fou-alone", "unimodal", "fou", best=0.9, best_epoch=1)}
+    banner = compute_imbalance_banner(run, frame, refs, {"fou": _frame({"val/acc_ncm/fou": [0.9]}, run="fou-alone")})
+    assert banner.alone == {} and not any("under-trained" in line for line in banner.lines)
+    assert "fou: the reference (run fou-alone) has no linear-probe accuracy logged yet" in banner.lines[0]
+    running = _run("fou-alone", "unimodal", "fou", status="running", best_epoch=None)  # no best epoch yet: latest
+    frames = {"fou": _frame({"val/acc_probe/fou": [0.3, 0.5]}, run="fou-alone")}
+    assert compute_imbalance_banner(run, frame, {"fou": running}, frames).alone == {"fou": 0.5}
+
+
+def test_banner_reports_a_modality_that_adds_nothing_or_hurts_and_names_the_dominant():
+    run = _run("joint")
+    frame = _frame(
+        {
+            "val/shapley/pix": [0.60, 0.62],
+            "val/shapley/fou": [0.01, -0.002],
+            "imbalance/index": [0.49, 0.502],
+            "imbalance/dominant/pix": [1.0, 1.0],
+            "imbalance/dominant/fou": [0.0, 0.0],
+        }
+    )
+    banner = compute_imbalance_banner(run, frame, {})
+    assert banner.shares["fou"] == pytest.approx(-0.002 / 0.622) and banner.shares["fou"] <= 0
+    assert banner.dominant == "pix" and banner.index == pytest.approx(0.502) and banner.level == "warning"
+    assert "fou adds nothing to val accuracy: its Shapley share is 0%." in banner.lines
+    hurting = _frame({"val/shapley/pix": [0.6], "val/shapley/fou": [-0.2]})
+    lines = compute_imbalance_banner(run, hurting, {}).lines
+    assert "fou lowers val accuracy: its Shapley share is -25% (masking it helps)." in lines
 
 
 def test_banner_without_references_says_so_and_compares_modalities():

@@ -21,7 +21,7 @@ def open_page(monkeypatch):
             at.query_params[key] = value
         at.run()
         if page != "runs":
-            at.switch_page(f"app_pages/{page}.py").run()
+            at.switch_page(f"pages/{page}.py").run()
         assert not at.exception, at.exception
         return at
 

@@ -82,7 +82,8 @@ def test_page_renders_a_real_run_with_its_widgets(open_page, run_ws):
     assert len(specs) == 3
     assert all(s["layout"]["xaxis"]["title"]["text"] == "PCA 1" for s in specs)
     assert captions(at).count("PCA") == 3
-    assert any("UMAP** keeps" in c for c in captions(at))
+    assert [e.label for e in at.expander if e.label == "Reading these maps"]  # below the panels, page-wide
+    assert any("UMAP** keeps" in m.value for m in at.markdown)
 
     at.select_slider(key="emb.epoch").set_value(1).run()
     assert not at.exception

@@ -15,7 +15,7 @@ def test_method_tab_lists_the_paper_recipe_and_launch_stores_it(tmp_path, open_p
     at.selectbox(key="launch.method.relearn.recipe").select("paper")
     at.number_input(key="launch.data.synthetic.n_train").set_value(100)
     at.number_input(key="launch.train.epochs").set_value(1)  # an explicit setting wins over the recipe's 90
-    [b for b in at.get("form_submit_button") if b.label == "Launch run"][0].click().run()
+    [b for b in [*at.button, *at.get("form_submit_button")] if b.label == "Launch run"][0].click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     with open_store(ws) as store:
         (run,) = store.list_runs().to_dict("records")

@@ -23,8 +23,8 @@ def test_live_page_shows_status_banner_and_charts(filled_workspace, open_page):
     assert any(b.label.startswith("Launch unimodal reference runs") for b in at.button)
     charts = at.get("plotly_chart")
     assert len(charts) >= 4  # accuracy, loss, gradients, shapley, ... (whatever the probes logged)
-    titles = [m.value for m in at.markdown if m.value.startswith("**")]
-    assert "**Accuracy: fused vs each modality**" in titles and "**Loss**" in titles
+    titles = [e.label for e in at.expander]  # each chart in a section that can be collapsed
+    assert "Accuracy: fused vs each modality" in titles and "Loss" in titles
     # chart controls
     assert at.slider(key="live.smoothing").value == 0.6
     assert at.radio(key="live.x_axis").options == ["step", "epoch", "wall time"]
@@ -68,7 +68,7 @@ def test_failed_lost_and_old_runs_do_not_break_the_page(tmp_path, open_page):
     store.set_status(lost, "running", pid=99999999)  # no such process: shown as lost
     at = open_page(tmp_path, "live", run=failed)
     assert any("boom" in e.value for e in at.error)
-    assert any("Other signals" in m.value for m in at.markdown)  # an unknown key still gets a chart
+    assert any(e.label == "Other signals" for e in at.expander)  # an unknown key still gets a chart
     at.selectbox(key="live.run").select(lost).run()
     assert not at.exception and "lost" in _markdown(at)
 
@@ -116,4 +116,24 @@ def test_a_refresh_shows_rows_logged_since_the_last_one(tmp_path, open_page):
     at.run()
     assert _chart_steps(at) == {10.0, 20.0}
     assert "latest step 20" in _markdown(at)
+    store.set_status(rid, "stopped")
+
+
+def test_the_page_says_which_epochs_await_the_analysis_process(tmp_path, open_page):
+    store = open_store(tmp_path)
+    rid = store.create_run(config={}, name="r", dataset="d", method="m", fusion="f", modalities=["a"])
+    store.set_status(rid, "running", pid=os.getpid())
+    store.log_batch(
+        rid,
+        [(10, 1.0, time.time(), "val/acc/fused", 0.5)],
+        artifacts=[(1, "record", "records/epoch_0001.npz", {}), (2, "record", "records/epoch_0002.npz", {})],
+    )
+    store.log_batch(rid, [], artifacts=[(1, "analysis", "records/epoch_0001.npz", {})])
+    at = open_page(tmp_path, "live", run=rid)
+    captions = "\n".join(c.value for c in at.caption)
+    assert "Analysis pending for epoch 2:" in captions and "epochs 1" not in captions
+    store.log_batch(rid, [], artifacts=[(2, "analysis", "records/epoch_0002.npz", {})])
+    store.heartbeat(rid)
+    at.run()
+    assert "Analysis pending" not in "\n".join(c.value for c in at.caption)
     store.set_status(rid, "stopped")

@@ -367,3 +367,22 @@ def test_one_way_to_select_a_run(filled_workspace, open_page):
     assert not at.dataframe[0].proto.selection_mode  # the table shows; the "Selected run" box selects
     at.selectbox(key="runs.selected").select(filled_workspace["parent"]).run()
     assert at.text_input(key=f"fork.{filled_workspace['parent']}.name").value.startswith("parent-run")
+
+
+def test_amd_target_and_drop_are_modality_pickers(scratch_workspace, open_page):
+    ws = scratch_workspace["workspace"]
+    at = open_page(ws, "runs")
+    at.selectbox(key="launch.dataset").select("synthetic").run()
+    at.selectbox(key="launch.method").select("amd").run()
+    target = next(s for s in at.selectbox if s.key and s.key.startswith("launch.method.amd.target"))
+    drop = next(m for m in at.multiselect if m.key and m.key.startswith("launch.method.amd.drop"))
+    assert target.options == ["'' (see help)", "a", "b"] and drop.options == ["a", "b"]
+    target.select("a").run()
+    drop = next(m for m in at.multiselect if m.key and m.key.startswith("launch.method.amd.drop"))
+    drop.select("b").run()
+    at.number_input(key="launch.data.synthetic.n_train").set_value(300)
+    at.number_input(key="launch.train.epochs").set_value(1)
+    _button(at, "Launch run").click().run()
+    assert not at.error, [e.value for e in at.error]
+    (run,) = _new_runs(ws, {scratch_workspace["parent"], scratch_workspace["child"]})
+    assert run["config"]["method_params"]["target"] == "a" and run["config"]["method_params"]["drop"] == ["b"]

@@ -14,7 +14,7 @@ from mmviz.teach.lessons import LESSONS
 from mmviz.ui.labels import plain
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
-PAGE = "app_pages/teach.py"
+PAGE = "pages/teach.py"
 STEPS = [(ls.number, i, step) for ls in LESSONS for i, step in enumerate(ls.steps, start=1)]
 # What the default presets show, measured by these very runs (seed 0); the page decides it from the numbers.
 EXPECTED = {

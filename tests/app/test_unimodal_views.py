@@ -80,6 +80,6 @@ def test_live_page_of_a_unimodal_run_does_not_chart_what_it_cannot_have(tmp_path
     notes = [c.value for c in at.caption if c.value.startswith(NOT_APPLICABLE)]
     assert len(notes) == 1 and "only fou" in notes[0] and "imbalance/index, val/acc/pix" in notes[0]
     names = {t.get("name") for c in at.get("plotly_chart") for t in json.loads(c.proto.spec)["data"]}
-    assert "fou · head split" in names and "fused" in names
+    assert "fou" in names and "fused" in names  # the accuracy chart: a facet per measure, a line per modality
     assert not [n for n in names if n and ("pix" in n or "index" in n)], names
     assert not [m for m in at.markdown if "Shapley shares and imbalance index" in m.value]

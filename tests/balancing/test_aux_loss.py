@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from ctx_helpers import fake_ctx
 
 from mmviz.balancing import create_method
-from mmviz.balancing.aux_loss import AuxLossConfig, parse_weights
+from mmviz.balancing.aux_loss import AuxLossConfig
+from mmviz.balancing.settings import parse_modality_map
 from mmviz.contracts import ModelOutput, StepInfo
 from mmviz.errors import ConfigError
 from mmviz.launcher import prepare_run
@@ -39,7 +40,7 @@ def test_loss_adds_each_modality_cross_entropy_with_its_weight():
 
 
 def test_weight_overrides_are_validated():
-    assert parse_weights(" b=2, a=0.5 ") == {"b": 2.0, "a": 0.5}
+    assert parse_modality_map(AuxLossConfig(weights=" b=2, a=0.5 "), "weights") == {"b": 2.0, "a": 0.5}
     for bad in ("b", "b=x", "b=-1", "=1"):
         with pytest.raises(ConfigError, match="'weights' parameter of AuxLossConfig"):
             AuxLossConfig(weights=bad)

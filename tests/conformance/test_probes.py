@@ -182,7 +182,7 @@ FAMILIES = {
     "conflict/cos/{m}",
     "val/shapley/{m}",
     "imbalance/index",
-    "imbalance/dominant",
+    "imbalance/dominant/{m}",
     "imbalance/share/{m}",
 }
 HEAD_SPLIT = {"score/{m}", "ratio/{m}", "conflict/cos/{m}"}

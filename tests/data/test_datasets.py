@@ -102,6 +102,13 @@ def test_arrays_round_trip_with_kinds(tmp_path):
     _check_splits(d)
 
 
+def test_arrays_keep_the_modality_order_of_the_file(tmp_path):
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(2), 10)
+    path = _write(tmp_path, zeta=rng.normal(size=(20, 2)), label=y, alpha=rng.normal(size=(20, 3)))
+    assert create_dataset("arrays", ArraysConfig(path=path)).modality_names == ("zeta", "alpha")  # not sorted
+
+
 def test_arrays_given_splits(tmp_path):
     y = np.repeat(np.arange(2), 10)
     path = _write(

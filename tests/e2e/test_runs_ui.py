@@ -94,12 +94,18 @@ def body(page) -> str:
 
 
 def options_of(page, label: str) -> list[str]:
-    """The option texts of the visible select box ``label`` (opened, read, closed)."""
+    """The option texts of the visible select box ``label`` (opened, read, closed); empty when the page was busy
+    redrawing (the caller asks again)."""
     box = page.get_by_role("combobox", name=label, exact=True).filter(visible=True).first
-    box.click()
-    page.wait_for_timeout(200)
-    texts = [o.inner_text() for o in page.get_by_role("option").all()]
+    try:
+        box.click(timeout=5000)
+        page.wait_for_timeout(200)
+        texts = [o.inner_text() for o in page.get_by_role("option").all()]
+    except Exception:  # noqa: BLE001 - a rerun replaced the box mid-click: try again on the next round
+        texts = []
+        page.mouse.click(5, 5)  # close whatever popover a rerun left open
     page.keyboard.press("Escape")
+    page.wait_for_timeout(100)
     return texts
 
 

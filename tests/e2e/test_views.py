@@ -6,7 +6,7 @@
   a one-point chart starting at 0 (defect 8);
 - the embeddings page of a finished run shows a spread-out UMAP at its last epoch, not a dot (defect 1).
 
-One finished 12-epoch mfeat baseline run (the run the UMAP collapse was seen on) and one long synthetic run that
+One finished 10-epoch mfeat baseline run (the run the UMAP collapse was seen on) and one long synthetic run that
 keeps training while the zoom test watches it.
 """
 
@@ -25,17 +25,17 @@ from mmviz.testing import CHROMIUM, ROOT, launch_chromium, start_dashboard, stop
 pytestmark = pytest.mark.e2e
 
 TIMEOUT_MS = 120_000
-MFEAT_EPOCHS = 12
+MFEAT_EPOCHS = 10
 MFEAT = ["--dataset", "mfeat", "--epochs", str(MFEAT_EPOCHS), "--name", "mfeat-baseline"]
 LONG = ["--dataset", "synthetic", "--set", "data.n_train=300", "--epochs", "400", "--name", "long-run",
         *(f"--set=probes.{p}.enabled=false" for p in ("shapley", "grad_conflict", "separability", "snapshots"))]  # fmt: skip
-APP_PAGES = ["Runs", "Live", "Compare", "Embeddings", "Teach"]
+APP_PAGES = ["Runs", "Live", "Compare", "Sweeps", "Embeddings", "Teach"]
 
 
 def train(ws: Path, args: list[str], wait: bool = True):
     argv = [sys.executable, "-m", "mmviz", "train", "--workspace", str(ws), *args]
     if wait:
-        return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300, check=True).stdout.split()[0]
+        return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=900, check=True).stdout.split()[0]
     return subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
 
@@ -102,7 +102,9 @@ PLOT_INFO = """gd => ({
 })"""
 
 
-FIND_PLOT = "name => [...document.querySelectorAll('.js-plotly-plot')].find(p => (p.data || []).some(t => t.name === name))"
+FIND_PLOT = (
+    "name => [...document.querySelectorAll('.js-plotly-plot')].find(p => (p.data || []).some(t => t.name === name))"
+)
 
 
 def plot_info(page, trace_name: str) -> dict:
@@ -130,8 +132,8 @@ def latest_step(page) -> int:
 def test_deep_links_on_a_fresh_server_get_the_apps_navigation(workspace, browser, fresh_server):
     page = browser.new_page()
     page.goto(f"{fresh_server}/runs")  # the very first page this server serves
-    assert nav_labels(page) == APP_PAGES  # not Streamlit's automatic 'app, compare, embeddings, live, ...'
     page.get_by_role("heading", name="Runs").wait_for()
+    assert nav_labels(page) == APP_PAGES  # not Streamlit's automatic 'app, compare, embeddings, live, ...'
     # the same set-up as clicking there: the wide layout of app.py's page config
     main = page.locator('[data-testid="stMainBlockContainer"]').bounding_box()
     assert main["width"] > 1000, main
@@ -143,8 +145,8 @@ def test_deep_links_on_a_fresh_server_get_the_apps_navigation(workspace, browser
 def test_deep_link_to_live_first_on_another_fresh_server(workspace, browser, fresh_server):
     page = browser.new_page()
     page.goto(f"{fresh_server}/live?run={workspace[1]}")
-    assert nav_labels(page) == APP_PAGES
     page.get_by_text(re.compile(r"latest step \d+")).first.wait_for()
+    assert nav_labels(page) == APP_PAGES
     page.close()
 
 
@@ -178,7 +180,7 @@ def test_a_zoomed_live_chart_keeps_its_range_across_refreshes(long_run, browser,
 def test_live_axes_of_a_finished_run_are_readable(workspace, browser, fresh_server):
     page = browser.new_page()
     page.goto(f"{fresh_server}/live?run={workspace[1]}")
-    accuracy = plot_info(page, "fou · NCM")
+    accuracy = plot_info(page, "fou")  # the accuracy chart, the first one: a facet per split and measure
     for axis in accuracy["axes"]:  # accuracy in %, never drawn beyond 0..100 (train accuracy reaches 100 %)
         assert axis["suffix"] == "%" and -5 <= axis["range"][0] and axis["range"][1] <= 105, axis
     assert len({tuple(r) for r in accuracy["xaxes"]}) == 1  # train and val facets on one x range
@@ -209,12 +211,16 @@ def test_embeddings_last_epoch_umap_is_spread_out_not_a_dot(workspace, browser, 
     page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length === 3")
     assert page.get_by_text(f"epoch {MFEAT_EPOCHS}").count() >= 3
     for i in range(3):
-        spans = page.locator(".js-plotly-plot").nth(i).evaluate(
-            """gd => {
-                const xs = gd.data.flatMap(t => Array.from(t.x)), ys = gd.data.flatMap(t => Array.from(t.y));
+        spans = (
+            page.locator(".js-plotly-plot")
+            .nth(i)
+            .evaluate(
+                """gd => {
+                const xs = gd._fullData.flatMap(t => Array.from(t.x)), ys = gd._fullData.flatMap(t => Array.from(t.y));
                 const span = v => Math.max(...v) - Math.min(...v), r = gd._fullLayout;
                 return [span(xs) / (r.xaxis.range[1] - r.xaxis.range[0]), span(ys) / (r.yaxis.range[1] - r.yaxis.range[0])];
             }"""
+            )
         )
         assert min(spans) > 0.6, (i, spans)  # the points fill the panel's axes (a collapsed view filled < 1 %)
     page.close()

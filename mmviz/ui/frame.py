@@ -58,15 +58,20 @@ def ensure_app_navigation() -> None:
     Streamlit treats a ``pages/`` folder beside the entry script as a legacy multipage app until ``st.navigation``
     has run once in the server process. A deep link (``/runs``) opened first on a fresh server therefore ran
     ``pages/runs.py`` alone: Streamlit's automatic page list in the sidebar and none of ``app.py``'s set-up (page
-    config, projection worker). Here the server is switched to ``st.navigation`` mode and the request rerun: the
-    rerun executes ``app.py``, whose navigation resolves the same URL to the same page (the page hash is its URL
-    path in both modes). A no-op once ``app.py``'s navigation has run (issue 11, defect 16).
+    config, projection worker). Here the server is switched to ``st.navigation`` mode and ``app.py`` is run in
+    place, in this same script run (so widget events such as a button click are kept): its navigation replaces the
+    automatic one and runs the same page (the page hash is its URL path in both modes); then this legacy run
+    stops. A no-op once ``app.py``'s navigation has run (issue 11, defect 16).
     """
+    import runpy
+
     from streamlit.runtime.pages_manager import PagesManager
 
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+    if not PagesManager.uses_pages_directory:
+        return
+    PagesManager.uses_pages_directory = False
+    runpy.run_path(str(Path(__file__).resolve().parents[2] / "app.py"), run_name="__main__")
+    st.stop()
 
 
 def page_frame(title: str, caption: str = "") -> tuple[RunStore, str]:

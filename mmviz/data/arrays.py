@@ -49,7 +49,8 @@ def _fail(path: str, what: str) -> DataError:
 
 
 def arrays_modalities(config: ArraysConfig) -> tuple[str, ...]:
-    """The modality names in the .npz file (its array names but labels and splits), reading only its listing."""
+    """The modality names in the .npz file (its array names but labels and splits) in the file's order, as the
+    dataset keeps them, reading only its listing."""
     path = config.path
     if not Path(path).is_file():
         raise _fail(path, "no such file")
@@ -58,7 +59,7 @@ def arrays_modalities(config: ArraysConfig) -> tuple[str, ...]:
             names = list(z.files)
     except (OSError, ValueError) as exc:
         raise _fail(path, f"it is not a readable .npz archive ({exc})") from None
-    return tuple(sorted(n for n in names if n != config.label_key and n not in SPLIT_KEYS))
+    return tuple(n for n in names if n != config.label_key and n not in SPLIT_KEYS)
 
 
 def available_memory() -> int:

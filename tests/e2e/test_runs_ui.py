@@ -174,7 +174,7 @@ def test_a_run_started_from_the_cli_appears_in_open_tabs(served, page, browser):
         run_id = proc.stdout.readline().strip()  # printed once the run exists in the store
         created = time.monotonic()
         seen = {}
-        while len(seen) < 2 and time.monotonic() - created < 45:
+        while len(seen) < 2 and time.monotonic() - created < 120:
             for name, tab, label in (("runs", page, "Selected run"), ("live", live, "Run")):
                 if name not in seen and any(run_id in o and "cli-run" in o for o in options_of(tab, label)):
                     seen[name] = time.monotonic() - created

@@ -22,7 +22,9 @@ def mmviz(*args, workspace=None, **kwargs):
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     ws = tmp_path_factory.mktemp("ws")
-    proc = mmviz("train", *SHORT, workspace=ws)
+    # analysis in the trainer: each epoch line can then show the probe accuracies and the imbalance index (with the
+    # default analysis process they arrive later, and the summary shows them)
+    proc = mmviz("train", *SHORT, "--set", "train.analysis=inline", workspace=ws)
     assert proc.returncode == 0, proc.stderr
     return ws, proc
 

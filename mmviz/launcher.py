@@ -87,6 +87,12 @@ def prepare_run(
     """
     if parent_run_id is not None:
         check_rerunnable(store.get_run(parent_run_id), "fork")
+    if data is None and cfg.dataset == "arrays":
+        # a user's own file: every problem it has is one sentence before a run exists (issue 12), so it is read
+        # here (numpy, from its headers first) rather than only in the trainer
+        from mmviz.data.arrays import load_arrays
+
+        data = load_arrays(cfg.data)
     modalities = data.modality_names if data is not None else dataset_modalities(cfg.dataset, cfg.data)
     stop_step = None
     if parent_run_id is not None:

@@ -110,18 +110,33 @@ FIND_PLOT = (
 def plot_info(page, trace_name: str) -> dict:
     """Names, ranges and tick labels of the live chart that has a trace called ``trace_name`` (found afresh: the
     charts' order in the page changes while panels appear)."""
-    page.wait_for_function(f"name => !!({FIND_PLOT})(name)", arg=trace_name, timeout=TIMEOUT_MS)
-    return page.evaluate(f"name => ({PLOT_INFO})(({FIND_PLOT})(name))", trace_name)
+    for _ in range(20):  # a refresh can replace the chart between the wait and the read: read again
+        page.wait_for_function(f"name => !!({FIND_PLOT})(name)", arg=trace_name, timeout=TIMEOUT_MS)
+        info = page.evaluate(f"name => {{ const p = ({FIND_PLOT})(name); return p ? ({PLOT_INFO})(p) : null; }}",
+                             trace_name)  # fmt: skip
+        if info is not None:
+            return info
+    raise AssertionError(f"the chart with a trace {trace_name!r} never stayed long enough to be read")
 
 
 def plot_box(page, trace_name: str) -> dict:
-    """The bounding box of that chart's drag area (page coordinates), scrolled into view."""
-    page.evaluate(f"name => ({FIND_PLOT})(name).scrollIntoView({{block: 'center'}})", trace_name)
-    return page.evaluate(
-        f"""name => {{ const r = ({FIND_PLOT})(name).querySelector('.nsewdrag').getBoundingClientRect();
-                       return {{x: r.x, y: r.y, width: r.width, height: r.height}}; }}""",
-        trace_name,
-    )
+    """The bounding box of that chart's drag area (page coordinates), scrolled into view. A refresh can replace
+    the chart between finding and measuring it, so both happen in one script, tried again until it is there."""
+    for _ in range(20):
+        page.wait_for_function(f"name => !!({FIND_PLOT})(name)", arg=trace_name, timeout=TIMEOUT_MS)
+        box = page.evaluate(
+            f"""name => {{ const p = ({FIND_PLOT})(name);
+                           const drag = p && p.querySelector('.nsewdrag');
+                           if (!drag) return null;
+                           p.scrollIntoView({{block: 'center'}});
+                           const r = drag.getBoundingClientRect();
+                           return {{x: r.x, y: r.y, width: r.width, height: r.height}}; }}""",
+            trace_name,
+        )
+        if box and box["width"] > 0:
+            return box
+        page.wait_for_timeout(250)
+    raise AssertionError(f"the chart with a trace {trace_name!r} never stayed long enough to be measured")
 
 
 def latest_step(page) -> int:

@@ -19,7 +19,7 @@ from mmviz.recipes import Recipe, RecipeSetting
 
 
 @dataclasses.dataclass(frozen=True)
-class AGMConfig(RecipeSetting, ModulationWindow):
+class AGMConfig(ModulationWindow, RecipeSetting):
     """Settings of AGM."""
 
     alpha: float = param(
@@ -47,10 +47,6 @@ class AGMConfig(RecipeSetting, ModulationWindow):
         "Running mean of the response losses that kappa compares with: 'previous' = over the steps before this "
         "one (official code: updated after kappa); 'inclusive' = this step included.",
         choices=("previous", "inclusive"),
-    )
-    modulation_starts: int = param(1, "First epoch (1-based, inclusive) with modulation.", low=1, high=100000)
-    modulation_ends: int = param(
-        100000, "Last epoch (inclusive) with modulation (default: the whole run, as the author).", low=1, high=100000
     )
 
 
@@ -220,7 +216,7 @@ class MLAConfig(RecipeSetting, MethodConfig):
 
 
 @dataclasses.dataclass(frozen=True)
-class OGMGEConfig(RecipeSetting, ModulationWindow):
+class OGMGEConfig(ModulationWindow, RecipeSetting):
     """Settings of OGM-GE."""
 
     alpha: float = param(
@@ -245,14 +241,10 @@ class OGMGEConfig(RecipeSetting, ModulationWindow):
         "official code's else-branch does; 'none' damps nobody.",
         choices=("damp_first", "none"),
     )
-    modulation_starts: int = param(1, "First epoch (1-based, inclusive) with modulation.", low=1, high=100000)
-    modulation_ends: int = param(
-        100000, "Last epoch (inclusive) with modulation (default: the whole run).", low=1, high=100000
-    )
 
 
 @dataclasses.dataclass(frozen=True)
-class PMRConfig(RecipeSetting, ModulationWindow):
+class PMRConfig(ModulationWindow, RecipeSetting):
     """Settings of PMR."""
 
     alpha: float = param(
@@ -291,12 +283,6 @@ class PMRConfig(RecipeSetting, ModulationWindow):
         low_open=True,
         high=1000.0,
         log=True,
-    )
-    modulation_starts: int = param(
-        1, "First epoch (1-based, inclusive) with the prototypical loss.", low=1, high=100000
-    )
-    modulation_ends: int = param(
-        100000, "Last epoch (inclusive) with the prototypical loss (default: the whole run).", low=1, high=100000
     )
     entropy_weight: float = param(
         0.0,
@@ -381,6 +367,22 @@ class UnimodalConfig(Config):
 
 
 # ---- declarations ----
+
+
+def sgd_step70(lr: float) -> dict[str, object]:
+    """The optimiser of the GeWu-Lab family of official code (OGM-GE, PMR, MLA, AGM): SGD at ``lr``, momentum 0.9,
+    weight decay 1e-4, StepLR(70, x0.1); each recipe's source names the lines."""
+    return {
+        "name": "sgd",
+        "lr": lr,
+        "momentum": 0.9,
+        "weight_decay": 1e-4,
+        "schedule": "step",
+        "step_size": 70,
+        "gamma": 0.1,
+    }
+
+
 METHODS.declare(
     "agm",
     "mmviz.balancing.agm:AGM",
@@ -388,15 +390,7 @@ METHODS.declare(
     kind="gradient",
     paper_recipe=Recipe(
         {
-            "optim": {
-                "name": "sgd",
-                "lr": 1e-4,
-                "momentum": 0.9,
-                "weight_decay": 1e-4,
-                "schedule": "step",
-                "step_size": 70,
-                "gamma": 0.1,
-            },
+            "optim": sgd_step70(1e-4),
             "train": {"epochs": 100, "batch_size": 64},
             "method": {"alpha": 1.5, "grad_clip": "conditional"},
         },
@@ -454,15 +448,7 @@ METHODS.declare(
     paper_recipe=Recipe(
         {
             "model": {"fusion": "shared_head"},
-            "optim": {
-                "name": "sgd",
-                "lr": 1e-3,
-                "momentum": 0.9,
-                "weight_decay": 1e-4,
-                "schedule": "step",
-                "step_size": 70,
-                "gamma": 0.1,
-            },
+            "optim": sgd_step70(1e-3),
             "train": {"epochs": 100, "batch_size": 64},
         },
         "Cecile-hi/Multimodal-Learning-with-Alternating-Unimodal-Adaptation@ab6c1845 main.py L28-34 (batch 64, "
@@ -477,15 +463,7 @@ METHODS.declare(
     requires=frozenset({"unimodal_logits"}),
     paper_recipe=Recipe(
         {
-            "optim": {
-                "name": "sgd",
-                "lr": 1e-3,
-                "momentum": 0.9,
-                "weight_decay": 1e-4,
-                "schedule": "step",
-                "step_size": 70,
-                "gamma": 0.1,
-            },
+            "optim": sgd_step70(1e-3),
             "train": {"epochs": 100, "batch_size": 64},
             "method": {"alpha": 0.8, "modulation_starts": 1, "modulation_ends": 51},
         },
@@ -500,15 +478,7 @@ METHODS.declare(
     kind="objective",
     paper_recipe=Recipe(
         {
-            "optim": {
-                "name": "sgd",
-                "lr": 1e-3,
-                "momentum": 0.9,
-                "weight_decay": 1e-4,
-                "schedule": "step",
-                "step_size": 70,
-                "gamma": 0.1,
-            },
+            "optim": sgd_step70(1e-3),
             "train": {"epochs": 150, "batch_size": 64},
             "method": {"alpha": 3.0, "momentum_coef": 0.0, "modulation_starts": 1, "modulation_ends": 101},
         },

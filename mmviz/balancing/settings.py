@@ -1,9 +1,10 @@
 """Setting types several balancing methods share, declared once: the modulation window and the modality map.
 Torch-free: the declarations in :mod:`mmviz.balancing.configs` use them.
 
-- :class:`ModulationWindow`: a config mixin for methods that act only in an epoch window. The config declares its
-  own ``modulation_starts`` / ``modulation_ends`` fields (help text and defaults are the method's); the mixin gives
-  the one ordering check and :meth:`ModulationWindow.active`.
+- :class:`ModulationWindow`: a config mixin for methods that act only in an epoch window. It declares the
+  ``modulation_starts`` / ``modulation_ends`` fields once (defaults: the whole run), their one ordering check and
+  :meth:`ModulationWindow.active`; a method's config derives from it and declares neither field again (list it
+  before :class:`mmviz.recipes.RecipeSetting` among the bases, so the form shows ``recipe`` first, then the window).
 - :func:`modality_map`: a per-modality setting written as ``modality=value`` entries (``--set
   method.weights=b=2,a=0.5``), with numeric bounds. Its syntax and bounds are checked when the config is built
   (:class:`MethodConfig`), its names once against the dataset's modalities before a run starts
@@ -31,8 +32,20 @@ class MethodConfig(Config):
         check_modality_maps(self)
 
 
+@dataclasses.dataclass(frozen=True)
 class ModulationWindow(MethodConfig):
-    """Mixin for configs with ``modulation_starts`` and ``modulation_ends`` (1-based inclusive epochs)."""
+    """Mixin declaring the epoch window ``modulation_starts`` .. ``modulation_ends`` (1-based, inclusive) in which a
+    method acts (OGM-GE's and AGM's gradient modulation, PMR's prototypical loss)."""
+
+    modulation_starts: int = param(
+        1,
+        "First epoch (1-based, inclusive) in which the method acts (its modulation or extra loss).",
+        low=1,
+        high=100000,
+    )
+    modulation_ends: int = param(
+        100000, "Last epoch (1-based, inclusive) in which the method acts (default: the whole run).", low=1, high=100000
+    )
 
     def check(self) -> None:
         super().check()

@@ -214,45 +214,86 @@ def load_avdigits(config: AVDigitsConfig) -> MultimodalData:
     """Load AV-Digits: MNIST images paired with synthetic speech clips of the same digit."""
     arrays = load_avdigits_arrays()
     image_index, clip_index, splits = avdigits_pairing(config)
-    y = arrays["image_label"][image_index].astype(np.int64)
-    train = splits["train"]
+    params = json.loads(str(arrays["meta"])).get("parameters", {})
+    return image_audio_data(
+        "avdigits",
+        config,
+        arrays["image"][image_index],
+        arrays["image_label"][image_index],
+        arrays,
+        clip_index,
+        splits,
+        descriptions=("MNIST digit, 28x28 grayscale", "spoken digit (synthetic speech), 40 mel bands x 20 frames"),
+        classes=CLASSES,
+        attribution=ATTRIBUTION,
+        info={
+            "clips_used": {k: int(len(np.unique(clip_index[v]))) for k, v in splits.items()},
+            "heldout_variants": params.get("heldout_variants", []),
+            "file": str(avdigits_path()),
+        },
+    )
 
-    # Image: scale to [0, 1], add noise, z-score with the train split's global mean and std.
+
+def image_audio_data(
+    name: str,
+    config: SplitConfig,
+    images: np.ndarray,
+    labels: np.ndarray,
+    arrays: dict[str, np.ndarray],
+    clip_index: np.ndarray,
+    splits: dict[str, np.ndarray],
+    *,
+    descriptions: tuple[str, str],
+    classes: tuple[str, ...],
+    attribution: str,
+    info: dict,
+) -> MultimodalData:
+    """The dataset of images paired with spoken-word clips (AV-Digits, AV-Fashion), features as AV-Digits makes them.
+
+    Image: pixels scaled to [0, 1], Gaussian noise of std ``config.image_noise``, z-scored with the train split's
+    global mean and std. Audio: the paired 40 x 20 log-mel clips (``arrays["audio"][clip_index]``) with white noise at
+    ``config.audio_snr_db`` in the mel power domain, each mel band z-scored with train statistics. Noise draws use
+    ``config.noise_seed``.
+
+    Args:
+        config: the dataset's config (its split and probe settings, ``image_noise``, ``audio_snr_db``, ``noise_seed``).
+        images: ``(N, 28, 28)`` uint8 images, one per sample; ``labels`` ``(N,)`` their classes.
+        arrays: the audio file's arrays (``audio``, ``audio_label``, ``audio_power``, ``noise_mel_*``, ``meta``).
+        clip_index: ``(N,)`` the clip paired with each image; ``splits`` positions ``0 .. N-1`` per split.
+        descriptions: what the image and the audio modality show.
+        info: dataset-specific entries added to the common ones (noise settings, clip count, espeak-ng version).
+    """
+    train = splits["train"]
     rng = np.random.default_rng([config.noise_seed, 2])
-    image = arrays["image"][image_index].astype(np.float32)[:, None] / 255.0  # (N, 1, 28, 28)
+    image = images.astype(np.float32)[:, None] / 255.0  # (N, 1, 28, 28)
     image = _image_noise(image, config.image_noise, rng)
     image = (image - image[train].mean()) / (image[train].std() + 1e-6)
-
-    # Audio: noise in the mel power domain, then z-score each mel band with train statistics.
     rng = np.random.default_rng([config.noise_seed, 3])
     audio = arrays["audio"][clip_index].astype(np.float32)  # (N, 40, 20)
     audio = _audio_noise(audio, arrays["audio_power"][clip_index], arrays, config.audio_snr_db, rng)
     mu = audio[train].mean(axis=(0, 2), keepdims=True)
     sd = audio[train].std(axis=(0, 2), keepdims=True)
     audio = (audio - mu) / (sd + 1e-6)
-
+    y = labels.astype(np.int64)
     meta = json.loads(str(arrays["meta"]))
-    params = meta.get("parameters", {})
     return MultimodalData(
-        name="avdigits",
+        name=name,
         modalities=(
-            ModalitySpec("image", "image", (1, 28, 28), "MNIST digit, 28x28 grayscale"),
-            ModalitySpec("audio", "sequence", (40, 20), "spoken digit (synthetic speech), 40 mel bands x 20 frames"),
+            ModalitySpec("image", "image", (1, 28, 28), descriptions[0]),
+            ModalitySpec("audio", "sequence", (40, 20), descriptions[1]),
         ),
-        classes=CLASSES,
+        classes=classes,
         x={"image": image.astype(np.float32), "audio": audio.astype(np.float32)},
         y=y,
         splits=splits,
         probe_index=stratified_subset(splits["val"], y, config.probe_size, config.split_seed),
-        attribution=ATTRIBUTION,
+        attribution=attribution,
         info={
             "image_noise": config.image_noise,
             "audio_snr_db": config.audio_snr_db,
             "audio_noise": config.audio_snr_db < CLEAN_SNR_DB,
             "n_clips": int(len(arrays["audio_label"])),
-            "clips_used": {k: int(len(np.unique(clip_index[v]))) for k, v in splits.items()},
-            "heldout_variants": params.get("heldout_variants", []),
             "espeak_ng": meta.get("espeak_ng", "unknown").split("  ")[0],
-            "file": str(avdigits_path()),
+            **info,
         },
     )

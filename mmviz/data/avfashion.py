@@ -14,15 +14,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gzip
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from mmviz.config import param
-from mmviz.data.avdigits import CLEAN_SNR_DB, _audio_noise, _image_noise, pair_clips_by_label
-from mmviz.data.base import ModalitySpec, MultimodalData, stratified_subset
+from mmviz.data.avdigits import image_audio_data, pair_clips_by_label
+from mmviz.data.base import MultimodalData
 from mmviz.data.registry import DATASETS, SplitConfig
 from mmviz.errors import DataError
 
@@ -145,38 +144,19 @@ def load_avfashion(config: AVFashionConfig) -> MultimodalData:
     image_index, clip_index, splits = pair_clips_by_label(
         labels, arrays["audio_label"], arrays["audio_heldout"], config, "AV-Fashion audio", BUILD_HINT
     )
-    y = labels[image_index].astype(np.int64)
-    train = splits["train"]
-    rng = np.random.default_rng([config.noise_seed, 2])
-    image = images[image_index].astype(np.float32)[:, None] / 255.0
-    image = _image_noise(image, config.image_noise, rng)
-    image = (image - image[train].mean()) / (image[train].std() + 1e-6)
-    rng = np.random.default_rng([config.noise_seed, 3])
-    audio = arrays["audio"][clip_index].astype(np.float32)
-    audio = _audio_noise(audio, arrays["audio_power"][clip_index], arrays, config.audio_snr_db, rng)
-    mu = audio[train].mean(axis=(0, 2), keepdims=True)
-    sd = audio[train].std(axis=(0, 2), keepdims=True)
-    audio = (audio - mu) / (sd + 1e-6)
-    meta = json.loads(str(arrays["meta"]))
-    return MultimodalData(
-        name="avfashion",
-        modalities=(
-            ModalitySpec("image", "image", (1, 28, 28), "Fashion-MNIST clothing image, 28x28 grayscale"),
-            ModalitySpec("audio", "sequence", (40, 20), "spoken class name (synthetic speech), 40 mel x 20 frames"),
+    return image_audio_data(
+        "avfashion",
+        config,
+        images[image_index],
+        labels[image_index],
+        arrays,
+        clip_index,
+        splits,
+        descriptions=(
+            "Fashion-MNIST clothing image, 28x28 grayscale",
+            "spoken class name (synthetic speech), 40 mel x 20 frames",
         ),
         classes=CLASS_WORDS,
-        x={"image": image.astype(np.float32), "audio": audio.astype(np.float32)},
-        y=y,
-        splits=splits,
-        probe_index=stratified_subset(splits["val"], y, config.probe_size, config.split_seed),
         attribution=ATTRIBUTION,
-        info={
-            "image_noise": config.image_noise,
-            "audio_snr_db": config.audio_snr_db,
-            "audio_noise": config.audio_snr_db < CLEAN_SNR_DB,
-            "n_clips": int(len(arrays["audio_label"])),
-            "espeak_ng": meta.get("espeak_ng", "unknown").split("  ")[0],
-            "file": str(path),
-            "images": str(FASHION_DIR),
-        },
+        info={"file": str(path), "images": str(FASHION_DIR)},
     )

@@ -462,37 +462,64 @@ SECTION_ORDER = ("mfeat", "avdigits", "synthetic", "recipes", "premise", "avfash
 SUMMARY = Path(__file__).resolve().parent / "results_summary.md"
 
 
+def section_marks(name: str) -> tuple[str, str]:
+    """The HTML comments that open and close section ``name`` in the document (invisible when rendered)."""
+    return f"<!-- section {name} -->", f"<!-- /section {name} -->"
+
+
+def sections_in(text: str) -> dict[str, str]:
+    """The sections of a document written by :func:`assemble`: ``{name: markdown between its marks}``."""
+    found = {}
+    for name in SECTION_ORDER:
+        start, end = section_marks(name)
+        if start in text and end in text.split(start, 1)[1]:
+            found[name] = text.split(start, 1)[1].split(end, 1)[0].strip("\n")
+    return found
+
+
+def cached_section(name: str, cache: Path, out: Path, figures: Path) -> str | None:
+    """Section ``name`` from the cache (its markdown, figure and provenance line), or None when not cached."""
+    md = cache / f"{name}.md"
+    if not md.is_file():
+        return None
+    lines = [md.read_text().rstrip(), ""]
+    meta = cache / f"{name}.json"
+    if meta.is_file():
+        info = json.loads(meta.read_text())
+        if info.get("curves"):
+            png = draw_curves(name, info, figures)
+            if png is not None:
+                lines += [f"![{info['label']}: curves over epochs]({os.path.relpath(png, out.parent)})", ""]
+        lines += [f"_Section made by `{info['command']}` in {info['minutes']:.1f} min ({info['load']})._"]
+    return "\n".join(lines).rstrip()
+
+
 def assemble(out: Path, cache: Path, figures: Path) -> None:
-    """Write the document from the cached sections (and their figures), in :data:`SECTION_ORDER`."""
+    """Write the document in :data:`SECTION_ORDER`: each section from the cache when this checkout ran it, else
+    kept as it stands in the existing document (so ``--sections premise`` on a fresh checkout, whose cache is
+    empty, replaces that section and keeps the others with their provenance lines)."""
+    previous = sections_in(out.read_text()) if out.is_file() else {}
     lines = [
         "# Reproduction: does each method reduce the imbalance, and does fused accuracy improve?",
         "",
         "Made by `.venv/bin/python bench/reproduce.py` (each section's command and wall time below). All numbers are "
         "on the **test** split for both the **best-on-val** and the **last-epoch** weights, mean ± sd over seeds. "
         "Probe % = logistic regression on the frozen encoder's train features, scored on test features. Index = "
-        "(max − min Shapley value) / Σ|Shapley values| of the modalities' contributions to test accuracy (0 = equal "
-        "reliance, 1 = one modality carries everything). Settings: each method's defaults (`python -m mmviz "
-        "methods`), the quick recipe (Adam 1e-3, batch 64, concat fusion except MLA's shared head) unless a row says "
-        "otherwise. s / epoch is wall time on a 2-core CPU shared with other jobs: indicative only.",
+        "(max − min Shapley value) / (2 · max |Shapley value|) of the modalities' contributions to test accuracy "
+        "(0 = equal reliance, 0.5 = the weakest modality adds nothing, above 0.5 = it lowers the accuracy). "
+        "Settings: each method's defaults (`python -m mmviz methods`), the quick recipe (Adam 1e-3, batch 64, concat "
+        "fusion except MLA's shared head) unless a section or row says otherwise. s / epoch is wall time on a 2-core "
+        "CPU shared with other jobs: indicative only.",
         "",
     ]
     if SUMMARY.is_file():
         lines += [SUMMARY.read_text().rstrip(), ""]
     lines += ["## Tables", ""]
     for name in SECTION_ORDER:
-        md = cache / f"{name}.md"
-        if not md.is_file():
-            continue
-        lines += [md.read_text().rstrip(), ""]
-        meta = cache / f"{name}.json"
-        if meta.is_file():
-            info = json.loads(meta.read_text())
-            if info.get("curves"):
-                png = draw_curves(name, info, figures)
-                if png is not None:
-                    rel = os.path.relpath(png, out.parent)
-                    lines += [f"![{info['label']}: curves over epochs]({rel})", ""]
-            lines += [f"_Section made by `{info['command']}` in {info['minutes']:.1f} min ({info['load']})._", ""]
+        body = cached_section(name, cache, out, figures) or previous.get(name)
+        if body:
+            start, end = section_marks(name)
+            lines += [start, body, end, ""]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
 

@@ -26,3 +26,30 @@ def test_quick_reproduction_document(tmp_path):
     assert "### Premise checks" in text and "re-init strengths" in text and "scale ρB" in text
     assert "| 0.9 | " in text and "Co-learning" in text
     assert "_Section made by `bench/reproduce.py --quick --sections mfeat`" in text
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("reproduce", ROOT / "bench" / "reproduce.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_one_section_rerun_on_a_checkout_without_the_cache_keeps_the_other_sections(tmp_path):
+    mod = _module()
+    out = tmp_path / "results.md"
+    committed = (ROOT / "docs" / "results.md").read_text()
+    out.write_text(committed)
+    before = mod.sections_in(committed)
+    assert set(before) == set(mod.SECTION_ORDER)  # the committed document carries every section between marks
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "premise.md").write_text("### Premise checks (new)\n\nnew body\n")
+    (cache / "premise.json").write_text('{"command": "bench/reproduce.py --sections premise", "minutes": 1.0, '
+                                        '"load": "load average 1.0 / 1.0 / 1.0"}')  # fmt: skip
+    mod.assemble(out, cache, tmp_path)
+    after = mod.sections_in(out.read_text())
+    assert after["premise"].startswith("### Premise checks (new)\n\nnew body")
+    assert "_Section made by `bench/reproduce.py --sections premise` in 1.0 min" in after["premise"]
+    assert {k: v for k, v in after.items() if k != "premise"} == {k: v for k, v in before.items() if k != "premise"}

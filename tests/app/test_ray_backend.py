@@ -40,6 +40,7 @@ def local_ray():
     try:
         ray.init(
             num_cpus=2,
+            object_store_memory=100 * 2**20,  # the runs pass no objects through Ray; not 30% of the machine's memory
             include_dashboard=False,
             namespace=NAMESPACE,
             log_to_driver=False,
@@ -93,6 +94,20 @@ def _process_title(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
 
 
+def _processes_naming(text: str) -> list[str]:
+    """The command lines of this machine's processes that contain ``text``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                title = _process_title(int(proc.name))
+            except OSError:
+                continue
+            if text in title:
+                found.append(title)
+    return found
+
+
 def test_a_ray_sweep_into_postgresql_is_shown_by_the_dashboard(local_ray, postgres_workspace, open_page):
     methods = ("baseline", "ogm_ge")
     params, fixed = parse_sets(TINY, "synthetic", methods)
@@ -131,8 +146,12 @@ def test_the_dashboard_stops_a_ray_run_and_a_killed_ray_worker_leaves_it_lost(lo
         assert store.get_run(to_stop)["stop_requested"]
         assert _wait(store, [to_stop], TERMINAL)[0]["status"] == "stopped"
 
+        follower = f"follower {postgres_workspace} {to_kill}"  # the run's analysis process, started by its worker
+        deadline = time.monotonic() + 60
+        while not _processes_naming(follower) and time.monotonic() < deadline:
+            time.sleep(0.2)
         run = store.get_run(to_kill)
-        assert run["effective_status"] == "running" and run["backend"] == "ray"
+        assert run["effective_status"] == "running" and run["backend"] == "ray" and _processes_naming(follower)
         assert _process_title(run["pid"]).startswith("ray::")  # the pid the run reports is its Ray worker
         os.kill(run["pid"], signal.SIGKILL)  # the Ray worker dies mid-run
         killed = time.monotonic()
@@ -140,3 +159,7 @@ def test_the_dashboard_stops_a_ray_run_and_a_killed_ray_worker_leaves_it_lost(lo
         assert time.monotonic() - killed <= LOST_AFTER_S
         time.sleep(1.0)  # and it stays so: nothing reports it running again
         assert store.get_run(to_kill)["effective_status"] in ("lost", "failed")
+        deadline = time.monotonic() + 10  # and its analysis process does not linger
+        while _processes_naming(follower) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _processes_naming(follower) == []

@@ -82,7 +82,10 @@ class CGGM(BalancingMethod):
     ``src/msatrain.py`` lines 21-33 and 126): Adam lr 1e-3, classifiers lr 5e-4, batch 64, 30 epochs, rho 1.3,
     lambda 0.2, gradient norm clipped to 0.8, raw per-batch accuracy change, unclipped B and the code's
     parameter-cosine direction term. Its ``ReduceLROnPlateau(patience 10)`` on the validation loss has no mmviz
-    schedule and is left out (with patience 10 it can fire at most twice in 30 epochs).
+    schedule and is left out (with patience 10 it can fire at most twice in 30 epochs). Optimiser: ``rho * B^m``
+    scales encoder m's gradient, which SGD turns into a proportionally smaller or larger step, whereas Adam divides
+    each parameter's step by the root of its running squared gradient, so a factor that stays near a constant is
+    largely divided out; docs/results.md (premise section) measures CGGM under both on preset ``cotrain``.
     """
 
     config_cls = CGGMConfig

@@ -56,3 +56,34 @@ def test_lightning_module_example(tmp_path):
     args = ["--epochs", "2", "--samples", "128", "--workspace", str(tmp_path), "--method", "pmr"]
     row = _finished(tmp_path, _example("lightning_module").main(args), origin="lightning")
     assert row["method"] == "pmr" and row["epochs_done"] == 2
+
+
+def _probe_families_missing(keys: set[str]) -> list[str]:
+    """Every registered probe's key patterns that no stored key matches."""
+    from mmviz.probes import PROBES
+
+    missing = []
+    for entry in PROBES:
+        for pattern in entry.flags["keys"]:
+            stem = pattern.split("/<m>")[0]
+            if not any(k == stem or k.startswith(stem + "/") for k in keys):
+                missing.append(f"{entry.name}: {pattern}")
+    return missing
+
+
+def test_plain_loop_on_an_official_style_model(tmp_path):
+    run_id = _example("plain_loop").main(["--epochs", "2", "--samples", "64", "--workspace", str(tmp_path)])
+    row = _finished(tmp_path, run_id)
+    assert row["method"] == "baseline" and row["modalities"] == ["audio", "visual"] and row["epochs_done"] == 2
+    assert row["config"]["model"]["class"] == "ModelAdapter" and row["fusion"] == "fusion_module"
+    keys = set(open_store(tmp_path).metric_keys(run_id))
+    assert not _probe_families_missing(keys), _probe_families_missing(keys)
+    assert {"val/acc/audio", "val/acc/visual"} <= keys  # per-modality logits from the adapter's split of fc_out
+
+
+def test_plain_loop_with_ogm_ge_added(tmp_path):
+    run_id = _example("plain_loop_balanced").main(["--epochs", "1", "--samples", "64", "--workspace", str(tmp_path)])
+    row = _finished(tmp_path, run_id)
+    assert row["method"] == "ogm_ge" and row["name"] == "plain-loop-ogm_ge"
+    coef = open_store(tmp_path).load_metrics(run_id, ["coef/ogm_ge/audio", "coef/ogm_ge/visual"])
+    assert len(coef) > 0 and coef["value"].between(0, 1).all()  # the gradient modulation ran every step

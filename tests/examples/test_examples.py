@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from mmviz.store import open_store
+from mmviz.testing import missing_probe_families
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -58,26 +59,13 @@ def test_lightning_module_example(tmp_path):
     assert row["method"] == "pmr" and row["epochs_done"] == 2
 
 
-def _probe_families_missing(keys: set[str]) -> list[str]:
-    """Every registered probe's key patterns that no stored key matches."""
-    from mmviz.probes import PROBES
-
-    missing = []
-    for entry in PROBES:
-        for pattern in entry.flags["keys"]:
-            stem = pattern.split("/<m>")[0]
-            if not any(k == stem or k.startswith(stem + "/") for k in keys):
-                missing.append(f"{entry.name}: {pattern}")
-    return missing
-
-
 def test_plain_loop_on_an_official_style_model(tmp_path):
     run_id = _example("plain_loop").main(["--epochs", "2", "--samples", "64", "--workspace", str(tmp_path)])
     row = _finished(tmp_path, run_id)
     assert row["method"] == "baseline" and row["modalities"] == ["audio", "visual"] and row["epochs_done"] == 2
     assert row["config"]["model"]["class"] == "ModelAdapter" and row["fusion"] == "fusion_module"
     keys = set(open_store(tmp_path).metric_keys(run_id))
-    assert not _probe_families_missing(keys), _probe_families_missing(keys)
+    assert not missing_probe_families(keys), missing_probe_families(keys)
     assert {"val/acc/audio", "val/acc/visual"} <= keys  # per-modality logits from the adapter's split of fc_out
 
 

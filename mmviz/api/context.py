@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmviz.data.base import ModalitySpec, stratified_subset
+from mmviz.data.base import DataDescription, ModalitySpec, stratified_subset
 from mmviz.data.loader import LoaderSplit
 from mmviz.errors import ConfigError
 
@@ -41,7 +41,7 @@ def check_batch(batch: Any, modalities: Sequence[str], where: str) -> None:
 
 
 @dataclasses.dataclass
-class LoopData:
+class LoopData(DataDescription):
     """What methods and probes read of a dataset, for data the user's loaders yield.
 
     ``y`` has one entry per absolute sample index (``batch["index"]``: the dataset's ``num_samples`` when it says
@@ -53,16 +53,6 @@ class LoopData:
     classes: tuple[str, ...]
     y: np.ndarray
     probe_index: np.ndarray
-
-    @property
-    def modality_names(self) -> tuple[str, ...]:
-        """Modality names in the fixed order."""
-        return tuple(s.name for s in self.modalities)
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes."""
-        return len(self.classes)
 
     @property
     def num_samples(self) -> int:

@@ -47,7 +47,7 @@ class DataDescription:
     """What every kind of run data says of itself (in memory, from files, from a user's datasets).
 
     Subclasses (dataclasses) have ``name``, ``modalities`` (the :class:`ModalitySpec`s in the fixed order),
-    ``classes``, ``splits`` (split -> absolute indices) and ``probe_index``; ``attribution`` and ``info`` are optional.
+    ``classes`` and ``probe_index``; ``splits`` (split -> absolute indices), ``attribution`` and ``info`` are optional.
     """
 
     @property
@@ -66,7 +66,7 @@ class DataDescription:
             "name": self.name,
             "modalities": [s.to_dict() for s in self.modalities],
             "classes": list(self.classes),
-            "splits": {k: int(len(v)) for k, v in self.splits.items()},
+            "splits": {k: int(len(v)) for k, v in getattr(self, "splits", {}).items()},
             "probe_size": int(len(self.probe_index)),
             "attribution": getattr(self, "attribution", ""),
             "info": getattr(self, "info", {}),

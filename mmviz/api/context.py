@@ -13,31 +13,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
-import torch
 
 from mmviz.data.base import DataDescription, ModalitySpec, stratified_subset
-from mmviz.data.loader import LoaderSplit
+from mmviz.data.loader import LoaderSplit, check_batch
 from mmviz.errors import ConfigError
 
 _KIND = {1: "vector", 2: "sequence", 3: "image", 4: "video"}
-
-
-def check_batch(batch: Any, modalities: Sequence[str], where: str) -> None:
-    """Refuse a batch that is not a dict with a tensor per modality and a ``label`` tensor, in one sentence."""
-    if not isinstance(batch, dict):
-        raise ConfigError(
-            f"The {where} yields {type(batch).__name__} batches; mmviz needs dict batches "
-            f"({', '.join(repr(m) for m in modalities)} and 'label' -> tensors)."
-        )
-    missing = [k for k in (*modalities, "label") if not isinstance(batch.get(k), torch.Tensor)]
-    if missing:
-        raise ConfigError(
-            f"The {where} yields batches without a tensor under {missing[0]!r}; they have keys "
-            f"{', '.join(map(repr, batch))}, and mmviz needs {', '.join(repr(m) for m in (*modalities, 'label'))}."
-        )
 
 
 @dataclasses.dataclass

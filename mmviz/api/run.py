@@ -19,11 +19,11 @@ from torch import nn
 
 from mmviz import __version__
 from mmviz.api import lifecycle
-from mmviz.api.context import check_batch, describe_data, null_autocast
+from mmviz.api.context import describe_data, null_autocast
 from mmviz.balancing import METHODS
 from mmviz.balancing.base import BalancingMethod
 from mmviz.contracts import EvalResult, ModelSpec, MultimodalModel, StepInfo
-from mmviz.data.loader import LoaderSplit
+from mmviz.data.loader import LoaderSplit, check_batch
 from mmviz.errors import ConfigError, MmvizError
 from mmviz.probes import PROBES, create_probes
 from mmviz.store import open_store

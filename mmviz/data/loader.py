@@ -12,15 +12,31 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from mmviz.data.base import DataDescription, ModalitySpec, stratified_subset
-from mmviz.errors import DataError
+from mmviz.errors import ConfigError, DataError
 
-__all__ = ["LoaderData", "LoaderSplit"]
+__all__ = ["LoaderData", "LoaderSplit", "check_batch"]
+
+
+def check_batch(batch: Any, modalities: Sequence[str], where: str) -> None:
+    """Refuse a batch that is not a dict with a tensor per modality and a ``label`` tensor, in one sentence."""
+    if not isinstance(batch, dict):
+        raise ConfigError(
+            f"The {where} yields {type(batch).__name__} batches; mmviz needs dict batches "
+            f"({', '.join(repr(m) for m in modalities)} and 'label' -> tensors)."
+        )
+    missing = [k for k in (*modalities, "label") if not isinstance(batch.get(k), torch.Tensor)]
+    if missing:
+        raise ConfigError(
+            f"The {where} yields batches without a tensor under {missing[0]!r}; they have keys "
+            f"{', '.join(map(repr, batch))}, and mmviz needs {', '.join(repr(m) for m in (*modalities, 'label'))}."
+        )
 
 
 class LoaderSplit:
@@ -133,7 +149,10 @@ class LoaderData(DataDescription):
     """A run's data as one map-style ``Dataset`` per split (train, val, test), loaded by ``DataLoader`` workers.
 
     Attributes:
-        train, val, test: the splits; each item a dict of tensors keyed by modality name plus ``"label"``.
+        train, val, test: the splits, each a ``Dataset`` or a ``DataLoader`` over one; each item a dict of tensors
+            keyed by modality name plus ``"label"``. A ``DataLoader``'s workers, collate function and pinned memory
+            are used; its batch size and order are not: ``fit()`` batches with ``train.batch_size`` and shuffles with
+            the run's seed, so runs are reproducible.
         modalities: the modality specs (name, kind, per-sample shape), in the fixed order.
         classes: class names (labels are ``0 .. C-1``).
         num_workers: DataLoader worker processes per pass.
@@ -143,9 +162,9 @@ class LoaderData(DataDescription):
     Samples get absolute indices train first, then val, then test.
     """
 
-    train: Dataset
-    val: Dataset
-    test: Dataset
+    train: Dataset | DataLoader
+    val: Dataset | DataLoader
+    test: Dataset | DataLoader
     modalities: tuple[ModalitySpec, ...]
     classes: tuple[str, ...]
     num_workers: int = 0
@@ -156,10 +175,16 @@ class LoaderData(DataDescription):
     def __post_init__(self) -> None:
         start = 0
         self.splits: dict[str, np.ndarray] = {}
+        self._loaders: dict[str, DataLoader] = {}
         for split in ("train", "val", "test"):
+            given = getattr(self, split)
+            if isinstance(given, DataLoader):
+                self._loaders[split] = given
+                setattr(self, split, given.dataset)
             n = len(getattr(self, split))
             if n == 0:
                 raise DataError(f"The {split!r} dataset given to LoaderData is empty.")
+            check_batch(getattr(self, split)[0], self.modality_names, f"{split!r} dataset given to LoaderData")
             self.splits[split] = np.arange(start, start + n)
             start += n
         self.num_samples = start
@@ -167,12 +192,14 @@ class LoaderData(DataDescription):
 
     def to_splits(self, device: torch.device) -> dict[str, LoaderSplit]:
         """The three splits as :class:`LoaderSplit` on ``device``."""
-        out = {
-            s: LoaderSplit(
-                getattr(self, s), device, index=self.splits[s], labels=self.labels.get(s), num_workers=self.num_workers
-            )
-            for s in ("train", "val", "test")
-        }
+        out = {}
+        for s in ("train", "val", "test"):
+            loader = self._loaders.get(s)
+            reading = {"num_workers": self.num_workers}
+            if loader is not None:
+                reading = {"num_workers": loader.num_workers, "collate_fn": loader.collate_fn}
+                reading["pin_memory"] = loader.pin_memory or None  # pinned on CUDA in any case
+            out[s] = LoaderSplit(getattr(self, s), device, index=self.splits[s], labels=self.labels.get(s), **reading)
         self._val_labels = out["val"].labels.numpy()
         return out
 

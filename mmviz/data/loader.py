@@ -39,6 +39,15 @@ def check_batch(batch: Any, modalities: Sequence[str], where: str) -> None:
         )
 
 
+def _read_with_state(read: Callable[[], Any], state: torch.Tensor) -> tuple[Any, torch.Tensor]:
+    """``read()`` under torch's CPU random state ``state``; returns its result and the state after it. The global
+    random state is as before the call."""
+    with torch.random.fork_rng(devices=[]):
+        torch.set_rng_state(state)
+        out = read()
+        return out, torch.get_rng_state()
+
+
 class LoaderSplit:
     """One split as a ``Dataset``, batched through a ``DataLoader``; implements :class:`mmviz.contracts.DataSplit`.
 
@@ -122,8 +131,10 @@ class LoaderSplit:
     ) -> Iterator[dict[str, torch.Tensor]]:
         """Yield batches; shuffled with ``generator`` as an in-memory split would (same draws), else in order.
 
-        Worker processes are seeded from the pass count (never from ``generator`` or torch's global random state),
-        so a run's passes are reproducible and a training augmentation differs from epoch to epoch.
+        A dataset's own random draws (a training augmentation) never touch torch's global random state, which the
+        training step owns: worker processes are seeded from the pass count, and without workers the samples are
+        read under a random state of the split's own, seeded the same way. So a run's passes are reproducible, an
+        augmentation differs from epoch to epoch, and a probe reading a split leaves training unchanged.
         """
         n = len(self)
         order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
@@ -135,13 +146,22 @@ class LoaderSplit:
             pin_memory=self.pin_memory, persistent_workers=False,
             generator=torch.Generator().manual_seed(self._passes),  # the workers' base seed
         )  # fmt: skip
-        for chunk, batch in zip(chunks, loader, strict=True):
+        batches = iter(loader)
+        state = torch.Generator().manual_seed(self._passes).get_state()  # the in-process reads' own random state
+        for chunk in chunks:
+            if self.num_workers:
+                batch = next(batches)
+            else:
+                batch, state = _read_with_state(lambda: next(batches), state)
             yield self._to_device(dict(batch), torch.as_tensor(chunk))
 
     def subset(self, positions: np.ndarray | Sequence[int]) -> dict[str, torch.Tensor]:
         """The samples at the given positions, as one batch (read through the dataset)."""
         pos = [int(p) for p in np.asarray(positions).reshape(-1)]
-        return self._to_device(dict(self.collate_fn([self.dataset[p] for p in pos])), torch.as_tensor(pos))
+        items, _ = _read_with_state(
+            lambda: [self.dataset[p] for p in pos], torch.Generator().manual_seed(0).get_state()
+        )
+        return self._to_device(dict(self.collate_fn(items)), torch.as_tensor(pos))
 
 
 @dataclasses.dataclass

@@ -5,7 +5,9 @@
 tensors and returning ``(a, v, out)``. The encoders here are small CNNs so the examples run on a CPU in seconds;
 swap in ``models.av_resnet.ResNet18Trunk`` for the papers' ResNet-18. ``ToyAudioVisual`` stands in for your
 dataset: dict samples with a spectrogram-like ``audio`` ``(1, 32, 24)``, a ``visual`` clip ``(3, 2, 16, 16)`` and a
-``label``; audio carries the class clearly, the frames only weakly (the imbalance the examples show).
+``label``. Both carry the class: the frames as a faint per-class colour, which pooling finds at once, the audio as
+a per-class pattern under noise, learned more slowly; the frames dominate the fusion early (the imbalance the
+examples show on the Live and Embeddings pages).
 """
 
 from __future__ import annotations

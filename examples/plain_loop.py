@@ -6,7 +6,7 @@ The model is written as OGM-GE's official repository writes its own (``examples/
 the one you would write anyway; the lines marked ``# mmviz`` are all that is added. Start ``make run`` and open the
 Live page while it trains; the Embeddings page shows each modality's features per epoch.
 
-    .venv/bin/python examples/plain_loop.py                    # baseline: watch audio dominate
+    .venv/bin/python examples/plain_loop.py                    # baseline: watch the frames dominate
     .venv/bin/python examples/plain_loop_balanced.py           # the same loop with OGM-GE added
 """
 

@@ -87,7 +87,6 @@ class LoaderSplit:
             index = given if given is not None and not callable(given) else np.arange(len(dataset))  # (not list.index)
         self.index = torch.as_tensor(np.asarray(index), dtype=torch.long)
         self._labels = torch.as_tensor(np.asarray(labels), dtype=torch.long) if labels is not None else None
-        self._passes = 0
 
     @classmethod
     def from_loader(cls, loader: DataLoader, device: torch.device | str) -> LoaderSplit:
@@ -132,22 +131,23 @@ class LoaderSplit:
         """Yield batches; shuffled with ``generator`` as an in-memory split would (same draws), else in order.
 
         A dataset's own random draws (a training augmentation) never touch torch's global random state, which the
-        training step owns: worker processes are seeded from the pass count, and without workers the samples are
-        read under a random state of the split's own, seeded the same way. So a run's passes are reproducible, an
-        augmentation differs from epoch to epoch, and a probe reading a split leaves training unchanged.
+        training step owns: worker processes are seeded from the pass's order (shuffled passes; 0 in order), and
+        without workers the samples are read under a random state of the pass's own, seeded the same way. So a
+        run's passes are reproducible, an augmentation differs from epoch to epoch, and a probe reading a split (any
+        number of times) leaves training unchanged.
         """
         n = len(self)
         order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
         nb = self.num_batches(batch_size, drop_last)
         chunks = [order[b * batch_size : (b + 1) * batch_size].tolist() for b in range(nb)]
-        self._passes += 1
+        seed = hash(tuple(order[:64].tolist())) % 2**62 if generator is not None else 0  # (ints hash to themselves)
         loader = DataLoader(
             self.dataset, batch_sampler=chunks, num_workers=self.num_workers, collate_fn=self.collate_fn,
             pin_memory=self.pin_memory, persistent_workers=False,
-            generator=torch.Generator().manual_seed(self._passes),  # the workers' base seed
+            generator=torch.Generator().manual_seed(seed),  # the workers' base seed
         )  # fmt: skip
         batches = iter(loader)
-        state = torch.Generator().manual_seed(self._passes).get_state()  # the in-process reads' own random state
+        state = torch.Generator().manual_seed(seed).get_state()  # the in-process reads' own random state
         for chunk in chunks:
             if self.num_workers:
                 batch = next(batches)

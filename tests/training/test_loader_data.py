@@ -92,14 +92,21 @@ class Augmenting(Dataset):
 def test_a_split_reads_an_augmenting_dataset_without_touching_the_training_random_state():
     from mmviz.data.loader import LoaderSplit
 
-    def passes(split, n=2):
-        return [torch.cat([b["a"] for b in split.batches(4, torch.Generator().manual_seed(1))]) for _ in range(n)]
+    def epochs(split, probe_reads: int):
+        """Two shuffled passes as fit() makes them (one generator), with a probe's reads of the split in between."""
+        g = torch.Generator().manual_seed(1)
+        out = []
+        for _ in range(2):
+            out.append(torch.cat([b["a"] for b in split.batches(4, g)]))
+            for _ in range(probe_reads):
+                list(split.batches(3))
+                split.subset([0, 3])
+        return out
 
     torch.manual_seed(123)
     before = torch.get_rng_state()
-    split = LoaderSplit(Augmenting(), "cpu")
-    first, second = passes(split)
-    split.subset([0, 3])
+    first, second = epochs(LoaderSplit(Augmenting(), "cpu"), probe_reads=2)
     assert torch.equal(torch.get_rng_state(), before)  # dropout etc. in the training step see the same draws
     assert not torch.allclose(first, second)  # the augmentation differs from epoch to epoch
-    assert torch.equal(passes(LoaderSplit(Augmenting(), "cpu"), 1)[0], first)  # and is reproducible
+    again = epochs(LoaderSplit(Augmenting(), "cpu"), probe_reads=0)
+    assert torch.equal(again[0], first) and torch.equal(again[1], second)  # reproducible, whatever probes read

@@ -19,7 +19,7 @@ from mmviz.errors import ConfigError, MmvizError
 from mmviz.sweep import sweep_ids_of
 from mmviz.ui.frame import flash, get_store, page_path
 from mmviz.ui.labels import ACTIVE, md
-from mmviz.ui.readers import load_runs, run_token
+from mmviz.ui.readers import clear_runs, load_runs, run_token
 from mmviz.viz.sweeps import plot_sweep_parallel
 
 SWEEP_KEY = "sweeps.selected"
@@ -189,7 +189,7 @@ def render_sweep_form(store, run: Mapping) -> None:
     except MmvizError as exc:
         st.error(md(exc))
     else:
-        load_runs.clear()
+        clear_runs()
         flash(
             f"Queued sweep {sweep_id}: {len(run_ids)} trials, at most {int(limit)} at once.",
             [("sweeps", "Open the sweep", ":material/grid_view:", {"sweep": sweep_id})],

@@ -89,7 +89,7 @@ def fill_config_summary(conn: Any) -> None:
     for run_id, text in conn.execute("SELECT run_id, config FROM runs").fetchall():
         try:
             values = config_summary(json.loads(text) if text else None)
-        except (TypeError, ValueError):  # a damaged config: its run lists without these values, as a run whose config lacks them
+        except (TypeError, ValueError):  # a damaged config: listed without these values, like a config lacking them
             continue
         if any(v is not None for v in values.values()):
             updates.append((*values.values(), run_id))

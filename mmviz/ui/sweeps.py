@@ -19,7 +19,7 @@ from mmviz.errors import ConfigError, MmvizError
 from mmviz.sweep import sweep_ids_of
 from mmviz.ui.frame import flash, get_store, page_path
 from mmviz.ui.labels import ACTIVE, md
-from mmviz.ui.readers import clear_runs, load_runs, run_token
+from mmviz.ui.readers import clear_runs, load_run_summaries, run_token, runs_by_id
 from mmviz.viz.sweeps import plot_sweep_parallel
 
 SWEEP_KEY = "sweeps.selected"
@@ -29,7 +29,8 @@ REFRESH_S = 3
 def list_sweeps(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per sweep in the workspace, newest first: id, name, trials, status counts, created."""
     rows: dict[str, dict] = {}
-    for run in runs.to_dict("records"):
+    columns = ["run_id", "name", "tags", "status", "effective_status", "created"]
+    for run in runs[[c for c in columns if c in runs]].to_dict("records"):
         for sid in sweep_ids_of(run.get("tags")):
             row = rows.setdefault(sid, {"sweep": sid, "names": [], "trials": 0, "created": run.get("created")})
             row["trials"] += 1
@@ -58,21 +59,30 @@ def load_sweep_metrics(workspace: str, run_ids: tuple[str, ...], keys: tuple[str
     return get_store(workspace).load_metrics(list(run_ids), keys=list(keys))
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def load_trials(workspace: str, run_ids: tuple[str, ...], tokens: tuple) -> pd.DataFrame:
+    """A sweep's trials with their configs (``tokens``: the trials' run tokens, so a sweep is read again only when
+    one of its trials moves on); missing values are None, as in :func:`mmviz.ui.readers.load_runs`."""
+    runs = get_store(workspace).list_runs()
+    runs = runs[runs["run_id"].isin(run_ids)]
+    return runs.astype(object).where(runs.notna(), None)
+
+
 def render_sweep_view(workspace: str, sweep_id: str) -> None:
     """Progress, the settings-vs-results table (select a row to open the trial live), the parallel-coordinates
     chart and the grouping over seeds of one sweep (a fragment: refreshed while trials are active)."""
-    runs = load_runs(workspace)
-    trials = runs[runs["tags"].map(lambda t: sweep_id in sweep_ids_of(t))].sort_values("name")
-    if trials.empty:
+    runs = load_run_summaries(workspace)
+    listed = runs[runs["tags"].map(lambda t: sweep_id in sweep_ids_of(t))]
+    if listed.empty:
         st.info(f"Sweep {sweep_id} has no trials in this workspace any more.")
         return
-    trials = trials.reset_index(drop=True)
+    tokens = tuple(run_token(r) for r in runs_by_id(listed).values())
+    trials = load_trials(workspace, tuple(listed["run_id"]), tokens).sort_values("name").reset_index(drop=True)
     counts = trials["effective_status"].value_counts()
     st.markdown(" · ".join(f"**{n}** {s}" for s, n in counts.items()) + f" · of {len(trials)} trials")
     st.progress(float(counts.get("finished", 0)) / len(trials))
     modalities = sorted({m for ms in trials["modalities"] for m in (ms or [])})
     keys = tuple(result_keys(modalities))
-    tokens = tuple(run_token(r) for r in trials.to_dict("records"))
     metrics = load_sweep_metrics(workspace, tuple(trials["run_id"]), keys, tokens)
     table, settings, results = compute_sweep_table(trials, metrics)
     if not settings:
@@ -111,7 +121,7 @@ def _mean_sd(mean: float, sd: float) -> str:
 
 def render_sweeps_page(store, workspace: str) -> None:
     """The whole Sweeps page below the frame."""
-    runs = load_runs(workspace)
+    runs = load_run_summaries(workspace)
     sweeps = list_sweeps(runs)
     if sweeps.empty:
         st.info(

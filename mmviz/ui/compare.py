@@ -10,7 +10,6 @@ from mmviz.ui.charts import render_chart_controls, render_figure
 from mmviz.ui.labels import chart_names, epoch_text, format_compare_table, md, run_method_label
 from mmviz.ui.readers import (
     keys_matching,
-    load_run,
     load_run_events,
     load_run_keys,
     load_run_metrics,
@@ -18,6 +17,7 @@ from mmviz.ui.readers import (
     metric_group_options,
     run_token,
     runs_by_id,
+    with_config,
 )
 from mmviz.ui.run_select import filter_runs, render_run_filter
 from mmviz.viz import plot_compare
@@ -191,8 +191,8 @@ def _restart_text(run: dict, names: dict) -> str | None:
 def render_comparison(workspace: str, selected: list[str], metric: tuple, labels: dict, options) -> None:
     """Chart, summary table and CSV exports (a fragment: refreshed on a timer while a selected run trains)."""
     by_id = runs_by_id(load_run_summaries(workspace))
-    # the listing has no configs; the table's differing settings need them: each chosen run is read whole (cached)
-    chosen = [load_run(workspace, r, run_token(by_id[r])) for r in selected if r in by_id]
+    # the listing has no configs; the table's differing settings need them (each run's is read once)
+    chosen = [with_config(workspace, by_id[r]) for r in selected if r in by_id]
     split, quantity = metric
     frame = _load(workspace, chosen, lambda keys, mods: keys_matching(keys, mods, split, quantity))
     tokens = tuple(run_token(r) for r in chosen)

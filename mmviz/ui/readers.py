@@ -59,10 +59,17 @@ def clear_runs() -> None:
     load_run_summaries.clear()
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def load_run(workspace: str, run_id: str, token: tuple) -> dict:
-    """One run with its config (``token``: see :func:`run_token`); raises ``RunNotFoundError`` for an unknown id."""
-    return get_store(workspace).get_run(run_id)
+@st.cache_data(show_spinner=False, max_entries=1024)
+def load_config(workspace: str, run_id: str, created: float | None) -> dict | None:
+    """A run's config: it never changes once the run is created, so it is read once (``created`` tells the run from
+    a deleted one that had the same id); raises ``RunNotFoundError`` for an unknown id."""
+    return get_store(workspace).get_run(run_id)["config"]
+
+
+def with_config(workspace: str, run: Mapping) -> dict:
+    """``run`` (a row of :func:`load_run_summaries`, as up to date as the listing) with its config: for what needs
+    the settings (the forms of the Runs page, Compare's differing settings)."""
+    return {**run, "config": load_config(workspace, run["run_id"], run.get("created"))}
 
 
 class RunsById(Mapping):

@@ -13,7 +13,7 @@ from mmviz.errors import MmvizError
 from mmviz.ui.frame import flash, page_path, render_flash
 from mmviz.ui.labels import ACTIVE, epoch_text, format_duration, format_value, md, run_method_label
 from mmviz.ui.queue import queue_status_text, render_queue
-from mmviz.ui.readers import clear_runs, load_run, load_run_summaries, run_token, runs_by_id
+from mmviz.ui.readers import clear_runs, load_run_summaries, runs_by_id, with_config
 from mmviz.ui.run_select import filter_runs, render_run_filter, render_runs_watcher, runs_signature
 
 SELECTED_KEY = "runs.selected"
@@ -276,8 +276,7 @@ def render_runs_page(store, workspace: str) -> None:
             key=SELECTED_KEY,
             help="The run the tabs below act on (the filter above narrows this list too).",
         )
-        listed = by_id[rid]  # the listing has no config: the forms below read the whole run (cached until it moves)
-        run = {**load_run(workspace, rid, run_token(listed)), "queue_position": listed.get("queue_position")}
+        run = with_config(workspace, by_id[rid])  # the listing has no configs: the forms below need this one
     with st.container():  # always drawn, so the tabs below keep their place (and their selected tab)
         render_flash()
     if st.session_state.get(TAB_KEY) not in tab_names:

@@ -19,7 +19,7 @@ from mmviz.errors import ConfigError, MmvizError
 from mmviz.sweep import sweep_ids_of
 from mmviz.ui.frame import flash, get_store, page_path
 from mmviz.ui.labels import ACTIVE, md
-from mmviz.ui.readers import clear_runs, load_run_summaries, run_token, runs_by_id
+from mmviz.ui.readers import clear_runs, load_config, load_run_summaries, run_token, runs_by_id
 from mmviz.viz.sweeps import plot_sweep_parallel
 
 SWEEP_KEY = "sweeps.selected"
@@ -59,15 +59,6 @@ def load_sweep_metrics(workspace: str, run_ids: tuple[str, ...], keys: tuple[str
     return get_store(workspace).load_metrics(list(run_ids), keys=list(keys))
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def load_trials(workspace: str, run_ids: tuple[str, ...], tokens: tuple) -> pd.DataFrame:
-    """A sweep's trials with their configs (``tokens``: the trials' run tokens, so a sweep is read again only when
-    one of its trials moves on); missing values are None, as in :func:`mmviz.ui.readers.load_runs`."""
-    runs = get_store(workspace).list_runs()
-    runs = runs[runs["run_id"].isin(run_ids)]
-    return runs.astype(object).where(runs.notna(), None)
-
-
 def render_sweep_view(workspace: str, sweep_id: str) -> None:
     """Progress, the settings-vs-results table (select a row to open the trial live), the parallel-coordinates
     chart and the grouping over seeds of one sweep (a fragment: refreshed while trials are active)."""
@@ -76,8 +67,9 @@ def render_sweep_view(workspace: str, sweep_id: str) -> None:
     if listed.empty:
         st.info(f"Sweep {sweep_id} has no trials in this workspace any more.")
         return
-    tokens = tuple(run_token(r) for r in runs_by_id(listed).values())
-    trials = load_trials(workspace, tuple(listed["run_id"]), tokens).sort_values("name").reset_index(drop=True)
+    configs = [load_config(workspace, r, c) for r, c in zip(listed["run_id"], listed["created"], strict=True)]
+    trials = listed.assign(config=configs).sort_values("name").reset_index(drop=True)  # settings: from configs
+    tokens = tuple(run_token(r) for r in runs_by_id(trials).values())
     counts = trials["effective_status"].value_counts()
     st.markdown(" · ".join(f"**{n}** {s}" for s, n in counts.items()) + f" · of {len(trials)} trials")
     st.progress(float(counts.get("finished", 0)) / len(trials))

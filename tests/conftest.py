@@ -7,7 +7,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -144,3 +146,53 @@ def any_workspace(request, tmp_path):
     if request.param == "sqlite":
         return tmp_path / "ws"
     return request.getfixturevalue("postgres_workspace")
+
+
+class TinyRun(NamedTuple):
+    """The ``--set`` values of a tiny synthetic run (seconds an epoch on one thread) and its steps per epoch."""
+
+    sets: list[str]
+    steps_per_epoch: int
+
+
+@pytest.fixture(scope="session")
+def tiny_run() -> TinyRun:
+    """Settings of a tiny synthetic run, for tests that start many real runs (the queue, sweeps)."""
+    n_train, batch_size = 240, 32
+    sets = [f"data.n_train={n_train}", f"train.batch_size={batch_size}", "train.threads=1"]
+    return TinyRun(sets, -(-n_train // batch_size))
+
+
+def _wait_all(store, run_ids: list[str], timeout: float = 300.0):
+    """The runs' rows (indexed by run id) once every one of them has ended; AssertionError after ``timeout``."""
+    from mmviz.store import TERMINAL
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = store.list_runs().set_index("run_id").loc[run_ids]
+        if runs["status"].isin(TERMINAL).all():
+            return runs
+        time.sleep(0.5)
+    raise AssertionError(f"runs did not end in {timeout}s: {store.list_runs()[['run_id', 'status']]}")
+
+
+def _peak_running(runs) -> int:
+    """The most runs whose [started, finished] intervals overlap."""
+    edges = sorted([(t, 1) for t in runs["started"]] + [(t, -1) for t in runs["finished"]])
+    running = peak = 0
+    for _, delta in edges:
+        running += delta
+        peak = max(peak, running)
+    return peak
+
+
+@pytest.fixture(scope="session")
+def wait_all():
+    """``wait_all(store, run_ids, timeout=300)``: the runs' rows once all have ended (see :func:`_wait_all`)."""
+    return _wait_all
+
+
+@pytest.fixture(scope="session")
+def peak_running():
+    """``peak_running(runs)``: the most of ``runs`` that ran at once, from their start and finish times."""
+    return _peak_running

@@ -73,6 +73,8 @@ def find_reference_runs(runs: pd.DataFrame, run: Mapping) -> dict[str, dict]:
     """Unimodal reference runs for ``run``'s modalities: same dataset and data settings; per modality the newest
     finished one, else the newest one that is still going (failed, diverged and lost runs are skipped)."""
     out: dict[str, dict] = {}
+    if not runs.empty:  # only unimodal runs of the data set can be references: the rest is not looked at
+        runs = runs[(runs["method"] == "unimodal") & (runs["dataset"] == run.get("dataset"))]
     if runs.empty:
         return out
     data = _config(run).get("data")

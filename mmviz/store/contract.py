@@ -31,7 +31,7 @@ RUN_COLUMNS = [
     "run_id", "name", "created", "started", "finished", "status", "config", "dataset", "method", "fusion",
     "modalities", "pid", "host", "heartbeat", "parent_run_id", "fork_epoch", "error", "stop_requested", "tags",
     "epochs_done", "step", "best_val_acc", "best_epoch", "imbalance_index", "device", "version", "summary",
-    "notes", "restart_of", "origin", "backend",
+    "notes", "restart_of", "origin", "backend", "epochs_total", "encoder",
 ]  # fmt: skip
 # Who trained a run: mmviz's own trainer (restart and fork work), or the user's code through the public API
 # ("api": a plain loop with mmviz.api; "lightning": the Lightning callback), which mmviz cannot re-run.
@@ -46,6 +46,28 @@ METRIC_DTYPES = {"id": "int64", "step": "int64", "epoch": "float64", "wall_time"
 EVENT_COLUMNS = ["id", "run_id", "step", "epoch", "wall_time", "kind", "payload"]
 ARTIFACT_COLUMNS = ["id", "run_id", "epoch", "kind", "path", "meta"]
 CHECKPOINT = "checkpoint"  # artifact kind of a training checkpoint (a fork point)
+# Config values that views over many runs show (the Runs table, the launch form's time estimate), kept in columns of
+# their own when a run is created (a config never changes), so listing runs needs no config decoded:
+# column -> path in the config.
+CONFIG_SUMMARY = {"epochs_total": ("train", "epochs"), "encoder": ("model", "encoder")}
+# What :meth:`RunReader.list_run_summaries` lists of a run: every column but the bulky JSON config and summary.
+SUMMARY_COLUMNS = [c for c in RUN_COLUMNS if c not in ("config", "summary")]
+
+
+def config_summary(config: Any) -> dict[str, Any]:
+    """The :data:`CONFIG_SUMMARY` columns of a run with ``config``: an int, a string, None where the config has none."""
+
+    def at(path: tuple[str, ...]) -> Any:
+        value = config
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
+
+    epochs, encoder = at(CONFIG_SUMMARY["epochs_total"]), at(CONFIG_SUMMARY["encoder"])
+    return {
+        "epochs_total": epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None,
+        "encoder": encoder if isinstance(encoder, str) else None,
+    }
 
 
 def effective_status(run: dict[str, Any], now: float, hostname: str) -> str:
@@ -119,6 +141,13 @@ class RunReader(Protocol):
 
     def list_runs(self) -> pd.DataFrame:
         """All runs, newest first."""
+        ...
+
+    def list_run_summaries(self, keys: Iterable[str] = ()) -> pd.DataFrame:
+        """All runs newest first, as views over many runs need them, in one read: :data:`SUMMARY_COLUMNS` (tags and
+        modalities decoded; no config), ``effective_status``, ``duration``, and one column per metric key in
+        ``keys`` holding the run's latest value of it (largest step, then id, as :meth:`last_values`; NaN where
+        the run has not logged it)."""
         ...
 
     def load_metrics(

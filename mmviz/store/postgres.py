@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 
 from mmviz.errors import StoreError
-from mmviz.store.contract import ARTIFACT_COLUMNS, METRIC_COLUMNS, METRIC_DTYPES
+from mmviz.store.contract import ARTIFACT_COLUMNS, CONFIG_SUMMARY, METRIC_COLUMNS, METRIC_DTYPES
 from mmviz.store.keys import parse_key, validate_key, validate_run_id
-from mmviz.store.schema import ADDED_RUN_COLUMNS, SCHEMA_VERSION
+from mmviz.store.schema import ADDED_RUN_COLUMNS, SCHEMA_VERSION, fill_config_summary
 from mmviz.store.sqlite import _ARTIFACT_SQL, RunStore
 
 URL_SCHEMES = ("postgresql://", "postgres://")
@@ -191,8 +191,17 @@ class PostgresStore(RunStore):
             raise StoreError(f"The database {redact(self.workspace)!r} has other tables; use an empty database.")
         for statement in DDL:
             c.execute(statement)
+        have = {
+            r[0]
+            for r in c.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = 'runs'"
+            )
+        }
         for column, sql_type in ADDED_RUN_COLUMNS.items():  # a database made before the column existed
             c.execute(f"ALTER TABLE runs ADD COLUMN IF NOT EXISTS {column} {sql_type}")
+        if not set(CONFIG_SUMMARY) <= have:
+            fill_config_summary(c)
         for key, value in (("app", "mmviz"), ("schema_version", str(SCHEMA_VERSION))):
             c.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, value))
 

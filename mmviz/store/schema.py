@@ -3,13 +3,16 @@ run-status rules live in :mod:`mmviz.store.contract`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from mmviz.errors import StoreError
 from mmviz.store.contract import (  # noqa: F401 - the neutral constants, re-exported for older imports
     ARTIFACT_COLUMNS,
+    CONFIG_SUMMARY,
     EVENT_COLUMNS,
     JSON_COLUMNS,
     LOST_AFTER_S,
@@ -20,6 +23,7 @@ from mmviz.store.contract import (  # noqa: F401 - the neutral constants, re-exp
     STATUSES,
     TERMINAL,
     UPDATABLE,
+    config_summary,
     effective_status,
     run_duration,
 )
@@ -28,7 +32,10 @@ SCHEMA_VERSION = 1
 DB_NAME = "mmviz.db"
 # Columns added after schema 1 was released, with their SQL type: ``create_schema`` adds those an older database lacks
 # (readers of schema 1 name their columns, so the added ones do not disturb an older mmviz reading the same file).
-ADDED_RUN_COLUMNS = {"notes": "TEXT", "restart_of": "TEXT", "origin": "TEXT DEFAULT 'trainer'", "backend": "TEXT"}
+ADDED_RUN_COLUMNS = {
+    "notes": "TEXT", "restart_of": "TEXT", "origin": "TEXT DEFAULT 'trainer'", "backend": "TEXT",
+    "epochs_total": "INTEGER", "encoder": "TEXT",  # CONFIG_SUMMARY: filled from the config by fill_config_summary
+}  # fmt: skip
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 DDL = [
@@ -67,10 +74,28 @@ def create_schema(conn: sqlite3.Connection) -> None:
     for column, sql_type in ADDED_RUN_COLUMNS.items():
         if column not in have:  # a database made before the column existed: add it, existing rows read NULL
             conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {sql_type}")
+    if not set(CONFIG_SUMMARY) <= have:
+        fill_config_summary(conn)
     conn.executemany(
         "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
         [("app", "mmviz"), ("schema_version", str(SCHEMA_VERSION))],
     )
+
+
+def fill_config_summary(conn: Any) -> None:
+    """Fill the :data:`CONFIG_SUMMARY` columns of the runs made before those columns existed, from their configs
+    (once, in the transaction that adds the columns; ``conn`` takes ``?`` placeholders: both SQL stores use it)."""
+    updates = []
+    for run_id, text in conn.execute("SELECT run_id, config FROM runs").fetchall():
+        try:
+            values = config_summary(json.loads(text) if text else None)
+        except (TypeError, ValueError):  # a damaged config: listed without these values, like a config lacking them
+            continue
+        if any(v is not None for v in values.values()):
+            updates.append((*values.values(), run_id))
+    if updates:
+        sets = ", ".join(f"{column} = ?" for column in CONFIG_SUMMARY)
+        conn.executemany(f"UPDATE runs SET {sets} WHERE run_id = ?", updates)
 
 
 def check_workspace(workspace: Path) -> None:

@@ -51,6 +51,7 @@ from mmviz.store.schema import (
     UPDATABLE,
     check_db_file,
     check_workspace,
+    config_summary,
     create_schema,
     effective_status,
     run_duration,
@@ -163,7 +164,7 @@ class RunStore(SQLQueue, SQLSummaries):
             "name": name, "created": time.time(), "status": "queued", "config": config_text, "dataset": dataset,
             "method": method, "fusion": fusion, "modalities": json.dumps(modalities), "parent_run_id": parent_run_id,
             "fork_epoch": None if fork_epoch is None else int(fork_epoch), "tags": json.dumps(list(tags)),
-            "device": device, "version": version, "origin": origin,
+            "device": device, "version": version, "origin": origin, **config_summary(config),
         }  # fmt: skip
         sql = f"INSERT INTO runs (run_id, {', '.join(values)}) VALUES (?{', ?' * len(values)})"
         for _ in range(20):

@@ -13,10 +13,11 @@ from mmviz.ui.readers import (
     load_run_events,
     load_run_keys,
     load_run_metrics,
-    load_runs,
+    load_run_summaries,
     metric_group_options,
     run_token,
     runs_by_id,
+    with_config,
 )
 from mmviz.ui.run_select import filter_runs, render_run_filter
 from mmviz.viz import plot_compare
@@ -125,7 +126,7 @@ def _load(workspace: str, runs: list[dict], select) -> pd.DataFrame:
 
 def render_compare_page(store, workspace: str) -> None:
     """The whole compare page below the frame."""
-    runs = load_runs(workspace)
+    runs = load_run_summaries(workspace)
     if runs.empty:
         st.info("No runs yet in this workspace.")
         return
@@ -189,8 +190,9 @@ def _restart_text(run: dict, names: dict) -> str | None:
 
 def render_comparison(workspace: str, selected: list[str], metric: tuple, labels: dict, options) -> None:
     """Chart, summary table and CSV exports (a fragment: refreshed on a timer while a selected run trains)."""
-    by_id = runs_by_id(load_runs(workspace))
-    chosen = [by_id[r] for r in selected if r in by_id]
+    by_id = runs_by_id(load_run_summaries(workspace))
+    # the listing has no configs; the table's differing settings need them (each run's is read once)
+    chosen = [with_config(workspace, by_id[r]) for r in selected if r in by_id]
     split, quantity = metric
     frame = _load(workspace, chosen, lambda keys, mods: keys_matching(keys, mods, split, quantity))
     tokens = tuple(run_token(r) for r in chosen)

@@ -12,6 +12,7 @@ import streamlit as st
 
 from mmviz.analysis.snapshots import Snapshot, compute_sample_table, load_snapshot_index
 from mmviz.ui.frame import get_store
+from mmviz.ui.readers import runs_by_id
 from mmviz.ui.run_select import render_run_filter
 from mmviz.viz.embeddings import COLOR_MODES
 
@@ -50,7 +51,7 @@ def render_run_picker(runs: pd.DataFrame) -> str | None:
     runs = render_run_filter(runs, "emb", keep=(wanted,) if wanted else ())
     if runs.empty:
         return None
-    by_id = {r["run_id"]: r for r in runs.to_dict("records")}
+    by_id = runs_by_id(runs)
     if wanted in by_id and st.session_state.get("emb.query_run") != wanted:
         st.session_state["emb.run"] = wanted
     if st.session_state.get("emb.run") not in by_id:

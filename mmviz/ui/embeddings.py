@@ -33,7 +33,7 @@ from mmviz.ui.embedding_controls import (
     snapshot_index,
 )
 from mmviz.ui.labels import md
-from mmviz.ui.readers import load_runs, runs_by_id
+from mmviz.ui.readers import load_run_summaries, runs_by_id
 from mmviz.viz.embeddings import compute_axis_ranges, legend_entries, plot_embedding, plot_embedding_grid
 
 PLOTLY_CONFIG = {  # narrow panels: keep the toolbar to selection, zoom, pan and reset
@@ -262,7 +262,7 @@ def render_embeddings_page(store, workspace: str) -> None:
     """The whole page below the frame: pickers, one panel per view, the selection table, exports and caution."""
     worker = start_projection_worker()
     owner = st.session_state.setdefault("emb.owner", uuid.uuid4().hex[:12])
-    runs = load_runs(workspace)
+    runs = load_run_summaries(workspace)
     if runs.empty:
         st.info("No runs yet: start one on the Runs page or with `python -m mmviz train`.")
         return

@@ -25,7 +25,7 @@ from mmviz.training.config import ModelConfig, OptimConfig, TrainConfig
 from mmviz.ui.forms import changed_fields, cli_command, defaults_of, modality_choices, render_config
 from mmviz.ui.frame import flash
 from mmviz.ui.labels import format_duration, md
-from mmviz.ui.readers import load_runs
+from mmviz.ui.readers import clear_runs, load_run_summaries, runs_by_id
 from models.catalog import FUSION_NAMES as FUSIONS
 from models.catalog import fusions_with
 
@@ -168,7 +168,7 @@ def _render_probes(key: str, base: Mapping[str, Any]) -> dict[str, dict]:
 
 
 def _started(run_id: str, verb: str, parent: str | None = None, compare: str = "Compare parent and child") -> None:
-    load_runs.clear()
+    clear_runs()
     links = [("live", "Watch it on the Live page", ":material/monitoring:", {"run": run_id})]
     if parent:
         links.append(("compare", compare, ":material/compare_arrows:", {"family": parent}))
@@ -209,7 +209,7 @@ def _checked(store, run_id: str) -> str:
     with st.spinner("Checking the settings against the data…"):
         run = launcher.wait_until_checked(store, run_id)
     if run["status"] == "failed":
-        load_runs.clear()
+        clear_runs()
         raise RunRefused(run.get("error") or f"Run {run_id} failed at its start; see its log.")
     return run_id
 
@@ -255,12 +255,12 @@ def store_workspace(store) -> str:
 
 def estimate_epoch_seconds(runs, dataset: str, encoder: str) -> tuple[float | None, str]:
     """Seconds per epoch for ``dataset`` with ``encoder``: the median of this workspace's finished runs of that data
-    set and encoder, else a prior measured on 2 CPU cores (:data:`PRIOR_EPOCH_S`); returns ``(seconds, source)``."""
+    set and encoder (``runs``: :func:`load_run_summaries`' frame), else a prior measured on 2 CPU cores
+    (:data:`PRIOR_EPOCH_S`); returns ``(seconds, source)``."""
     rates = []
-    for run in runs.to_dict("records") if not runs.empty else []:
-        cfg = run.get("config") if isinstance(run.get("config"), dict) else {}
-        done, took = run.get("epochs_done") or 0, run.get("duration")
-        if run.get("dataset") != dataset or (cfg.get("model") or {}).get("encoder", "auto") != encoder:
+    for run in runs_by_id(runs[runs["dataset"] == dataset]).values() if not runs.empty else []:
+        done, took, used = run.get("epochs_done") or 0, run.get("duration"), run.get("encoder")
+        if (used if isinstance(used, str) and used else "auto") != encoder:
             continue
         if run.get("status") == "finished" and done and took and took == took and not run.get("parent_run_id"):
             rates.append(float(took) / float(done))
@@ -299,7 +299,7 @@ def render_launch_form(store) -> None:
         name = c1.text_input("Run name", key="launch.name", placeholder=f"{dataset}-{method}")
         tags = c2.text_input("Tags", key="launch.tags", help="Comma-separated.")
         backend = render_backend_picker(c3, "launch.backend")
-        st.caption(estimate_text(load_runs(store_workspace(store)), dataset, overrides))
+        st.caption(estimate_text(load_run_summaries(store_workspace(store)), dataset, overrides))
         submitted = st.button("Launch run", type="primary", key="launch.submit")
     if submitted:
         st.caption("Equivalent command:")

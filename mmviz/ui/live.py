@@ -30,7 +30,7 @@ from mmviz.ui.labels import (
     run_method_label,
     trained_modalities,
 )
-from mmviz.ui.readers import LiveBuffer, live_buffer, load_run_metrics, load_runs, run_token, runs_by_id
+from mmviz.ui.readers import LiveBuffer, clear_runs, live_buffer, load_run_metrics, load_runs, run_token, runs_by_id
 from mmviz.ui.references import references_going, render_reference_runs
 from mmviz.ui.run_select import render_run_filter, render_runs_watcher, runs_signature
 from mmviz.viz import ChartOptions, assign_panels, panel_by_name, plot_panel
@@ -303,7 +303,7 @@ def live_view(
             help="Every raw point of the charted series (not down-sampled), with x and the smoothed value.",
         )
     if polling and run.get("effective_status") != shown_status:
-        load_runs.clear()
+        clear_runs()
         st.rerun()  # the run started or ended: rerun the whole page (run picker, stop button; the timer stops)
 
 

@@ -16,7 +16,7 @@ from mmviz.errors import MmvizError
 from mmviz.store.queue import MAX_PARALLEL
 from mmviz.ui.frame import flash
 from mmviz.ui.labels import md
-from mmviz.ui.readers import load_runs
+from mmviz.ui.readers import clear_runs
 
 
 def queue_status_text(status: str, position: int | None) -> str:
@@ -50,7 +50,7 @@ def _move(store, run_id: str, position: int, verb: str) -> None:
     except MmvizError as exc:
         st.error(md(exc))
     else:
-        load_runs.clear()
+        clear_runs()
         flash(f"{verb} run {run_id}.")
 
 
@@ -105,5 +105,5 @@ def render_queue(store, runs_by_id: Mapping[str, Mapping]) -> None:
                 except MmvizError as exc:
                     st.error(md(exc))
                 else:
-                    load_runs.clear()
+                    clear_runs()
                     flash(f"Cancelled queued run {rid}.")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 
 import pandas as pd
 import streamlit as st
@@ -25,21 +25,81 @@ def run_token(run: dict) -> tuple:
     return (run.get("effective_status"), run.get("step"), run.get("epochs_done"), run.get("heartbeat"))
 
 
+# The latest value of these metric keys comes with every run of :func:`load_run_summaries` (the Runs table's columns).
+SUMMARY_KEYS = ("imbalance/index",)
+
+
+def _with_queue(store, runs: pd.DataFrame) -> pd.DataFrame:
+    positions = {q["run_id"]: q["position"] for q in store.list_queue()}
+    runs["queue_position"] = runs["run_id"].map(positions)
+    return runs.astype(object).where(runs.notna(), None)
+
+
 @st.cache_data(ttl=1.0, show_spinner=False, max_entries=16)
 def load_runs(workspace: str) -> pd.DataFrame:
     """All runs of the workspace, newest first (re-read at most once a second per server); missing values are
     ``None`` (not NaN), so ``run.get(...)`` tests read naturally. ``queue_position``: 1-based place in the
     queue of a run waiting there, else None."""
     store = get_store(workspace)
-    runs = store.list_runs()
-    positions = {q["run_id"]: q["position"] for q in store.list_queue()}
-    runs["queue_position"] = runs["run_id"].map(positions)
-    return runs.astype(object).where(runs.notna(), None)
+    return _with_queue(store, store.list_runs())
 
 
-def runs_by_id(runs: pd.DataFrame) -> dict[str, dict]:
-    """``{run_id: run dict}`` from :func:`load_runs`' frame."""
-    return {r["run_id"]: r for r in runs.to_dict("records")}
+@st.cache_data(ttl=1.0, show_spinner=False, max_entries=16)
+def load_run_summaries(workspace: str) -> pd.DataFrame:
+    """All runs as :func:`load_runs` lists them but without config and summary (views over many runs: the Runs
+    table, run selectors, watchers), plus one column per :data:`SUMMARY_KEYS` key with the run's latest value;
+    one store read, whatever the number of metric rows."""
+    store = get_store(workspace)
+    return _with_queue(store, store.list_run_summaries(SUMMARY_KEYS))
+
+
+def clear_runs() -> None:
+    """Forget the cached run listings (after an action changed a run), so the next read sees the change."""
+    load_runs.clear()
+    load_run_summaries.clear()
+
+
+@st.cache_data(show_spinner=False, max_entries=1024)
+def load_config(workspace: str, run_id: str, created: float | None) -> dict | None:
+    """A run's config: it never changes once the run is created, so it is read once (``created`` tells the run from
+    a deleted one that had the same id); raises ``RunNotFoundError`` for an unknown id."""
+    return get_store(workspace).get_run(run_id)["config"]
+
+
+def with_config(workspace: str, run: Mapping) -> dict:
+    """``run`` (a row of :func:`load_run_summaries`, as up to date as the listing) with its config: for what needs
+    the settings (the forms of the Runs page, Compare's differing settings)."""
+    return {**run, "config": load_config(workspace, run["run_id"], run.get("created"))}
+
+
+class RunsById(Mapping):
+    """``{run_id: run dict}`` over a runs frame, newest first; a run's dict is made when it is looked up (a page over
+    a thousand runs builds the few it shows, and a select box's labels cost microseconds a run)."""
+
+    def __init__(self, runs: pd.DataFrame) -> None:
+        self._runs = runs
+        self._rows = {run_id: i for i, run_id in enumerate(runs["run_id"])} if len(runs) else {}
+        self._columns: dict[str, list] | None = None
+
+    def __getitem__(self, run_id: str) -> dict:
+        i = self._rows[run_id]
+        if self._columns is None:
+            self._columns = {c: self._runs[c].tolist() for c in self._runs.columns}
+        return {c: values[i] for c, values in self._columns.items()}
+
+    def __contains__(self, run_id: object) -> bool:
+        return run_id in self._rows
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
+def runs_by_id(runs: pd.DataFrame) -> RunsById:
+    """``{run_id: run dict}`` from :func:`load_runs`' (or :func:`load_run_summaries`') frame."""
+    return RunsById(runs)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -60,18 +120,6 @@ def load_run_metrics(workspace: str, run_id: str, keys: tuple[str, ...], token: 
 def load_run_events(workspace: str, run_ids: tuple[str, ...], token: tuple) -> pd.DataFrame:
     """Events of the runs, ordered by id (``token``: the runs' tokens)."""
     return get_store(workspace).load_events(list(run_ids))
-
-
-@st.cache_data(ttl=1.0, show_spinner=False, max_entries=16)
-def _last_values(workspace: str, key: str, tokens: tuple) -> dict[str, float]:
-    return get_store(workspace).last_values(key, [t[0] for t in tokens])
-
-
-def load_last_values(workspace: str, runs: Iterable[dict], key: str) -> dict[str, float]:
-    """``{run_id: last value of key}`` for the runs that logged it: one store read for all runs (cached until one
-    of them moves on)."""
-    tokens = tuple((run["run_id"], *run_token(run)) for run in runs)
-    return _last_values(workspace, key, tokens)
 
 
 def keys_matching(keys: Iterable[str], modalities: list[str], split: str | None, quantity: str) -> list[str]:

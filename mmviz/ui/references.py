@@ -10,7 +10,7 @@ import streamlit as st
 from mmviz.analysis.summary import find_reference_runs
 from mmviz.errors import MmvizError
 from mmviz.ui.labels import ACTIVE, md
-from mmviz.ui.readers import load_runs
+from mmviz.ui.readers import clear_runs, load_runs
 
 GOING_KEY = "references.going"
 
@@ -55,7 +55,7 @@ def render_reference_runs(store, workspace: str, run: Mapping, missing: list[str
     before = st.session_state.setdefault(GOING_KEY, {}).get(rid, set())
     st.session_state[GOING_KEY][rid] = {r["run_id"] for r in going.values()}
     if before - st.session_state[GOING_KEY][rid]:
-        load_runs.clear()
+        clear_runs()
         st.rerun(scope="app")  # a reference run ended: redraw the banner with it (and stop polling for it)
     for m, ref in going.items():
         total = ((ref.get("config") or {}).get("train") or {}).get("epochs") or 0
@@ -73,5 +73,5 @@ def render_reference_runs(store, workspace: str, run: Mapping, missing: list[str
             except MmvizError as exc:
                 st.error(md(exc))
             else:
-                load_runs.clear()
+                clear_runs()
                 st.rerun(scope="app")  # the button gives way to their progress bars

@@ -7,15 +7,14 @@ import pandas as pd
 import streamlit as st
 
 from mmviz.teach.runs import TEACH_TAG
-from mmviz.ui.readers import load_runs
+from mmviz.ui.readers import load_run_summaries
 
 WATCH_S = 3  # how often an idle page looks for new runs
 
 
-def is_teaching(run) -> bool:
-    """Whether ``run`` was made by the Teach page (its lesson runs carry the ``teach`` tag)."""
-    tags = run.get("tags")
-    return isinstance(tags, (list, tuple)) and TEACH_TAG in tags
+def teaching_mask(runs: pd.DataFrame) -> pd.Series:
+    """Which rows of ``runs`` are runs of the Teach page (its lesson runs carry the ``teach`` tag)."""
+    return runs["tags"].map(lambda tags: isinstance(tags, (list, tuple)) and TEACH_TAG in tags).astype(bool)
 
 
 def filter_runs(runs: pd.DataFrame, text: str = "", teaching: bool = False, keep: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -27,18 +26,15 @@ def filter_runs(runs: pd.DataFrame, text: str = "", teaching: bool = False, keep
     if runs.empty:
         return runs
     words = [w for w in (text or "").lower().split() if w]
-
-    def wanted(run) -> bool:
-        if run["run_id"] in keep:
-            return True
-        if not teaching and is_teaching(run):
-            return False
-        tags = run.get("tags") if isinstance(run.get("tags"), (list, tuple)) else []
-        haystack = " ".join([str(run.get("name") or ""), run["run_id"], str(run.get("method") or ""), *tags]).lower()
-        return all(w in haystack for w in words)
-
-    mask = [wanted(run) for run in runs.to_dict("records")]
-    return runs[mask]
+    mask = pd.Series(True, index=runs.index) if teaching else ~teaching_mask(runs)
+    if words:
+        tags = runs["tags"].map(lambda t: " ".join(map(str, t)) if isinstance(t, (list, tuple)) else "")
+        names = runs["name"].map(lambda n: str(n or ""))
+        methods = runs["method"].map(lambda m: str(m or ""))
+        haystack = (names + " " + runs["run_id"].astype(str) + " " + methods + " " + tags).str.lower()
+        for word in words:
+            mask &= haystack.str.contains(word, regex=False)
+    return runs[mask | runs["run_id"].isin(keep)]
 
 
 def render_run_filter(runs: pd.DataFrame, key: str, keep: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -50,7 +46,7 @@ def render_run_filter(runs: pd.DataFrame, key: str, keep: tuple[str, ...] = ()) 
         placeholder="name, tag, method or id",
         help="Only runs whose name, tags, method or id contain every word typed here.",
     )
-    n_teach = sum(is_teaching(r) for r in runs.to_dict("records")) if not runs.empty else 0
+    n_teach = int(teaching_mask(runs).sum()) if not runs.empty else 0
     teaching = c2.toggle(
         f"Teaching runs ({n_teach})",
         key=f"{key}.teaching",
@@ -77,7 +73,7 @@ def render_runs_watcher(workspace: str, shown: tuple, key: str, every: float = W
 
     @st.fragment(run_every=every)
     def watch() -> None:
-        if runs_signature(load_runs(workspace), with_status) != shown:
+        if runs_signature(load_run_summaries(workspace), with_status) != shown:
             st.rerun(scope="app")
 
     with st.container(key=f"{key}.watcher"):

@@ -13,7 +13,7 @@ from mmviz.errors import MmvizError
 from mmviz.ui.frame import flash, page_path, render_flash
 from mmviz.ui.labels import ACTIVE, epoch_text, format_duration, format_value, md, run_method_label
 from mmviz.ui.queue import queue_status_text, render_queue
-from mmviz.ui.readers import load_last_values, load_runs, runs_by_id
+from mmviz.ui.readers import clear_runs, load_run_summaries, runs_by_id, with_config
 from mmviz.ui.run_select import filter_runs, render_run_filter, render_runs_watcher, runs_signature
 
 SELECTED_KEY = "runs.selected"
@@ -21,6 +21,8 @@ TAB_KEY = "runs.tab"
 QP_KEY = "runs.query"
 FILTER_KEY = "runs"
 TABLE_REFRESH_S = 5
+PAGE_KEY = "runs.page"
+PAGE_SIZE = 50  # runs a page of the table: the server builds and sends these only, however many runs there are
 NEW_TAB, MANAGE_TAB, RESTART_TAB, FORK_TAB = "New run", "Stop · tag · notes · delete", "Restart", "Fork"
 ACTION_TABS = {"fork": FORK_TAB, "restart": RESTART_TAB, "manage": MANAGE_TAB}
 
@@ -43,15 +45,17 @@ def origin_text(run: Mapping, names: Mapping[str, str]) -> str:
     return ""
 
 
-def build_runs_table(runs: pd.DataFrame, imbalance: Mapping[str, float]) -> pd.DataFrame:
-    """The runs table as shown: one row per run, newest first; tolerant of runs written by older versions."""
-    names = dict(zip(runs["run_id"], runs["name"], strict=True)) if not runs.empty else {}
+def build_runs_table(runs: pd.DataFrame, names: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """The runs table as shown: one row per run of ``runs`` (e.g. one page of :func:`load_run_summaries`), in its
+    order; tolerant of runs written by older versions. ``names``: ``{run_id: name}`` of the runs a fork or restart
+    can come from (default: ``runs``)."""
+    if names is None:
+        names = dict(zip(runs["run_id"], runs["name"], strict=True)) if not runs.empty else {}
     rows = []
-    for run in runs.to_dict("records"):
+    for run in runs_by_id(runs).values():
         status = queue_status_text(run.get("effective_status") or run.get("status") or "?", run.get("queue_position"))
-        config = run.get("config") if isinstance(run.get("config"), dict) else {}
-        total = (config.get("train") or {}).get("epochs")
-        index = imbalance.get(run["run_id"], run.get("imbalance_index"))
+        total = run.get("epochs_total")
+        index = run.get("imbalance/index", run.get("imbalance_index"))
         rows.append(
             {
                 "name": run.get("name") or run["run_id"],
@@ -80,6 +84,11 @@ def build_runs_table(runs: pd.DataFrame, imbalance: Mapping[str, float]) -> pd.D
     return table
 
 
+def page_of(runs: pd.DataFrame, page: int, size: int = PAGE_SIZE) -> pd.DataFrame:
+    """The rows of 1-based ``page`` when ``runs`` are shown ``size`` a page (the last page may be shorter)."""
+    return runs.iloc[(page - 1) * size : page * size]
+
+
 COLUMN_CONFIG = {
     "best val acc": st.column_config.NumberColumn(
         format="percent", help="Best validation accuracy of the fused model."
@@ -99,13 +108,25 @@ COLUMN_CONFIG = {
 
 
 def render_runs_table(workspace: str, keep: tuple[str, ...] = ()) -> None:
-    """The runs table (a fragment: re-read every few seconds while a run is active), filtered like the selector.
+    """The runs table (a fragment: re-read every few seconds while a run is active), filtered like the selector and
+    shown :data:`PAGE_SIZE` runs a page, newest first.
 
     The table only shows; the "Selected run" box below is the one way to pick the run the actions work on.
     """
-    runs = filter_runs(load_runs(workspace), *_filter_state(), keep=keep)
-    imbalance = load_last_values(workspace, runs.to_dict("records"), "imbalance/index")
-    table = build_runs_table(runs, imbalance)
+    all_runs = load_run_summaries(workspace)
+    runs = filter_runs(all_runs, *_filter_state(), keep=keep)
+    pages = max(1, -(-len(runs) // PAGE_SIZE))
+    page = 1
+    if pages > 1:
+        if not 1 <= st.session_state.get(PAGE_KEY, 1) <= pages:  # fewer pages since (a filter, deleted runs)
+            st.session_state[PAGE_KEY] = 1
+        c1, c2 = st.columns([1, 5], vertical_alignment="bottom")
+        page = int(c1.number_input("Page", min_value=1, max_value=pages, step=1, key=PAGE_KEY,
+                                   help=f"{PAGE_SIZE} runs a page, newest first."))  # fmt: skip
+        first = (page - 1) * PAGE_SIZE + 1
+        c2.caption(f"Runs {first}–{min(page * PAGE_SIZE, len(runs))} of {len(runs)} (page {page} of {pages}).")
+    names = dict(zip(all_runs["run_id"], all_runs["name"], strict=True))
+    table = build_runs_table(page_of(runs, page), names)
     st.dataframe(table, hide_index=True, column_config=COLUMN_CONFIG, key="runs.table", width="stretch",
                  placeholder="—")  # fmt: skip
 
@@ -143,7 +164,7 @@ def render_manage(store, run: Mapping) -> None:
             except MmvizError as exc:
                 st.error(md(exc))
             else:
-                load_runs.clear()
+                clear_runs()
                 flash(f"Asked run {rid} to stop: it finishes its step, writes a checkpoint and ends as 'stopped'.")
     with c2:
         tags = st.text_input(
@@ -158,7 +179,7 @@ def render_manage(store, run: Mapping) -> None:
             except MmvizError as exc:
                 st.error(md(exc))
             else:
-                load_runs.clear()
+                clear_runs()
                 flash(f"Saved the tags of run {rid}.")
         notes = st.text_area(
             "Notes",
@@ -173,7 +194,7 @@ def render_manage(store, run: Mapping) -> None:
             except MmvizError as exc:
                 st.error(md(exc))
             else:
-                load_runs.clear()
+                clear_runs()
                 flash(f"Saved the notes of run {rid}.")
     with c3:
         sure = st.checkbox(
@@ -193,7 +214,7 @@ def render_manage(store, run: Mapping) -> None:
             except MmvizError as exc:
                 st.error(md(exc))
             else:
-                load_runs.clear()
+                clear_runs()
                 st.session_state.pop(SELECTED_KEY, None)
                 flash(f"Deleted run {rid} and its files.")
         if status in ACTIVE:
@@ -220,8 +241,8 @@ def render_runs_page(store, workspace: str) -> None:
     c1, c2, _ = st.columns([2, 1, 4])
     with c2:
         if st.button("Refresh", icon=":material/refresh:", key="runs.refresh"):
-            load_runs.clear()
-    all_runs = load_runs(workspace)
+            clear_runs()
+    all_runs = load_run_summaries(workspace)
     linked = st.query_params.get("run")
     keep = (linked,) if linked else ()
     if all_runs.empty:
@@ -255,7 +276,7 @@ def render_runs_page(store, workspace: str) -> None:
             key=SELECTED_KEY,
             help="The run the tabs below act on (the filter above narrows this list too).",
         )
-        run = by_id[rid]
+        run = with_config(workspace, by_id[rid])  # the listing has no configs: the forms below need this one
     with st.container():  # always drawn, so the tabs below keep their place (and their selected tab)
         render_flash()
     if st.session_state.get(TAB_KEY) not in tab_names:

@@ -19,7 +19,7 @@ from mmviz.errors import ConfigError, MmvizError
 from mmviz.sweep import sweep_ids_of
 from mmviz.ui.frame import flash, get_store, page_path
 from mmviz.ui.labels import ACTIVE, md
-from mmviz.ui.readers import load_runs, run_token
+from mmviz.ui.readers import clear_runs, load_config, load_run_summaries, run_token, runs_by_id
 from mmviz.viz.sweeps import plot_sweep_parallel
 
 SWEEP_KEY = "sweeps.selected"
@@ -29,7 +29,8 @@ REFRESH_S = 3
 def list_sweeps(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per sweep in the workspace, newest first: id, name, trials, status counts, created."""
     rows: dict[str, dict] = {}
-    for run in runs.to_dict("records"):
+    columns = ["run_id", "name", "tags", "status", "effective_status", "created"]
+    for run in runs[[c for c in columns if c in runs]].to_dict("records"):
         for sid in sweep_ids_of(run.get("tags")):
             row = rows.setdefault(sid, {"sweep": sid, "names": [], "trials": 0, "created": run.get("created")})
             row["trials"] += 1
@@ -61,18 +62,19 @@ def load_sweep_metrics(workspace: str, run_ids: tuple[str, ...], keys: tuple[str
 def render_sweep_view(workspace: str, sweep_id: str) -> None:
     """Progress, the settings-vs-results table (select a row to open the trial live), the parallel-coordinates
     chart and the grouping over seeds of one sweep (a fragment: refreshed while trials are active)."""
-    runs = load_runs(workspace)
-    trials = runs[runs["tags"].map(lambda t: sweep_id in sweep_ids_of(t))].sort_values("name")
-    if trials.empty:
+    runs = load_run_summaries(workspace)
+    listed = runs[runs["tags"].map(lambda t: sweep_id in sweep_ids_of(t))]
+    if listed.empty:
         st.info(f"Sweep {sweep_id} has no trials in this workspace any more.")
         return
-    trials = trials.reset_index(drop=True)
+    configs = [load_config(workspace, r, c) for r, c in zip(listed["run_id"], listed["created"], strict=True)]
+    trials = listed.assign(config=configs).sort_values("name").reset_index(drop=True)  # settings: from configs
+    tokens = tuple(run_token(r) for r in runs_by_id(trials).values())
     counts = trials["effective_status"].value_counts()
     st.markdown(" · ".join(f"**{n}** {s}" for s, n in counts.items()) + f" · of {len(trials)} trials")
     st.progress(float(counts.get("finished", 0)) / len(trials))
     modalities = sorted({m for ms in trials["modalities"] for m in (ms or [])})
     keys = tuple(result_keys(modalities))
-    tokens = tuple(run_token(r) for r in trials.to_dict("records"))
     metrics = load_sweep_metrics(workspace, tuple(trials["run_id"]), keys, tokens)
     table, settings, results = compute_sweep_table(trials, metrics)
     if not settings:
@@ -111,7 +113,7 @@ def _mean_sd(mean: float, sd: float) -> str:
 
 def render_sweeps_page(store, workspace: str) -> None:
     """The whole Sweeps page below the frame."""
-    runs = load_runs(workspace)
+    runs = load_run_summaries(workspace)
     sweeps = list_sweeps(runs)
     if sweeps.empty:
         st.info(
@@ -189,7 +191,7 @@ def render_sweep_form(store, run: Mapping) -> None:
     except MmvizError as exc:
         st.error(md(exc))
     else:
-        load_runs.clear()
+        clear_runs()
         flash(
             f"Queued sweep {sweep_id}: {len(run_ids)} trials, at most {int(limit)} at once.",
             [("sweeps", "Open the sweep", ":material/grid_view:", {"sweep": sweep_id})],

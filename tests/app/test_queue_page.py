@@ -9,36 +9,16 @@ from pathlib import Path
 
 from mmviz.launcher import submit
 from mmviz.scheduler import scheduler_pid, scheduler_running
-from mmviz.store import TERMINAL, open_store
+from mmviz.store import open_store
 from mmviz.store.queue import MAX_PARALLEL
 from mmviz.training.config import build_run_config
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["data.n_train=240", "train.batch_size=32", "train.threads=1"]
-STEPS = 240 // 32 + 1
 
 
-def _wait_all(store, run_ids, timeout=300.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runs = store.list_runs().set_index("run_id").loc[run_ids]
-        if runs["status"].isin(TERMINAL).all():
-            return runs
-        time.sleep(0.5)
-    raise AssertionError(f"runs did not end in {timeout}s: {store.list_runs()[['run_id', 'status']]}")
-
-
-def _peak_running(runs) -> int:
-    """The most runs whose [started, finished] intervals overlap."""
-    edges = sorted([(t, 1) for t in runs["started"]] + [(t, -1) for t in runs["finished"]])
-    running = peak = 0
-    for _, delta in edges:
-        running += delta
-        peak = max(peak, running)
-    return peak
-
-
-def test_queue_survives_a_dashboard_restart_and_two_dashboards_start_each_run_once(tmp_path, open_page, kill_runs):
+def test_queue_survives_a_dashboard_restart_and_two_dashboards_start_each_run_once(
+    tmp_path, open_page, kill_runs, tiny_run, wait_all, peak_running
+):
     ws = tmp_path / "ws"
     try:
         with open_store(ws) as store:
@@ -46,7 +26,7 @@ def test_queue_survives_a_dashboard_restart_and_two_dashboards_start_each_run_on
             ids = [
                 submit(
                     store,
-                    build_run_config("synthetic", "baseline", TINY, epochs=1, seed=s),
+                    build_run_config("synthetic", "baseline", tiny_run.sets, epochs=1, seed=s),
                     queue=True,
                     schedule_now=False,
                 )
@@ -73,12 +53,12 @@ def test_queue_survives_a_dashboard_restart_and_two_dashboards_start_each_run_on
             assert not scheduler_running(store)
             restarted = open_page(ws, "runs")  # a dashboard comes back and resumes the queue
             assert "Queue:" in restarted.expander[0].label
-            runs = _wait_all(store, ids)
+            runs = wait_all(store, ids)
             assert list(runs["status"]) == ["finished"] * 2
             for rid in ids:  # trained exactly once: one row per step
                 loss = store.load_metrics(rid, keys=["train/loss"])
-                assert sorted(loss["step"]) == list(range(STEPS))
-            assert _peak_running(runs) == 1
+                assert sorted(loss["step"]) == list(range(tiny_run.steps_per_epoch))
+            assert peak_running(runs) == 1
             assert store.list_queue() == []
     finally:
         kill_runs(ws)

@@ -115,7 +115,7 @@ def test_unmeasured_accuracies_show_as_missing_never_minus_100_percent():
     from mmviz.ui.runs import build_runs_table
 
     run = {"run_id": "r-1", "name": "n", "status": "finished", "best_val_acc": -1.0, "config": {}, "tags": []}
-    assert build_runs_table(pd.DataFrame([run]), {})["best val acc"].iloc[0] is None
+    assert build_runs_table(pd.DataFrame([run]))["best val acc"].iloc[0] is None
     frame = pd.DataFrame(
         {"run_id": ["r-1"], "key": ["val/acc/fused"], "value": [-1.0], "epoch": [0.0], "step": [0], "id": [1]}
     )
@@ -194,7 +194,7 @@ def test_restart_records_its_origin_and_joins_the_family(scratch_workspace, open
     with open_store(ws) as store:
         runs = store.list_runs()
     assert new["run_id"] in run_family(lineage(runs), parent)
-    assert "restart of parent-run" in set(build_runs_table(runs, {})["parent"])
+    assert "restart of parent-run" in set(build_runs_table(runs)["parent"])
 
 
 # ------------------------------------------------------------------------------------------------ selectors
@@ -349,11 +349,13 @@ def test_the_form_estimates_how_long_a_run_takes():
     runs = pd.DataFrame(
         [
             {"run_id": "1", "dataset": "mfeat", "status": "finished", "epochs_done": 10, "duration": 20.0,
-             "config": {"model": {"encoder": "auto"}}, "parent_run_id": None},
+             "encoder": "auto", "parent_run_id": None},
             {"run_id": "2", "dataset": "mfeat", "status": "finished", "epochs_done": 10, "duration": 40.0,
-             "config": {"model": {"encoder": "auto"}}, "parent_run_id": None},
+             "encoder": None, "parent_run_id": None},  # a config without model.encoder: the default, auto
             {"run_id": "3", "dataset": "mfeat", "status": "failed", "epochs_done": 1, "duration": 900.0,
-             "config": {}, "parent_run_id": None},
+             "encoder": None, "parent_run_id": None},
+            {"run_id": "4", "dataset": "mfeat", "status": "finished", "epochs_done": 10, "duration": 900.0,
+             "encoder": "cnn", "parent_run_id": None},
         ]
     )  # fmt: skip
     assert estimate_epoch_seconds(runs, "mfeat", "auto")[0] == 4.0  # the median of the finished runs

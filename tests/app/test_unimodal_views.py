@@ -59,9 +59,12 @@ def test_runs_table_shows_a_dash_for_a_unimodal_runs_imbalance_index():
     from mmviz.ui.runs import build_runs_table
 
     runs = pd.DataFrame(
-        [{**unimodal_run(), "status": "finished"}, {**unimodal_run("j", "joint"), "method": "baseline"}]
-    )
-    table = build_runs_table(runs, {"u": 1.0, "j": 0.42}).set_index("name")
+        [
+            {**unimodal_run(), "status": "finished", "imbalance/index": 1.0},
+            {**unimodal_run("j", "joint"), "method": "baseline", "imbalance/index": 0.42},
+        ]
+    )  # as load_run_summaries lists them: the latest imbalance/index of each run in a column
+    table = build_runs_table(runs).set_index("name")
     assert table.loc["fou-alone", "imbalance index"] == NOT_APPLICABLE  # not 1.00
     assert table.loc["joint", "imbalance index"] == "0.42"
 

@@ -13,6 +13,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from mmviz.errors import RunNotFoundError, StoreError
@@ -227,3 +228,58 @@ def test_last_values_reads_each_runs_latest_row(store):
     store.log_batch(b, [(0, 0.0, 1.0, "imbalance/index", 0.9), (5, 0.0, 1.0, "train/loss", 1.0)])
     assert store.last_values("imbalance/index") == {a: pytest.approx(0.35), b: pytest.approx(0.9)}
     assert store.last_values("imbalance/index", [b, none]) == {b: pytest.approx(0.9)}
+
+
+def test_run_summaries_equal_what_the_metric_rows_say(store):
+    """The summary listing's latest values are those of the metric rows (largest step, then the later row)."""
+    a, b, quiet = make_run(store, name="a"), make_run(store, name="b"), make_run(store, name="quiet")
+    store.log_batch(a, [(s, s / 10, 1.0, key, s * k) for s in (3, 0, 7, 2) for k, key in
+                        ((0.1, "imbalance/index"), (0.01, "val/acc/fused"))])  # fmt: skip
+    store.log_batch(a, [(7, 0.7, 2.0, "imbalance/index", 0.9)])  # the same step again: the later row wins
+    store.log_batch(b, [(1, 0.1, 1.0, "imbalance/index", math.nan), (0, 0.0, 1.0, "val/acc/fused", 0.5)])
+    keys = ["imbalance/index", "val/acc/fused"]
+    summaries = store.list_run_summaries(keys).set_index("run_id")
+    rows = store.load_metrics([a, b, quiet], keys=keys)
+    expected = rows.sort_values(["run_id", "key", "step", "id"]).groupby(["run_id", "key"])["value"].last()
+    for (run_id, key), value in expected.items():
+        assert summaries.loc[run_id, key] == pytest.approx(value, nan_ok=True)
+        if run_id == a:
+            assert store.last_values(key)[a] == pytest.approx(value)
+    assert summaries.loc[a, "imbalance/index"] == pytest.approx(0.9)
+    assert math.isnan(summaries.loc[b, "imbalance/index"])  # logged as NaN
+    assert math.isnan(summaries.loc[quiet, "imbalance/index"]) and math.isnan(summaries.loc[quiet, "val/acc/fused"])
+    assert quiet not in store.last_values("imbalance/index") and math.isnan(store.last_values("imbalance/index")[b])
+    # the listing is list_runs' without the configs, newest first, with the config values views show
+    full = store.list_runs()
+    assert list(summaries.index) == list(full["run_id"]) == [quiet, b, a]
+    assert "config" not in summaries.columns and summaries.loc[a, "tags"] == [] and summaries.loc[a, "name"] == "a"
+    assert (summaries["effective_status"] == full.set_index("run_id")["effective_status"]).all()
+
+
+def test_a_run_finishing_updates_its_summary(store):
+    rid = make_run(store, config={"train": {"epochs": 3}, "model": {"encoder": "mlp"}})
+    store.set_status(rid, "running", pid=os.getpid())
+    store.log_batch(rid, [(9, 1.0, 1.0, "imbalance/index", 0.4)], heartbeat={"epochs_done": 1})
+    run = store.list_run_summaries(["imbalance/index"]).iloc[0]
+    assert run["imbalance/index"] == pytest.approx(0.4) and run["effective_status"] == "running"
+    assert (run["epochs_total"], run["encoder"], run["epochs_done"]) == (3, "mlp", 1)
+    store.log_batch(rid, [(29, 3.0, 3.0, "imbalance/index", 0.1)], heartbeat={"epochs_done": 3, "best_val_acc": 0.8})
+    store.set_status(rid, "finished")
+    run = store.list_run_summaries(["imbalance/index"]).iloc[0]
+    assert run["imbalance/index"] == pytest.approx(0.1) and run["status"] == run["effective_status"] == "finished"
+    assert run["epochs_done"] == 3 and run["best_val_acc"] == pytest.approx(0.8) and run["duration"] >= 0
+    assert store.last_values("imbalance/index") == {rid: pytest.approx(0.1)}
+    assert store.get_run(rid)["epochs_total"] == 3
+
+
+def test_runs_made_before_the_summary_columns_get_them_from_their_config(any_workspace):
+    """A workspace written by an older mmviz (no epochs_total / encoder columns) has them filled when opened."""
+    with open_store(any_workspace) as store:
+        old = make_run(store, config={"train": {"epochs": 12}, "model": {"encoder": "cnn"}})
+        bare = make_run(store, config={"lr": 0.1})
+        store._db.write(lambda c: [c.execute(f"ALTER TABLE runs DROP COLUMN {column}") for column in
+                                   ("epochs_total", "encoder")])  # fmt: skip
+    with open_store(any_workspace) as store:
+        summaries = store.list_run_summaries().set_index("run_id")
+        assert (summaries.loc[old, "epochs_total"], summaries.loc[old, "encoder"]) == (12, "cnn")
+        assert pd.isna(summaries.loc[bare, "epochs_total"]) and pd.isna(summaries.loc[bare, "encoder"])

@@ -1,4 +1,10 @@
-"""The SQLite run store against a real database file, real threads and real writer processes."""
+"""The run store against real databases, real threads and real writer processes.
+
+Every test taking ``store`` runs twice: on SQLite (a workspace folder) and on PostgreSQL (a real server started for
+the session; see ``postgres_server`` in ``tests/conftest.py``). The tests of opening a workspace folder take no
+``store``: they are about SQLite's file (WAL mode, a file that is not a database, another application's database, a
+newer schema, a folder that cannot be written), which a PostgreSQL workspace does not have.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ import pandas as pd
 import pytest
 
 from mmviz.errors import RunNotFoundError, StoreError
-from mmviz.store import LOST_AFTER_S, SCHEMA_VERSION, RunStore, default_workspace, parse_key, pid_alive
+from mmviz.store import LOST_AFTER_S, SCHEMA_VERSION, RunStore, default_workspace, open_store, parse_key, pid_alive
 
 REPO = Path(__file__).resolve().parents[2]
 MODALITIES = ["audio", "visual"]
@@ -38,12 +44,13 @@ def make_run(store: RunStore, **overrides) -> str:
 
 
 @pytest.fixture
-def store(tmp_path: Path):
-    with RunStore(tmp_path / "ws") as s:
+def store(any_workspace):
+    """An empty store: a SQLite workspace folder, then a database on the session's PostgreSQL server."""
+    with open_store(any_workspace) as s:
         yield s
 
 
-# ---------------------------------------------------------------- opening
+# ---------------------------------------------------------------- opening a workspace folder (SQLite only: its file)
 
 
 def test_open_creates_workspace_schema_meta_and_wal(tmp_path: Path) -> None:
@@ -403,7 +410,7 @@ def test_events_and_artifacts(store: RunStore) -> None:
     only = store.load_artifacts(run_id, kind="checkpoint")
     assert only["meta"].tolist() == [{"bytes": 10}] and only["epoch"].tolist() == [2]
     with pytest.raises(ValueError, match="outside the run folder"):
-        store.add_artifact(run_id, 1, "checkpoint", store.workspace / "elsewhere.pt")
+        store.add_artifact(run_id, 1, "checkpoint", store.artifact_root / "elsewhere.pt")
 
 
 def test_one_log_batch_writes_rows_events_artifacts_and_heartbeat_together(store: RunStore) -> None:
@@ -428,7 +435,7 @@ def test_one_log_batch_writes_rows_events_artifacts_and_heartbeat_together(store
             run_id,
             [(4, 0.6, 2.0, "train/loss", 0.6)],
             events=[(4, 0.6, 2.0, "stop", None)],
-            artifacts=[(2, "checkpoint", store.workspace / "elsewhere.pt", None)],
+            artifacts=[(2, "checkpoint", store.artifact_root / "elsewhere.pt", None)],
             heartbeat={"step": 4},
         )
     with pytest.raises(ValueError, match="Cannot update run field"):
@@ -470,10 +477,10 @@ def test_delete_removes_rows_and_folder_but_not_a_live_run(store: RunStore) -> N
 WRITER = textwrap.dedent(
     """
     import sys, time
-    from mmviz.store import RunStore
+    from mmviz.store import open_store
     workspace, run_id, n_rows, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     keys = ["train/loss", "val/acc/audio", "val/acc/visual", "grad_norm/audio", "grad_norm/visual"]
-    with RunStore(workspace) as store:
+    with open_store(workspace) as store:
         store.set_status(run_id, "running")
         for start in range(0, n_rows, batch):
             rows = [(i, i / 100, time.time(), keys[i % len(keys)], float(i)) for i in range(start, start + batch)]
@@ -484,9 +491,9 @@ WRITER = textwrap.dedent(
 )
 
 
-def test_three_writer_processes_lose_nothing_while_a_reader_polls(tmp_path: Path) -> None:
-    ws, n_rows, batch = tmp_path / "ws", 3000, 50
-    with RunStore(ws) as store:
+def test_three_writer_processes_lose_nothing_while_a_reader_polls(any_workspace) -> None:
+    ws, n_rows, batch = any_workspace, 3000, 50
+    with open_store(ws) as store:
         run_ids = [make_run(store, name=f"w{i}") for i in range(3)]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
         procs = [

@@ -91,7 +91,8 @@ class AnalysisSupervisor:
 
     def command(self) -> list[str]:
         """The analysis process's argv (no shell)."""
-        return [sys.executable, "-m", "mmviz.analysis.follower", str(self.workspace), self.run_id]
+        return [sys.executable, "-m", "mmviz.analysis.follower", str(self.workspace), self.run_id,
+                "--parent-pid", str(os.getpid())]  # fmt: skip
 
     def ensure_running(self) -> None:
         """Start the process, or start it again when it has exited before the run ended."""

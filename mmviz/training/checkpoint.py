@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from mmviz.errors import StoreError
+from mmviz.measures.features import HostCopy
 
 MAGIC = b"MMVIZCKPT2\n"
 MAGIC_V1 = b"MMVIZCKPT1\n"  # no checksums; still read
@@ -348,22 +349,12 @@ def load_optimizer_state(
     optimizer.load_state_dict(merged)
 
 
-def _detached_copy(obj: Any) -> Any:
-    """Deep copy of a (nested) state with every tensor cloned to the CPU, so training can go on."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return {k: _detached_copy(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_detached_copy(v) for v in obj)
-    return obj
-
-
 class CheckpointWriter:
     """Writes checkpoints, on a background thread when ``background`` (then the loop pays only for a CPU copy).
 
-    Training on a GPU uses the background thread: the copy is one device-to-host transfer and the write
-    overlaps the next epoch. Training on the CPU writes in place (``background=False``): a background
+    Training on a GPU uses the background thread: the copy is non-blocking device-to-host transfers into pinned
+    memory (:class:`mmviz.measures.features.HostCopy`), which the writer thread waits for, so the transfer and
+    the write overlap the next epoch. Training on the CPU writes in place (``background=False``): a background
     thread would compete with torch's intra-op threads for the same cores, which measured slower than
     writing between epochs (bench/trainer_vs_plain.py), and no copy is needed.
     ``wait()`` blocks until every queued write is on disk (called before reading a checkpoint back and at
@@ -384,10 +375,10 @@ class CheckpointWriter:
             if done is not None:
                 done()
             return
-        snapshot = _detached_copy(state)
+        snapshot = HostCopy(state)  # on CUDA: queued copies; the weights' next updates come after them
 
         def work() -> None:
-            save_checkpoint(path, snapshot)
+            save_checkpoint(path, snapshot.result())
             if done is not None:
                 done()
 

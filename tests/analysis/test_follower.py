@@ -200,3 +200,35 @@ def test_a_follower_ends_when_its_run_has_ended(tmp_path, status):
     started = time.monotonic()
     assert follow(tmp_path, run_id, parent_pid=os.getpid()) == 0  # inline run: nothing to analyse
     assert time.monotonic() - started < 10
+
+
+def test_records_written_from_the_background_thread_give_the_inline_values(tmp_path, monkeypatch):
+    """The GPU path (host copies, record written by a thread, artifact recorded after the join) run on the CPU."""
+    from mmviz.probes.record import EpochRecorder
+
+    class Background(EpochRecorder):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.background = True
+
+    store = RunStore(tmp_path)
+    _, inline = run(store, process=False)
+    monkeypatch.setattr(loop, "EpochRecorder", Background)
+    run_id, process = run(store, process=True)
+    assert values(process) == values(inline)
+    assert set(store.load_artifacts(run_id, kind=RECORD_KIND)["epoch"]) == set(range(1, EPOCHS + 1))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_cuda_run_is_analysed_and_checkpointed_off_the_training_thread(tmp_path):
+    from mmviz.training.checkpoint import checkpoint_path, load_checkpoint
+
+    store = RunStore(tmp_path)
+    cfg = build_run_config("synthetic", "baseline", [*SETS, "train.device=cuda"], epochs=EPOCHS, seed=0)
+    run_id = prepare_run(store, cfg)
+    fit(cfg, store, run_id, store.run_dir(run_id), analysis_process=True)
+    assert analysis_pending(store, run_id) == []
+    assert set(store.load_artifacts(run_id, kind=ANALYSED_KIND)["epoch"]) == set(range(1, EPOCHS + 1))
+    state = load_checkpoint(checkpoint_path(store.run_dir(run_id), EPOCHS))
+    assert state["epoch"] == EPOCHS and all(not t.is_cuda for t in state["model"].values())

@@ -14,7 +14,6 @@ analysed or pending, never half done.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from pathlib import Path
@@ -86,11 +85,14 @@ def snapshot_path(run_dir: str | Path, epoch: int) -> Path:
 def save_npz(path: Path, arrays: dict[str, np.ndarray], compress: bool = False) -> None:
     """Write ``arrays`` as one ``.npz`` atomically (a temporary file in the same folder, then a rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    (np.savez_compressed if compress else np.savez)(buf, **arrays)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:  # straight to the file: no in-memory copy of the archive
+            (np.savez_compressed if compress else np.savez)(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def save_record(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:

@@ -1,6 +1,7 @@
 """The checkpoint file format: exact round trips, old torch.save files, damaged files, no code on load."""
 
 import math
+import time
 from collections import OrderedDict
 
 import pytest
@@ -158,3 +159,16 @@ def test_host_copy_of_cuda_tensors_is_pinned_and_survives_later_updates():
     t.add_(1.0)  # queued after the copy on the same stream
     out = copy.result()["t"]
     assert out.is_pinned() and not out.is_cuda and torch.equal(out, torch.ones(1 << 20))
+
+
+def test_a_failed_background_write_is_raised_by_the_next_submit(tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    writer = CheckpointWriter(background=True)
+    writer.submit(blocked / "a.pt", {"t": torch.ones(1)})  # its folder cannot be created
+    deadline = time.monotonic() + 30
+    while writer._pending and not writer._pending[0].done() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with pytest.raises(OSError):
+        writer.submit(tmp_path / "b.pt", {"t": torch.ones(1)})
+    writer.close()

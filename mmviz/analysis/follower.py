@@ -120,6 +120,11 @@ def follow(workspace: str | Path, run_id: str, poll: float = POLL_S, parent_pid:
     done_flag = folder / RECORD_DIR / DONE_FILE
     if not done_flag.exists():  # while the trainer trains
         lower_priority()
+    # the analysis code's own imports now, while the trainer's first epochs run (the trainer starts this process
+    # with training: its start, ~2 s of CPU for torch and scikit-learn, is as long as a whole small run)
+    import sklearn.cluster  # noqa: F401
+    import sklearn.linear_model  # noqa: F401
+
     primed = False
     count = 0
     over: str | None = None

@@ -5,7 +5,7 @@ In the trainer, each due :class:`~mmviz.probes.base.AnalysisProbe` adds its arra
 fixed train subset's features, masked coalition logits) to the epoch's :class:`EpochRecord`. Inline (runs without
 an analysis process: direct ``fit()`` calls, your own loop, tests) each probe analyses it at its turn; otherwise
 :meth:`EpochRecorder.end_epoch` writes the record file and its ``record`` artifact and the analysis process
-(``python -m mmviz.analysis.follower``) computes the rows: training goes on meanwhile. The process is started with the first record, restarted if it dies (it catches up
+(``python -m mmviz.analysis.follower``) computes the rows: training goes on meanwhile. The process is started with training (its imports overlap the first epochs), restarted if it dies (it catches up
 from the stored records) and waited for at the end of the run, so every epoch's diagnostics are in the store
 when the run finishes. On a GPU the record is copied to the host with non-blocking copies and written by a background thread.
 """

@@ -35,6 +35,7 @@ from mmviz.data import create_dataset
 from mmviz.data.base import MultimodalData
 from mmviz.data.loader import LoaderData
 from mmviz.probes import create_probes
+from mmviz.probes.base import AnalysisProbe
 from mmviz.probes.record import AnalysisSupervisor, EpochRecorder
 from mmviz.store.contract import MetricSink
 from mmviz.training.build import (
@@ -299,6 +300,8 @@ def fit(
     ctx.analysis_in_process = recorder is not None  # else the analysis probes analyse inline, at their turn
     for p in probes:
         p.setup(ctx)
+    if supervisor is not None and any(isinstance(p, AnalysisProbe) for p in probes):
+        supervisor.ensure_running()  # now: its start-up (imports) overlaps the first epochs instead of following them
     step_probes = [p for p in probes if p.per_step]
     epoch_probes = [p for p in probes if p.per_epoch]
 

@@ -7,9 +7,20 @@ rows (:func:`mmviz.probes.record.analyse_record`, the same code the trainer runs
 record's step and epoch, together with the epoch's ``analysis`` artifact, in one transaction. So an epoch is
 analysed exactly once, and a process that is killed loses nothing: the next one starts from the first epoch
 without an ``analysis`` artifact. Probes that carry state from epoch to epoch (prototype drift) first re-read the
-last analysed record. Records older than the last analysed one are deleted. The process exits when the trainer
-has written the ``.done`` file and every record is analysed. It runs at nice 19 while the trainer trains, with the
-trainer's thread count (the same reduction order, so the same values as inline).
+last analysed record. Records older than the last analysed one are deleted. It runs at nice 19 while the trainer
+trains, with the trainer's thread count (the same reduction order, so the same values as inline).
+
+The process ends, after analysing every record still stored (nothing is lost), when
+
+- the trainer has written the ``.done`` file (the normal end: the trainer waits for it);
+- the run has a final status (finished, failed, stopped, diverged);
+- the trainer is gone: its parent process (``--parent-pid``, the trainer that started it) has exited and the run
+  shows no sign of life: it is ``lost`` (its recorded process is dead, or its heartbeat is older than the store's
+  limit) or its heartbeat is older than :data:`ORPHAN_AFTER_S`. A killed trainer may have written an epoch's
+  record file but not yet its ``record`` artifact: such files are analysed too, and their artifact written.
+
+A follower whose parent still lives never takes a stale heartbeat for the end: a long epoch end can keep a live
+trainer silent for longer than the store's ``lost`` limit.
 """
 
 from __future__ import annotations
@@ -19,9 +30,11 @@ import sys
 import time
 from pathlib import Path
 
-from mmviz.measures.record import ANALYSED_KIND, DONE_FILE, RECORD_DIR, RECORD_KIND, load_record
+from mmviz.measures.record import ANALYSED_KIND, DONE_FILE, RECORD_DIR, RECORD_KIND, load_record, record_path
 
 POLL_S = 0.1
+STATUS_POLL_S = 1.0  # how often the run's status and the parent are looked at (a store read)
+ORPHAN_AFTER_S = 5.0  # parent gone and no heartbeat for this long: the trainer is gone
 
 
 def lower_priority() -> None:
@@ -47,8 +60,48 @@ def analysis_pending(store, run_id: str) -> list[int]:
     return sorted(e for e in paths if e not in analysed)
 
 
-def follow(workspace: str | Path, run_id: str, poll: float = POLL_S) -> int:
-    """Analyse the run's records as they come; return the number of epochs analysed."""
+def run_over(store, run_id: str, parent_pid: int | None) -> str | None:
+    """Why the run will write no more records (a short reason), or ``None`` while its trainer may still write."""
+    from mmviz.errors import RunNotFoundError
+    from mmviz.store.contract import TERMINAL
+
+    try:
+        run = store.get_run(run_id)
+    except RunNotFoundError:
+        return "the run was deleted"
+    status = run["effective_status"]
+    if status in TERMINAL:
+        return f"the run is {status}"
+    if parent_pid is not None and os.getppid() == parent_pid:
+        return None  # the trainer lives (a stale heartbeat is a long epoch end)
+    if status == "lost":
+        return "the run is lost"
+    last = next((t for t in (run["heartbeat"], run["started"], run["created"]) if t is not None), None)
+    if last is None or time.time() - last > ORPHAN_AFTER_S:
+        return "the trainer is gone"
+    return None
+
+
+def unlisted_records(folder: Path, paths: dict[int, str]) -> dict[int, str]:
+    """Record files on disk that have no ``record`` artifact (a trainer killed between the two): ``{epoch: path}``."""
+    found = {}
+    for path in (folder / RECORD_DIR).glob("epoch_*.npz"):
+        try:
+            epoch = int(path.stem.split("_", 1)[1])
+        except ValueError:
+            continue
+        if epoch not in paths and path == record_path(folder, epoch):
+            found[epoch] = path.relative_to(folder).as_posix()
+    return found
+
+
+def follow(workspace: str | Path, run_id: str, poll: float = POLL_S, parent_pid: int | None = None) -> int:
+    """Analyse the run's records as they come; return the number of epochs analysed.
+
+    Args:
+        parent_pid: the trainer's process id; when it is gone and the run shows no sign of life, the follower
+            analyses what is stored and ends (see the module docstring).
+    """
     from mmviz.probes import create_probes
     from mmviz.probes.base import AnalysisProbe
     from mmviz.probes.record import analyse_record
@@ -67,12 +120,24 @@ def follow(workspace: str | Path, run_id: str, poll: float = POLL_S) -> int:
     done_flag = folder / RECORD_DIR / DONE_FILE
     if not done_flag.exists():  # while the trainer trains
         lower_priority()
+    # the analysis code's own imports now, while the trainer's first epochs run (the trainer starts this process
+    # with training: its start, ~2 s of CPU for torch and scikit-learn, is as long as a whole small run)
+    import sklearn.cluster  # noqa: F401
+    import sklearn.linear_model  # noqa: F401
+
     primed = False
     count = 0
+    over: str | None = None
+    checked = 0.0
     while True:
         finished = done_flag.exists()  # read before the store: a record listed after it is complete
+        if not finished and over is None and time.monotonic() - checked >= STATUS_POLL_S:
+            checked = time.monotonic()
+            over = run_over(store, run_id, parent_pid)
         paths, analysed = pending_epochs(store, run_id)
-        todo = sorted(e for e in paths if e not in analysed)
+        stray = unlisted_records(folder, paths) if over is not None else {}
+        todo = sorted(e for e in (*paths, *stray) if e not in analysed)
+        paths = {**paths, **stray}
         if not primed and todo:  # restore state (prototype drift) from the last analysed record, if kept
             before = [e for e in analysed if e < todo[0] and e in paths and (folder / paths[e]).is_file()]
             if before:
@@ -83,22 +148,30 @@ def follow(workspace: str | Path, run_id: str, poll: float = POLL_S) -> int:
             meta, arrays = load_record(folder / paths[epoch])
             now = time.time()
             rows = [(meta["step"], float(epoch), now, k, v) for k, v in analyse_record(probes, meta, arrays)]
-            store.log_batch(run_id, rows, artifacts=[(epoch, ANALYSED_KIND, paths[epoch], {"rows": len(rows)})])
+            artifacts = [(epoch, ANALYSED_KIND, paths[epoch], {"rows": len(rows)})]
+            if epoch in stray:  # its trainer died before recording it
+                artifacts.insert(
+                    0, (epoch, RECORD_KIND, paths[epoch], {"step": meta["step"], "probes": meta["probes"]})
+                )
+            store.log_batch(run_id, rows, artifacts=artifacts)
             for older in (e for e in paths if e < epoch):
                 (folder / paths[older]).unlink(missing_ok=True)
             count += 1
-        if finished and not todo:
+        if (finished or over is not None) and not todo:
             return count
         if not todo:
             time.sleep(poll)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
-        print("usage: python -m mmviz.analysis.follower WORKSPACE RUN_ID", file=sys.stderr)
-        return 2
-    follow(args[0], args[1])
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m mmviz.analysis.follower", description=__doc__.splitlines()[0])
+    parser.add_argument("workspace", help="The run store's workspace folder.")
+    parser.add_argument("run_id", help="The run whose records to analyse.")
+    parser.add_argument("--parent-pid", type=int, help="The trainer's process id: end when it is gone.")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    follow(args.workspace, args.run_id, parent_pid=args.parent_pid)
     return 0
 
 

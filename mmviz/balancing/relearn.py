@@ -57,7 +57,7 @@ class Relearn(BalancingMethod):
     training it, so it re-initialises after 1-based epochs 21, 41 and 61; ``reinit_timing=official`` (default)
     does the same, ``every`` re-initialises after epochs E_r, 2 E_r, ... k-means: the code calls
     ``KMeans(n_clusters, random_state=0)`` (line 110) with scikit-learn's default restarts (one k-means++ run
-    since 1.4), which ``kmeans_n_init=1`` (default) also uses; the ``separability`` probe uses 10 restarts for
+    since 1.4), which ``kmeans_n_init=1`` (default) also uses; the ``separability`` probe uses 3 restarts for
     stable purity curves.
     Recipes: the default ``recipe=quick`` (Adam 1e-3, batch 64, 30 epochs, E_r = 10, N_r = 2: re-inits after
     epochs 11 and 21) fits mmviz's small CPU data and 30-epoch runs; ``recipe=paper`` is the official script's

@@ -8,6 +8,7 @@ modality coalition with the absent modalities' inputs zeroed (Shapley values).
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
@@ -108,3 +109,55 @@ def compute_coalition_logits(
         return {
             s: model.fuse({m: real[m] if m in s else zero[m] for m in mods}).logits.float() for s in coalitions(mods)
         }
+
+
+class HostCopy:
+    """A nested state (dicts, lists, tuples of tensors and plain values) copied to the host, without blocking on a GPU.
+
+    CUDA tensors are copied into pinned host memory with non-blocking copies on the current stream and one event
+    recorded after them, so the caller's thread goes on (the next epoch's first steps overlap the transfer; later
+    in-place updates of the sources are queued after the copies on the same stream). :meth:`result` waits for the
+    event and returns the copy, e.g. on a writer thread. CPU tensors are cloned when ``clone`` (the state is
+    updated in place after this call, e.g. weights and optimiser moments) and else kept as they are. Ordered dicts
+    keep their type and their ``_metadata`` (a model's state dict needs it to load).
+    """
+
+    def __init__(self, state, *, clone: bool = True) -> None:
+        self._clone = clone
+        self._event = None
+        self._value = self._copy(state)
+        if self._event is not None:
+            self._event.record()
+
+    def _copy(self, obj):
+        if isinstance(obj, torch.Tensor):
+            t = obj.detach()
+            if t.is_cuda:
+                if self._event is None:
+                    self._event = torch.cuda.Event()
+                host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+                return host.copy_(t, non_blocking=True)
+            if not t.is_cpu:
+                return t.to("cpu")
+            return t.clone() if self._clone else t
+        if isinstance(obj, dict):
+            out = {k: self._copy(v) for k, v in obj.items()}
+            if isinstance(obj, OrderedDict):
+                out = OrderedDict(out)
+                if hasattr(obj, "_metadata"):
+                    out._metadata = obj._metadata
+            return out
+        if isinstance(obj, (list, tuple)):
+            return type(obj)(self._copy(v) for v in obj)
+        return obj
+
+    @property
+    def pending(self) -> bool:
+        """Whether device-to-host copies may still be in flight."""
+        return self._event is not None and not self._event.query()
+
+    def result(self):
+        """The host copy, once every transfer has completed."""
+        if self._event is not None:
+            self._event.synchronize()
+        return self._value

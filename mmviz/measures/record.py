@@ -14,7 +14,6 @@ analysed or pending, never half done.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from pathlib import Path
@@ -44,12 +43,28 @@ SNAPSHOT_KIND = "snapshot"  # artifact kind
 SNAPSHOT_NAMES = {
     "index": "index",  # (N,) absolute sample indices, the same every epoch
     "label": "label",  # (N,) class labels
-    "features": "features_{v}",  # (N, D_v) float16
+    "features": "features_{v}",  # (N, D_v) float16, float32 when a value lies beyond float16's range (compact_float)
     "pred": "pred_{v}",  # (N,) predicted class (head split or nearest class mean per modality; fused argmax)
     "confidence": "conf_fused",  # (N,) max softmax of the fused logits
     "dropped": "dropped",  # optional (N,) bool: the sample had a modality dropped (amd)
     "dropped_view": "dropped_{v}",  # optional (N,) bool per modality
 }
+
+
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+def compact_float(values: np.ndarray) -> np.ndarray:
+    """``values`` as float16 when every finite value fits (|x| <= 65504), else as float32.
+
+    Features of an untrained network (BatchNorm on raw inputs) can exceed float16's range; cast, they would become
+    ``inf`` (with numpy's overflow warning) and the embeddings page would draw nothing for them.
+    """
+    values = np.asarray(values)
+    finite = values[np.isfinite(values)]
+    if finite.size and float(np.abs(finite).max()) > FLOAT16_MAX:
+        return values.astype(np.float32, copy=False)
+    return values.astype(np.float16)
 
 
 def coalition_name(coalition) -> str:
@@ -70,11 +85,14 @@ def snapshot_path(run_dir: str | Path, epoch: int) -> Path:
 def save_npz(path: Path, arrays: dict[str, np.ndarray], compress: bool = False) -> None:
     """Write ``arrays`` as one ``.npz`` atomically (a temporary file in the same folder, then a rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    (np.savez_compressed if compress else np.savez)(buf, **arrays)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:  # straight to the file: no in-memory copy of the archive
+            (np.savez_compressed if compress else np.savez)(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def save_record(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:

@@ -15,7 +15,7 @@ from mmviz.config import Config, param
 from mmviz.probes.registry import PROBES
 
 # k-means restarts by default (the value of mmviz.measures.KMEANS_N_INIT, which imports torch; a test keeps them equal)
-KMEANS_N_INIT = 10
+KMEANS_N_INIT = 3
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,9 +5,9 @@ In the trainer, each due :class:`~mmviz.probes.base.AnalysisProbe` adds its arra
 fixed train subset's features, masked coalition logits) to the epoch's :class:`EpochRecord`. Inline (runs without
 an analysis process: direct ``fit()`` calls, your own loop, tests) each probe analyses it at its turn; otherwise
 :meth:`EpochRecorder.end_epoch` writes the record file and its ``record`` artifact and the analysis process
-(``python -m mmviz.analysis.follower``) computes the rows: training goes on meanwhile. The process is started with the first record, restarted if it dies (it catches up
+(``python -m mmviz.analysis.follower``) computes the rows: training goes on meanwhile. The process is started with training (its imports overlap the first epochs), restarted if it dies (it catches up
 from the stored records) and waited for at the end of the run, so every epoch's diagnostics are in the store
-when the run finishes. On a GPU the record is copied to the host and written by a background thread.
+when the run finishes. On a GPU the record is copied to the host with non-blocking copies and written by a background thread.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmviz.measures.features import HostCopy
 from mmviz.measures.record import DONE_FILE, RECORD_DIR, RECORD_KIND, record_path, save_record
 
 
@@ -92,7 +93,8 @@ class AnalysisSupervisor:
 
     def command(self) -> list[str]:
         """The analysis process's argv (no shell)."""
-        return [sys.executable, "-m", "mmviz.analysis.follower", self.workspace, self.run_id]
+        return [sys.executable, "-m", "mmviz.analysis.follower", self.workspace, self.run_id,
+                "--parent-pid", str(os.getpid())]  # fmt: skip
 
     def ensure_running(self) -> None:
         """Start the process, or start it again when it has exited before the run ended."""
@@ -100,7 +102,9 @@ class AnalysisSupervisor:
             return
         if self.proc is not None:
             self.restarts += 1
-        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL)
+        # idle OpenMP threads sleep instead of spinning on the cores the trainer needs (the arithmetic is unchanged)
+        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, env=env)
 
     def finish(self, timeout: float = 600.0) -> None:
         """Tell the process that no more records come, give it normal CPU priority (it ran on idle time while
@@ -144,9 +148,11 @@ class EpochRecorder:
         path = record_path(self.ctx.run_dir, epoch)
         relative = path.relative_to(self.ctx.run_dir).as_posix()
         self._join_writer()
+        # on CUDA non-blocking copies into pinned memory, waited for on the writer thread (CPU arrays as they are)
+        hosted = HostCopy(arrays, clone=False)
 
         def write() -> None:
-            save_record(path, meta, {k: _host(v) for k, v in arrays.items()})
+            save_record(path, meta, {k: _host(v) for k, v in hosted.result().items()})
 
         self._pending_artifact = (epoch, relative, meta)
         if self.background:  # copy to the host and write off the training thread

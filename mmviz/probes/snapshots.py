@@ -9,7 +9,7 @@ import torch
 
 from mmviz.contracts import StepInfo
 from mmviz.measures import compute_ncm_loo_predictions, concat_features
-from mmviz.measures.record import SNAPSHOT_KIND, SNAPSHOT_NAMES, save_npz, snapshot_path
+from mmviz.measures.record import SNAPSHOT_KIND, SNAPSHOT_NAMES, compact_float, save_npz, snapshot_path
 from mmviz.probes.base import Probe
 from mmviz.probes.configs import SnapshotConfig
 
@@ -39,7 +39,8 @@ class SnapshotProbe(Probe):
 
     The probe set is the dataset's ``probe_index`` (up to ``data.probe_size`` val samples, the same absolute
     indices every time), so the embeddings page can align projections across epochs. Each snapshot is
-    ``snapshots/epoch_XXXX.npz`` in the run folder (float16 arrays, written atomically; the file format is
+    ``snapshots/epoch_XXXX.npz`` in the run folder (float16 arrays, float32 features where a value is beyond
+    float16's range; written atomically; the file format is
     defined once, in :mod:`mmviz.measures.record`), recorded in the store as a
     ``snapshot`` artifact. Arrays: ``index`` (absolute sample indices), ``label``, ``features_<m>`` and
     ``features_fused`` (the per-modality features concatenated in modality order), ``pred_<m>`` (head-split
@@ -67,8 +68,8 @@ class SnapshotProbe(Probe):
             names["label"]: evaluation.labels[sel].numpy().astype(np.int64),
         }
         for m in ctx.modalities:
-            arrays[names["features"].format(v=m)] = feats[m].numpy().astype(np.float16)
-        arrays[names["features"].format(v="fused")] = concat_features(feats, ctx.modalities).numpy().astype(np.float16)
+            arrays[names["features"].format(v=m)] = compact_float(feats[m].numpy())
+        arrays[names["features"].format(v="fused")] = compact_float(concat_features(feats, ctx.modalities).numpy())
         sources = {}
         for m in ctx.modalities:
             if m in evaluation.unimodal_logits:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections import deque
 from typing import Any
 
 import torch
@@ -49,6 +50,7 @@ class MetricLogger:
         self._rows: list[tuple[int, float, float, str, Any]] = []
         self._events: list[tuple[int, float, float, str, dict]] = []
         self._artifacts: list[tuple[int | None, str, str, dict | None]] = []
+        self._thread_artifacts: deque = deque()  # appended by writer threads, drained by flush
         self._known: set[str] = set()
         self._last_flush = time.monotonic()
         self.rows_written = 0
@@ -82,6 +84,10 @@ class MetricLogger:
         """Record a file of the run (path relative to the run folder); written with the next flush."""
         self._artifacts.append((epoch, kind, str(path), meta))
 
+    def artifact_from_thread(self, epoch: int | None, kind: str, path: str, meta: dict | None = None) -> None:
+        """:meth:`artifact` for another thread (a background writer): recorded with the next flush."""
+        self._thread_artifacts.append((epoch, kind, str(path), meta))
+
     def pending(self, keys: set[str] | None = None) -> dict[str, Any]:
         """The last buffered (not yet flushed) value of each key, or of ``keys`` only; values may be tensors."""
         return {k: v for _, _, _, k, v in self._rows if keys is None or k in keys}
@@ -95,6 +101,8 @@ class MetricLogger:
 
         Returns the number of metric rows written.
         """
+        while self._thread_artifacts:
+            self._artifacts.append(self._thread_artifacts.popleft())
         rows, self._rows = self._rows, []
         events, self._events = self._events, []
         artifacts, self._artifacts = self._artifacts, []

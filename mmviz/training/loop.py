@@ -11,7 +11,8 @@ Logs, the heartbeat and the store's stop flag go through one store transaction a
 (``MetricLogger.flush_interval``), after an epoch whose diagnostics ran (their rows would otherwise be written
 during the next epoch's steps), at the last epoch and at the end; not after every epoch regardless: on a small
 data set an epoch without diagnostics takes ~30 ms, and a commit per epoch cost more than its checkpoint.
-A SIGTERM (``should_stop``) is seen at the next step. A non-finite training loss is seen in the step where it
+Checkpoints are written by a background thread (a copy taken at the epoch end; the write overlaps the next
+epoch) and recorded with the next flush. A SIGTERM (``should_stop``) is seen at the next step. A non-finite training loss is seen in the step where it
 appears (:class:`_NonFiniteWatch`, no per-step device sync) and ends the run there as diverged.
 """
 
@@ -34,6 +35,7 @@ from mmviz.data import create_dataset
 from mmviz.data.base import MultimodalData
 from mmviz.data.loader import LoaderData
 from mmviz.probes import create_probes
+from mmviz.probes.base import AnalysisProbe
 from mmviz.probes.record import AnalysisSupervisor, EpochRecorder
 from mmviz.store.contract import MetricSink
 from mmviz.training.build import (
@@ -298,6 +300,8 @@ def fit(
     ctx.analysis_in_process = recorder is not None  # else the analysis probes analyse inline, at their turn
     for p in probes:
         p.setup(ctx)
+    if supervisor is not None and any(isinstance(p, AnalysisProbe) for p in probes):
+        supervisor.ensure_running()  # now: its start-up (imports) overlaps the first epochs instead of following them
     step_probes = [p for p in probes if p.per_step]
     epoch_probes = [p for p in probes if p.per_epoch]
 
@@ -334,16 +338,16 @@ def fit(
             "best_val_acc": best_acc,
         }
 
-    writer = CheckpointWriter(background=device.type != "cpu")
+    writer = CheckpointWriter(background=True)
 
     def _artifact(epoch: int, path: Path):
         relative = str(path.relative_to(run_dir))
-        if writer.background:  # runs on the writer's thread: the store is thread-safe, the logger's buffers are not
-            return lambda: store.add_artifact(run_id, epoch, "checkpoint", relative)
-        return lambda: logger.artifact(epoch, "checkpoint", relative)
+        # runs on the writer's thread once the file is complete; recorded with the logger's next flush (one commit)
+        return lambda: logger.artifact_from_thread(epoch, "checkpoint", relative)
 
     if resume is None and save_checkpoints:
         writer.submit(checkpoint_path(run_dir, 0), checkpoint(0), _artifact(0, checkpoint_path(run_dir, 0)))
+        writer.wait()  # before the first step: a disk that cannot take a checkpoint fails the run at once
 
     def copy_state() -> dict[str, Any]:
         model_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -1,20 +1,27 @@
-"""The analysis process (issue 15): the same diagnostic values as inline, and nothing lost when it is killed."""
+"""The analysis process (issue 15): the same diagnostic values as inline, nothing lost when it is killed, and no
+orphan left when its trainer is killed (it analyses what is stored, then ends)."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
 import mmviz.training.loop as loop
-from mmviz.analysis.follower import analysis_pending
+from mmviz.analysis.follower import ORPHAN_AFTER_S, analysis_pending, follow
 from mmviz.launcher import prepare_run
-from mmviz.measures.record import RECORD_DIR
+from mmviz.measures.record import ANALYSED_KIND, RECORD_DIR, RECORD_KIND
 from mmviz.probes.record import AnalysisSupervisor
 from mmviz.store import RunStore, open_store
+from mmviz.store.keys import pid_alive
 from mmviz.training.config import build_run_config
 from mmviz.training.loop import fit
 
@@ -77,3 +84,151 @@ def test_killing_the_analysis_process_loses_no_epoch(tmp_path, monkeypatch):
     assert killed == [2, 3] and supervisors[0].restarts >= 1
     assert values(process) == values(inline)  # every epoch's rows, each exactly once
     assert process.groupby("key").size().max() == EPOCHS
+
+
+REPO = Path(__file__).resolve().parents[2]
+HOLD = 3  # the trainer stops moving after this epoch's record is written, before its artifact is flushed
+
+TRAINER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from mmviz.launcher import prepare_run
+    from mmviz.store import RunStore
+    from mmviz.training.config import build_run_config
+    from mmviz.training.loop import fit
+
+    ws, epochs, hold, sets = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+    store = RunStore(ws)
+    cfg = build_run_config("synthetic", "baseline", sets, epochs=epochs, seed=0)
+    run_id = prepare_run(store, cfg)
+
+    def progress(info, values):
+        if values.get("epoch_done") == hold:  # after the record was written, before the epoch's flush
+            Path(ws, "held").write_text(run_id)
+            while True:
+                time.sleep(1)
+
+    fit(cfg, store, run_id, store.run_dir(run_id), analysis_process=True, progress=progress)
+    """
+)
+
+
+def followers(workspace: Path) -> list[int]:
+    """Live analysis processes following a run of ``workspace``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"mmviz.analysis.follower" in argv and str(workspace).encode() in argv and pid_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def wait_for(condition, timeout: float, what: str):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def test_a_follower_outlives_a_killed_trainer_only_to_analyse_what_is_stored(tmp_path):
+    epochs = EPOCHS
+    inline_store = RunStore(tmp_path / "inline")
+    _, inline = run(inline_store, process=False)  # the same seed: the values the killed run's epochs must get
+    inline_values = {k: v for k, v in values(inline).items() if k[2] <= HOLD}
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    script = tmp_path / "trainer.py"
+    script.write_text(TRAINER)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    trainer = subprocess.Popen([sys.executable, str(script), str(ws), str(epochs), str(HOLD), *SETS], env=env,
+                               cwd=REPO, stdin=subprocess.DEVNULL)  # fmt: skip
+    follower = None
+    try:
+        (follower,) = wait_for(lambda: followers(ws), 120, "the analysis process to start")
+        os.kill(follower, signal.SIGSTOP)  # it analyses nothing more until the trainer is dead
+        wait_for(lambda: (ws / "held").is_file(), 120, f"the trainer to reach epoch {HOLD}")
+        run_id = (ws / "held").read_text()
+        trainer.kill()  # kill -9, mid-run: no .done file, no final status
+        trainer.wait(timeout=30)
+        store = RunStore(ws)
+        listed = set(store.load_artifacts(run_id, kind=RECORD_KIND)["epoch"])
+        assert listed == set(range(1, HOLD))  # the last epoch's record file is on disk but not in the store
+        assert len(set(store.load_artifacts(run_id, kind=ANALYSED_KIND)["epoch"])) < HOLD  # epochs were pending
+        os.kill(follower, signal.SIGCONT)
+        started = time.monotonic()
+        wait_for(lambda: not pid_alive(follower), 60 + ORPHAN_AFTER_S, "the orphaned analysis process to end")
+        took = time.monotonic() - started
+        follower = None
+        assert followers(ws) == []
+        assert set(store.load_artifacts(run_id, kind=ANALYSED_KIND)["epoch"]) == set(range(1, HOLD + 1))
+        assert set(store.load_artifacts(run_id, kind=RECORD_KIND)["epoch"]) == set(range(1, HOLD + 1))
+        frame = store.load_metrics(run_id)
+        assert values(frame[frame["key"].str.match(ANALYSED)]) == inline_values  # every stored epoch, once, exact
+        print(f"the orphaned follower ended {took:.1f} s after it was let go")
+    finally:
+        if trainer.poll() is None:
+            trainer.kill()
+            trainer.wait()
+        if follower is not None and pid_alive(follower):
+            os.kill(follower, signal.SIGCONT)
+            os.kill(follower, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("status", ["finished", "lost"])
+def test_a_follower_ends_when_its_run_has_ended(tmp_path, status):
+    """Started by hand for a run that is over (no ``.done`` file, no trainer), it ends at once."""
+    store = RunStore(tmp_path)
+    _, _ = run(store, process=False)
+    run_id = store.list_runs()["run_id"].iloc[0]
+    if status == "finished":
+        store.set_status(run_id, "finished")
+    else:  # running, recorded with a process id that has exited
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        store.set_status(run_id, "running", pid=dead.pid)
+    assert store.get_run(run_id)["effective_status"] == status
+    started = time.monotonic()
+    assert follow(tmp_path, run_id, parent_pid=os.getpid()) == 0  # inline run: nothing to analyse
+    assert time.monotonic() - started < 10
+
+
+def test_records_written_from_the_background_thread_give_the_inline_values(tmp_path, monkeypatch):
+    """The GPU path (host copies, record written by a thread, artifact recorded after the join) run on the CPU."""
+    from mmviz.probes.record import EpochRecorder
+
+    class Background(EpochRecorder):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.background = True
+
+    store = RunStore(tmp_path)
+    _, inline = run(store, process=False)
+    monkeypatch.setattr(loop, "EpochRecorder", Background)
+    run_id, process = run(store, process=True)
+    assert values(process) == values(inline)
+    assert set(store.load_artifacts(run_id, kind=RECORD_KIND)["epoch"]) == set(range(1, EPOCHS + 1))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_cuda_run_is_analysed_and_checkpointed_off_the_training_thread(tmp_path):
+    from mmviz.training.checkpoint import checkpoint_path, load_checkpoint
+
+    store = RunStore(tmp_path)
+    cfg = build_run_config("synthetic", "baseline", [*SETS, "train.device=cuda"], epochs=EPOCHS, seed=0)
+    run_id = prepare_run(store, cfg)
+    fit(cfg, store, run_id, store.run_dir(run_id), analysis_process=True)
+    assert analysis_pending(store, run_id) == []
+    assert set(store.load_artifacts(run_id, kind=ANALYSED_KIND)["epoch"]) == set(range(1, EPOCHS + 1))
+    state = load_checkpoint(checkpoint_path(store.run_dir(run_id), EPOCHS))
+    assert state["epoch"] == EPOCHS and all(not t.is_cuda for t in state["model"].values())

@@ -248,6 +248,29 @@ def test_snapshots_write_float16_arrays_of_the_fixed_probe_set(make_harness, tmp
     assert snap.views == ("a", "b", "fused") and snap.n == n and set(snap.dropped) == {"a", "b", "fused"}
 
 
+def test_snapshot_features_beyond_float16_range_are_kept_as_float32(make_harness, tmp_path):
+    """An untrained BatchNorm net's features can exceed 65504: cast to float16 they were inf, with a warning."""
+    import warnings
+
+    h = make_harness(run_dir=tmp_path)
+    evaluation = h.evaluation()
+    evaluation.features["a"] = evaluation.features["a"] * 1e6
+    probe = create("snapshots")
+    probe.setup(h.ctx)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "overflow encountered in cast" fails the test
+        probe.on_epoch_end(1, h.info, evaluation)
+    index = np.flatnonzero(np.isin(evaluation.index.numpy(), h.ctx.probe_index))
+    with np.load(snapshot_path(tmp_path, 1)) as snap:
+        assert snap["features_a"].dtype == np.float32 and snap["features_fused"].dtype == np.float32
+        assert np.array_equal(snap["features_a"], evaluation.features["a"][index].numpy())
+        assert np.isfinite(snap["features_fused"]).all()
+        assert snap["features_b"].dtype == np.float16  # in range: still compact
+    from mmviz.analysis.snapshots import load_snapshot
+
+    assert np.isfinite(load_snapshot(snapshot_path(tmp_path, 1), epoch=1).features["a"]).all()
+
+
 def test_snapshots_need_a_run_folder(make_harness):
     h = make_harness(run_dir=None)
     probe = create("snapshots")

@@ -1,6 +1,7 @@
 """The checkpoint file format: exact round trips, old torch.save files, damaged files, no code on load."""
 
 import math
+import time
 from collections import OrderedDict
 
 import pytest
@@ -117,3 +118,57 @@ def test_writer_snapshots_the_state_it_was_given(tmp_path, background):
     t.add_(1.0)  # training goes on after submit returns
     writer.close()
     assert done == [1] and torch.equal(load_checkpoint(tmp_path / "a.pt")["t"], torch.ones(3))
+
+
+def test_a_background_write_keeps_a_state_dicts_order_and_metadata(tmp_path):
+    """The background writer (the GPU path) copies the state first; a model's state dict must come back as one
+    (an OrderedDict with ``_metadata``), as the in-place write keeps it."""
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    state = {"model": model.state_dict(), "step": torch.tensor(4)}
+    for background in (False, True):
+        writer = CheckpointWriter(background=background)
+        writer.submit(tmp_path / f"{background}.pt", state)
+        writer.close()
+        loaded = load_checkpoint(tmp_path / f"{background}.pt")["model"]
+        assert isinstance(loaded, OrderedDict) and list(loaded) == list(model.state_dict())
+        assert loaded._metadata == model.state_dict()._metadata
+
+
+@pytest.mark.parametrize("clone", [True, False])
+def test_host_copy_of_cpu_tensors(clone):
+    from mmviz.measures.features import HostCopy
+
+    t = torch.ones(2)
+    state = OrderedDict(a=t, b=[t, (1, "x")])
+    state._metadata = {"": {"version": 1}}
+    copy = HostCopy(state, clone=clone)
+    t.add_(1.0)
+    out = copy.result()
+    assert not copy.pending and out._metadata == {"": {"version": 1}} and out["b"][1] == (1, "x")
+    assert torch.equal(out["a"], torch.ones(2) if clone else t)
+    assert (out["a"].data_ptr() == t.data_ptr()) is not clone  # without clone: the same memory, no copy
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_host_copy_of_cuda_tensors_is_pinned_and_survives_later_updates():
+    from mmviz.measures.features import HostCopy
+
+    t = torch.ones(1 << 20, device="cuda")
+    copy = HostCopy({"t": t})
+    t.add_(1.0)  # queued after the copy on the same stream
+    out = copy.result()["t"]
+    assert out.is_pinned() and not out.is_cuda and torch.equal(out, torch.ones(1 << 20))
+
+
+def test_a_failed_background_write_is_raised_by_the_next_submit(tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    writer = CheckpointWriter(background=True)
+    writer.submit(blocked / "a.pt", {"t": torch.ones(1)})  # its folder cannot be created
+    deadline = time.monotonic() + 30
+    while writer._pending and not writer._pending[0].done() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with pytest.raises(OSError):
+        writer.submit(tmp_path / "b.pt", {"t": torch.ones(1)})
+    writer.close()

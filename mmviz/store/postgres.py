@@ -31,7 +31,7 @@ from mmviz.errors import StoreError
 from mmviz.store.contract import ARTIFACT_COLUMNS, METRIC_COLUMNS, METRIC_DTYPES
 from mmviz.store.keys import parse_key, validate_key, validate_run_id
 from mmviz.store.schema import ADDED_RUN_COLUMNS, SCHEMA_VERSION
-from mmviz.store.sqlite import _ARTIFACT_SQL, RunStore
+from mmviz.store.sqlite import _ARTIFACT_SQL, RunStore, _arrays_by_key
 
 URL_SCHEMES = ("postgresql://", "postgres://")
 ARTIFACTS_ENV = "MMVIZ_ARTIFACTS"
@@ -253,6 +253,16 @@ class PostgresStore(RunStore):
             columns=METRIC_COLUMNS,
         )
         return frame.astype(METRIC_DTYPES)
+
+    def load_metric_arrays(self, run_id: str, *, after_id: int = 0) -> dict[str, np.ndarray]:
+        """Per-key number arrays of the rows with ``id > after_id`` (see :meth:`RunStore.load_metric_arrays`); the
+        (run_id, id) index gives a poll only the new rows."""
+        rows = self._db.query(
+            "SELECT key, id, step, epoch, wall_time, value FROM metrics WHERE run_id = ? AND id > ? "
+            'ORDER BY key COLLATE "C", step, id',
+            [run_id, int(after_id)],
+        )
+        return _arrays_by_key(rows)
 
     def load_artifacts(self, run_id: str, kind: str | None = None) -> pd.DataFrame:
         """The run's artifacts ordered by epoch (missing last, as in SQLite: NULLs sort first there) and id."""

@@ -63,6 +63,21 @@ _NUMBER_COLUMNS = ("id", "step", "epoch", "wall_time", "value")
 # The covering (run_id, key, step, id, ...) index answers every per-key read; without statistics the planner would
 # pick (run_id, id) for ``id > ?`` and scan the whole run once per key.
 _BY_KEY = "INDEXED BY metrics_run_key_step"
+# A poll for at most this many new rows reads them by id (one index range) rather than key by key.
+_SMALL_READ = 50_000
+
+
+def _arrays_by_key(rows: list[tuple]) -> dict[str, np.ndarray]:
+    """``(key, id, step, epoch, wall_time, value)`` rows ordered by key -> ``{key: (N, 5) float64 array}``."""
+    out: dict[str, np.ndarray] = {}
+    start = 0
+    for i in range(1, len(rows) + 1):
+        if i == len(rows) or rows[i][0] != rows[start][0]:
+            out[rows[start][0]] = np.array([r[1:] for r in rows[start:i]], dtype=np.float64).reshape(-1, 5)
+            start = i
+    return out
+
+
 _LOG = logging.getLogger("mmviz.store")
 _EVENT_SQL = "INSERT INTO events (run_id, step, epoch, wall_time, kind, payload) VALUES (?, ?, ?, ?, ?, ?)"
 _ARTIFACT_SQL = "INSERT INTO artifacts (run_id, epoch, kind, path, meta) VALUES (?, ?, ?, ?, ?)"
@@ -426,6 +441,37 @@ class RunStore(SQLQueue, SQLSummaries):
         columns: dict[str, Any] = {name: np.repeat(text[:, i], lengths) for i, name in enumerate(_TEXT_COLUMNS)}
         columns.update({name: numbers[:, i] for i, name in enumerate(_NUMBER_COLUMNS)})
         return pd.DataFrame(columns, columns=METRIC_COLUMNS).astype(METRIC_DTYPES)
+
+    def load_metric_arrays(self, run_id: str, *, after_id: int = 0) -> dict[str, np.ndarray]:
+        """The run's metric rows with ``id > after_id``: ``{key: (N, 5) float64 array}`` of ``ARRAY_COLUMNS``
+        (id, step, epoch, wall_time, value), each ordered by step then id; keys without new rows are absent.
+
+        A poll after the first read walks the (run_id, id) index from ``after_id`` on, so it reads only the new
+        rows however long the run is; a large read goes key by key through the covering index, numbers only.
+        """
+        after_id = int(after_id)
+
+        def read(conn: sqlite3.Connection) -> dict[str, np.ndarray]:
+            if after_id > 0:
+                since = "FROM metrics INDEXED BY metrics_run_id WHERE run_id = ? AND id > ?"
+                (count,) = conn.execute(f"SELECT count(*) {since}", (run_id, after_id)).fetchone()
+                if count <= _SMALL_READ:
+                    rows = conn.execute(
+                        f"SELECT key, {', '.join(_NUMBER_COLUMNS)} {since} ORDER BY key, step, id", (run_id, after_id)
+                    ).fetchall()
+                    return _arrays_by_key(rows)
+            keys = [
+                k for (k,) in conn.execute(f"SELECT DISTINCT key FROM metrics {_BY_KEY} WHERE run_id = ?", (run_id,))
+            ]
+            out = {}
+            for key in sorted(keys):
+                sql = f"SELECT {', '.join(_NUMBER_COLUMNS)} FROM metrics {_BY_KEY} WHERE run_id = ? AND key = ?"
+                rows = conn.execute(f"{sql} AND id > ? ORDER BY step, id", (run_id, key, after_id)).fetchall()
+                if rows:
+                    out[key] = np.array(rows, dtype=np.float64).reshape(-1, len(_NUMBER_COLUMNS))
+            return out
+
+        return self._db.read(read)
 
     def metric_keys(self, run_id: str) -> list[str]:
         """Return the distinct metric keys logged for the run, sorted."""

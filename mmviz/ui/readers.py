@@ -2,8 +2,8 @@
 
 Readers are keyed by the workspace path plus a *token* that changes when a run changes (its status, step and
 heartbeat), so a finished run is read once and a running run is re-read only when it has moved on. The live
-page does not use these caches: it keeps one :class:`LiveBuffer` per run for the whole server and asks the store
-only for rows with an id above the largest it holds.
+page does not use these caches: it keeps one :class:`LiveBuffer` per run for the whole server, asks the store
+only for rows with an id above the largest it holds, and keeps each key's chart series up to date from them.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import streamlit as st
 from mmviz.store.keys import parse_key
 from mmviz.store.schema import METRIC_COLUMNS, METRIC_DTYPES
 from mmviz.ui.frame import get_store
+from mmviz.viz.live_series import ForkSeries, LiveSeries, metric_frame
 
 
 def run_token(run: dict) -> tuple:
@@ -96,25 +97,32 @@ def metric_group_options(keys: Iterable[str], modalities: list[str]) -> list[tup
 
 @dataclasses.dataclass
 class LiveBuffer:
-    """The rows of one run held for live views; :meth:`update` appends only rows newer than those held.
+    """The rows of one run held for live views; :meth:`update` reads only rows newer than those held.
 
     One buffer per run is shared by every browser session of the server (:func:`live_buffer`): a second tab on
-    the same run reads only what is new. Updates take a lock; the frame is replaced, never changed in place, so
-    a session drawing the previous frame is not disturbed.
+    the same run reads only what is new. The rows go into a :class:`~mmviz.viz.live_series.LiveSeries`, which keeps
+    each key's down-sampled and smoothed series up to date, so a refresh costs in proportion to the new rows, not
+    to the run's length. Updates and series reads take a lock.
     """
 
     workspace: str
     run_id: str
-    frame: pd.DataFrame = dataclasses.field(
-        default_factory=lambda: pd.DataFrame({c: pd.Series(dtype=METRIC_DTYPES.get(c, "str")) for c in METRIC_COLUMNS})
-    )
+    series: LiveSeries | None = None
     events: pd.DataFrame | None = None
     after_id: int = 0
     after_event: int = 0
     updates: int = 0
+    rows_read: int = 0  # metric rows the store returned to this buffer, all updates together
+    last_step: int = 0  # the largest step held
     last_ids: dict[str, int] = dataclasses.field(default_factory=dict)  # per key: id of its newest row held
     groups: dict[tuple[str | None, str], list[str]] = dataclasses.field(default_factory=dict)  # -> keys
-    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
+    lock: threading.RLock = dataclasses.field(default_factory=threading.RLock, repr=False)
+    _frame: tuple[int, pd.DataFrame] | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def points(self) -> int:
+        """Metric rows held."""
+        return 0 if self.series is None else self.series.rows
 
     def version(self, groups) -> int:
         """Id of the newest row held among the keys of ``groups``: a chart of them is unchanged until it moves."""
@@ -123,28 +131,77 @@ class LiveBuffer:
     def update(self, store) -> int:
         """Read the rows and events logged since the last update; return how many metric rows arrived."""
         with self.lock:
-            new = store.load_metrics(self.run_id, after_id=self.after_id)
-            if not new.empty:
-                self.frame = new if self.frame.empty else pd.concat([self.frame, new], ignore_index=True)
-                self.after_id = int(new["id"].max())
-                newest = new.groupby("key", sort=False).agg(
-                    id=("id", "max"), split=("split", "first"), quantity=("quantity", "first")
-                )
-                for key, last, split, quantity in newest.itertuples():
-                    if key not in self.last_ids:
-                        group = (split if isinstance(split, str) else None, str(quantity))
-                        self.groups.setdefault(group, []).append(str(key))
-                    self.last_ids[str(key)] = int(last)
+            if self.series is None:
+                mods = list(store.get_run(self.run_id).get("modalities") or [])
+                self.series = LiveSeries(self.run_id, lambda key: parse_key(key, mods))
+            new = store.load_metric_arrays(self.run_id, after_id=self.after_id)
+            count = self.series.append(new)
+            self.rows_read += count
+            for key, rows in new.items():
+                if not len(rows):
+                    continue
+                if key not in self.last_ids:
+                    split, quantity, _ = self.series.keys[key].meta
+                    self.groups.setdefault((split, quantity), []).append(key)
+                self.last_ids[key] = int(rows[:, 0].max())
+                self.after_id = max(self.after_id, self.last_ids[key])
+                self.last_step = max(self.last_step, int(rows[:, 1].max()))
             events = store.load_events(self.run_id, after_id=self.after_event)
             if self.events is None or not events.empty:
                 self.events = events if self.events is None or self.events.empty else pd.concat([self.events, events])
                 if not events.empty:
                     self.after_event = int(events["id"].max())
             self.updates += 1
-            return len(new)
+            return count
+
+    def frame_of(self, keys: Iterable[str] | None = None) -> pd.DataFrame:
+        """Tidy rows (``METRIC_COLUMNS``) of the held ``keys`` (all when None), built on request."""
+        with self.lock:
+            if self.series is None:
+                return metric_frame(self.run_id, {}, lambda key: (None, key, None))
+            held = self.series.keys
+            wanted = held if keys is None else [k for k in keys if k in held]
+            return metric_frame(self.run_id, {k: held[k].points for k in wanted}, lambda k: held[k].meta)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """Every row held as a tidy frame (built on request and kept until new rows arrive: exports, tests)."""
+        with self.lock:
+            if self._frame is None or self._frame[0] != self.points:
+                self._frame = (self.points, self.frame_of())
+            return self._frame[1]
+
+    def chart_series(self, options, groups, t0: float | None, hidden: Iterable[str] = ()) -> list:
+        """The down-sampled series of ``groups`` (see :meth:`LiveSeries.series`), under the buffer's lock."""
+        with self.lock:
+            return [] if self.series is None else self.series.series(options, groups, t0, hidden)
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
 def live_buffer(workspace: str, run_id: str) -> LiveBuffer:
     """The server's live buffer for the run, shared by all sessions (empty until its first update)."""
     return LiveBuffer(workspace, run_id)
+
+
+@dataclasses.dataclass
+class ForkBuffer:
+    """A fork's series continued from its parent's history (:class:`~mmviz.viz.live_series.ForkSeries`), shared by
+    the sessions that show the fork with its parent."""
+
+    fork: ForkSeries
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
+
+    def chart_series(self, parent: LiveBuffer, child: LiveBuffer, options, groups, t0, hidden=()) -> list:
+        """Take in both runs' new rows, then the series of ``groups`` as one line per key."""
+        with self.lock, parent.lock, child.lock:
+            if parent.series is None or child.series is None:
+                return []
+            self.fork.update(parent.series, child.series)
+            return self.fork.series.series(options, groups, t0, hidden)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def fork_buffer(workspace: str, run_id: str, parent_id: str, fork_epoch: float) -> ForkBuffer:
+    """The server's fork-with-history series of ``run_id`` (forked from ``parent_id`` at ``fork_epoch``)."""
+    child = live_buffer(workspace, run_id)
+    return ForkBuffer(ForkSeries(run_id, fork_epoch, child.series.parse if child.series else lambda k: (None, k, None)))

@@ -94,13 +94,19 @@ class RunningEma:
 
     def __init__(self, weight: float) -> None:
         self.weight = weight
-        self.values = np.empty(0)
+        self._values = np.empty(0)
+        self.n = 0
         self.state = 0.0  # the EMA (before debiasing) after the finite points seen
         self.finite = 0  # finite points seen
 
+    @property
+    def values(self) -> np.ndarray:
+        """The smoothed values of the points seen (N,)."""
+        return self._values[: self.n]
+
     def update(self, y: np.ndarray) -> None:
         """Take in the points of ``y`` past those already seen."""
-        new = np.asarray(y[self.values.size :], dtype=np.float64)
+        new = np.asarray(y[self.n :], dtype=np.float64)
         if new.size == 0:
             return
         out = new.copy()
@@ -115,7 +121,12 @@ class RunningEma:
                 debias = 1.0 - w ** np.arange(self.finite + 1, self.finite + v.size + 1, dtype=np.float64)
             out[finite] = ema / debias
             self.state, self.finite = float(ema[-1]), self.finite + v.size
-        self.values = np.concatenate([self.values, out])
+        if self.n + new.size > self._values.size:  # grow by doubling: O(new points) amortised
+            grown = np.empty(max(2 * self._values.size, (self.n + new.size) * 5 // 4 + 64))
+            grown[: self.n] = self._values[: self.n]
+            self._values = grown
+        self._values[self.n : self.n + new.size] = out
+        self.n += new.size
 
 
 class KeySeries:
@@ -142,7 +153,7 @@ class KeySeries:
         rows = np.asarray(rows, dtype=np.float64)
         late = self.n > 0 and rows[0, STEP] < self._data[self.n - 1, STEP]
         if self.n + len(rows) > len(self._data):  # grow by doubling: appends cost O(new rows) amortised
-            grown = np.empty((max(2 * len(self._data), self.n + len(rows), 64), 5))
+            grown = np.empty((max(2 * len(self._data), (self.n + len(rows)) * 5 // 4 + 64), 5))  # room to grow
             grown[: self.n] = self._data[: self.n]
             self._data = grown
         self._data[self.n : self.n + len(rows)] = rows

@@ -135,10 +135,19 @@ class RunReader(Protocol):
         """Tidy metric rows (:data:`METRIC_COLUMNS`) ordered by run_id, key, step, id."""
         ...
 
-    def load_metric_arrays(self, run_id: str, *, after_id: int = 0) -> dict[str, Any]:
-        """The run's metric rows with ``id > after_id`` as numbers: ``{key: (N, 5) float64 array}`` of
-        :data:`ARRAY_COLUMNS`, each ordered by step then id; keys without such rows are absent. What a live view
-        polls with: it reads only the new rows, and makes no Python object per row."""
+    def load_metric_arrays(
+        self,
+        run_id: str,
+        *,
+        after_id: int = 0,
+        upto_id: int | None = None,
+        keys: Iterable[str] | None = None,
+        columns: Iterable[str] = ARRAY_COLUMNS,
+    ) -> dict[str, Any]:
+        """The run's metric rows with ``after_id < id <= upto_id`` (no upper bound when None) as numbers:
+        ``{key: (N, C) float64 array}`` of ``columns`` (a subset of :data:`ARRAY_COLUMNS`, in that order), each
+        ordered by step then id; keys without such rows (or not in ``keys``) are absent. What a live view polls
+        with: it reads only the new rows, only the columns it needs, and makes no Python object per row."""
         ...
 
     def metric_keys(self, run_id: str) -> list[str]:

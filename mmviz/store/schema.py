@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mmviz.errors import StoreError
 from mmviz.store.contract import (  # noqa: F401 - the neutral constants, re-exported for older imports
+    ARRAY_COLUMNS,
     ARTIFACT_COLUMNS,
     EVENT_COLUMNS,
     JSON_COLUMNS,

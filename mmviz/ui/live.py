@@ -217,7 +217,7 @@ def render_panels(buf: LiveBuffer, run: Mapping, options: ChartOptions, parent: 
             f"{NOT_APPLICABLE} Not charted, as they do not apply to a run that trains only "
             f"{', '.join(trained_modalities(run))}: {', '.join(sorted(hidden))}."
         )
-    t0 = run.get("started") or (min((k.wall_min for k in buf.series.keys.values()), default=0.0) if buf.series else 0.0)
+    t0 = run.get("started") or buf.first_wall_time()
     opts = (options.x_axis, options.smoothing, options.log_y, options.max_points)
     n_events = 0 if buf.events is None else len(buf.events)
     shown: list = []

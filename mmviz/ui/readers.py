@@ -12,13 +12,17 @@ import dataclasses
 import threading
 from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
+from mmviz.errors import StoreError
 from mmviz.store.keys import parse_key
 from mmviz.store.schema import METRIC_COLUMNS, METRIC_DTYPES
 from mmviz.ui.frame import get_store
-from mmviz.viz.live_series import ForkSeries, LiveSeries, metric_frame
+from mmviz.viz.live_series import COLUMNS, LAZY_COLUMNS, ForkSeries, LiveSeries, metric_frame
+
+FIRST_READ = ("id", "step", "value")  # what a live buffer's first read of a run takes (see LiveBuffer.update)
 
 
 def run_token(run: dict) -> tuple:
@@ -118,6 +122,7 @@ class LiveBuffer:
     groups: dict[tuple[str | None, str], list[str]] = dataclasses.field(default_factory=dict)  # -> keys
     lock: threading.RLock = dataclasses.field(default_factory=threading.RLock, repr=False)
     _frame: tuple[int, pd.DataFrame] | None = dataclasses.field(default=None, repr=False)
+    _store: object | None = dataclasses.field(default=None, repr=False)  # the store of the last update
 
     @property
     def points(self) -> int:
@@ -129,13 +134,18 @@ class LiveBuffer:
         return max((self.last_ids.get(k, 0) for g in groups for k in self.groups.get(g, [])), default=0)
 
     def update(self, store) -> int:
-        """Read the rows and events logged since the last update; return how many metric rows arrived."""
+        """Read the rows and events logged since the last update; return how many metric rows arrived.
+
+        The first read leaves out epoch and wall time (two of five columns, a third of a long run's first view);
+        they are read per key when a chart or a frame needs them (:meth:`complete`). Polls read every column."""
         with self.lock:
+            self._store = store
             if self.series is None:
                 mods = list(store.get_run(self.run_id).get("modalities") or [])
                 self.series = LiveSeries(self.run_id, lambda key: parse_key(key, mods))
-            new = store.load_metric_arrays(self.run_id, after_id=self.after_id)
-            count = self.series.append(new)
+            columns = FIRST_READ if self.after_id == 0 else COLUMNS
+            new = store.load_metric_arrays(self.run_id, after_id=self.after_id, columns=columns)
+            count = self.series.append(new, columns=columns)
             self.rows_read += count
             for key, rows in new.items():
                 if not len(rows):
@@ -145,7 +155,7 @@ class LiveBuffer:
                     self.groups.setdefault((split, quantity), []).append(key)
                 self.last_ids[key] = int(rows[:, 0].max())
                 self.after_id = max(self.after_id, self.last_ids[key])
-                self.last_step = max(self.last_step, int(rows[:, 1].max()))
+                self.last_step = max(self.last_step, int(rows[:, columns.index("step")].max()))
             events = store.load_events(self.run_id, after_id=self.after_event)
             if self.events is None or not events.empty:
                 self.events = events if self.events is None or self.events.empty else pd.concat([self.events, events])
@@ -154,13 +164,37 @@ class LiveBuffer:
             self.updates += 1
             return count
 
+    def complete(self, keys: Iterable[str] | None, columns: Iterable[str] = LAZY_COLUMNS) -> None:
+        """Read the ``columns`` (epoch, wall_time) the first read left out, for the held ``keys`` (all when None).
+
+        The held rows of a key are exactly its rows with ``id <= after_id``, in (step, id) order, so one read of the
+        same range returns the missing values in the held order (checked against the ids)."""
+        with self.lock:
+            if self.series is None:
+                return
+            held = self.series.keys
+            cols = [c for c in COLUMNS if c in set(columns) and c in LAZY_COLUMNS]
+            todo = [k for k in (held if keys is None else keys) if k in held and held[k].missing & _indices(cols)]
+            if not todo or self._store is None:
+                return
+            read = self._store.load_metric_arrays(self.run_id, upto_id=self.after_id, keys=todo, columns=("id", *cols))
+            for key in todo:
+                rows = read.get(key)
+                if rows is None or not np.array_equal(rows[:, 0], held[key].points[:, 0]):
+                    raise StoreError(
+                        f"The rows of {key!r} in run {self.run_id!r} changed under the live view; reload the page."
+                    )
+                for i, column in enumerate(cols, start=1):
+                    held[key].fill(column, rows[:, i])
+
     def frame_of(self, keys: Iterable[str] | None = None) -> pd.DataFrame:
         """Tidy rows (``METRIC_COLUMNS``) of the held ``keys`` (all when None), built on request."""
         with self.lock:
             if self.series is None:
                 return metric_frame(self.run_id, {}, lambda key: (None, key, None))
             held = self.series.keys
-            wanted = held if keys is None else [k for k in keys if k in held]
+            wanted = [k for k in (held if keys is None else keys) if k in held]
+            self.complete(wanted)
             return metric_frame(self.run_id, {k: held[k].points for k in wanted}, lambda k: held[k].meta)
 
     @property
@@ -171,10 +205,34 @@ class LiveBuffer:
                 self._frame = (self.points, self.frame_of())
             return self._frame[1]
 
+    def first_wall_time(self) -> float:
+        """The earliest wall time held (0.0 when none): a run's start when it has none recorded."""
+        with self.lock:
+            if self.series is None:
+                return 0.0
+            self.complete(None, ["wall_time"])
+            walls = [k.wall_min for k in self.series.keys.values() if not np.isnan(k.wall_min)]
+            return min(walls, default=0.0)
+
     def chart_series(self, options, groups, t0: float | None, hidden: Iterable[str] = ()) -> list:
         """The down-sampled series of ``groups`` (see :meth:`LiveSeries.series`), under the buffer's lock."""
         with self.lock:
-            return [] if self.series is None else self.series.series(options, groups, t0, hidden)
+            if self.series is None:
+                return []
+            need = {"epoch": ["epoch"], "wall time": ["wall_time"]}.get(options.x_axis, [])
+            if need:
+                wanted = None if groups is None else {(g[0] or "", g[1]) for g in groups}
+                keys = [
+                    k
+                    for k, held in self.series.keys.items()
+                    if wanted is None or (held.meta[0] or "", held.meta[1]) in wanted
+                ]
+                self.complete(keys, need)
+            return self.series.series(options, groups, t0, hidden)
+
+
+def _indices(columns: Iterable[str]) -> set[int]:
+    return {COLUMNS.index(c) for c in columns}
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -196,6 +254,8 @@ class ForkBuffer:
         with self.lock, parent.lock, child.lock:
             if parent.series is None or child.series is None:
                 return []
+            parent.complete(None)  # the parent's history is cut by epoch; the joined lines need every column
+            child.complete(None)
             self.fork.update(parent.series, child.series)
             return self.fork.series.series(options, groups, t0, hidden)
 

@@ -32,7 +32,9 @@ from mmviz.viz.series import (
     minmax_buckets,
 )
 
-ID, STEP, EPOCH, WALL, VALUE = range(5)  # columns of a key's points (the store's ARRAY_COLUMNS)
+COLUMNS = ("id", "step", "epoch", "wall_time", "value")  # a key's points (the store's ARRAY_COLUMNS)
+ID, STEP, EPOCH, WALL, VALUE = range(5)
+LAZY_COLUMNS = ("epoch", "wall_time")  # what a first read may leave out (only an epoch or wall-time axis needs them)
 SMOOTHINGS_KEPT = 4  # smoothing weights whose EMA a key keeps (the slider's recent values)
 
 
@@ -139,18 +141,27 @@ class KeySeries:
         self.wall_min = np.nan
         self._samplers: dict[int, MinMaxSampler] = {}
         self._emas: OrderedDict[float, RunningEma] = OrderedDict()
+        self.missing: set[int] = set()  # columns (EPOCH, WALL) some held rows came without
 
     @property
     def points(self) -> np.ndarray:
         """(N, 5) array of the points held (columns id, step, epoch, wall_time, value), in (step, id) order."""
         return self._data[: self.n]
 
-    def append(self, rows: np.ndarray) -> bool:
-        """Add rows ((M, 5), ordered by step then id, ids above those held); True when they came out of step
-        order and the key's summaries were rebuilt."""
-        if rows.size == 0:
+    def append(self, rows: np.ndarray, columns: tuple[str, ...] = COLUMNS) -> bool:
+        """Add rows ((M, C) of ``columns``, ordered by step then id, ids above those held); True when they came out
+        of step order and the key's summaries were rebuilt.
+
+        ``columns`` must hold id, step and value; epoch and wall time may come later (:meth:`fill`)."""
+        if len(rows) == 0:
             return False
+        if not {"id", "step", "value"} <= set(columns):
+            raise ValueError(f"Rows for a live series need the id, step and value columns; got {', '.join(columns)}.")
         rows = np.asarray(rows, dtype=np.float64)
+        full = np.full((len(rows), 5), np.nan)
+        full[:, [COLUMNS.index(c) for c in columns]] = rows
+        rows = full
+        self.missing |= {COLUMNS.index(c) for c in LAZY_COLUMNS if c not in columns}
         late = self.n > 0 and rows[0, STEP] < self._data[self.n - 1, STEP]
         if self.n + len(rows) > len(self._data):  # grow by doubling: appends cost O(new rows) amortised
             grown = np.empty((max(2 * len(self._data), (self.n + len(rows)) * 5 // 4 + 64), 5))  # room to grow
@@ -166,6 +177,15 @@ class KeySeries:
             self._samplers.clear()
             self._emas.clear()
         return bool(late)
+
+    def fill(self, column: str, values: np.ndarray) -> None:
+        """Set a column that earlier rows came without (``values`` (N,) for the points held, in their order)."""
+        col = COLUMNS.index(column)
+        self._data[: self.n, col] = values
+        self.missing.discard(col)
+        if col == WALL:
+            wall = self._data[: self.n, WALL]
+            self.wall_min = float(np.nanmin(wall)) if not np.isnan(wall).all() else np.nan
 
     def series(self, run_id: str, key: str, options: ChartOptions, t0: float | None = None) -> Series:
         """The key's chart series, as :func:`~mmviz.viz.series.prepare_series` draws it from the same points."""
@@ -183,6 +203,9 @@ class KeySeries:
                 self._emas.popitem(last=False)
             ema.update(y)
             smooth = ema.values[keep]
+        need = {"epoch": EPOCH, "wall time": WALL}.get(options.x_axis)
+        if need in self.missing:
+            raise ValueError(f"The {options.x_axis!r} column of {key!r} has not been read yet (fill it first).")
         if options.x_axis == "step":
             x = self._data[keep, STEP]
         elif options.x_axis == "epoch":
@@ -206,8 +229,14 @@ class LiveSeries:
     rows: int = 0  # rows taken in so far
     rebuilt: int = 0  # times a key's summaries were rebuilt for rows out of step order
 
-    def append(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, tuple] | None = None) -> int:
-        """Add new rows, ``{key: (M, 5) array}`` as the store's ``load_metric_arrays`` gives; return how many.
+    def append(
+        self,
+        arrays: Mapping[str, np.ndarray],
+        meta: Mapping[str, tuple] | None = None,
+        columns: tuple[str, ...] = COLUMNS,
+    ) -> int:
+        """Add new rows, ``{key: (M, C) array}`` of ``columns`` as the store's ``load_metric_arrays`` gives; return
+        how many.
 
         ``meta``: a new key's (split, quantity, modality) when known (else ``parse`` gives it)."""
         count = 0
@@ -217,7 +246,7 @@ class LiveSeries:
             held = self.keys.get(key)
             if held is None:
                 held = self.keys[key] = KeySeries(meta[key] if meta and key in meta else self.parse(key))
-            self.rebuilt += held.append(rows)
+            self.rebuilt += held.append(rows, columns)
             count += len(rows)
         self.rows += count
         return count

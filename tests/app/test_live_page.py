@@ -76,7 +76,9 @@ def test_a_refresh_reads_only_the_new_rows_and_keeps_the_series_equal_to_a_fresh
     assert buf.update(store) == 2 and buf.rows_read == 9005  # a late row and a new key
     assert buf.last_step == 3000 and buf.points == 9005
     fresh = store.load_metrics(rid)
-    for options in (ChartOptions(max_points=200), ChartOptions(x_axis="wall time", smoothing=0.0, max_points=1000)):
+    options_list = [ChartOptions(max_points=200), ChartOptions(x_axis="wall time", smoothing=0.0, max_points=1000)]
+    options_list.append(ChartOptions(x_axis="epoch", smoothing=0.9, max_points=64))
+    for options in options_list:  # epoch and wall time: the columns the first read left out, read when needed
         got = buf.chart_series(options, None, 1000.0)
         want = prepare_series(fresh, options, {rid: 1000.0})
         assert [s.key for s in got] == [s.key for s in want]

@@ -156,6 +156,11 @@ def test_metric_arrays_hold_the_rows_per_key_and_a_poll_gets_only_newer_ones(sto
     assert sorted(newer) == ["grad_norm/audio", "train/loss"]
     assert newer["train/loss"][:, 1].tolist() == [3, 7] and (newer["train/loss"][:, 0] > last).all()
     assert store.load_metric_arrays("no-such-run") == {}
+    part = store.load_metric_arrays(rid, upto_id=last, keys=["train/loss"], columns=("value", "id"))
+    assert list(part) == ["train/loss"] and part["train/loss"].shape == (6, 2)  # columns in ARRAY_COLUMNS order
+    np.testing.assert_array_equal(part["train/loss"], arrays["train/loss"][:, [0, 4]])
+    with pytest.raises(ValueError, match="Unknown metric array column 'key'; valid: id, step, epoch"):
+        store.load_metric_arrays(rid, columns=("key",))
 
 
 def test_events_and_artifacts(store):

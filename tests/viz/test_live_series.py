@@ -161,6 +161,27 @@ def test_metric_frame_is_the_stores_tidy_frame(tmp_path):
     pd.testing.assert_frame_equal(got.sort_values("id", ignore_index=True), want.sort_values("id", ignore_index=True))
 
 
+def test_a_first_read_without_epoch_and_wall_time_is_completed_on_demand():
+    log = Log(5)
+    log.log("train/loss", np.arange(0, 500))
+    first = {k: v[:, [0, 1, 4]] for k, v in log.since(0).items()}  # id, step, value
+    live = LiveSeries("r", parse)
+    live.append(first, columns=("id", "step", "value"))
+    log.log("train/loss", [500, 100], [1.0, 2.0])  # a poll with every column, one row late
+    live.append(log.since(500))
+    assert_same(live.series(OPTIONS[0]), prepare_series(log.frame(), OPTIONS[0]))  # the step axis needs neither
+    with pytest.raises(ValueError, match="'wall time' column of 'train/loss' has not been read yet"):
+        live.series(OPTIONS[2])
+    held, full = live.keys["train/loss"], log.since(0)["train/loss"]
+    np.testing.assert_array_equal(held.points[:, 0], full[:, 0])  # held in the store's (step, id) order
+    held.fill("epoch", full[:, 2])
+    held.fill("wall_time", full[:, 3])
+    for options in OPTIONS:
+        assert_same(live.series(options), prepare_series(log.frame(), options))
+    with pytest.raises(ValueError, match="need the id, step and value"):
+        live.append({"x/y": np.zeros((1, 2))}, columns=("step", "value"))
+
+
 @pytest.mark.parametrize("bad", [np.empty((0, 5))])
 def test_empty_appends_change_nothing(bad):
     live = LiveSeries("r", parse)

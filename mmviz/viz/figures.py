@@ -29,6 +29,7 @@ from mmviz.viz.panels import (
     run_color,
 )
 from mmviz.viz.series import X_TITLES, ChartOptions, Series, prepare_series
+from mmviz.viz.text import plotly_text
 
 ROW_HEIGHT = 290
 MAX_COLS = 3
@@ -445,7 +446,7 @@ def plot_compare(
     y_title = f"{split} {spec.title}" if split else spec.title
     layout = _grid_layout(titles, options, [y_title] * len(titles), revision=f"compare|{split}|{quantity}")
     index = {run["run_id"]: i for i, run in enumerate(runs)}
-    names = {run["run_id"]: str(run.get("name") or run["run_id"]) for run in runs}
+    names = {run["run_id"]: plotly_text(run.get("name") or run["run_id"]) for run in runs}
     data: list[dict] = []
     seen: set[str] = set()
     for s in sorted(series, key=lambda s: index.get(s.run_id, len(index))):

@@ -7,17 +7,22 @@ import math
 import pandas as pd
 import plotly.graph_objects as go
 
+from mmviz.viz.text import plotly_text
+
 
 def _axis(label: str, values: pd.Series) -> dict:
-    """A parcoords dimension: numbers as they are, anything else as evenly spaced categories."""
+    """A parcoords dimension: numbers as they are, anything else as evenly spaced categories.
+
+    Axis labels pass through :func:`plotly_text`; tick labels do not need it (parcoords draws them as plain text).
+    """
     numeric = pd.to_numeric(values, errors="coerce")
     if numeric.notna().all() and not values.map(lambda v: isinstance(v, bool)).any():
-        return {"label": label, "values": numeric.tolist()}
+        return {"label": plotly_text(label), "values": numeric.tolist()}
     text = values.map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
     cats = sorted(text.unique())
     codes = {c: i for i, c in enumerate(cats)}
     return {
-        "label": label,
+        "label": plotly_text(label),
         "values": [codes[t] for t in text],
         "tickvals": list(range(len(cats))),
         "ticktext": cats,
@@ -34,10 +39,15 @@ def plot_sweep_parallel(table: pd.DataFrame, settings: list[str], result: str) -
         fig.update_layout(height=360, xaxis_visible=False, yaxis_visible=False)
         return fig
     score = pd.to_numeric(rows[result]).tolist()
-    dims = [_axis(s, rows[s]) for s in settings] + [{"label": result, "values": score}]
+    dims = [_axis(s, rows[s]) for s in settings] + [{"label": plotly_text(result), "values": score}]
     fig.add_trace(
         go.Parcoords(
-            line={"color": score, "colorscale": "Viridis", "showscale": True, "colorbar": {"title": {"text": result}}},
+            line={
+                "color": score,
+                "colorscale": "Viridis",
+                "showscale": True,
+                "colorbar": {"title": {"text": plotly_text(result)}},
+            },
             dimensions=dims,
         )
     )

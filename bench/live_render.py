@@ -96,6 +96,7 @@ def measure(points: int, repeats: int) -> dict[str, float]:
     from streamlit.testing.v1 import AppTest
 
     from mmviz.store import open_store
+    from mmviz.ui.live import panel_figure
     from mmviz.ui.readers import fork_buffer, live_buffer
 
     steps_per_epoch = max(1, points // 1000)
@@ -120,6 +121,7 @@ def measure(points: int, repeats: int) -> dict[str, float]:
             return at.switch_page("pages/live.py")
 
         live_buffer.clear()
+        panel_figure.clear()
         warm = page().run()  # imports and caches, not timed
         assert not warm.exception, warm.exception
         components = warm._bidi_component_manager
@@ -136,6 +138,7 @@ def measure(points: int, repeats: int) -> dict[str, float]:
         for _ in range(repeats):
             live_buffer.clear()  # the server has not read this run yet: every row comes from the store
             fork_buffer.clear()
+            panel_figure.clear()  # nor drawn its charts
             timed("first view", page())
             at = page()  # another browser tab on the same run: the server holds its series already
             timed("new tab", at)

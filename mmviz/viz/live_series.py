@@ -12,7 +12,9 @@ a finished run read once, but a live page that redid it every refresh would pay 
 
 Both give exactly what the from-scratch functions give on the same points (tests hold them to it). Points that
 arrive out of step order for a key (a late row for an earlier step) are inserted in place and that key's
-summaries are rebuilt from its points: correct, and proportional to that key only.
+summaries are rebuilt from its points: correct, and proportional to that key only. Rows may come without epoch
+and wall time (a long run's first read leaves them out: only those x axes need them); :meth:`KeySeries.fill` adds
+them when asked for.
 """
 
 from __future__ import annotations

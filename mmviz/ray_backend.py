@@ -1,8 +1,10 @@
 """The Ray backend: each run (or sweep trial) trains as a Ray actor with its GPU / CPU request.
 
-Where: the cluster at ``MMVIZ_RAY_ADDRESS`` (or Ray's own ``RAY_ADDRESS``), e.g. ``ray://head:10001`` or
-``auto`` for the cluster ``ray start`` runs on this machine; without one, ``ray.init()`` starts a local Ray in
-the scheduler process (which then stays up while its Ray runs train).
+Where: the cluster at ``MMVIZ_RAY_ADDRESS`` (or Ray's own ``RAY_ADDRESS``), e.g. ``ray-head:6379`` (its GCS
+address; Ray's workers import mmviz from the submitting process's folder, so the checkout lies at the same path on
+every node) or ``auto`` for the cluster ``ray start`` runs on this machine (``ray://head:10001``, Ray Client, needs
+``ray[client]`` and mmviz importable on the nodes); without one, ``ray.init()`` starts a local Ray in the process
+that submits (the scheduler, which then stays up while its Ray runs train).
 
 What: the actor opens the run's store from the workspace (a folder every worker sees, or a ``postgresql://``
 URL with a shared artifact folder) and runs the normal trainer body (:func:`mmviz.training.runner.run_training`),

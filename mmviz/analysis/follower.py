@@ -52,10 +52,10 @@ def follow(workspace: str | Path, run_id: str, poll: float = POLL_S) -> int:
     from mmviz.probes import create_probes
     from mmviz.probes.base import AnalysisProbe
     from mmviz.probes.record import analyse_record
-    from mmviz.store import RunStore
+    from mmviz.store import open_store
     from mmviz.training.config import RunConfig
 
-    store = RunStore(workspace)
+    store = open_store(workspace)  # a folder or a postgresql:// URL, as the trainer's store
     run = store.get_run(run_id)
     cfg = RunConfig.from_dict(run["config"])
     probes = [p for p in create_probes(cfg.probes) if isinstance(p, AnalysisProbe)]

@@ -84,14 +84,15 @@ def epoch_record(ctx: Any, epoch: int, info: Any) -> EpochRecord:
 class AnalysisSupervisor:
     """Starts the analysis process for one run, restarts it when it dies, and waits for it at the end."""
 
-    def __init__(self, workspace: Path, run_id: str, run_dir: Path) -> None:
-        self.workspace, self.run_id, self.run_dir = Path(workspace), run_id, Path(run_dir)
+    def __init__(self, workspace: str | Path, run_id: str, run_dir: Path) -> None:
+        # the store's workspace as given: a folder, or a postgresql:// URL (a Path would mangle the URL)
+        self.workspace, self.run_id, self.run_dir = str(workspace), run_id, Path(run_dir)
         self.proc: subprocess.Popen | None = None
         self.restarts = 0
 
     def command(self) -> list[str]:
         """The analysis process's argv (no shell)."""
-        return [sys.executable, "-m", "mmviz.analysis.follower", str(self.workspace), self.run_id]
+        return [sys.executable, "-m", "mmviz.analysis.follower", self.workspace, self.run_id]
 
     def ensure_running(self) -> None:
         """Start the process, or start it again when it has exited before the run ended."""

@@ -14,7 +14,7 @@ from mmviz.analysis.follower import analysis_pending
 from mmviz.launcher import prepare_run
 from mmviz.measures.record import RECORD_DIR
 from mmviz.probes.record import AnalysisSupervisor
-from mmviz.store import RunStore
+from mmviz.store import RunStore, open_store
 from mmviz.training.config import build_run_config
 from mmviz.training.loop import fit
 
@@ -44,13 +44,13 @@ def values(frame: pd.DataFrame) -> dict:
     }
 
 
-def test_the_analysis_process_writes_exactly_the_inline_values(tmp_path):
-    store = RunStore(tmp_path)
-    _, inline = run(store, process=False)
-    run_id, process = run(store, process=True)
-    assert len(inline) > 20 * EPOCHS and values(process) == values(inline)  # bit for bit, same steps and epochs
-    assert analysis_pending(store, run_id) == []
-    left = sorted(p.name for p in (store.run_dir(run_id) / RECORD_DIR).iterdir())
+def test_the_analysis_process_writes_exactly_the_inline_values(any_workspace):
+    with open_store(any_workspace) as store:  # on PostgreSQL the process is handed the URL, not a folder
+        _, inline = run(store, process=False)
+        run_id, process = run(store, process=True)
+        assert len(inline) > 20 * EPOCHS and values(process) == values(inline)  # bit for bit, same steps, epochs
+        assert analysis_pending(store, run_id) == []
+        left = sorted(p.name for p in (store.run_dir(run_id) / RECORD_DIR).iterdir())
     assert left == [".done", f"epoch_{EPOCHS:04d}.npz"]  # analysed records are deleted but the last
 
 

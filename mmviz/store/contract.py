@@ -150,6 +150,10 @@ class RunReader(Protocol):
         with: it reads only the new rows, only the columns it needs, and makes no Python object per row."""
         ...
 
+    def last_metric_id(self, run_id: str) -> int:
+        """The id of the run's newest metric row (0 when it has none): every row up to it is readable now."""
+        ...
+
     def metric_keys(self, run_id: str) -> list[str]:
         """The distinct metric keys of the run, sorted."""
         ...

@@ -276,6 +276,10 @@ class PostgresStore(RunStore):
             params.append(sorted(set(keys)))
         return _arrays_by_key(self._db.query(sql + ' ORDER BY key COLLATE "C", step, id', params), len(cols))
 
+    def last_metric_id(self, run_id: str) -> int:
+        """The id of the run's newest metric row, 0 when none."""
+        return int(self._db.query("SELECT max(id) FROM metrics WHERE run_id = ?", [run_id])[0][0] or 0)
+
     def load_artifacts(self, run_id: str, kind: str | None = None) -> pd.DataFrame:
         """The run's artifacts ordered by epoch (missing last, as in SQLite: NULLs sort first there) and id."""
         sql = f"SELECT {', '.join(ARTIFACT_COLUMNS)} FROM artifacts WHERE run_id = ?"

@@ -504,6 +504,11 @@ class RunStore(SQLQueue, SQLSummaries):
 
         return self._db.read(read)
 
+    def last_metric_id(self, run_id: str) -> int:
+        """The id of the run's newest metric row, 0 when none (one step down the (run_id, id) index)."""
+        rows = self._db.query("SELECT max(id) FROM metrics INDEXED BY metrics_run_id WHERE run_id = ?", (run_id,))
+        return int(rows[0][0] or 0)
+
     def metric_keys(self, run_id: str) -> list[str]:
         """Return the distinct metric keys logged for the run, sorted."""
         return [

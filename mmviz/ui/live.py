@@ -284,7 +284,7 @@ def live_view(
             f"Analysis pending for epoch{'s' if len(pending) > 1 else ''} {epochs}: separability, prototypes, "
             "probe accuracies, Shapley values and the imbalance index appear when the analysis process is done."
         )
-    render_banner(store, workspace, run, buf.frame_of(k for k in buf.last_ids if k.startswith(BANNER_KEY_PREFIXES)))
+    render_banner(store, workspace, run, buf.frame_of(k for k in buf.seen if k.startswith(BANNER_KEY_PREFIXES)))
     if not buf.points and parent is None:
         st.info("No metrics logged yet; the charts appear with the first logged step.")
     else:

@@ -22,7 +22,7 @@ from mmviz.store.schema import METRIC_COLUMNS, METRIC_DTYPES
 from mmviz.ui.frame import get_store
 from mmviz.viz.live_series import COLUMNS, LAZY_COLUMNS, ForkSeries, LiveSeries, metric_frame
 
-FIRST_READ = ("id", "step", "value")  # what a live buffer's first read of a run takes (see LiveBuffer.update)
+FIRST_READ = ("step", "value")  # what a live buffer's first read of a run takes (see LiveBuffer.update)
 
 
 def run_token(run: dict) -> tuple:
@@ -118,8 +118,8 @@ class LiveBuffer:
     updates: int = 0
     rows_read: int = 0  # metric rows the store returned to this buffer, all updates together
     last_step: int = 0  # the largest step held
-    last_ids: dict[str, int] = dataclasses.field(default_factory=dict)  # per key: id of its newest row held
     groups: dict[tuple[str | None, str], list[str]] = dataclasses.field(default_factory=dict)  # -> keys
+    seen: set[str] = dataclasses.field(default_factory=set)  # keys held
     lock: threading.RLock = dataclasses.field(default_factory=threading.RLock, repr=False)
     _frame: tuple[int, pd.DataFrame] | None = dataclasses.field(default=None, repr=False)
     _store: object | None = dataclasses.field(default=None, repr=False)  # the store of the last update
@@ -130,32 +130,40 @@ class LiveBuffer:
         return 0 if self.series is None else self.series.rows
 
     def version(self, groups) -> int:
-        """Id of the newest row held among the keys of ``groups``: a chart of them is unchanged until it moves."""
-        return max((self.last_ids.get(k, 0) for g in groups for k in self.groups.get(g, [])), default=0)
+        """Rows held of the keys of ``groups`` (it only grows): a chart of them is unchanged until it moves."""
+        held = {} if self.series is None else self.series.keys
+        return sum(held[k].n for g in groups for k in self.groups.get(g, []) if k in held)
 
     def update(self, store) -> int:
         """Read the rows and events logged since the last update; return how many metric rows arrived.
 
-        The first read leaves out epoch and wall time (two of five columns, a third of a long run's first view);
-        they are read per key when a chart or a frame needs them (:meth:`complete`). Polls read every column."""
+        The first read takes only step and value, up to the newest row at that moment (what the step axis needs:
+        the other three columns are most of a long run's first view); they are read per key when an axis, a fork
+        or a frame needs them (:meth:`complete`). Polls read every column of the rows after it."""
         with self.lock:
             self._store = store
             if self.series is None:
                 mods = list(store.get_run(self.run_id).get("modalities") or [])
                 self.series = LiveSeries(self.run_id, lambda key: parse_key(key, mods))
-            columns = FIRST_READ if self.after_id == 0 else COLUMNS
-            new = store.load_metric_arrays(self.run_id, after_id=self.after_id, columns=columns)
+            if self.after_id == 0:  # the first read: up to the newest row now, without the columns read lazily
+                upto, columns = store.last_metric_id(self.run_id), FIRST_READ
+                new = store.load_metric_arrays(self.run_id, upto_id=upto, columns=columns) if upto else {}
+            else:
+                upto, columns = 0, COLUMNS
+                new = store.load_metric_arrays(self.run_id, after_id=self.after_id, columns=columns)
             count = self.series.append(new, columns=columns)
             self.rows_read += count
             for key, rows in new.items():
                 if not len(rows):
                     continue
-                if key not in self.last_ids:
+                if key not in self.seen:
+                    self.seen.add(key)
                     split, quantity, _ = self.series.keys[key].meta
                     self.groups.setdefault((split, quantity), []).append(key)
-                self.last_ids[key] = int(rows[:, 0].max())
-                self.after_id = max(self.after_id, self.last_ids[key])
+                if "id" in columns:
+                    upto = max(upto, int(rows[:, 0].max()))
                 self.last_step = max(self.last_step, int(rows[:, columns.index("step")].max()))
+            self.after_id = max(self.after_id, upto)
             events = store.load_events(self.run_id, after_id=self.after_event)
             if self.events is None or not events.empty:
                 self.events = events if self.events is None or self.events.empty else pd.concat([self.events, events])
@@ -165,10 +173,10 @@ class LiveBuffer:
             return count
 
     def complete(self, keys: Iterable[str] | None, columns: Iterable[str] = LAZY_COLUMNS) -> None:
-        """Read the ``columns`` (epoch, wall_time) the first read left out, for the held ``keys`` (all when None).
+        """Read the ``columns`` (id, epoch, wall_time) the first read left out, for the held ``keys`` (all when None).
 
         The held rows of a key are exactly its rows with ``id <= after_id``, in (step, id) order, so one read of the
-        same range returns the missing values in the held order (checked against the ids)."""
+        same range returns the missing values in the held order (checked against the steps)."""
         with self.lock:
             if self.series is None:
                 return
@@ -177,15 +185,16 @@ class LiveBuffer:
             todo = [k for k in (held if keys is None else keys) if k in held and held[k].missing & _indices(cols)]
             if not todo or self._store is None:
                 return
-            read = self._store.load_metric_arrays(self.run_id, upto_id=self.after_id, keys=todo, columns=("id", *cols))
+            asked = [c for c in COLUMNS if c == "step" or c in cols]  # the store returns them in COLUMNS order
+            read = self._store.load_metric_arrays(self.run_id, upto_id=self.after_id, keys=todo, columns=asked)
             for key in todo:
                 rows = read.get(key)
-                if rows is None or not np.array_equal(rows[:, 0], held[key].points[:, 0]):
+                if rows is None or not np.array_equal(rows[:, asked.index("step")], held[key].points[:, 1]):
                     raise StoreError(
                         f"The rows of {key!r} in run {self.run_id!r} changed under the live view; reload the page."
                     )
-                for i, column in enumerate(cols, start=1):
-                    held[key].fill(column, rows[:, i])
+                for column in cols:
+                    held[key].fill(column, rows[:, asked.index(column)])
 
     def frame_of(self, keys: Iterable[str] | None = None) -> pd.DataFrame:
         """Tidy rows (``METRIC_COLUMNS``) of the held ``keys`` (all when None), built on request."""

@@ -12,8 +12,8 @@ a finished run read once, but a live page that redid it every refresh would pay 
 
 Both give exactly what the from-scratch functions give on the same points (tests hold them to it). Points that
 arrive out of step order for a key (a late row for an earlier step) are inserted in place and that key's
-summaries are rebuilt from its points: correct, and proportional to that key only. Rows may come without epoch
-and wall time (a long run's first read leaves them out: only those x axes need them); :meth:`KeySeries.fill` adds
+summaries are rebuilt from its points: correct, and proportional to that key only. Rows may come without id, epoch
+and wall time (a long run's first read leaves them out: the step axis needs none); :meth:`KeySeries.fill` adds
 them when asked for.
 """
 
@@ -36,7 +36,7 @@ from mmviz.viz.series import (
 
 COLUMNS = ("id", "step", "epoch", "wall_time", "value")  # a key's points (the store's ARRAY_COLUMNS)
 ID, STEP, EPOCH, WALL, VALUE = range(5)
-LAZY_COLUMNS = ("epoch", "wall_time")  # what a first read may leave out (only an epoch or wall-time axis needs them)
+LAZY_COLUMNS = ("id", "epoch", "wall_time")  # what a first read may leave out (the step axis needs none of them)
 SMOOTHINGS_KEPT = 4  # smoothing weights whose EMA a key keeps (the slider's recent values)
 
 
@@ -143,7 +143,7 @@ class KeySeries:
         self.wall_min = np.nan
         self._samplers: dict[int, MinMaxSampler] = {}
         self._emas: OrderedDict[float, RunningEma] = OrderedDict()
-        self.missing: set[int] = set()  # columns (EPOCH, WALL) some held rows came without
+        self.missing: set[int] = set()  # columns (ID, EPOCH, WALL) some held rows came without
 
     @property
     def points(self) -> np.ndarray:
@@ -154,11 +154,11 @@ class KeySeries:
         """Add rows ((M, C) of ``columns``, ordered by step then id, ids above those held); True when they came out
         of step order and the key's summaries were rebuilt.
 
-        ``columns`` must hold id, step and value; epoch and wall time may come later (:meth:`fill`)."""
+        ``columns`` must hold step and value; id, epoch and wall time may come later (:meth:`fill`)."""
         if len(rows) == 0:
             return False
-        if not {"id", "step", "value"} <= set(columns):
-            raise ValueError(f"Rows for a live series need the id, step and value columns; got {', '.join(columns)}.")
+        if not {"step", "value"} <= set(columns):
+            raise ValueError(f"Rows for a live series need the step and value columns; got {', '.join(columns)}.")
         rows = np.asarray(rows, dtype=np.float64)
         full = np.full((len(rows), 5), np.nan)
         full[:, [COLUMNS.index(c) for c in columns]] = rows
@@ -174,8 +174,9 @@ class KeySeries:
         if not np.isnan(rows[:, WALL]).all():
             self.wall_min = float(np.fmin(self.wall_min, np.nanmin(rows[:, WALL])))
         if late:  # a row for an earlier step: put it in place and start this key's summaries again
+            # The new rows' ids are above every held one, so a stable sort by step is the (step, id) order.
             held = self._data[: self.n]
-            held[:] = held[np.lexsort((held[:, ID], held[:, STEP]))]
+            held[:] = held[np.argsort(held[:, STEP], kind="stable")]
             self._samplers.clear()
             self._emas.clear()
         return bool(late)

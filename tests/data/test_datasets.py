@@ -180,6 +180,8 @@ def test_declared_modality_names_of_a_user_file_read_only_its_listing(tmp_path):
     y = np.repeat(np.arange(3), 20)
     path = _write(tmp_path, vec=rng.normal(size=(60, 5)), img=rng.normal(size=(60, 1, 4, 4)), label=y)
     config = ArraysConfig(path=path)
-    assert dataset_modalities("arrays", config) == create_dataset("arrays", config).modality_names == ("vec", "img")  # the file's order
+    assert (
+        dataset_modalities("arrays", config) == create_dataset("arrays", config).modality_names == ("vec", "img")
+    )  # the file's order
     with pytest.raises(DataError, match="no such file"):
         dataset_modalities("arrays", ArraysConfig(path=str(tmp_path / "missing.npz")))

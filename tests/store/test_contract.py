@@ -149,6 +149,7 @@ def test_metric_arrays_hold_the_rows_per_key_and_a_poll_gets_only_newer_ones(sto
         want = tidy[tidy["key"] == key][["id", "step", "epoch", "wall_time", "value"]].to_numpy(dtype=float)
         np.testing.assert_array_equal(got, want)  # the same rows, ordered by step then id
     last = int(tidy["id"].max())
+    assert store.last_metric_id(rid) == last and store.last_metric_id("no-such-run") == 0
     assert store.load_metric_arrays(rid, after_id=last) == {}
     store.log_batch(rid, [(7, 0.7, 107.0, "train/loss", 0.1), (3, 0.3, 103.0, "train/loss", 0.2)])
     store.log_batch(rid, [(7, 0.7, 107.0, "grad_norm/audio", 2.0)])

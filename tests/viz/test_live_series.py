@@ -161,25 +161,28 @@ def test_metric_frame_is_the_stores_tidy_frame(tmp_path):
     pd.testing.assert_frame_equal(got.sort_values("id", ignore_index=True), want.sort_values("id", ignore_index=True))
 
 
-def test_a_first_read_without_epoch_and_wall_time_is_completed_on_demand():
+def test_a_first_read_of_step_and_value_only_is_completed_on_demand():
     log = Log(5)
     log.log("train/loss", np.arange(0, 500))
-    first = {k: v[:, [0, 1, 4]] for k, v in log.since(0).items()}  # id, step, value
+    log.log("train/loss", np.arange(0, 500, 7))  # equal steps: held in id order
+    first = {k: v[:, [1, 4]] for k, v in log.since(0).items()}  # step, value
     live = LiveSeries("r", parse)
-    live.append(first, columns=("id", "step", "value"))
-    log.log("train/loss", [500, 100], [1.0, 2.0])  # a poll with every column, one row late
-    live.append(log.since(500))
-    assert_same(live.series(OPTIONS[0]), prepare_series(log.frame(), OPTIONS[0]))  # the step axis needs neither
+    live.append(first, columns=("step", "value"))
+    seen = log.next_id - 1
+    log.log("train/loss", [500, 100, 100], [1.0, 2.0, 3.0])  # a poll with every column, two rows late
+    live.append(log.since(seen))
+    assert_same(live.series(OPTIONS[0]), prepare_series(log.frame(), OPTIONS[0]))  # the step axis needs no more
     with pytest.raises(ValueError, match="'wall time' column of 'train/loss' has not been read yet"):
         live.series(OPTIONS[2])
     held, full = live.keys["train/loss"], log.since(0)["train/loss"]
-    np.testing.assert_array_equal(held.points[:, 0], full[:, 0])  # held in the store's (step, id) order
-    held.fill("epoch", full[:, 2])
-    held.fill("wall_time", full[:, 3])
+    np.testing.assert_array_equal(held.points[:, 1], full[:, 1])  # held in the store's (step, id) order
+    for i, column in ((0, "id"), (2, "epoch"), (3, "wall_time")):
+        held.fill(column, full[:, i])
+    np.testing.assert_array_equal(held.points, full)
     for options in OPTIONS:
         assert_same(live.series(options), prepare_series(log.frame(), options))
-    with pytest.raises(ValueError, match="need the id, step and value"):
-        live.append({"x/y": np.zeros((1, 2))}, columns=("step", "value"))
+    with pytest.raises(ValueError, match="need the step and value"):
+        live.append({"x/y": np.zeros((1, 2))}, columns=("id", "value"))
 
 
 @pytest.mark.parametrize("bad", [np.empty((0, 5))])

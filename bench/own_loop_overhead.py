@@ -6,11 +6,16 @@ demo's data and model (``mfeat``, the default MultimodalNet), run alternately as
 probe set; a real run store in a temporary workspace), in one process, after one warm-up run of each. Per run it
 measures the mean **training-step** time (each epoch's step loop divided by its steps; the epoch-end evaluation and
 per-epoch diagnostics are reported apart, not budgeted, as for ``bench/overhead.py``). It prints the ratio of the
-medians and the median of the paired ratios. ``--clock cpu`` uses this process's CPU time (steadier on a busy
+medians, the median of the paired ratios, and where the API's extra step time goes: the per-step probes' own hook
+timers (each keeps itself within its ``max_overhead`` share of the steps; together 2.5%), of which their start-up
+calls (each per-step probe's first due call, a warm-up, and the next, measured one run unbudgeted so that every
+chart has a value at once), and the rest (logging, flushes to the store, the run's bookkeeping). The start-up
+calls cost a fixed time per run, so runs default to the demo's 30 epochs as in ``bench/overhead.py``: in a run
+of a few hundred steps they alone would be several percent of a small model's steps. ``--clock cpu`` uses this process's CPU time (steadier on a busy
 machine); ``--threads 1`` keeps torch off the other process's core.
 Budget (DESIGN.md §5): <= 1.05. Exit status 0 when it holds, 1 when it does not.
 
-Usage: ``.venv/bin/python bench/own_loop_overhead.py [--reps 7] [--epochs 10] [--clock wall|cpu] [--threads N]``
+Usage: ``.venv/bin/python bench/own_loop_overhead.py [--reps 7] [--epochs 30] [--clock wall|cpu] [--threads N]``
 """
 
 from __future__ import annotations
@@ -50,8 +55,9 @@ class Split(Dataset):
         return {**{m: x[i] for m, x in self.x.items()}, "label": self.y[i]}
 
 
-def run_once(data, watched: bool, epochs: int, workspace: str, clock) -> tuple[float, float]:
-    """Train once; return the mean step time and the mean epoch-end time (seconds on ``clock``)."""
+def run_once(data, watched: bool, epochs: int, workspace: str, clock) -> tuple[float, float, float, float]:
+    """Train once; return the mean step time, the mean epoch-end time (seconds on ``clock``), and the per-step
+    probes' hook time per step, in all and in their start-up calls (seconds, wall; 0 without the API)."""
     torch.manual_seed(0)
     model = build_model(ModelConfig(), data)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -60,6 +66,21 @@ def run_once(data, watched: bool, epochs: int, workspace: str, clock) -> tuple[f
     run = mmviz.api.watch(model, train_loader=train, val_loader=val, epochs=epochs, optimizer=opt,
                           workspace=workspace, name="bench-own-loop") if watched else None  # fmt: skip
     step_time, steps, end_time = 0.0, 0, 0.0
+    startup = {}
+    if run is not None:  # time each per-step probe's first two runs (warm-up and first measured call)
+        for probe in run.step_probes:
+            timed = probe.on_after_backward
+
+            def first_calls(*args, _probe=probe, _timed=timed, **kwargs):
+                before = _probe.seconds
+                result = _timed(*args, **kwargs)
+                calls = startup.setdefault(_probe.name, [])
+                calls.append(_probe.seconds - before)
+                if len(calls) == 2:
+                    del _probe.on_after_backward  # back to the class's hook
+                return result
+
+            probe.on_after_backward = first_calls
     for _ in range(epochs):
         start = clock()
         for batch in train:
@@ -82,15 +103,18 @@ def run_once(data, watched: bool, epochs: int, workspace: str, clock) -> tuple[f
         if run is not None:
             run.end_epoch()
         end_time += clock() - start
+    hooks = start = 0.0
     if run is not None:
         run.close()
-    return step_time / steps, end_time / epochs
+        hooks = sum(p.seconds for p in run.step_probes) / steps
+        start = sum(sum(calls) for calls in startup.values()) / steps
+    return step_time / steps, end_time / epochs, hooks, start
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=7, help="Alternating repetitions per arm (default 7).")
-    parser.add_argument("--epochs", type=int, default=10, help="Epochs per run (default 10).")
+    parser.add_argument("--epochs", type=int, default=30, help="Epochs per run (default 30, the demo's).")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default).")
     args = parser.parse_args(argv)
@@ -101,21 +125,31 @@ def main(argv: list[str] | None = None) -> int:
     arms = {"with mmviz.api": True, "plain loop": False}
     times: dict[str, list[float]] = {name: [] for name in arms}
     ends: list[float] = []
+    hooks: list[float] = []
+    starts: list[float] = []
     with tempfile.TemporaryDirectory(prefix="mmviz-bench-") as ws:
         for watched in arms.values():  # warm-up: imports, caches, first-call costs
             run_once(data, watched, 2, ws, clock)
         for rep in range(args.reps):
             for name in list(arms) if rep % 2 == 0 else list(reversed(arms)):
-                per_step, per_end = run_once(data, arms[name], args.epochs, ws, clock)
+                per_step, per_end, hook, start = run_once(data, arms[name], args.epochs, ws, clock)
                 times[name].append(per_step)
                 if arms[name]:
                     ends.append(per_end)
+                    hooks.append(hook)
+                    starts.append(start)
                 print(f"rep {rep + 1} {name:15s} {1000 * per_step:7.3f} ms/step", flush=True)
     watched, plain = statistics.median(times["with mmviz.api"]), statistics.median(times["plain loop"])
     paired = statistics.median(a / b for a, b in zip(times["with mmviz.api"], times["plain loop"], strict=True))
     print(f"median ms/step: with mmviz.api {1000 * watched:.3f}, plain loop {1000 * plain:.3f}; paired {paired:.3f}")
     print(
         f"epoch end with the API (evaluation + per-epoch probes, not budgeted): {1000 * statistics.median(ends):.1f} ms"
+    )
+    hook, start = statistics.median(hooks), statistics.median(starts)
+    print(
+        f"extra per step with the API: {1000 * (watched - plain):.3f} ms = per-step probes' hooks {1000 * hook:.3f} ms "
+        f"(of which start-up calls {1000 * start:.3f} ms) + the rest {1000 * (watched - plain - hook):.3f} ms "
+        f"(logging, flushes, bookkeeping); hooks in wall time, medians over reps"
     )
     ratio = watched / plain
     print(f"own-loop training-step overhead ratio {ratio:.3f} ({args.clock} time; budget <= {BUDGET})")

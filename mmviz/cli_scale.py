@@ -25,7 +25,8 @@ def add_start_options(p: argparse.ArgumentParser) -> None:
         "--backend",
         choices=BACKEND_NAMES,
         default="local",
-        help="Where runs train: 'local' processes (default) or 'ray' tasks (see --ray-address).",
+        help="Where runs train: 'local' processes (default) or 'ray' tasks (on the cluster at MMVIZ_RAY_ADDRESS, "
+        "else on a local Ray).",
     )
     p.add_argument(
         "--queue", action="store_true", help="Queue the run: it starts when fewer than the workspace's N run."
@@ -60,7 +61,13 @@ def add_scale_commands(sub: Any, add_workspace: Callable[[argparse.ArgumentParse
     w.add_argument("--max-parallel", type=int, metavar="N", help="Set the workspace's number of runs at once.")
     w.add_argument("--name", default="", help="A name for the sweep (trials are NAME-001, NAME-002, ...).")
     w.add_argument("--wait", action="store_true", help="Wait until every trial has ended; exit 1 if one failed.")
-    w.add_argument("--backend", choices=BACKEND_NAMES, default="local")
+    w.add_argument(
+        "--backend",
+        choices=BACKEND_NAMES,
+        default="local",
+        help="Where trials train: 'local' processes (default) or 'ray' tasks (on the cluster at MMVIZ_RAY_ADDRESS, "
+        "else on a local Ray).",
+    )
     add_workspace(w)
 
     q = sub.add_parser("queue", help="Show the run queue; set N, cancel or move a queued run.")

@@ -165,3 +165,17 @@ def stop_postgres(folder: str | os.PathLike) -> None:
         capture_output=True,
         timeout=60,
     )
+
+
+def missing_probe_families(keys: set[str] | list[str]) -> list[str]:
+    """The registered probes' key patterns (``"name: pattern"``) that none of ``keys`` matches (imports the probes)."""
+    from mmviz.probes import PROBES
+
+    keys = set(keys)
+    missing = []
+    for entry in PROBES:
+        for pattern in entry.flags["keys"]:
+            stem = pattern.split("/<m>")[0]
+            if not any(k == stem or k.startswith(stem + "/") for k in keys):
+                missing.append(f"{entry.name}: {pattern}")
+    return missing

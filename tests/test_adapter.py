@@ -98,6 +98,45 @@ def test_a_model_from_an_official_repo_trains_through_fit_with_every_probe_and_o
     assert 0.0 <= result.best_val_acc <= 1.0 and isinstance(result.model, ModelAdapter)
 
 
+class _Items(torch.utils.data.Dataset):
+    """A user's Dataset of dict items over one split of in-memory arrays."""
+
+    def __init__(self, data, split: str) -> None:
+        self.x = {m: torch.as_tensor(data.x[m][data.splits[split]]) for m in data.modality_names}
+        self.y = torch.as_tensor(data.y[data.splits[split]])
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {**{m: x[i] for m, x in self.x.items()}, "label": self.y[i]}
+
+
+def test_a_users_model_and_dataloaders_go_through_fit(tmp_path):
+    from torch.utils.data import DataLoader
+
+    from mmviz.data.loader import LoaderData
+
+    data, _ = data_and_batch()
+    items = {s: _Items(data, s) for s in ("train", "val", "test")}
+    user = LoaderData(
+        DataLoader(items["train"], batch_size=5, shuffle=True), DataLoader(items["val"], batch_size=99), items["test"],
+        modalities=data.modalities, classes=data.classes,
+    )  # fmt: skip
+    cfg = build_run_config("synthetic", "ogm_ge", ["data.n_train=120", "train.batch_size=32"], epochs=2)
+    store = _Recording()
+    result = fit(cfg, store, "r", tmp_path, data=user, model=adapter())
+    assert {"coef/ogm_ge/a", "grad_norm/b", "val/acc/a", "sep/purity/b", "test/acc/fused"} <= store.keys
+    assert any(kind == "snapshot" for _, kind, _, _ in store.artifacts)
+    assert isinstance(result.model, ModelAdapter) and 0.0 <= result.test["test_acc"] <= 1.0
+    steps = -(-len(items["train"]) // 32)  # fit batches with train.batch_size, not the loader's 5
+    assert result.steps == 2 * steps
+
+    pairs = [(torch.zeros(4), 0)] * 3
+    with pytest.raises(ConfigError, match=r"^The 'val' dataset given to LoaderData yields tuple batches; mmviz needs"):
+        LoaderData(items["train"], DataLoader(pairs), items["test"], modalities=data.modalities, classes=data.classes)
+
+
 def test_a_method_that_needs_a_missing_capability_is_refused_naming_it():
     data, batch = data_and_batch()
     cfg = build_run_config("synthetic", "mla", ["data.n_train=120"], epochs=1)

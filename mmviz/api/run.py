@@ -19,10 +19,11 @@ from torch import nn
 
 from mmviz import __version__
 from mmviz.api import lifecycle
-from mmviz.api.context import LoaderSplit, check_batch, describe_data, null_autocast
+from mmviz.api.context import describe_data, null_autocast
 from mmviz.balancing import METHODS
 from mmviz.balancing.base import BalancingMethod
 from mmviz.contracts import EvalResult, ModelSpec, MultimodalModel, StepInfo
+from mmviz.data.loader import LoaderSplit, check_batch
 from mmviz.errors import ConfigError, MmvizError
 from mmviz.probes import PROBES, create_probes
 from mmviz.store import open_store
@@ -88,8 +89,8 @@ class Run:
         entry = METHODS.get(method)
         method_cfg = entry.config_cls.from_dict(dict(method_params or {}), where="method")
         self.device = next(model.parameters()).device
-        self.train_split = LoaderSplit(train_loader, self.device)
-        self.val_split = LoaderSplit(val_loader, self.device) if val_loader is not None else None
+        self.train_split = LoaderSplit.from_loader(train_loader, self.device)
+        self.val_split = LoaderSplit.from_loader(val_loader, self.device) if val_loader is not None else None
         check_batch(self.train_split.dataset[0], self.modalities, "train loader's dataset")
         sample = self.train_split.subset([0, 1] if len(self.train_split) > 1 else [0])
         if hasattr(model, "check_batch"):  # an adapted model: its wrapping is checked on real samples, in one sentence
@@ -287,7 +288,7 @@ class Run:
         if self.optimizer is not None:
             self.logger.log("lr", self.optimizer.param_groups[0]["lr"])
         if val_loader is not None and (self.val_split is None or val_loader is not self.val_split.loader):
-            self.val_split = LoaderSplit(val_loader, self.device)
+            self.val_split = LoaderSplit.from_loader(val_loader, self.device)
             self.ctx.splits["val"] = self.val_split
         if self.val_split is None:
             raise ConfigError(

@@ -81,6 +81,10 @@ class AVFolderConfig(Config):
     probe_size: int = param(
         500, "Size of the fixed stratified val subset used for per-epoch snapshots.", low=10, high=20000
     )
+    workers: int = param(
+        0, "DataLoader worker processes reading clips when mmviz trains it (0: read in the training process).",
+        low=0, high=64,
+    )  # fmt: skip
 
     def check(self) -> None:
         if not self.root:
@@ -130,6 +134,7 @@ def _finish(name: str, config: AVFolderConfig, classes, split_clips, listed_in, 
         name, classes, split_clips, listed_in, recipe=recipe, frames_per_clip=config.frames_per_clip,
         image_size=config.image_size, val_fraction=config.val_fraction, split_seed=config.split_seed,
         probe_size=config.probe_size, attribution=attribution, info={"root": str(Path(config.root).resolve())},
+        num_workers=config.workers,
     )  # fmt: skip
 
 

@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from mmviz.data.base import ModalitySpec, stratified_split, stratified_subset
+from mmviz.data.base import DataDescription, ModalitySpec, stratified_split, stratified_subset
+from mmviz.data.loader import LoaderSplit
 from mmviz.errors import DataError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -306,7 +307,7 @@ class ClipDataset(torch.utils.data.Dataset):
 
 
 @dataclasses.dataclass
-class FileData:
+class FileData(DataDescription):
     """A multimodal dataset whose samples stay on disk until a ``DataLoader`` asks for them.
 
     Same description as the in-memory :class:`~mmviz.data.base.MultimodalData` (name, modalities, classes,
@@ -324,6 +325,7 @@ class FileData:
     image_size: int
     attribution: str = ""
     info: dict = dataclasses.field(default_factory=dict)
+    num_workers: int = 0
     lazy = True  # samples are read from files through a DataLoader, never held as arrays
 
     @property
@@ -332,14 +334,13 @@ class FileData:
         return np.array([c.label for c in self.clips], dtype=np.int64)
 
     @property
-    def modality_names(self) -> tuple[str, ...]:
-        """Modality names in the fixed order."""
-        return tuple(s.name for s in self.modalities)
+    def num_samples(self) -> int:
+        """Number of clips over all splits (the absolute index space)."""
+        return len(self.clips)
 
-    @property
-    def num_classes(self) -> int:
-        """Number of classes."""
-        return len(self.classes)
+    def to_splits(self, device: torch.device) -> dict[str, LoaderSplit]:
+        """The three splits for ``fit()``: clips read by ``num_workers`` DataLoader workers (train augmented)."""
+        return {s: LoaderSplit(self.dataset(s), device, num_workers=self.num_workers) for s in ("train", "val", "test")}
 
     def dataset(self, split: str, train: bool | None = None) -> ClipDataset:
         """The ``torch`` dataset of one split (``train`` defaults to augmenting the train split only)."""
@@ -359,18 +360,6 @@ class FileData:
             pin_memory=pin_memory, generator=generator, persistent_workers=num_workers > 0,
         )  # fmt: skip
 
-    def summary(self) -> dict:
-        """JSON-able description (modalities, classes, split sizes) stored with each run."""
-        return {
-            "name": self.name,
-            "modalities": [s.to_dict() for s in self.modalities],
-            "classes": list(self.classes),
-            "splits": {k: int(len(v)) for k, v in self.splits.items()},
-            "probe_size": int(len(self.probe_index)),
-            "attribution": self.attribution,
-            "info": self.info,
-        }
-
 
 def build_file_data(
     name: str,
@@ -386,6 +375,7 @@ def build_file_data(
     probe_size: int,
     attribution: str,
     info: dict,
+    num_workers: int = 0,
 ) -> FileData:
     """Check every clip and assemble a :class:`FileData`; a layout without a val list gets a stratified one.
 
@@ -427,4 +417,5 @@ def build_file_data(
         image_size=image_size,
         attribution=attribution,
         info=info,
+        num_workers=num_workers,
     )

@@ -43,8 +43,38 @@ class ModalitySpec:
         return {"name": self.name, "kind": self.kind, "shape": list(self.shape), "description": self.description}
 
 
+class DataDescription:
+    """What every kind of run data says of itself (in memory, from files, from a user's datasets).
+
+    Subclasses (dataclasses) have ``name``, ``modalities`` (the :class:`ModalitySpec`s in the fixed order),
+    ``classes`` and ``probe_index``; ``splits`` (split -> absolute indices), ``attribution`` and ``info`` are optional.
+    """
+
+    @property
+    def modality_names(self) -> tuple[str, ...]:
+        """Modality names in the fixed order."""
+        return tuple(s.name for s in self.modalities)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return len(self.classes)
+
+    def summary(self) -> dict:
+        """JSON-able description (modalities, classes, split sizes) stored with each run."""
+        return {
+            "name": self.name,
+            "modalities": [s.to_dict() for s in self.modalities],
+            "classes": list(self.classes),
+            "splits": {k: int(len(v)) for k, v in getattr(self, "splits", {}).items()},
+            "probe_size": int(len(self.probe_index)),
+            "attribution": getattr(self, "attribution", ""),
+            "info": getattr(self, "info", {}),
+        }
+
+
 @dataclasses.dataclass
-class MultimodalData:
+class MultimodalData(DataDescription):
     """An in-memory multimodal classification dataset with fixed splits.
 
     Attributes:
@@ -80,16 +110,6 @@ class MultimodalData:
                 raise DataError(f"Dataset {self.name!r} has an empty {split!r} split.")
 
     @property
-    def modality_names(self) -> tuple[str, ...]:
-        """Modality names in the fixed order."""
-        return tuple(s.name for s in self.modalities)
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes."""
-        return len(self.classes)
-
-    @property
     def num_samples(self) -> int:
         """Number of samples over all splits (the absolute index space)."""
         return len(self.y)
@@ -99,18 +119,6 @@ class MultimodalData:
         from mmviz.data.split import TensorSplit
 
         return {s: TensorSplit(self, self.splits[s], device) for s in ("train", "val", "test")}
-
-    def summary(self) -> dict:
-        """JSON-able description (modalities, classes, split sizes) stored with each run."""
-        return {
-            "name": self.name,
-            "modalities": [s.to_dict() for s in self.modalities],
-            "classes": list(self.classes),
-            "splits": {k: int(len(v)) for k, v in self.splits.items()},
-            "probe_size": int(len(self.probe_index)),
-            "attribution": self.attribution,
-            "info": self.info,
-        }
 
 
 def stratified_split(y: np.ndarray, fractions: dict[str, float], seed: int) -> dict[str, np.ndarray]:

@@ -10,8 +10,10 @@ counts that time on the loop's training clock (the steps only, ``TrainContext.tr
 which includes the per-epoch evaluation and diagnostics, it would take more than its share of each step.
 The cadence is thus the highest rate: a cheap probe on a slow model runs at every due point, an expensive one on
 a tiny model thins out, and the total overhead stays bounded on any machine. A per-step probe's first run is a
-warm-up (one-time start-up costs) and is not counted; until a probe has measured itself it assumes its class's
-``cost_hint`` (a small CPU model's cost; ``None`` = due calls simply run). ``max_overhead = 0`` turns the
+warm-up (one-time start-up costs) and is not counted, unless its class says its first call costs what later ones
+do (``first_call_is_warm_up = False``: it only repeats work the training step has already warmed up, as a second
+forward and backward does); until a probe has measured itself it assumes its class's ``cost_hint`` (a small CPU
+model's cost; ``None`` = due calls simply run). ``max_overhead = 0`` turns the
 budget off: the probe then runs at exactly its cadence (deterministic logs).
 
 The per-step probes' default budgets add up to 2.5% (grad_norm 1.2%, score_ratio 0.8%, grad_conflict 0.5%):
@@ -68,6 +70,8 @@ class Probe(Hooks):
     order: ClassVar[int] = 0
     # Seconds one call is assumed to cost before it has been measured (None: the first due call runs).
     cost_hint: ClassVar[float | None] = None
+    # Whether a per-step probe's first run is a warm-up left out of its cost estimate (one-time start-up costs).
+    first_call_is_warm_up: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -109,7 +113,7 @@ class Probe(Hooks):
         now = self.ctx.train_clock() if self.per_step and self.ctx is not None else time.perf_counter()
         if self._spent:  # fold the last run's time into the estimate (a step probe's first run is a warm-up)
             self._runs += 1
-            if self._runs > 1 or not self.per_step:
+            if self._runs > 1 or not self.per_step or not self.first_call_is_warm_up:
                 self._cost = self._spent if self._cost is None else 0.5 * (self._cost + self._spent)
             self._spent = 0.0
         if self._since is None:

@@ -40,10 +40,12 @@ class GradConflictProbe(Probe):
     unimodal logits depend on no other encoder, so one backward of the summed unimodal losses serves all) —
     parameters' ``.grad`` are never touched, BatchNorm buffers and the global RNG are restored afterwards, so
     training is unchanged. Uses head-split logits: absent for FiLM and gated fusions. A call costs about one training
-    step; default: at most every 20 steps, within 0.5% of the training steps' time.
+    step; default: at most every 20 steps, within 0.5% of the training steps' time, its first call included (it is
+    no warm-up: the step before it has warmed up the same forward and backward).
     """
 
     config_cls = GradConflictConfig
+    first_call_is_warm_up = False  # a forward and two backward passes, warmed up by the training step before it
 
     def setup(self, ctx: TrainContext) -> None:
         super().setup(ctx)

@@ -137,6 +137,10 @@ class PgConnection:
         with self._lock:
             return _Cursor(self._conn).execute(sql, params).fetchall()
 
+    def check_integrity(self) -> None:
+        """Nothing for a client to scan (SQLite's ``quick_check`` reads the file): the server keeps its own pages
+        consistent (WAL, checksums) and reports damage on the statement that meets it."""
+
     def close(self) -> None:
         """Close the connection (idempotent)."""
         with self._lock:

@@ -82,11 +82,6 @@ def check_run_config(cfg: RunConfig, data: MultimodalData | None = None, model: 
         METHODS.get(cfg.method).factory.check_compatible(cfg.method_params, spec)
         check_probes(cfg.probes, spec)
         return data
-    if getattr(data, "lazy", False):
-        raise ConfigError(
-            f"Dataset {cfg.dataset!r} is read lazily from files, which the built-in trainer does not take yet; "
-            "train it in your own loop watched with mmviz.api (README: 'Watch your own model')."
-        )
     fusion_cls = FUSIONS[cfg.model.fusion][0]
     if cfg.model.fusion == "shared_head" and len(set(feature_dims(cfg.model, data).values())) != 1:
         raise ConfigError("Fusion 'shared_head' needs equal feature sizes per modality; use one encoder type for all.")

@@ -1,6 +1,7 @@
 """The Ray backend on a local Ray instance (one ``ray.init()`` for this module, started by the first test that
-needs it): a sweep of Ray trials writing to a PostgreSQL workspace and shown by the dashboard; the dashboard's Stop
-reaches a Ray run; a Ray worker killed mid-run leaves its run 'lost', never 'running'.
+needs it): a sweep of Ray trials (``mmviz sweep --backend ray``) writing to a PostgreSQL workspace and shown by
+the dashboard; the dashboard's Stop reaches a Ray run; a Ray worker killed mid-run leaves its run 'lost', never
+'running', and no process of it behind.
 
 ``make test`` installs ray (a test extra, as lightning); without it these tests are skipped, saying why."""
 
@@ -10,6 +11,8 @@ import os
 import secrets
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,8 +23,8 @@ from mmviz.launcher import launch
 from mmviz.ray_backend import ADDRESS_ENV, NAMESPACE
 from mmviz.scheduler import scheduler_pid
 from mmviz.store import LOST_AFTER_S, TERMINAL, open_store
-from mmviz.sweep import SweepSpec, parse_sets, start_sweep
 
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["data.n_train=240", "train.threads=1"]  # one CPU each: two runs at once on the 2-CPU Ray below
 # Set for this module (and the schedulers and Ray workers it starts): no usage-stats call home; a token of our own
 # for Ray's token authentication (Ray >= 2.5x), so nothing is written to ~/.ray; the scheduler joins our Ray.
@@ -109,15 +112,19 @@ def _processes_naming(text: str) -> list[str]:
 
 
 def test_a_ray_sweep_into_postgresql_is_shown_by_the_dashboard(local_ray, postgres_workspace, open_page):
-    methods = ("baseline", "ogm_ge")
-    params, fixed = parse_sets(TINY, "synthetic", methods)
-    spec = SweepSpec(methods=methods, params=params, seeds=(0,), dataset="synthetic", fixed=fixed, epochs=2)
+    sweep = [sys.executable, "-m", "mmviz", "sweep", "--workspace", postgres_workspace, "--backend", "ray",
+             "--dataset", "synthetic", "--method", "baseline,ogm_ge", "--seeds", "0", "--epochs", "2",
+             "--max-parallel", "2", "--name", "on-ray", "--wait"]  # fmt: skip
+    for setting in TINY:
+        sweep += ["--set", setting]
     with open_store(postgres_workspace) as store:
         try:
-            sweep_id, run_ids = start_sweep(store, spec, name="on-ray", backend="ray", max_parallel=2)
-            runs = _wait(store, run_ids, TERMINAL)
+            out = subprocess.run(sweep, cwd=ROOT, capture_output=True, text=True, timeout=300)
         finally:
-            _stop_scheduler(store)
+            _stop_scheduler(store)  # the scheduler the sweep started, which submitted the trials to Ray
+        assert out.returncode == 0, out.stderr[-3000:]
+        sweep_id, *run_ids = out.stdout.split()
+        runs = [store.get_run(r) for r in run_ids]
         assert [r["status"] for r in runs] == ["finished", "finished"], [r["error"] for r in runs]
         assert [r["backend"] for r in runs] == ["ray", "ray"]
         # trained by the Ray actors the scheduler submitted (one per trial, named after it), not by local trainers
@@ -130,7 +137,7 @@ def test_a_ray_sweep_into_postgresql_is_shown_by_the_dashboard(local_ray, postgr
     assert not at.error, [e.value for e in at.error]
     table = at.dataframe[0].value
     assert len(table) == 2 and set(table["status"]) == {"finished"}
-    assert set(table["method"]) == set(methods) and table["fused acc @best"].between(0, 1).all()
+    assert set(table["method"]) == {"baseline", "ogm_ge"} and table["fused acc @best"].between(0, 1).all()
     assert "on-ray · 2 trials" in at.selectbox(key="sweeps.selected").format_func(sweep_id)
 
 

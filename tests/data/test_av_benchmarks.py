@@ -195,14 +195,25 @@ def test_unreadable_frame_found_before_training(roots, tmp_path):
         _load("ave", root)
 
 
-def test_registered_as_file_datasets_that_the_built_in_trainer_refuses_in_one_sentence(roots):
-    from mmviz.training.build import check_run_config
-    from mmviz.training.config import build_run_config
+def test_a_local_copy_trains_with_the_built_in_trainer_from_the_cli(tmp_path, capsys):
+    """A user with CREMA-D on disk runs `mmviz train --dataset cremad --set data.root=...`: the trainer reads the clips
+    lazily through a DataLoader, the method and the probes run, a snapshot is written (it refused file datasets)."""
+    from mmviz.cli import main as cli_main
+    from mmviz.store import open_store
 
     assert {DATASETS.get(n).flags["kind"] for n in ("cremad", "ave", "ks")} == {"files"}
-    cfg = build_run_config("cremad", "baseline", [f"data.root={roots['cremad']}", "data.val_fraction=0.25"])
-    with pytest.raises(ConfigError, match="read lazily from files"):
-        check_run_config(cfg)
+    root = fx.write_cremad(tmp_path / "cremad", per_class=2, test_per_class=1, n_frames=1)
+    sets = [f"data.root={root}", "data.val_fraction=0.5", "data.image_size=8", "train.batch_size=6"]
+    argv = ["train", "--dataset", "cremad", "--method", "ogm_ge", "--epochs", "1", "--workspace", str(tmp_path / "ws")]
+    assert cli_main([*argv, *(x for s in sets for x in ("--set", s))]) == 0
+    store = open_store(tmp_path / "ws")
+    (run_id,) = store.list_runs()["run_id"]
+    run = store.get_run(run_id)
+    assert (run["status"], run["dataset"], run["epochs_done"]) == ("finished", "cremad", 1)
+    assert run["config"]["data"]["root"] == str(root) and run["modalities"] == ["audio", "visual"]
+    keys = set(store.metric_keys(run_id))
+    assert {"coef/ogm_ge/audio", "grad_norm/visual", "val/acc/audio", "test/acc/fused"} <= keys
+    assert list(store.load_artifacts(run_id, "snapshot")["epoch"]) == [1]
 
 
 def test_audio_and_visual_resnet18_encoders():

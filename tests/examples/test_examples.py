@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from mmviz.store import open_store
+from mmviz.testing import missing_probe_families
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -56,3 +57,21 @@ def test_lightning_module_example(tmp_path):
     args = ["--epochs", "2", "--samples", "128", "--workspace", str(tmp_path), "--method", "pmr"]
     row = _finished(tmp_path, _example("lightning_module").main(args), origin="lightning")
     assert row["method"] == "pmr" and row["epochs_done"] == 2
+
+
+def test_plain_loop_on_an_official_style_model(tmp_path):
+    run_id = _example("plain_loop").main(["--epochs", "2", "--samples", "64", "--workspace", str(tmp_path)])
+    row = _finished(tmp_path, run_id)
+    assert row["method"] == "baseline" and row["modalities"] == ["audio", "visual"] and row["epochs_done"] == 2
+    assert row["config"]["model"]["class"] == "ModelAdapter" and row["fusion"] == "fusion_module"
+    keys = set(open_store(tmp_path).metric_keys(run_id))
+    assert not missing_probe_families(keys), missing_probe_families(keys)
+    assert {"val/acc/audio", "val/acc/visual"} <= keys  # per-modality logits from the adapter's split of fc_out
+
+
+def test_plain_loop_with_ogm_ge_added(tmp_path):
+    run_id = _example("plain_loop_balanced").main(["--epochs", "1", "--samples", "64", "--workspace", str(tmp_path)])
+    row = _finished(tmp_path, run_id)
+    assert row["method"] == "ogm_ge" and row["name"] == "plain-loop-ogm_ge"
+    coef = open_store(tmp_path).load_metrics(run_id, ["coef/ogm_ge/audio", "coef/ogm_ge/visual"])
+    assert len(coef) > 0 and coef["value"].between(0, 1).all()  # the gradient modulation ran every step

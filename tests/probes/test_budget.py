@@ -78,6 +78,22 @@ def test_a_slow_first_call_is_a_warm_up_and_does_not_stall_the_probe(clock):
     assert train(probe, clock, 20, step_time=0.1) == list(range(20))
 
 
+def test_a_probe_whose_first_call_is_no_warm_up_is_budgeted_from_it(clock):
+    """A probe repeating work the step has warmed up (gradient conflict) counts its first call: no unbudgeted
+    second call right after it (it cost several percent of a short run's steps)."""
+    probe = make_probe(clock, cost=0.01, max_overhead=0.01)  # 10 ms a call, 1 %: once per second of training
+    probe.first_call_is_warm_up = False
+    assert train(probe, clock, 250, step_time=0.01) == [0, 99, 198]  # each 1 s of time after the last one began
+    warm = make_probe(clock, cost=0.01, max_overhead=0.01)  # the default: the second call is the measured one
+    assert train(warm, clock, 250, step_time=0.01)[:2] == [0, 1]
+
+
+def test_gradient_conflict_counts_its_first_call():
+    from mmviz.probes import PROBES
+
+    assert PROBES.get("grad_conflict").factory.first_call_is_warm_up is False
+
+
 def test_a_cheap_probe_on_a_slow_step_runs_every_time(clock):
     probe = make_probe(clock, cost=0.0001, max_overhead=0.01)  # 0.1 ms on a 100 ms step: 0.1 %
     assert train(probe, clock, 50, step_time=0.1) == list(range(50))

@@ -77,3 +77,36 @@ def test_a_lazily_loaded_file_dataset_gives_the_in_memory_metrics(tmp_path, work
     assert ma.keys() == mb.keys() and len(ma) > 50
     assert all(mb[k] == pytest.approx(ma[k], rel=1e-5, abs=1e-6) for k in ma), [k for k in ma if ma[k] != mb[k]][:5]
     assert rb.test == pytest.approx(ra.test, rel=1e-6)
+
+
+class Augmenting(Dataset):
+    """Items whose augmentation draws from torch's global random state, as a training transform does."""
+
+    def __len__(self) -> int:
+        return 6
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"a": torch.full((2,), float(i)) + torch.rand(2), "label": torch.tensor(i % 2)}
+
+
+def test_a_split_reads_an_augmenting_dataset_without_touching_the_training_random_state():
+    from mmviz.data.loader import LoaderSplit
+
+    def epochs(split, probe_reads: int):
+        """Two shuffled passes as fit() makes them (one generator), with a probe's reads of the split in between."""
+        g = torch.Generator().manual_seed(1)
+        out = []
+        for _ in range(2):
+            out.append(torch.cat([b["a"] for b in split.batches(4, g)]))
+            for _ in range(probe_reads):
+                list(split.batches(3))
+                split.subset([0, 3])
+        return out
+
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    first, second = epochs(LoaderSplit(Augmenting(), "cpu"), probe_reads=2)
+    assert torch.equal(torch.get_rng_state(), before)  # dropout etc. in the training step see the same draws
+    assert not torch.allclose(first, second)  # the augmentation differs from epoch to epoch
+    again = epochs(LoaderSplit(Augmenting(), "cpu"), probe_reads=0)
+    assert torch.equal(again[0], first) and torch.equal(again[1], second)  # reproducible, whatever probes read

@@ -175,6 +175,9 @@ def dominance_since(shares: pd.DataFrame, threshold: float) -> tuple[str, int, f
     return leader, int(round(float(shares.index[start]))), float(shares[leader].iloc[start:].mean())
 
 
+BANNER_KEY_PREFIXES = ("val/", "imbalance/")  # the banner reads only keys starting so (a live page passes just those)
+
+
 def compute_imbalance_banner(
     run: Mapping,
     frame: pd.DataFrame,
@@ -188,7 +191,7 @@ def compute_imbalance_banner(
     mods = _modalities(run)
     if not frame.empty:  # the per-evaluation keys the banner reads: select them once, not once per question
         keys = frame["key"].unique()
-        frame = frame[frame["key"].isin([k for k in keys if k.startswith(("val/", "imbalance/"))])]
+        frame = frame[frame["key"].isin([k for k in keys if k.startswith(BANNER_KEY_PREFIXES)])]
     if run.get("method") == "unimodal":
         return Banner([f"This is a unimodal reference run: only {reference_modality(run)!r} is trained."])
     lines: list[str] = []

@@ -43,6 +43,8 @@ UPDATABLE = frozenset({
 })  # fmt: skip
 METRIC_COLUMNS = ["run_id", "id", "step", "epoch", "wall_time", "key", "split", "quantity", "modality", "value"]
 METRIC_DTYPES = {"id": "int64", "step": "int64", "epoch": "float64", "wall_time": "float64", "value": "float64"}
+# The columns of each key's array from ``load_metric_arrays`` (all float64; ids and steps are exact below 2**53).
+ARRAY_COLUMNS = ("id", "step", "epoch", "wall_time", "value")
 EVENT_COLUMNS = ["id", "run_id", "step", "epoch", "wall_time", "kind", "payload"]
 ARTIFACT_COLUMNS = ["id", "run_id", "epoch", "kind", "path", "meta"]
 CHECKPOINT = "checkpoint"  # artifact kind of a training checkpoint (a fork point)
@@ -160,6 +162,25 @@ class RunReader(Protocol):
         key_prefix: str | None = None,
     ) -> pd.DataFrame:
         """Tidy metric rows (:data:`METRIC_COLUMNS`) ordered by run_id, key, step, id."""
+        ...
+
+    def load_metric_arrays(
+        self,
+        run_id: str,
+        *,
+        after_id: int = 0,
+        upto_id: int | None = None,
+        keys: Iterable[str] | None = None,
+        columns: Iterable[str] = ARRAY_COLUMNS,
+    ) -> dict[str, Any]:
+        """The run's metric rows with ``after_id < id <= upto_id`` (no upper bound when None) as numbers:
+        ``{key: (N, C) float64 array}`` of ``columns`` (a subset of :data:`ARRAY_COLUMNS`, in that order), each
+        ordered by step then id; keys without such rows (or not in ``keys``) are absent. What a live view polls
+        with: it reads only the new rows, only the columns it needs, and makes no Python object per row."""
+        ...
+
+    def last_metric_id(self, run_id: str) -> int:
+        """The id of the run's newest metric row (0 when it has none): every row up to it is readable now."""
         ...
 
     def metric_keys(self, run_id: str) -> list[str]:

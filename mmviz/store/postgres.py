@@ -28,10 +28,10 @@ import numpy as np
 import pandas as pd
 
 from mmviz.errors import StoreError
-from mmviz.store.contract import ARTIFACT_COLUMNS, CONFIG_SUMMARY, METRIC_COLUMNS, METRIC_DTYPES
+from mmviz.store.contract import ARRAY_COLUMNS, ARTIFACT_COLUMNS, CONFIG_SUMMARY, METRIC_COLUMNS, METRIC_DTYPES
 from mmviz.store.keys import parse_key, validate_key, validate_run_id
 from mmviz.store.schema import ADDED_RUN_COLUMNS, SCHEMA_VERSION, fill_config_summary
-from mmviz.store.sqlite import _ARTIFACT_SQL, RunStore
+from mmviz.store.sqlite import _ARTIFACT_SQL, RunStore, _arrays_by_key, check_array_columns
 
 URL_SCHEMES = ("postgresql://", "postgres://")
 ARTIFACTS_ENV = "MMVIZ_ARTIFACTS"
@@ -266,6 +266,32 @@ class PostgresStore(RunStore):
             columns=METRIC_COLUMNS,
         )
         return frame.astype(METRIC_DTYPES)
+
+    def load_metric_arrays(
+        self,
+        run_id: str,
+        *,
+        after_id: int = 0,
+        upto_id: int | None = None,
+        keys: Iterable[str] | None = None,
+        columns: Iterable[str] = ARRAY_COLUMNS,
+    ) -> dict[str, np.ndarray]:
+        """Per-key number arrays of the rows with ``after_id < id <= upto_id`` (see
+        :meth:`RunStore.load_metric_arrays`); the (run_id, id) index gives a poll only the new rows."""
+        cols = check_array_columns(columns)
+        sql = f"SELECT key, {', '.join(cols)} FROM metrics WHERE run_id = ? AND id > ?"
+        params: list[Any] = [run_id, int(after_id)]
+        if upto_id is not None:
+            sql += " AND id <= ?"
+            params.append(int(upto_id))
+        if keys is not None:
+            sql += " AND key = ANY(?)"
+            params.append(sorted(set(keys)))
+        return _arrays_by_key(self._db.query(sql + ' ORDER BY key COLLATE "C", step, id', params), len(cols))
+
+    def last_metric_id(self, run_id: str) -> int:
+        """The id of the run's newest metric row, 0 when none."""
+        return int(self._db.query("SELECT max(id) FROM metrics WHERE run_id = ?", [run_id])[0][0] or 0)
 
     def load_artifacts(self, run_id: str, kind: str | None = None) -> pd.DataFrame:
         """The run's artifacts ordered by epoch (missing last, as in SQLite: NULLs sort first there) and id."""

@@ -11,6 +11,7 @@ from typing import Any
 
 from mmviz.errors import StoreError
 from mmviz.store.contract import (  # noqa: F401 - the neutral constants, re-exported for older imports
+    ARRAY_COLUMNS,
     ARTIFACT_COLUMNS,
     CONFIG_SUMMARY,
     EVENT_COLUMNS,

@@ -13,6 +13,7 @@ leave its run folder is skipped the same way, so pages keep working on the rest.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -38,6 +39,7 @@ from mmviz.store.keys import (
     validate_run_id,
 )
 from mmviz.store.schema import (
+    ARRAY_COLUMNS,
     ARTIFACT_COLUMNS,
     DB_NAME,
     EVENT_COLUMNS,
@@ -64,6 +66,41 @@ _NUMBER_COLUMNS = ("id", "step", "epoch", "wall_time", "value")
 # The covering (run_id, key, step, id, ...) index answers every per-key read; without statistics the planner would
 # pick (run_id, id) for ``id > ?`` and scan the whole run once per key.
 _BY_KEY = "INDEXED BY metrics_run_key_step"
+# A poll for at most this many new rows reads them by id (one index range) rather than key by key.
+_SMALL_READ = 50_000
+
+
+def _arrays_by_key(rows: list[tuple], width: int) -> dict[str, np.ndarray]:
+    """``(key, number, ...)`` rows ordered by key -> ``{key: (N, width) float64 array}``."""
+    out: dict[str, np.ndarray] = {}
+    start = 0
+    for i in range(1, len(rows) + 1):
+        if i == len(rows) or rows[i][0] != rows[start][0]:
+            flat = itertools.chain.from_iterable(r[1:] for r in rows[start:i])
+            out[rows[start][0]] = np.fromiter(flat, np.float64, count=width * (i - start)).reshape(-1, width)
+            start = i
+    return out
+
+
+def check_array_columns(columns: Iterable[str]) -> list[str]:
+    """``columns`` in ``ARRAY_COLUMNS`` order, or one sentence naming the bad one and the valid ones."""
+    wanted = list(columns)
+    for c in wanted:
+        if c not in ARRAY_COLUMNS:
+            raise ValueError(f"Unknown metric array column {c!r}; valid: {', '.join(ARRAY_COLUMNS)}.")
+    return [c for c in ARRAY_COLUMNS if c in wanted]
+
+
+def _run_keys(conn: sqlite3.Connection, run_id: str) -> list[str]:
+    """The run's distinct keys, sorted, by skipping from key to key through the index (not a scan of every row)."""
+    sql = f"""WITH RECURSIVE k(key) AS (
+        SELECT min(key) FROM metrics {_BY_KEY} WHERE run_id = ?1
+        UNION ALL SELECT (SELECT min(key) FROM metrics {_BY_KEY} WHERE run_id = ?1 AND key > k.key) FROM k
+        WHERE k.key IS NOT NULL)
+        SELECT key FROM k WHERE key IS NOT NULL"""
+    return [k for (k,) in conn.execute(sql, (run_id,))]
+
+
 _LOG = logging.getLogger("mmviz.store")
 _EVENT_SQL = "INSERT INTO events (run_id, step, epoch, wall_time, kind, payload) VALUES (?, ?, ?, ?, ?, ?)"
 _ARTIFACT_SQL = "INSERT INTO artifacts (run_id, epoch, kind, path, meta) VALUES (?, ?, ?, ?, ?)"
@@ -427,6 +464,51 @@ class RunStore(SQLQueue, SQLSummaries):
         columns: dict[str, Any] = {name: np.repeat(text[:, i], lengths) for i, name in enumerate(_TEXT_COLUMNS)}
         columns.update({name: numbers[:, i] for i, name in enumerate(_NUMBER_COLUMNS)})
         return pd.DataFrame(columns, columns=METRIC_COLUMNS).astype(METRIC_DTYPES)
+
+    def load_metric_arrays(
+        self,
+        run_id: str,
+        *,
+        after_id: int = 0,
+        upto_id: int | None = None,
+        keys: Iterable[str] | None = None,
+        columns: Iterable[str] = ARRAY_COLUMNS,
+    ) -> dict[str, np.ndarray]:
+        """The run's metric rows with ``after_id < id <= upto_id``: ``{key: (N, C) float64 array}`` of ``columns``
+        (a subset of ``ARRAY_COLUMNS``, in that order), each ordered by step then id; keys without such rows are
+        absent (see :meth:`RunReader.load_metric_arrays`).
+
+        A poll after the first read walks the (run_id, id) index from ``after_id`` on, so it reads only the new
+        rows however long the run is; a large read goes key by key through the covering index, numbers only.
+        """
+        cols = check_array_columns(columns)
+        after_id, wanted = int(after_id), None if keys is None else set(keys)
+        upto = "" if upto_id is None else f" AND id <= {int(upto_id)}"
+
+        def read(conn: sqlite3.Connection) -> dict[str, np.ndarray]:
+            if after_id > 0 and wanted is None:
+                since = f"FROM metrics INDEXED BY metrics_run_id WHERE run_id = ? AND id > ?{upto}"
+                (count,) = conn.execute(f"SELECT count(*) {since}", (run_id, after_id)).fetchone()
+                if count <= _SMALL_READ:
+                    sql = f"SELECT key, {', '.join(cols)} {since} ORDER BY key, step, id"
+                    return _arrays_by_key(conn.execute(sql, (run_id, after_id)).fetchall(), len(cols))
+            out = {}
+            for key in _run_keys(conn, run_id):
+                if wanted is not None and key not in wanted:
+                    continue
+                sql = f"SELECT {', '.join(cols)} FROM metrics {_BY_KEY} WHERE run_id = ? AND key = ? AND id > ?{upto}"
+                rows = conn.execute(f"{sql} ORDER BY step, id", (run_id, key, after_id)).fetchall()
+                if rows:  # fromiter over the flattened rows: a third faster than np.array on a list of tuples
+                    flat = itertools.chain.from_iterable(rows)
+                    out[key] = np.fromiter(flat, np.float64, count=len(cols) * len(rows)).reshape(-1, len(cols))
+            return out
+
+        return self._db.read(read)
+
+    def last_metric_id(self, run_id: str) -> int:
+        """The id of the run's newest metric row, 0 when none (one step down the (run_id, id) index)."""
+        rows = self._db.query("SELECT max(id) FROM metrics INDEXED BY metrics_run_id WHERE run_id = ?", (run_id,))
+        return int(rows[0][0] or 0)
 
     def metric_keys(self, run_id: str) -> list[str]:
         """Return the distinct metric keys logged for the run, sorted."""

@@ -32,8 +32,9 @@ def render_chart_controls(key: str) -> ChartOptions:
         value=1000,
         step=100,
         key=f"{key}.max_points",
-        help="Longer series are down-sampled deterministically: equal buckets of points each keep their minimum "
-        "and maximum, plus the first and last point. The CSV download has every raw point.",
+        help="Longer series are down-sampled deterministically: equal buckets of points (a power of two each, so a "
+        "line keeps between about half and all of this number) each keep their minimum and maximum, plus the first "
+        "and last point. The CSV download has every raw point.",
     )
     return ChartOptions(x_axis=x_axis, smoothing=float(smoothing), log_y=bool(log_y), max_points=int(max_points))
 

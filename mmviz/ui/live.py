@@ -15,7 +15,12 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from mmviz.analysis.follower import analysis_pending
-from mmviz.analysis.summary import compute_imbalance_banner, find_reference_runs, reference_keys
+from mmviz.analysis.summary import (
+    BANNER_KEY_PREFIXES,
+    compute_imbalance_banner,
+    find_reference_runs,
+    reference_keys,
+)
 from mmviz.errors import MmvizError, RunNotFoundError
 from mmviz.store.keys import parse_key
 from mmviz.ui.charts import render_chart_controls, render_figure, render_view_keeper
@@ -30,10 +35,20 @@ from mmviz.ui.labels import (
     run_method_label,
     trained_modalities,
 )
-from mmviz.ui.readers import LiveBuffer, clear_runs, live_buffer, load_run_metrics, load_runs, run_token, runs_by_id
+from mmviz.ui.readers import (
+    LiveBuffer,
+    clear_runs,
+    fork_buffer,
+    live_buffer,
+    load_run_metrics,
+    load_runs,
+    run_token,
+    runs_by_id,
+)
 from mmviz.ui.references import references_going, render_reference_runs
 from mmviz.ui.run_select import render_run_filter, render_runs_watcher, runs_signature
-from mmviz.viz import ChartOptions, assign_panels, panel_by_name, plot_panel
+from mmviz.viz import ChartOptions, assign_panels, panel_by_name
+from mmviz.viz.figures import plot_panel_series
 from mmviz.viz.series import export_frame
 
 RUN_KEY = "live.run"
@@ -120,14 +135,13 @@ def render_header(store, run: Mapping) -> None:
         )
 
 
-def render_status(run: Mapping, frame: pd.DataFrame) -> None:
+def render_status(run: Mapping, buf: LiveBuffer) -> None:
     """One status line: status, epochs, latest step, points held and the time of this refresh."""
     status = run.get("effective_status") or run.get("status")
     total = ((run.get("config") or {}).get("train") or {}).get("epochs", "?")
-    step = int(frame["step"].max()) if not frame.empty else 0
     st.markdown(
         f"**:{STATUS_COLORS.get(status, 'gray')}[{status}]** · epoch {run.get('epochs_done') or 0}/{total} · "
-        f"latest step {step} · {len(frame):,} points · updated {time.strftime('%H:%M:%S')}"
+        f"latest step {buf.last_step} · {buf.points:,} points · updated {time.strftime('%H:%M:%S')}"
     )
     if run.get("error"):
         st.error(md(f"Run {status}: {run['error']}"))
@@ -158,31 +172,25 @@ def panel_figure(
     n_events: int,
     t0: float,
     hidden: tuple[str, ...] = (),
-    history: tuple[str, int, int] | None = None,
+    history: tuple[str, float, int] | None = None,
 ) -> go.Figure:
     """One live chart of a run, built once per (options, newest row of its keys, events) for all sessions: a panel
-    whose keys got no new rows since the last refresh (per-epoch signals between evaluations) is not rebuilt.
+    whose keys got no new rows since the last refresh (per-epoch signals between evaluations) is not rebuilt. Its
+    series come down-sampled from the run's live buffer, which keeps them up to date as rows arrive.
 
     ``history`` = ``(parent run id, fork epoch, parent rows held)`` draws a fork's parent before the fork point too.
     """
     buf = live_buffer(workspace, run_id)
-    frame = buf.frame if history is None else with_parent_history(workspace, run_id, *history, buf.after_id)
     opts = ChartOptions(*options)
-    return plot_panel(
-        frame, panel_by_name(name), list(groups), list(mods), opts, buf.events, {run_id: t0}, hidden=hidden
+    if history is None:
+        series = buf.chart_series(opts, list(groups), t0, hidden)
+    else:
+        parent, fork_epoch, _ = history
+        fork = fork_buffer(workspace, run_id, parent, fork_epoch)
+        series = fork.chart_series(live_buffer(workspace, parent), buf, opts, list(groups), t0, hidden)
+    return plot_panel_series(
+        series, panel_by_name(name), list(groups), list(mods), opts, buf.events, {run_id: t0}, hidden=hidden
     )
-
-
-@st.cache_resource(show_spinner=False, max_entries=8)
-def with_parent_history(workspace: str, run_id: str, parent: str, fork_epoch: int, parent_rows: int, after_id: int):
-    """A fork's rows preceded by its parent's rows up to the fork epoch (relabelled as the fork's, so each key is one
-    continuous line: a fork continues its parent's step count). ``parent_rows`` and ``after_id`` key the cache."""
-    before = live_buffer(workspace, parent).frame
-    before = before[before["epoch"] <= fork_epoch]
-    child = live_buffer(workspace, run_id).frame
-    if not child.empty:
-        before = before[before["step"] < child["step"].min()]
-    return pd.concat([before.assign(run_id=run_id), child], ignore_index=True)
 
 
 def not_applicable_keys(run: Mapping, groups: Mapping[tuple, list[str]]) -> tuple[str, ...]:
@@ -204,12 +212,11 @@ def render_panels(buf: LiveBuffer, run: Mapping, options: ChartOptions, parent: 
     ``parent``: the fork's parent's buffer, whose rows up to the fork epoch are drawn before the fork's own.
     Returns the shown ``(split, quantity)``.
     """
-    frame = buf.frame
     mods = tuple(run.get("modalities") or [])
     groups_held = dict(buf.groups)
     history = None
     if parent is not None:
-        history = (parent.run_id, int(run["fork_epoch"]), parent.after_id)
+        history = (parent.run_id, float(run["fork_epoch"]), parent.after_id)
         for group, keys in parent.groups.items():
             groups_held[group] = sorted(set(groups_held.get(group, [])) | set(keys))
     hidden = not_applicable_keys(run, groups_held)
@@ -219,7 +226,7 @@ def render_panels(buf: LiveBuffer, run: Mapping, options: ChartOptions, parent: 
             f"{NOT_APPLICABLE} Not charted, as they do not apply to a run that trains only "
             f"{', '.join(trained_modalities(run))}: {', '.join(sorted(hidden))}."
         )
-    t0 = run.get("started") or (float(frame["wall_time"].min()) if not frame.empty else 0.0)
+    t0 = run.get("started") or buf.first_wall_time()
     opts = (options.x_axis, options.smoothing, options.log_y, options.max_points)
     n_events = 0 if buf.events is None else len(buf.events)
     shown: list = []
@@ -278,7 +285,7 @@ def live_view(
         except RunNotFoundError:
             st.caption(f"The parent run {run['parent_run_id']} is no longer in this workspace.")
             parent = None
-    render_status(run, buf.frame)
+    render_status(run, buf)
     pending = analysis_pending(store, run_id)
     if pending:
         epochs = ", ".join(map(str, pending[:5])) + (" ..." if len(pending) > 5 else "")
@@ -286,16 +293,16 @@ def live_view(
             f"Analysis pending for epoch{'s' if len(pending) > 1 else ''} {epochs}: separability, prototypes, "
             "probe accuracies, Shapley values and the imbalance index appear when the analysis process is done."
         )
-    render_banner(store, workspace, run, buf.frame)
-    if buf.frame.empty and parent is None:
+    render_banner(store, workspace, run, buf.frame_of(k for k in buf.seen if k.startswith(BANNER_KEY_PREFIXES)))
+    if not buf.points and parent is None:
         st.info("No metrics logged yet; the charts appear with the first logged step.")
     else:
         shown = render_panels(buf, run, options, parent)
-        frame, t0 = buf.frame, {run_id: run.get("started")}
+        t0 = {run_id: run.get("started")}
         st.download_button(
             "Download CSV of the shown series",
             icon=":material/download:",
-            data=lambda: export_frame(frame, shown, options, t0).to_csv(index=False),
+            data=lambda: export_frame(buf.frame, shown, options, t0).to_csv(index=False),
             file_name=f"{run_id}-metrics.csv",
             mime="text/csv",
             on_click="ignore",

@@ -322,6 +322,20 @@ def plot_panel(
         hidden: keys not to draw (what does not apply to the run, e.g. another modality's accuracy in a unimodal run).
     """
     series = prepare_series(frame, options, dict(t0) if t0 else None, groups=list(groups))
+    return plot_panel_series(series, panel, groups, modalities, options, events, t0, hidden)
+
+
+def plot_panel_series(
+    series: list[Series],
+    panel: PanelSpec,
+    groups: Sequence[tuple[str | None, str]],
+    modalities: list[str],
+    options: ChartOptions,
+    events: pd.DataFrame | None = None,
+    t0: Mapping[str, float] | None = None,
+    hidden: Collection[str] = (),
+) -> go.Figure:
+    """:func:`plot_panel` from series already down-sampled (e.g. kept up to date by a live buffer)."""
     series = [s for s in series if s.key not in hidden]
     if panel.facet == "split":
         facets = sorted({g[0] or "" for g in groups}, key=lambda s: SPLIT_ORDER.get(s, 9))

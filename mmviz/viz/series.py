@@ -4,10 +4,14 @@ Smoothing is TensorBoard's: an exponential moving average over the points in ord
 started at zero and divided by ``1 - weight**n`` so the first points are not pulled towards zero; non-finite
 points are passed through and skipped by the average.
 
-Down-sampling keeps the extremes: a series longer than ``max_points`` is cut into ``max_points // 2`` buckets of
-equal point count, and each bucket keeps its minimum and its maximum (in x order); the first and the last point
-are always kept. It is deterministic (same input, same output), keeps every spike visible, and never samples at
-random. The raw data stays exportable as is.
+Down-sampling keeps the extremes: a series longer than ``max_points`` is cut into buckets of equal point count,
+and each bucket keeps its minimum and its maximum (in x order); the first and the last point are always kept. The
+bucket size is the smallest power of two that makes at most ``(max_points - 2) // 2`` buckets, and buckets start at
+multiples of it, so a series keeps between about half and all of ``max_points`` points. The alignment is what lets
+a live view keep the down-sampled series up to date as points arrive (:mod:`mmviz.viz.live_series`): a new point
+changes only the last bucket, and when the size doubles two neighbouring buckets merge into one. It is
+deterministic (same input, same output), keeps every spike visible, and never samples at random. The raw data
+stays exportable as is.
 """
 
 from __future__ import annotations
@@ -68,10 +72,24 @@ def compute_debiased_ema(values: np.ndarray, weight: float) -> np.ndarray:
     return out
 
 
+def minmax_buckets(max_points: int) -> int:
+    """The most buckets a series down-sampled to ``max_points`` points has (each keeps two points)."""
+    return max(1, (max_points - 2) // 2)
+
+
+def minmax_bucket_size(n: int, buckets: int) -> int:
+    """Points per bucket for ``n`` points: the smallest power of two that cuts them into at most ``buckets``."""
+    size = 1
+    while -(-n // size) > buckets:
+        size *= 2
+    return size
+
+
 def compute_minmax_indices(y: np.ndarray, max_points: int) -> np.ndarray:
     """Indices (sorted) of the points kept when down-sampling ``y`` (N,) to at most ``max_points`` points.
 
-    Buckets of equal point count keep their minimum and maximum; the first and last points are always kept.
+    Aligned buckets of a power-of-two point count keep their minimum and maximum (the first one on ties; NaN is
+    never a minimum or maximum unless the bucket holds nothing else); the first and last points are always kept.
 
     >>> compute_minmax_indices(np.array([0.0, 5.0, 1.0, 1.0, -3.0, 2.0, 0.0, 0.0]), 4).tolist()
     [0, 1, 4, 7]
@@ -80,8 +98,8 @@ def compute_minmax_indices(y: np.ndarray, max_points: int) -> np.ndarray:
     n = y.size
     if n <= max_points:
         return np.arange(n)
-    buckets = max(1, (max_points - 2) // 2)
-    size = -(-n // buckets)  # ceil
+    size = minmax_bucket_size(n, minmax_buckets(max_points))
+    buckets = -(-n // size)
     pad = buckets * size - n
     low = np.where(np.isnan(y), np.inf, y)
     high = np.where(np.isnan(y), -np.inf, y)

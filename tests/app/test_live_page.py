@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import time
 
+import numpy as np
+
 from mmviz.store import open_store
 from mmviz.ui.readers import LiveBuffer
 
@@ -56,6 +58,43 @@ def test_live_buffer_reads_only_newer_rows(tmp_path):
     assert list(buf.events["kind"]) == ["reinit"]
 
 
+def test_a_refresh_reads_only_the_new_rows_and_keeps_the_series_equal_to_a_fresh_read(tmp_path):
+    from mmviz.viz import ChartOptions
+    from mmviz.viz.series import prepare_series
+
+    store = open_store(tmp_path)
+    rid = store.create_run(config={}, name="r", dataset="d", method="m", fusion="concat", modalities=["a", "b"])
+    keys = ("train/loss", "grad_norm/a", "grad_norm/b")
+    store.log_batch(rid, [(s, s / 100, 1000.0 + s, k, np.sin(s) + s / 500) for s in range(3000) for k in keys])
+    buf = LiveBuffer(str(tmp_path), rid)
+    assert buf.update(store) == buf.rows_read == 9000
+    store.close()
+    store = open_store(tmp_path)  # the store reopened (e.g. by another session): the buffer carries on
+    store.log_batch(rid, [(3000, 30.0, 4000.0, k, 5.0) for k in keys])
+    assert buf.update(store) == 3 and buf.rows_read == 9003  # one step: three rows read, not the run again
+    store.log_batch(rid, [(10, 0.1, 1010.0, "train/loss", -7.0), (5, 0.05, 1005.0, "val/acc/a", 0.5)])
+    assert buf.update(store) == 2 and buf.rows_read == 9005  # a late row and a new key
+    assert buf.last_step == 3000 and buf.points == 9005
+    fresh = store.load_metrics(rid)
+    options_list = [ChartOptions(max_points=200), ChartOptions(x_axis="wall time", smoothing=0.0, max_points=1000)]
+    options_list.append(ChartOptions(x_axis="epoch", smoothing=0.9, max_points=64))
+    for options in options_list:  # epoch and wall time: the columns the first read left out, read when needed
+        got = buf.chart_series(options, None, 1000.0)
+        want = prepare_series(fresh, options, {rid: 1000.0})
+        assert [s.key for s in got] == [s.key for s in want]
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g.x, w.x)
+            np.testing.assert_array_equal(g.y, w.y)
+            np.testing.assert_array_equal(
+                g.y_smooth if g.y_smooth is not None else [], w.y_smooth if w.y_smooth is not None else []
+            )
+    import pandas as pd  # the held rows as a tidy frame (ids, epochs, wall times read when asked for) are the store's
+
+    pd.testing.assert_frame_equal(
+        buf.frame.sort_values("id", ignore_index=True), fresh.sort_values("id", ignore_index=True)
+    )
+
+
 def test_failed_lost_and_old_runs_do_not_break_the_page(tmp_path, open_page):
     store = open_store(tmp_path)
     failed = store.create_run(config={}, name="crashed", dataset="d", method="m", fusion="f", modalities=["a"])
@@ -79,10 +118,11 @@ def test_two_tabs_share_one_buffer_and_read_only_new_rows(filled_workspace, open
     ws, run = filled_workspace["workspace"], filled_workspace["parent"]
     first = open_page(ws, "live", run=run)
     buf = live_buffer(str(ws), run)
-    held, updates = len(buf.frame), buf.updates
-    assert held == len(open_store(ws).load_metrics(run))
+    held, updates, read = len(buf.frame), buf.updates, buf.rows_read
+    assert held == len(open_store(ws).load_metrics(run)) == read
     second = open_page(ws, "live", run=run)  # another browser session on the same run
     assert live_buffer(str(ws), run) is buf and buf.updates == updates + 1 and len(buf.frame) == held
+    assert buf.rows_read == read  # the second tab read no row again
     steps = [m.value for at in (first, second) for m in at.markdown if "latest step" in m.value]
     assert len(steps) == 2 and steps[0].split("latest step")[1][:6] == steps[1].split("latest step")[1][:6]
 

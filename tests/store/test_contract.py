@@ -136,6 +136,39 @@ def test_metrics_round_trip_with_filters(store):
     assert len(store.load_metrics(rid)) == len(rows) + 1  # the bad batch wrote nothing
 
 
+@pytest.mark.parametrize("small_read", [50_000, 0])  # a poll's few new rows by id, or key by key
+def test_metric_arrays_hold_the_rows_per_key_and_a_poll_gets_only_newer_ones(store, small_read, monkeypatch):
+    import numpy as np
+
+    import mmviz.store.sqlite
+
+    monkeypatch.setattr(mmviz.store.sqlite, "_SMALL_READ", small_read)
+    rid, other = make_run(store), make_run(store)
+    rows = [(s, s / 10, 100.0 + s, k, s * 0.5) for s in range(6) for k in ("train/loss", "val/acc/audio")]
+    store.log_batch(rid, rows + [(9, 0.9, 109.0, "sys/step_ms", math.nan)])
+    store.log_batch(other, [(0, 0.0, 1.0, "train/loss", 9.0)])
+    arrays = store.load_metric_arrays(rid)
+    tidy = store.load_metrics(rid)
+    assert sorted(arrays) == ["sys/step_ms", "train/loss", "val/acc/audio"]
+    for key, got in arrays.items():
+        want = tidy[tidy["key"] == key][["id", "step", "epoch", "wall_time", "value"]].to_numpy(dtype=float)
+        np.testing.assert_array_equal(got, want)  # the same rows, ordered by step then id
+    last = int(tidy["id"].max())
+    assert store.last_metric_id(rid) == last and store.last_metric_id("no-such-run") == 0
+    assert store.load_metric_arrays(rid, after_id=last) == {}
+    store.log_batch(rid, [(7, 0.7, 107.0, "train/loss", 0.1), (3, 0.3, 103.0, "train/loss", 0.2)])
+    store.log_batch(rid, [(7, 0.7, 107.0, "grad_norm/audio", 2.0)])
+    newer = store.load_metric_arrays(rid, after_id=last)
+    assert sorted(newer) == ["grad_norm/audio", "train/loss"]
+    assert newer["train/loss"][:, 1].tolist() == [3, 7] and (newer["train/loss"][:, 0] > last).all()
+    assert store.load_metric_arrays("no-such-run") == {}
+    part = store.load_metric_arrays(rid, upto_id=last, keys=["train/loss"], columns=("value", "id"))
+    assert list(part) == ["train/loss"] and part["train/loss"].shape == (6, 2)  # columns in ARRAY_COLUMNS order
+    np.testing.assert_array_equal(part["train/loss"], arrays["train/loss"][:, [0, 4]])
+    with pytest.raises(ValueError, match="Unknown metric array column 'key'; valid: id, step, epoch"):
+        store.load_metric_arrays(rid, columns=("key",))
+
+
 def test_events_and_artifacts(store):
     rid = make_run(store)
     store.log_batch(

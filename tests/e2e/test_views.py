@@ -169,8 +169,8 @@ def test_a_zoomed_live_chart_keeps_its_range_across_refreshes(long_run, browser,
     page = browser.new_page()
     page.goto(f"{fresh_server}/live?run={long_run}")
     page.wait_for_function("() => /latest step [1-9]/.test(document.body.innerText)", timeout=TIMEOUT_MS)
-    before = plot_info(page, "train · loss")["x"]
     for _ in range(3):  # a drag that a redraw interrupts (a new panel appearing) is tried again
+        before = plot_info(page, "train · loss")["x"]  # the full range now: it grows while the run trains
         box = plot_box(page, "train · loss")
         y = box["y"] + box["height"] / 2
         page.mouse.move(box["x"] + 0.3 * box["width"], y)

@@ -18,7 +18,7 @@ import torch
 import mmviz.training.loop as loop
 from mmviz.analysis.follower import ORPHAN_AFTER_S, analysis_pending, follow
 from mmviz.launcher import prepare_run
-from mmviz.measures.record import ANALYSED_KIND, RECORD_DIR, RECORD_KIND
+from mmviz.measures.record import ANALYSED_KIND, RECORD_DIR, RECORD_KIND, record_path
 from mmviz.probes.record import AnalysisSupervisor
 from mmviz.store import RunStore, open_store
 from mmviz.store.keys import pid_alive
@@ -162,7 +162,10 @@ def test_a_follower_outlives_a_killed_trainer_only_to_analyse_what_is_stored(tmp
         trainer.wait(timeout=30)
         store = RunStore(ws)
         listed = set(store.load_artifacts(run_id, kind=RECORD_KIND)["epoch"])
-        assert listed == set(range(1, HOLD))  # the last epoch's record file is on disk but not in the store
+        # the last epoch's record file is on disk but not in the store (earlier ones are listed once the logger has
+        # flushed, which a quick machine may not have done yet either)
+        assert HOLD not in listed and listed <= set(range(1, HOLD)), listed
+        assert record_path(store.run_dir(run_id), HOLD).is_file()
         assert len(set(store.load_artifacts(run_id, kind=ANALYSED_KIND)["epoch"])) < HOLD  # epochs were pending
         os.kill(follower, signal.SIGCONT)
         started = time.monotonic()

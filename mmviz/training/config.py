@@ -63,7 +63,12 @@ class TrainConfig(Config):
     device: str = param("auto", "'auto' uses CUDA when present, else the CPU.", choices=("auto", "cpu", "cuda"))
     amp: bool = param(True, "Mixed precision (bfloat16) on CUDA; ignored on the CPU.")
     eval_batch_size: int = param(512, "Batch size for evaluation passes.", low=1, high=65536)
-    threads: int = param(0, "CPU threads for torch (0 = torch's default).", low=0, high=256)
+    threads: int = param(
+        0,
+        "CPU threads for torch (0 = torch's default, less one core for the analysis process beside CPU training).",
+        low=0,
+        high=256,
+    )
     analysis: str = param(
         "process",
         "Where the epoch diagnostics that need only measured arrays (purity, silhouette, prototypes, probes, "

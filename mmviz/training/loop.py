@@ -201,6 +201,21 @@ def _log_eval(logger: MetricLogger, split: str, ev: EvalResult) -> None:
         logger.log(f"{split}/acc/{m}", acc)
 
 
+_TORCH_THREADS = torch.get_num_threads()  # torch's default, before any run in this process changed it
+
+
+def training_threads(configured: int, reserve_analysis_core: bool) -> int:
+    """The torch threads a run trains with: ``train.threads`` when set, else torch's default, less one core for the
+    analysis process when it runs beside training on the CPU.
+
+    Measured on 2 cores (``bench/overhead.py``): with two OpenMP threads training and the analysis process working
+    beside them, every step took 2-3x as long as without diagnostics; with one thread left to the analysis, 1.04x.
+    """
+    if configured:
+        return configured
+    return max(1, _TORCH_THREADS - 1) if reserve_analysis_core else _TORCH_THREADS
+
+
 def fit(
     cfg: RunConfig,
     store: MetricSink | None = None,
@@ -300,8 +315,10 @@ def fit(
     ctx.analysis_in_process = recorder is not None  # else the analysis probes analyse inline, at their turn
     for p in probes:
         p.setup(ctx)
-    if supervisor is not None and any(isinstance(p, AnalysisProbe) for p in probes):
+    analysed = supervisor is not None and any(isinstance(p, AnalysisProbe) for p in probes)
+    if analysed:
         supervisor.ensure_running()  # now: its start-up (imports) overlaps the first epochs instead of following them
+    torch.set_num_threads(training_threads(cfg.train.threads, reserve_analysis_core=analysed and device.type == "cpu"))
     step_probes = [p for p in probes if p.per_step]
     epoch_probes = [p for p in probes if p.per_epoch]
 

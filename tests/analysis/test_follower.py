@@ -235,3 +235,21 @@ def test_a_cuda_run_is_analysed_and_checkpointed_off_the_training_thread(tmp_pat
     assert set(store.load_artifacts(run_id, kind=ANALYSED_KIND)["epoch"]) == set(range(1, EPOCHS + 1))
     state = load_checkpoint(checkpoint_path(store.run_dir(run_id), EPOCHS))
     assert state["epoch"] == EPOCHS and all(not t.is_cuda for t in state["model"].values())
+
+
+def test_cpu_training_leaves_one_core_to_the_analysis_process(tmp_path):
+    """With ``train.threads`` unset, a CPU run whose analysis runs in a process trains on torch's default less one
+    thread (two OpenMP threads beside the analysis process on two cores made every step 2-3x slower); inline
+    analysis keeps the default, and a set ``train.threads`` is kept as set."""
+    default = loop._TORCH_THREADS
+    assert loop.training_threads(3, reserve_analysis_core=True) == 3
+    assert loop.training_threads(0, reserve_analysis_core=False) == default
+    seen: dict[bool, set[int]] = {True: set(), False: set()}
+    store = RunStore(tmp_path)
+    for process in (True, False):
+        cfg = build_run_config("synthetic", "baseline", [s for s in SETS if not s.startswith("train.threads")],
+                               epochs=2, seed=0)  # fmt: skip
+        run_id = prepare_run(store, cfg)
+        fit(cfg, store, run_id, store.run_dir(run_id), analysis_process=process,
+            progress=lambda info, v, p=process: seen[p].add(torch.get_num_threads()))  # fmt: skip
+    assert seen[True] == {max(1, default - 1)} and seen[False] == {default}

@@ -33,6 +33,7 @@ def test_sweep_view_renders_and_a_trial_opens_live(sweep_workspace, tmp_path):
                 assert axes == 4  # method, optim.lr, train.seed and the result
                 assert page.get_by_text("Over seeds").count() == 1
                 grids = page.locator('[data-testid="stDataFrame"]')
+                grids.nth(1).wait_for()  # the trials and the seed groups: drawn after the chart
                 assert grids.count() == 2
                 (ROOT / "tests" / "artifacts").mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(ROOT / "tests" / "artifacts" / "sweeps.png"), full_page=True)

@@ -314,7 +314,6 @@ def cmd_stop(args) -> int:
 def cmd_dashboard(args) -> int:
     """Run the Streamlit server on 127.0.0.1 (or every interface with ``--listen-all``, with a warning)."""
     import os
-    import subprocess
     from pathlib import Path
 
     if not 1 <= args.port <= 65535:
@@ -337,10 +336,13 @@ def cmd_dashboard(args) -> int:
         env.pop("MMVIZ_LISTEN_ALL", None)
     argv = [sys.executable, "-m", "streamlit", "run", str(root / "app.py"), "--server.address", address]
     argv += ["--server.port", str(args.port), "--server.headless", "true"]
-    try:
-        return subprocess.call(argv, env=env, cwd=str(root))
-    except KeyboardInterrupt:
-        return 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.chdir(root)
+    # this process becomes the server: a SIGTERM from a process manager (or Ctrl-C) reaches Streamlit itself, so
+    # stopping `mmviz dashboard` never leaves a server running behind it (a child server outlived its parent)
+    os.execve(sys.executable, argv, env)
+    return 0  # not reached
 
 
 def main(argv: Sequence[str] | None = None) -> int:

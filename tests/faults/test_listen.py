@@ -50,6 +50,10 @@ def test_dashboard_command_binds_loopback_from_anywhere(tmp_path):
         assert _listening(port) == {"0100007F"}  # 127.0.0.1 only
     finally:
         stop_dashboard(proc)
+    deadline = time.monotonic() + 10
+    while _listening(port) and time.monotonic() < deadline:  # stopping the command stops the server it runs
+        time.sleep(0.2)
+    assert _listening(port) == set()
 
 
 def test_a_server_on_every_interface_serves_only_a_refusal(tmp_path):

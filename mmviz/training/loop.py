@@ -201,21 +201,6 @@ def _log_eval(logger: MetricLogger, split: str, ev: EvalResult) -> None:
         logger.log(f"{split}/acc/{m}", acc)
 
 
-_TORCH_THREADS = torch.get_num_threads()  # torch's default, before any run in this process changed it
-
-
-def training_threads(configured: int, reserve_analysis_core: bool) -> int:
-    """The torch threads a run trains with: ``train.threads`` when set, else torch's default, less one core for the
-    analysis process when it runs beside training on the CPU.
-
-    Measured on 2 cores (``bench/overhead.py``): with two OpenMP threads training and the analysis process working
-    beside them, every step took 2-3x as long as without diagnostics; with one thread left to the analysis, 1.04x.
-    """
-    if configured:
-        return configured
-    return max(1, _TORCH_THREADS - 1) if reserve_analysis_core else _TORCH_THREADS
-
-
 def fit(
     cfg: RunConfig,
     store: MetricSink | None = None,
@@ -318,7 +303,12 @@ def fit(
     analysed = supervisor is not None and any(isinstance(p, AnalysisProbe) for p in probes)
     if analysed:
         supervisor.ensure_running()  # now: its start-up (imports) overlaps the first epochs instead of following them
-    torch.set_num_threads(training_threads(cfg.train.threads, reserve_analysis_core=analysed and device.type == "cpu"))
+    # train.threads unset: leave one core to the analysis process beside CPU training (on 2 cores, two OpenMP threads
+    # beside it made every step 2-3x slower, bench/overhead.py; one thread: 1.04x), the caller's count restored after
+    threads_before = torch.get_num_threads()
+    reserved = not cfg.train.threads and analysed and device.type == "cpu" and threads_before > 1
+    if reserved:
+        torch.set_num_threads(threads_before - 1)
     step_probes = [p for p in probes if p.per_step]
     epoch_probes = [p for p in probes if p.per_epoch]
 
@@ -481,6 +471,8 @@ def fit(
         logger.flush()  # rows, the stop event and the checkpoint record in one transaction
         raise
     finally:
+        if reserved:
+            torch.set_num_threads(threads_before)
         writer.close()
         if recorder is not None:  # every epoch's diagnostics are in the store before the run ends
             recorder.close(logger.flush)

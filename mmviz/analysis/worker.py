@@ -257,11 +257,11 @@ class ProjectionWorker:
             recent = [c for c in self.crashes if c.time > time.time() - 60]
             self.restarts += 1
             report = CrashReport(time.time(), returncode, ", ".join(lost) or None, self.restarts, self._log_tail())
-            self.crashes.append(report)
             if len(recent) >= self.MAX_RESTARTS_PER_MINUTE:  # crash loop: leave it dead; the page says so
                 self._proc = None
-                return report
-            self.start()
+            else:
+                self.start()
+            self.crashes.append(report)  # published once the restart is done: a reader never sees the dead process
             return report
 
     def _watch(self) -> None:

@@ -128,6 +128,13 @@ def test_a_request_that_raises_is_reported_and_the_worker_carries_on(worker, sna
 
 def test_a_crash_is_reported_and_the_worker_restarts_and_serves(worker, snapshots, monkeypatch):
     monkeypatch.setenv(FAULTS_ENV, "1")
+    start = worker.start
+
+    def slow_start():  # a slow restart (a loaded machine): the report must still come after it, not before
+        time.sleep(0.5)
+        start()
+
+    monkeypatch.setattr(worker, "start", slow_start)
     old_pid, crashes = worker.pid, len(worker.crashes)
     crash = ProjectionRequest.create("r1", "a", "_crash", [1], [snapshots[1]])
     worker.submit(crash, 2)

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.e2e
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
 TIMEOUT_MS = 60_000
+EPOCHS = 20_000  # far more than the test watches: a synthetic epoch takes ~50 ms, and 400 once ended before Stop
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +100,7 @@ def _launch_watch_stop_fork_and_compare(dashboard, page):
     settle(page)
     visible(page.get_by_label("n_train", exact=True)).fill("300")
     visible(page.get_by_role("tab", name="Training")).click()
-    visible(page.get_by_label("epochs", exact=True)).fill("400")
+    visible(page.get_by_label("epochs", exact=True)).fill(str(EPOCHS))
     visible(page.get_by_label("Run name", exact=True)).fill("e2e-run")
     visible(page.get_by_role("button", name="Launch run")).click()
     started = page.get_by_text(re.compile(r"Started run \S+\.")).first
@@ -108,7 +109,7 @@ def _launch_watch_stop_fork_and_compare(dashboard, page):
 
     # ---- the live page: the latest step grows without a reload
     page.get_by_role("link", name="Watch it on the Live page").click()
-    page.get_by_text(re.compile(r"running · epoch \d+/400")).first.wait_for()
+    page.get_by_text(re.compile(rf"running · epoch \d+/{EPOCHS}")).first.wait_for()
     page.wait_for_function("() => /latest step [1-9]/.test(document.body.innerText)", timeout=TIMEOUT_MS)
     page.evaluate("() => { window.__e2e_no_reload = true; }")
     first = latest_step(page)
@@ -120,7 +121,9 @@ def _launch_watch_stop_fork_and_compare(dashboard, page):
     assert latest_step(page) > first
     # plotly.js draws each chart after its element arrives: wait for them rather than sampling once
     page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=TIMEOUT_MS)
-    page.wait_for_function("() => /epoch ([3-9]|\\d\\d+)\\/400/.test(document.body.innerText)", timeout=TIMEOUT_MS)
+    page.wait_for_function(
+        f"() => /epoch ([3-9]|\\d\\d+)\\/{EPOCHS}/.test(document.body.innerText)", timeout=TIMEOUT_MS
+    )
     page.wait_for_timeout(2500)  # let the charts take the latest refresh before the picture
     shot(page, "live")
     readme_shot = ROOT / "docs" / "screenshot-live.png"
@@ -130,7 +133,7 @@ def _launch_watch_stop_fork_and_compare(dashboard, page):
 
     # ---- stop it: the status turns 'stopped' by itself
     visible(page.get_by_role("button", name="Stop run")).click()
-    page.get_by_text(re.compile(r"stopped · epoch \d+/400")).first.wait_for()
+    page.get_by_text(re.compile(rf"stopped · epoch \d+/{EPOCHS}")).first.wait_for()
 
     # ---- fork it with another balancing method, then compare parent and child
     page.get_by_role("link", name="Fork / restart").click()
@@ -160,3 +163,5 @@ def _launch_watch_stop_fork_and_compare(dashboard, page):
         runs = {r["name"]: r for r in store.list_runs().to_dict("records")}
     assert runs["e2e-run"]["status"] == "stopped" and runs["e2e-run"]["config"]["data"]["n_train"] == 300
     assert runs["e2e-fork"]["parent_run_id"] == run_id and runs["e2e-fork"]["method"] == "ogm_ge"
+    with open_store(ws) as store:  # the fork would train for minutes beside the next tests
+        store.request_stop(runs["e2e-fork"]["run_id"])

@@ -105,15 +105,22 @@ PLOT_INFO = """gd => ({
 FIND_PLOT = (
     "name => [...document.querySelectorAll('.js-plotly-plot')].find(p => (p.data || []).some(t => t.name === name))"
 )
+# the same, among the charts of the section (expander) whose title holds a given text: modality names are
+# trace names in several panels, and the first one drawn is not always the first in the page
+FIND_PLOT_IN = (
+    "([name, title]) => [...document.querySelectorAll('[data-testid=\"stExpander\"]')]"
+    ".filter(e => (e.querySelector('summary') || {innerText: ''}).innerText.includes(title))"
+    ".flatMap(e => [...e.querySelectorAll('.js-plotly-plot')]).find(p => (p.data || []).some(t => t.name === name))"
+)
 
 
-def plot_info(page, trace_name: str) -> dict:
+def plot_info(page, trace_name: str, section: str | None = None) -> dict:
     """Names, ranges and tick labels of the live chart that has a trace called ``trace_name`` (found afresh: the
-    charts' order in the page changes while panels appear)."""
+    charts' order in the page changes while panels appear), in the section whose title holds ``section`` if given."""
+    find, arg = (FIND_PLOT, trace_name) if section is None else (FIND_PLOT_IN, [trace_name, section])
     for _ in range(20):  # a refresh can replace the chart between the wait and the read: read again
-        page.wait_for_function(f"name => !!({FIND_PLOT})(name)", arg=trace_name, timeout=TIMEOUT_MS)
-        info = page.evaluate(f"name => {{ const p = ({FIND_PLOT})(name); return p ? ({PLOT_INFO})(p) : null; }}",
-                             trace_name)  # fmt: skip
+        page.wait_for_function(f"arg => !!({find})(arg)", arg=arg, timeout=TIMEOUT_MS)
+        info = page.evaluate(f"arg => {{ const p = ({find})(arg); return p ? ({PLOT_INFO})(p) : null; }}", arg)
         if info is not None:
             return info
     raise AssertionError(f"the chart with a trace {trace_name!r} never stayed long enough to be read")
@@ -195,7 +202,7 @@ def test_a_zoomed_live_chart_keeps_its_range_across_refreshes(long_run, browser,
 def test_live_axes_of_a_finished_run_are_readable(workspace, browser, fresh_server):
     page = browser.new_page()
     page.goto(f"{fresh_server}/live?run={workspace[1]}")
-    accuracy = plot_info(page, "fou")  # the accuracy chart, the first one: a facet per split and measure
+    accuracy = plot_info(page, "fou", "Accuracy")  # the accuracy chart: a facet per split and measure
     for axis in accuracy["axes"]:  # accuracy in %, never drawn beyond 0..100 (train accuracy reaches 100 %)
         assert axis["suffix"] == "%" and -5 <= axis["range"][0] and axis["range"][1] <= 105, axis
     assert len({tuple(r) for r in accuracy["xaxes"]}) == 1  # train and val facets on one x range

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.e2e
 TIMEOUT_MS = 120_000
 MFEAT_EPOCHS = 10
 MFEAT = ["--dataset", "mfeat", "--epochs", str(MFEAT_EPOCHS), "--name", "mfeat-baseline"]
-LONG = ["--dataset", "synthetic", "--set", "data.n_train=300", "--epochs", "400", "--name", "long-run",
+LONG = ["--dataset", "synthetic", "--set", "data.n_train=300", "--epochs", "20000", "--name", "long-run",
         *(f"--set=probes.{p}.enabled=false" for p in ("shapley", "grad_conflict", "separability", "snapshots"))]  # fmt: skip
 APP_PAGES = ["Runs", "Live", "Compare", "Sweeps", "Embeddings", "Teach"]
 

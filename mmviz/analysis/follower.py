@@ -1,6 +1,6 @@
 """The analysis process of one run: follows the store and computes the diagnostics from the epoch records.
 
-``python -m mmviz.analysis.follower WORKSPACE RUN_ID`` (started by the trainer, see
+Forked from the trainer, or started as ``python -m mmviz.analysis.follower WORKSPACE RUN_ID`` (see
 :class:`mmviz.probes.record.AnalysisSupervisor`). It polls the run's ``record`` artifacts, and for each epoch that
 has no ``analysis`` artifact yet, in epoch order, loads the record, has the run's analysis probes compute their
 rows (:func:`mmviz.probes.record.analyse_record`, the same code the trainer runs inline) and writes them with the
@@ -95,12 +95,23 @@ def unlisted_records(folder: Path, paths: dict[int, str]) -> dict[int, str]:
     return found
 
 
-def follow(workspace: str | Path, run_id: str, poll: float = POLL_S, parent_pid: int | None = None) -> int:
+def follow(
+    workspace: str | Path,
+    run_id: str,
+    poll: float = POLL_S,
+    parent_pid: int | None = None,
+    *,
+    wake: int | None = None,
+    threads: int | None = None,
+) -> int:
     """Analyse the run's records as they come; return the number of epochs analysed.
 
     Args:
         parent_pid: the trainer's process id; when it is gone and the run shows no sign of life, the follower
             analyses what is stored and ends (see the module docstring).
+        wake: the read end of a pipe the trainer writes a byte to when there is news (the run is done): the
+            follower waits on it instead of sleeping, so it sees the end at once rather than at the next poll.
+        threads: torch's thread count here (default: the run's ``train.threads``, else torch's default).
     """
     from mmviz.probes import create_probes
     from mmviz.probes.base import AnalysisProbe
@@ -115,7 +126,7 @@ def follow(workspace: str | Path, run_id: str, poll: float = POLL_S, parent_pid:
     import torch
 
     # the trainer's thread count: torch's reductions then add in the same order, so the values are the trainer's
-    torch.set_num_threads(cfg.train.threads or torch.get_num_threads())
+    torch.set_num_threads(threads or cfg.train.threads or torch.get_num_threads())
     folder = store.run_dir(run_id)
     done_flag = folder / RECORD_DIR / DONE_FILE
     if not done_flag.exists():  # while the trainer trains
@@ -160,7 +171,22 @@ def follow(workspace: str | Path, run_id: str, poll: float = POLL_S, parent_pid:
         if (finished or over is not None) and not todo:
             return count
         if not todo:
-            time.sleep(poll)
+            wake = wait_for_news(wake, poll)
+
+
+def wait_for_news(wake: int | None, timeout: float) -> int | None:
+    """Sleep up to ``timeout`` s, or until the trainer writes to the ``wake`` pipe; return the pipe, or ``None``
+    once the trainer has closed it (then plain sleeps)."""
+    if wake is None:
+        time.sleep(timeout)
+        return None
+    import select
+
+    readable, _, _ = select.select([wake], [], [], timeout)
+    if readable and not os.read(wake, 4096):  # end of file: the trainer closed its end (it exited)
+        os.close(wake)
+        return None
+    return wake
 
 
 def main(argv: list[str] | None = None) -> int:

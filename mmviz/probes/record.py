@@ -5,14 +5,17 @@ In the trainer, each due :class:`~mmviz.probes.base.AnalysisProbe` adds its arra
 fixed train subset's features, masked coalition logits) to the epoch's :class:`EpochRecord`. Inline (runs without
 an analysis process: direct ``fit()`` calls, your own loop, tests) each probe analyses it at its turn; otherwise
 :meth:`EpochRecorder.end_epoch` writes the record file and its ``record`` artifact and the analysis process
-(``python -m mmviz.analysis.follower``) computes the rows: training goes on meanwhile. The process is started with training (its imports overlap the first epochs), restarted if it dies (it catches up
-from the stored records) and waited for at the end of the run, so every epoch's diagnostics are in the store
+(:func:`mmviz.analysis.follower.follow`) computes the rows: training goes on meanwhile. The process is started with
+training: forked from the trainer where that is safe (it then needs no imports of its own), else started as
+``python -m mmviz.analysis.follower`` (its imports overlap the first epochs); restarted as the latter if it dies (it
+catches up from the stored records) and waited for at the end of the run, so every epoch's diagnostics are in the store
 when the run finishes. On a GPU the record is copied to the host with non-blocking copies and written by a background thread.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -82,19 +85,76 @@ def epoch_record(ctx: Any, epoch: int, info: Any) -> EpochRecord:
     return record
 
 
-class AnalysisSupervisor:
-    """Starts the analysis process for one run, restarts it when it dies, and waits for it at the end."""
+class ForkedProcess:
+    """A child made with ``os.fork``, with the part of :class:`subprocess.Popen` the supervisor uses."""
 
-    def __init__(self, workspace: str | Path, run_id: str, run_dir: Path) -> None:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        """The exit code once the child has ended (reaped), else ``None``."""
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere: it has ended, how is unknown
+                self.returncode = -1
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Block until the child has ended; return its exit code."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout)
+            time.sleep(0.005)
+        return self.returncode  # type: ignore[return-value]
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+class AnalysisSupervisor:
+    """Starts the analysis process for one run, restarts it when it dies, and waits for it at the end.
+
+    The first start forks the trainer when that is safe (a POSIX system, called on the main thread, every other
+    thread of the process declared ``fork_safe`` (the run's heartbeat), CUDA not initialised): the child has torch and the probes imported already, so it analyses from the first epoch on
+    instead of spending ~2 s of CPU on imports, as long as a whole demo run (bench/overhead.py); it computes with one
+    torch thread (after a fork GNU OpenMP cannot start its thread pool again). Otherwise, and for every restart,
+    ``python -m mmviz.analysis.follower`` is started as a new program.
+    """
+
+    def __init__(self, workspace: str | Path, run_id: str, run_dir: Path, *, fork: bool = True) -> None:
         # the store's workspace as given: a folder, or a postgresql:// URL (a Path would mangle the URL)
         self.workspace, self.run_id, self.run_dir = str(workspace), run_id, Path(run_dir)
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen | ForkedProcess | None = None
         self.restarts = 0
+        self.fork = fork
+        self._wake: int | None = None  # the write end of the forked child's wake-up pipe
 
     def command(self) -> list[str]:
         """The analysis process's argv (no shell)."""
         return [sys.executable, "-m", "mmviz.analysis.follower", self.workspace, self.run_id,
                 "--parent-pid", str(os.getpid())]  # fmt: skip
+
+    def can_fork(self) -> bool:
+        """Whether forking the trainer is safe now (see the class docstring)."""
+        return (
+            self.fork
+            and self.proc is None
+            and hasattr(os, "fork")
+            and threading.current_thread() is threading.main_thread()
+            and all(
+                getattr(t, "fork_safe", False) for t in threading.enumerate() if t is not threading.current_thread()
+            )
+            and not (torch.cuda.is_available() and torch.cuda.is_initialized())
+        )
 
     def ensure_running(self) -> None:
         """Start the process, or start it again when it has exited before the run ended."""
@@ -102,9 +162,61 @@ class AnalysisSupervisor:
             return
         if self.proc is not None:
             self.restarts += 1
+        if self.can_fork():
+            self.proc = self._start_forked()
+            return
         # idle OpenMP threads sleep instead of spinning on the cores the trainer needs (the arithmetic is unchanged)
         env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
         self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, env=env)
+
+    def _start_forked(self) -> ForkedProcess:
+        read, write = os.pipe()
+        os.set_blocking(write, False)
+        parent = os.getpid()
+        for stream in (sys.stdout, sys.stderr):  # text buffered now would be written twice, by both processes
+            try:
+                stream.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into the trainer's code
+            code = 1
+            try:
+                os.close(write)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the trainer's stop handler
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the trainer, which then waits for this
+                from mmviz.analysis.follower import follow
+
+                follow(self.workspace, self.run_id, parent_pid=parent, wake=read, threads=1)
+                code = 0
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                for stream in (sys.stdout, sys.stderr):
+                    try:
+                        stream.flush()
+                    except (AttributeError, OSError, ValueError):
+                        pass
+                os._exit(code)
+        os.close(read)
+        self._wake = write
+        return ForkedProcess(pid)
+
+    def notify(self) -> None:
+        """Wake a forked analysis process up (there is news: records, or the end of the run)."""
+        if self._wake is None:
+            return
+        try:
+            os.write(self._wake, b"!")
+        except (BlockingIOError, BrokenPipeError):  # a full pipe wakes it anyway; a dead child is restarted
+            pass
+
+    def close_pipe(self) -> None:
+        if self._wake is not None:
+            os.close(self._wake)
+            self._wake = None
 
     def finish(self, timeout: float = 600.0) -> None:
         """Tell the process that no more records come, give it normal CPU priority (it ran on idle time while
@@ -113,19 +225,23 @@ class AnalysisSupervisor:
         (self.run_dir / RECORD_DIR / DONE_FILE).touch()
         if self.proc is None:  # no record was ever written
             return
+        self.notify()
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            code = self.proc.poll()
-            if code == 0:
-                return
-            if code is not None:  # died: restart, it catches up from the stored records
-                self.ensure_running()
-            try:  # training is over: the analysis needs no longer give way (may be refused without privileges)
-                os.setpriority(os.PRIO_PROCESS, self.proc.pid, 0)
-            except (AttributeError, OSError):
-                pass
-            time.sleep(0.05)
-        self.proc.kill()
+        try:
+            while time.monotonic() < deadline:
+                code = self.proc.poll()
+                if code == 0:
+                    return
+                if code is not None:  # died: restart, it catches up from the stored records
+                    self.ensure_running()
+                try:  # training is over: the analysis needs no longer give way (may be refused without privileges)
+                    os.setpriority(os.PRIO_PROCESS, self.proc.pid, 0)
+                except (AttributeError, OSError):
+                    pass
+                time.sleep(0.01)
+            self.proc.kill()
+        finally:
+            self.close_pipe()
 
 
 class EpochRecorder:

@@ -33,9 +33,18 @@ from mmviz.training.config import RunConfig
 from mmviz.training.context import StepInfo
 from mmviz.training.loop import Diverged, Resume, StopTraining, fit
 
+# held by a heartbeat while it writes, and by a fork (os.register_at_fork below): a process forked from the trainer
+# (the analysis process, mmviz.probes.record) then never starts with a store write cut in half by the fork
+_WRITING = threading.Lock()
+os.register_at_fork(before=_WRITING.acquire, after_in_parent=_WRITING.release, after_in_child=_WRITING.release)
+
 
 class _Heartbeat(threading.Thread):
-    """Writes a heartbeat every ``interval`` s so long epoch-end work is not mistaken for a lost run."""
+    """Writes a heartbeat every ``interval`` s so long epoch-end work is not mistaken for a lost run.
+
+    ``fork_safe``: the trainer may fork while it runs (its writes and a fork exclude each other)."""
+
+    fork_safe = True
 
     def __init__(self, store: RunWriter, run_id: str, interval: float = 2.0) -> None:
         super().__init__(daemon=True, name="mmviz-heartbeat")
@@ -45,7 +54,8 @@ class _Heartbeat(threading.Thread):
     def run(self) -> None:
         while not self.done.wait(self.interval):
             try:
-                self.store.heartbeat(self.run_id)
+                with _WRITING:
+                    self.store.heartbeat(self.run_id)
             except Exception:  # noqa: BLE001 - a missed heartbeat must never kill training
                 pass
 

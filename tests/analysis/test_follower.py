@@ -19,7 +19,7 @@ import mmviz.training.loop as loop
 from mmviz.analysis.follower import ORPHAN_AFTER_S, analysis_pending, follow
 from mmviz.launcher import prepare_run
 from mmviz.measures.record import ANALYSED_KIND, RECORD_DIR, RECORD_KIND, record_path
-from mmviz.probes.record import AnalysisSupervisor
+from mmviz.probes.record import AnalysisSupervisor, ForkedProcess
 from mmviz.store import RunStore, open_store
 from mmviz.store.keys import pid_alive
 from mmviz.training.config import build_run_config
@@ -51,10 +51,27 @@ def values(frame: pd.DataFrame) -> dict:
     }
 
 
-def test_the_analysis_process_writes_exactly_the_inline_values(any_workspace):
+def supervised(monkeypatch, **options) -> list[AnalysisSupervisor]:
+    """Have ``fit`` use an :class:`AnalysisSupervisor` made with ``options``; the list collects the ones made."""
+    made: list[AnalysisSupervisor] = []
+
+    class Watched(AnalysisSupervisor):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **{**kwargs, **options})
+            made.append(self)
+
+    monkeypatch.setattr(loop, "AnalysisSupervisor", Watched)
+    return made
+
+
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "started"])
+def test_the_analysis_process_writes_exactly_the_inline_values(any_workspace, monkeypatch, fork):
+    made = supervised(monkeypatch, fork=fork)
     with open_store(any_workspace) as store:  # on PostgreSQL the process is handed the URL, not a folder
         _, inline = run(store, process=False)
         run_id, process = run(store, process=True)
+        # forked from the trainer (torch and the probes already imported), or started as a new program
+        assert isinstance(made[0].proc, ForkedProcess if fork else subprocess.Popen), made[0].proc
         assert len(inline) > 20 * EPOCHS and values(process) == values(inline)  # bit for bit, same steps, epochs
         assert analysis_pending(store, run_id) == []
         left = sorted(p.name for p in (store.run_dir(run_id) / RECORD_DIR).iterdir())
@@ -62,14 +79,7 @@ def test_the_analysis_process_writes_exactly_the_inline_values(any_workspace):
 
 
 def test_killing_the_analysis_process_loses_no_epoch(tmp_path, monkeypatch):
-    supervisors: list[AnalysisSupervisor] = []
-
-    class Watched(AnalysisSupervisor):
-        def __init__(self, *args, **kwargs) -> None:
-            super().__init__(*args, **kwargs)
-            supervisors.append(self)
-
-    monkeypatch.setattr(loop, "AnalysisSupervisor", Watched)
+    supervisors = supervised(monkeypatch)
     killed = []
 
     def kill_after_epoch_2(info, values_) -> None:
@@ -82,6 +92,7 @@ def test_killing_the_analysis_process_loses_no_epoch(tmp_path, monkeypatch):
     _, inline = run(store, process=False)
     run_id, process = run(store, process=True, progress=kill_after_epoch_2)
     assert killed == [2, 3] and supervisors[0].restarts >= 1
+    assert isinstance(supervisors[0].proc, subprocess.Popen)  # the first was forked; a restart is a new program
     assert values(process) == values(inline)  # every epoch's rows, each exactly once
     assert process.groupby("key").size().max() == EPOCHS
 
@@ -114,17 +125,20 @@ TRAINER = textwrap.dedent(
 )
 
 
-def followers(workspace: Path) -> list[int]:
-    """Live analysis processes following a run of ``workspace``."""
+def followers(workspace: Path, trainer: int | None = None) -> list[int]:
+    """Live analysis processes following a run of ``workspace``: started as ``python -m mmviz.analysis.follower``,
+    or forked by the ``trainer`` process (its children)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
             continue
-        if b"mmviz.analysis.follower" in argv and str(workspace).encode() in argv and pid_alive(int(entry.name)):
+        started = b"mmviz.analysis.follower" in argv and str(workspace).encode() in argv
+        if (started or (trainer is not None and parent == trainer)) and pid_alive(int(entry.name)):
             found.append(int(entry.name))
     return found
 
@@ -154,7 +168,7 @@ def test_a_follower_outlives_a_killed_trainer_only_to_analyse_what_is_stored(tmp
                                cwd=REPO, stdin=subprocess.DEVNULL)  # fmt: skip
     follower = None
     try:
-        (follower,) = wait_for(lambda: followers(ws), 120, "the analysis process to start")
+        (follower,) = wait_for(lambda: followers(ws, trainer.pid), 120, "the analysis process to start")
         os.kill(follower, signal.SIGSTOP)  # it analyses nothing more until the trainer is dead
         wait_for(lambda: (ws / "held").is_file(), 120, f"the trainer to reach epoch {HOLD}")
         run_id = (ws / "held").read_text()
@@ -252,3 +266,46 @@ def test_cpu_training_leaves_one_core_to_the_analysis_process(tmp_path):
             progress=lambda info, v, p=process: seen[p].add(torch.get_num_threads()))  # fmt: skip
         assert torch.get_num_threads() == 2
     assert seen == {True: {1}, False: {2}}
+
+
+def test_the_trainer_forks_only_beside_threads_that_are_fork_safe(tmp_path):
+    """A fork copies only the forking thread: a lock another thread held (a store write half done) would stay held
+    in the child for ever. So the trainer forks only when every other thread is declared ``fork_safe`` (the run's
+    heartbeat, whose writes exclude a fork), and starts a new program otherwise."""
+    import threading
+
+    from mmviz.training.runner import _Heartbeat
+
+    supervisor = AnalysisSupervisor(tmp_path, "r", tmp_path / "r")
+    assert supervisor.can_fork()
+    store = RunStore(tmp_path)
+    beat = _Heartbeat(store, "r", interval=0.01)
+    beat.start()
+    try:
+        assert supervisor.can_fork()
+        release = threading.Event()
+        other = threading.Thread(target=release.wait, daemon=True)
+        other.start()
+        assert not supervisor.can_fork()
+        release.set()
+        other.join()
+        assert supervisor.can_fork()
+        assert not AnalysisSupervisor(tmp_path, "r", tmp_path / "r", fork=False).can_fork()
+    finally:
+        beat.done.set()
+        beat.join()
+
+
+def test_a_run_trained_by_the_runner_forks_its_analysis_and_gets_every_row(tmp_path, monkeypatch):
+    """The way ``python -m mmviz train`` and the dashboard train (a heartbeat thread beside fit): forked, complete."""
+    from mmviz.training.runner import run_training
+
+    made = supervised(monkeypatch)
+    store = RunStore(tmp_path)
+    _, inline = run(store, process=False)
+    cfg = build_run_config("synthetic", "baseline", SETS, epochs=EPOCHS, seed=0)
+    run_id = prepare_run(store, cfg)
+    assert run_training(store, run_id) == "finished"
+    assert isinstance(made[0].proc, ForkedProcess) and made[0].restarts == 0
+    frame = store.load_metrics(run_id)
+    assert values(frame[frame["key"].str.match(ANALYSED)]) == values(inline)

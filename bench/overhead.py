@@ -9,7 +9,8 @@ the **whole run**: ``fit()`` from start to return, which includes the epoch-end 
 process (``train.analysis=process``, as ``python -m mmviz train`` runs it: purity, silhouette, prototypes, probes,
 Shapley values and the index computed from the epoch records outside the training process) and the wait for it to
 catch up at the end. It prints the per-step ratio of the medians, the median of the paired ratios, the whole-run
-ratio and the probes' own hook timers as a share of the wall time. ``--clock cpu`` uses this process's CPU time instead (steadier when other processes share the cores);
+ratio, the probes' own hook timers as a share of the wall time, and per arm the CPU seconds of the trainer and of
+the analysis process with the wall time no run could go below on this machine's cores. ``--clock cpu`` uses this process's CPU time instead (steadier when other processes share the cores);
 ``--set train.threads=1`` avoids two OpenMP threads fighting other processes for two cores.
 Budgets (DESIGN.md §5): per step <= 1.05, whole run <= 1.10. Exit status 0 when both hold, 1 when one does not.
 
@@ -20,6 +21,8 @@ Usage: ``.venv/bin/python bench/overhead.py [--reps 7] [--epochs N] [--clock wal
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -38,10 +41,10 @@ BUDGET = 1.05
 WHOLE_BUDGET = 1.10
 
 
-def run_once(store: RunStore, sets: list[str], epochs: int | None, clock) -> tuple[float, float, int, float, float]:
+def run_once(store: RunStore, sets: list[str], epochs: int | None, clock) -> tuple:
     """Train one run; return its mean step time and its whole time per epoch on ``clock``, the number of epochs,
-    the probes' share of the wall time (from the probes' own hook timers) and the time per epoch until the last
-    epoch ended (before waiting for the analysis process)."""
+    the probes' share of the wall time (from the probes' own hook timers), the time per epoch until the last
+    epoch ended (before waiting for the analysis process) and the CPU seconds of (trainer, analysis process)."""
     cfg = build_run_config("mfeat", "baseline", sets, epochs=epochs)
     run_id = prepare_run(store, cfg, name="bench-overhead")
     probes: list = []
@@ -67,14 +70,22 @@ def run_once(store: RunStore, sets: list[str], epochs: int | None, clock) -> tup
 
     loop.create_probes = create_and_keep
     try:
-        start, wall = clock(), time.perf_counter()
+        start, wall, cpu = clock(), time.perf_counter(), cpu_seconds()
         loop.fit(cfg, store, run_id, store.run_dir(run_id), progress=progress, analysis_process=True)
         elapsed, wall = clock() - start, time.perf_counter() - wall
+        used = [after - before for after, before in zip(cpu_seconds(), cpu, strict=True)]
     finally:
         loop.create_probes = create
     share = sum(p.seconds for p in probes) / wall
     epochs = cfg.train.epochs
-    return statistics.fmean(steps), elapsed / epochs, epochs, share, (trained[0] - start) / epochs
+    return statistics.fmean(steps), elapsed / epochs, epochs, share, (trained[0] - start) / epochs, used
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds (user + system) used so far by this process and by its ended, reaped children (the analysis
+    process)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     epochs_t: dict[str, list[float]] = {name: [] for name in arms}
     trained_t: dict[str, list[float]] = {name: [] for name in arms}
     shares: list[float] = []
+    cpu: dict[str, list[tuple[float, float]]] = {name: [] for name in arms}
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     with tempfile.TemporaryDirectory(prefix="mmviz-bench-") as ws, RunStore(ws) as store:
         for sets in arms.values():  # warm-up: imports, caches, first-call costs
@@ -103,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         for rep in range(args.reps):
             order = list(arms) if rep % 2 == 0 else list(reversed(arms))
             for name in order:
-                per_step, per_epoch, epochs, share, trained = run_once(store, arms[name], args.epochs, clock)
+                per_step, per_epoch, epochs, share, trained, used = run_once(store, arms[name], args.epochs, clock)
+                cpu[name].append(used)
                 times[name].append(per_step)
                 epochs_t[name].append(per_epoch)
                 trained_t[name].append(trained)
@@ -125,6 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     trained = statistics.median(trained_t["default probes"]) / statistics.median(trained_t["no probes"])
     print(f"until the last epoch ended (before the analysis catches up): {trained:.3f}x")
     print(f"probe hooks' own timers: {100 * statistics.median(shares):.1f}% of the run's wall time (median)")
+    cores = len(os.sched_getaffinity(0))
+    for name in arms:
+        own = statistics.median(c[0] for c in cpu[name])
+        analysis = statistics.median(c[1] for c in cpu[name])
+        whole_wall = statistics.median(epochs_t[name]) * epochs if args.clock == "wall" else float("nan")
+        print(
+            f"CPU seconds per run, {name}: trainer {own:.2f}, analysis process {analysis:.2f}; on {cores} cores no "
+            f"run can take less than {(own + analysis) / cores:.2f} s of wall time (measured: {whole_wall:.2f} s)"
+        )
     ratio = with_probes / without
     print(
         f"training-step overhead ratio {ratio:.3f} (budget <= {BUDGET}); whole run with default diagnostics every "

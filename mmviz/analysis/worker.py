@@ -97,8 +97,8 @@ def _next_request(queue: Path) -> Path | None:
 def serve(root: Path, parent_pid: int | None = None, warm: bool = True) -> None:
     """The worker's main loop: warm up, then serve requests from ``root/queue`` until the parent process dies."""
     root = Path(root)
-    with contextlib.suppress(OSError):  # background work: the page and the trainers come first
-        os.nice(NICE)
+    with contextlib.suppress(OSError):  # background work: the page and the trainers come first (set, not added to
+        os.setpriority(os.PRIO_PROCESS, 0, max(NICE, os.getpriority(os.PRIO_PROCESS, 0)))  # what the client set)
     queue, running, errors = root / "queue", root / "running", root / "errors"
     for folder in (queue, running, errors):
         folder.mkdir(parents=True, exist_ok=True)
@@ -202,6 +202,8 @@ class ProjectionWorker:
         with open(self.root / "worker.log", "ab") as log:
             self._proc = subprocess.Popen(argv, cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL)  # fmt: skip
+        with contextlib.suppress(OSError):  # its imports (~1 s of CPU) already give way to the page and the trainers
+            os.setpriority(os.PRIO_PROCESS, self._proc.pid, NICE)
         self.started_at = time.time()
 
     @property

@@ -180,3 +180,17 @@ def test_warm_worker_serves_umap(snapshots):
     result = load_result(request)
     assert result.embeddings[1].shape == (40, 2) and np.isfinite(result.embeddings[1]).all()
     assert time.monotonic() - t0 < 30  # warm: no compile on the request's path
+
+
+def test_the_worker_gives_way_from_its_first_import_on(tmp_path):
+    """Its imports and the UMAP warm-up take seconds of CPU while the first page renders: niced from the start
+    (it used to lower its priority only once its imports were done)."""
+    from mmviz.analysis.worker import NICE
+
+    w = ProjectionWorker(tmp_path / "proto", warm=False)
+    try:
+        assert os.getpriority(os.PRIO_PROCESS, w.pid) == NICE  # before its imports, which take far longer
+        assert w.wait_ready(60), w._log_tail()
+        assert os.getpriority(os.PRIO_PROCESS, w.pid) == NICE  # set, not added to a second time
+    finally:
+        w.stop()

@@ -672,7 +672,8 @@ def cached_section(name: str, cache: Path, out: Path, figures: Path) -> str | No
             png = draw_curves(name, info, figures)
             if png is not None:
                 lines += [f"![{info['label']}: curves over epochs]({os.path.relpath(png, out.parent)})", ""]
-        lines += [f"_Section made by `{info['command']}` in {info['minutes']:.1f} min ({info['load']})._"]
+        used = f"; this table uses its first {info['seeds']} seed(s)" if info.get("seeds") else ""
+        lines += [f"_Section made by `{info['command']}`{used} in {info['minutes']:.1f} min ({info['load']})._"]
     return "\n".join(lines).rstrip()
 
 
@@ -754,6 +755,9 @@ def main(argv: list[str] | None = None) -> int:
             "bench/reproduce.py" + (" --quick" if args.quick else f" --seeds {args.seeds}") + f" --sections {name}"
         )
         info.update({"command": command, "minutes": (time.perf_counter() - t0) / 60, "load": _load()})
+        table = TABLES.get(name)
+        if table is not None and table.seeds and not args.quick and table.seeds < args.seeds:
+            info["seeds"] = table.seeds  # the footer says so: the command's --seeds is not this table's
         (cache / f"{name}.md").write_text("\n".join(lines) + "\n")
         (cache / f"{name}.json").write_text(json.dumps(info))
         assemble(out, cache, figures)

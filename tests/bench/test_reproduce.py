@@ -53,3 +53,19 @@ def test_one_section_rerun_on_a_checkout_without_the_cache_keeps_the_other_secti
     assert after["premise"].startswith("### Premise checks (new)\n\nnew body")
     assert "_Section made by `bench/reproduce.py --sections premise` in 1.0 min" in after["premise"]
     assert {k: v for k, v in after.items() if k != "premise"} == {k: v for k, v in before.items() if k != "premise"}
+
+
+def test_a_table_that_uses_fewer_seeds_than_the_command_says_so_in_its_footer(tmp_path):
+    mod = _module()
+    out = tmp_path / "results.md"
+    out.write_text((ROOT / "docs" / "results.md").read_text())
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "avfashion.md").write_text("### AV-Fashion (new)\n\nbody\n")
+    (cache / "avfashion.json").write_text('{"command": "bench/reproduce.py --seeds 3 --sections avfashion", '
+                                          '"minutes": 2.0, "load": "load average 1.0 / 1.0 / 1.0", "seeds": 1}')  # fmt: skip
+    mod.assemble(out, cache, tmp_path)
+    footer = mod.sections_in(out.read_text())["avfashion"]
+    assert (
+        "`bench/reproduce.py --seeds 3 --sections avfashion`; this table uses its first 1 seed(s) in 2.0 min" in footer
+    )

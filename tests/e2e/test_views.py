@@ -146,6 +146,18 @@ def plot_box(page, trace_name: str) -> dict:
     raise AssertionError(f"the chart with a trace {trace_name!r} never stayed long enough to be measured")
 
 
+def charts_settled(page, quiet_s: float = 3.0, timeout_s: float = 60.0) -> None:
+    """Wait until the number of charts on the page has not changed for ``quiet_s`` seconds."""
+    count, since, end = -1, time.monotonic(), time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        now = page.evaluate("() => document.querySelectorAll('.js-plotly-plot').length")
+        if now != count:
+            count, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return
+        page.wait_for_timeout(250)
+
+
 def latest_step(page) -> int:
     text = page.get_by_text(re.compile(r"latest step \d+")).first.inner_text()
     return int(re.search(r"latest step (\d+)", text).group(1))
@@ -176,7 +188,8 @@ def test_a_zoomed_live_chart_keeps_its_range_across_refreshes(long_run, browser,
     page = browser.new_page()
     page.goto(f"{fresh_server}/live?run={long_run}")
     page.wait_for_function("() => /latest step [1-9]/.test(document.body.innerText)", timeout=TIMEOUT_MS)
-    for _ in range(3):  # a drag that a redraw interrupts (a new panel appearing) is tried again
+    charts_settled(page)  # panels appear as the first diagnostics arrive: each one redraws the page
+    for _ in range(6):  # a drag that a redraw interrupts (a new panel appearing) is tried again
         before = plot_info(page, "train · loss")["x"]  # the full range now: it grows while the run trains
         box = plot_box(page, "train · loss")
         y = box["y"] + box["height"] / 2

@@ -123,7 +123,7 @@ class ForkedProcess:
 class AnalysisSupervisor:
     """Starts the analysis process for one run, restarts it when it dies, and waits for it at the end.
 
-    The first start forks the trainer when that is safe (a POSIX system, called on the main thread, every other
+    The first start forks the trainer when that is safe (Linux, called on the main thread, every other
     thread of the process declared ``fork_safe`` (the run's heartbeat), CUDA not initialised): the child has torch and the probes imported already, so it analyses from the first epoch on
     instead of spending ~2 s of CPU on imports, as long as a whole demo run (bench/overhead.py); it computes with one
     torch thread (after a fork GNU OpenMP cannot start its thread pool again). Otherwise, and for every restart,
@@ -148,7 +148,7 @@ class AnalysisSupervisor:
         return (
             self.fork
             and self.proc is None
-            and hasattr(os, "fork")
+            and sys.platform.startswith("linux")  # macOS: forking a process with system frameworks loaded can crash
             and threading.current_thread() is threading.main_thread()
             and all(
                 getattr(t, "fork_safe", False) for t in threading.enumerate() if t is not threading.current_thread()

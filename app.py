@@ -32,8 +32,11 @@ st.set_page_config(page_title="mmviz", page_icon=":material/biotech:", layout="w
 check_listen_address()
 start_projection_worker()  # the UMAP worker starts (and warms up) with the dashboard, not on the first visit
 pages = [
-    st.Page(path, title=title, icon=icon, default=i == 0)
+    # the default page is served at "/" and Streamlit ignores its URL path (while reserving it): it gets one that
+    # nothing links to, and "/runs" (a bookmark, a link in the docs) is a hidden page of the same file below
+    st.Page(path, title=title, icon=icon, default=i == 0, url_path="home" if i == 0 else None)
     for i, (path, title, icon) in enumerate(PAGES)
     if (ROOT / path).is_file()
 ]
+pages.append(st.Page(PAGES[0][0], title=PAGES[0][1], icon=PAGES[0][2], url_path="runs", visibility="hidden"))
 st.navigation(pages).run()

@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -677,6 +678,18 @@ def cached_section(name: str, cache: Path, out: Path, figures: Path) -> str | No
     return "\n".join(lines).rstrip()
 
 
+def provenance(name: str, seeds: int, quick: bool) -> dict[str, Any]:
+    """How section ``name`` was made, for its footer: the ``command``, and ``seeds`` when its table takes fewer
+    seeds than the command's ``--seeds`` (AV-Fashion's CPU table takes 1)."""
+    info: dict[str, Any] = {
+        "command": "bench/reproduce.py" + (" --quick" if quick else f" --seeds {seeds}") + f" --sections {name}"
+    }
+    table = TABLES.get(name)
+    if table is not None and table.seeds and not quick and table.seeds < seeds:
+        info["seeds"] = table.seeds
+    return info
+
+
 def assemble(out: Path, cache: Path, figures: Path) -> None:
     """Write the document in :data:`SECTION_ORDER`: each section from the cache when this checkout ran it, else
     kept as it stands in the existing document (so ``--sections premise`` on a fresh checkout, whose cache is
@@ -751,13 +764,8 @@ def main(argv: list[str] | None = None) -> int:
             lines = colearning_table(
                 seeds, 2 if args.quick else 30, [0.0, 0.9] if args.quick else [0.0, 0.4, 0.8, 0.9], quick_sets
             )
-        command = (
-            "bench/reproduce.py" + (" --quick" if args.quick else f" --seeds {args.seeds}") + f" --sections {name}"
-        )
-        info.update({"command": command, "minutes": (time.perf_counter() - t0) / 60, "load": _load()})
-        table = TABLES.get(name)
-        if table is not None and table.seeds and not args.quick and table.seeds < args.seeds:
-            info["seeds"] = table.seeds  # the footer says so: the command's --seeds is not this table's
+        info.update(provenance(name, args.seeds, args.quick))
+        info.update({"minutes": (time.perf_counter() - t0) / 60, "load": _load()})
         (cache / f"{name}.md").write_text("\n".join(lines) + "\n")
         (cache / f"{name}.json").write_text(json.dumps(info))
         assemble(out, cache, figures)

@@ -1,6 +1,7 @@
 """The reproduction script's quick mode writes a well-formed document, with figures, from real runs."""
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -36,20 +37,25 @@ def _module():
     return mod
 
 
-def test_one_section_rerun_on_a_checkout_without_the_cache_keeps_the_other_sections(tmp_path):
-    mod = _module()
+def rerun_section(mod, tmp_path: Path, name: str, body: str, info: dict) -> tuple[dict, dict]:
+    """Assemble the committed document with one section freshly made (``body``, ``info``) in an empty cache, as a
+    checkout without the cache does; return the sections ``(before, after)``."""
     out = tmp_path / "results.md"
     committed = (ROOT / "docs" / "results.md").read_text()
     out.write_text(committed)
-    before = mod.sections_in(committed)
-    assert set(before) == set(mod.SECTION_ORDER)  # the committed document carries every section between marks
     cache = tmp_path / "cache"
     cache.mkdir()
-    (cache / "premise.md").write_text("### Premise checks (new)\n\nnew body\n")
-    (cache / "premise.json").write_text('{"command": "bench/reproduce.py --sections premise", "minutes": 1.0, '
-                                        '"load": "load average 1.0 / 1.0 / 1.0"}')  # fmt: skip
+    (cache / f"{name}.md").write_text(body)
+    (cache / f"{name}.json").write_text(json.dumps({"minutes": 1.0, "load": "load average 1.0 / 1.0 / 1.0", **info}))
     mod.assemble(out, cache, tmp_path)
-    after = mod.sections_in(out.read_text())
+    return mod.sections_in(committed), mod.sections_in(out.read_text())
+
+
+def test_one_section_rerun_on_a_checkout_without_the_cache_keeps_the_other_sections(tmp_path):
+    mod = _module()
+    info = {"command": "bench/reproduce.py --sections premise"}
+    before, after = rerun_section(mod, tmp_path, "premise", "### Premise checks (new)\n\nnew body\n", info)
+    assert set(before) == set(mod.SECTION_ORDER)  # the committed document carries every section between marks
     assert after["premise"].startswith("### Premise checks (new)\n\nnew body")
     assert "_Section made by `bench/reproduce.py --sections premise` in 1.0 min" in after["premise"]
     assert {k: v for k, v in after.items() if k != "premise"} == {k: v for k, v in before.items() if k != "premise"}
@@ -57,15 +63,13 @@ def test_one_section_rerun_on_a_checkout_without_the_cache_keeps_the_other_secti
 
 def test_a_table_that_uses_fewer_seeds_than_the_command_says_so_in_its_footer(tmp_path):
     mod = _module()
-    out = tmp_path / "results.md"
-    out.write_text((ROOT / "docs" / "results.md").read_text())
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    (cache / "avfashion.md").write_text("### AV-Fashion (new)\n\nbody\n")
-    (cache / "avfashion.json").write_text('{"command": "bench/reproduce.py --seeds 3 --sections avfashion", '
-                                          '"minutes": 2.0, "load": "load average 1.0 / 1.0 / 1.0", "seeds": 1}')  # fmt: skip
-    mod.assemble(out, cache, tmp_path)
-    footer = mod.sections_in(out.read_text())["avfashion"]
-    assert (
-        "`bench/reproduce.py --seeds 3 --sections avfashion`; this table uses its first 1 seed(s) in 2.0 min" in footer
-    )
+    assert mod.provenance("avfashion", 3, quick=False) == {
+        "command": "bench/reproduce.py --seeds 3 --sections avfashion",
+        "seeds": 1,  # its table takes the first seed only
+    }
+    assert "seeds" not in mod.provenance("mfeat", 3, quick=False)  # takes the command's seeds
+    assert "seeds" not in mod.provenance("avfashion", 1, quick=False)
+    _, after = rerun_section(mod, tmp_path, "avfashion", "### AV-Fashion (new)\n\nbody\n",
+                             mod.provenance("avfashion", 3, quick=False))  # fmt: skip
+    footer = "`bench/reproduce.py --seeds 3 --sections avfashion`; this table uses its first 1 seed(s) in 1.0 min"
+    assert footer in after["avfashion"]

@@ -8,7 +8,10 @@ record's step and epoch, together with the epoch's ``analysis`` artifact, in one
 analysed exactly once, and a process that is killed loses nothing: the next one starts from the first epoch
 without an ``analysis`` artifact. Probes that carry state from epoch to epoch (prototype drift) first re-read the
 last analysed record. Records older than the last analysed one are deleted. It runs at nice 19 while the trainer
-trains, with the trainer's thread count (the same reduction order, so the same values as inline).
+trains. Started as a program it computes with the run's ``train.threads`` (else torch's default); forked, with one
+thread (GNU OpenMP cannot start its pool again after a fork). Values are bit for bit the inline ones when the
+trainer computes with as many threads (tested with one); with other counts torch's reductions may add in another
+order and differ in the last bits.
 
 The process ends, after analysing every record still stored (nothing is lost), when
 
@@ -125,14 +128,13 @@ def follow(
     probes = [p for p in create_probes(cfg.probes) if isinstance(p, AnalysisProbe)]
     import torch
 
-    # the trainer's thread count: torch's reductions then add in the same order, so the values are the trainer's
-    torch.set_num_threads(threads or cfg.train.threads or torch.get_num_threads())
+    torch.set_num_threads(threads or cfg.train.threads or torch.get_num_threads())  # see the module docstring
     folder = store.run_dir(run_id)
     done_flag = folder / RECORD_DIR / DONE_FILE
     if not done_flag.exists():  # while the trainer trains
         lower_priority()
-    # the analysis code's own imports now, while the trainer's first epochs run (the trainer starts this process
-    # with training: its start, ~2 s of CPU for torch and scikit-learn, is as long as a whole small run)
+    # the analysis code's own imports now, while the trainer's first epochs run (scikit-learn's ~0.8 s of CPU; a
+    # process started as a program has paid ~1 s for torch before this, a forked one nothing)
     import sklearn.cluster  # noqa: F401
     import sklearn.linear_model  # noqa: F401
 

@@ -205,7 +205,7 @@ class AnalysisSupervisor:
         return ForkedProcess(pid)
 
     def notify(self) -> None:
-        """Wake a forked analysis process up (there is news: records, or the end of the run)."""
+        """Wake a forked analysis process up at once (the run is done) instead of at its next poll."""
         if self._wake is None:
             return
         try:
@@ -214,6 +214,7 @@ class AnalysisSupervisor:
             pass
 
     def close_pipe(self) -> None:
+        """Close the trainer's end of the wake-up pipe (the child then polls)."""
         if self._wake is not None:
             os.close(self._wake)
             self._wake = None

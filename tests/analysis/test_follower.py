@@ -309,3 +309,34 @@ def test_a_run_trained_by_the_runner_forks_its_analysis_and_gets_every_row(tmp_p
     assert isinstance(made[0].proc, ForkedProcess) and made[0].restarts == 0
     frame = store.load_metrics(run_id)
     assert values(frame[frame["key"].str.match(ANALYSED)]) == values(inline)
+
+
+def test_a_fork_waits_for_the_heartbeat_write_in_progress():
+    """What makes the heartbeat ``fork_safe``: a fork made while it writes waits until the write is done, so the
+    child never starts with a store write (and the locks it holds) cut in half."""
+    import threading
+
+    from mmviz.training.runner import _Heartbeat
+
+    writing, took = threading.Event(), []
+
+    class SlowStore:
+        def heartbeat(self, run_id: str) -> None:
+            writing.set()
+            time.sleep(0.5)
+            took.append(run_id)
+
+    beat = _Heartbeat(SlowStore(), "r", interval=0.01)
+    beat.start()
+    try:
+        assert writing.wait(10)
+        start = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        waited = time.monotonic() - start
+        os.waitpid(pid, 0)
+    finally:
+        beat.done.set()
+        beat.join()
+    assert took and waited >= 0.3, waited  # the write (0.5 s) finished before the fork went ahead

@@ -159,6 +159,20 @@ def _train_and_report(store, run_id: str, quiet: bool) -> int:
     return _exit_status(status)
 
 
+def _check_detached_backend(args) -> None:
+    """``--detach --backend ray`` without a cluster address would start a local Ray inside this command, which
+    ends with it: the run would stay queued for ever. Say so before anything starts."""
+    if args.detach and not args.queue and args.backend == "ray":
+        from mmviz.ray_backend import ADDRESS_ENV, ray_address
+
+        if ray_address() is None:
+            raise MmvizError(
+                f"--detach with --backend ray needs a Ray cluster that outlives this command, and {ADDRESS_ENV} is "
+                f"not set: set {ADDRESS_ENV} (e.g. 'auto' after 'ray start --head'), add --queue so the scheduler "
+                "starts the run, or leave out --detach to wait for it here."
+            )
+
+
 def cmd_train(args) -> int:
     from mmviz.launcher import parse_fork_epoch, submit
     from mmviz.training.config import build_run_config
@@ -167,6 +181,7 @@ def cmd_train(args) -> int:
         return _train_and_report(_store(args), args.run_id, args.quiet)
     if args.fork_epoch is not None and not args.fork:
         raise MmvizError("--fork-epoch needs --fork RUN_ID (the run to fork).")
+    _check_detached_backend(args)
     store = None
     base = None
     fork_epoch = None

@@ -52,6 +52,16 @@ def test_empty_names_are_refused(tmp_path, flag):
     assert not (tmp_path / "ws").exists()
 
 
+def test_a_detached_ray_run_without_a_cluster_is_refused_before_anything_starts(tmp_path, monkeypatch):
+    # without a cluster address Ray would start inside the command and end with it: the run stayed 'queued' for ever
+    monkeypatch.delenv("MMVIZ_RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    proc = mmviz("train", *SHORT, "--backend", "ray", "--detach", workspace=tmp_path / "ws")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "--detach with --backend ray" in proc.stderr and "MMVIZ_RAY_ADDRESS" in proc.stderr
+    assert proc.stdout == "" and not (tmp_path / "ws").exists()  # no run created, Ray never started
+
+
 def test_fork_from_a_pickle_file_is_refused_in_one_sentence(finished):
     ws, proc = finished
     run_id = proc.stdout.splitlines()[0]

@@ -133,15 +133,20 @@ class CountingStore(RunStore):
         return super().log_batch(run_id, rows, **extra)
 
 
-def test_short_epochs_share_one_store_write_and_lose_nothing(tmp_path):
+def test_short_epochs_share_one_store_write_and_lose_nothing(tmp_path, monkeypatch):
+    import functools
+
+    import mmviz.training.loop as loop
     from mmviz.probes import PROBES
 
+    # a flush interval no run of this test reaches: what is counted is not how fast this machine is right now
+    monkeypatch.setattr(loop, "MetricLogger", functools.partial(loop.MetricLogger, flush_interval=600.0))
     store = CountingStore(tmp_path / "ws")
     off = [f"probes.{entry.name}.enabled=false" for entry in PROBES]
     cfg = build_run_config("synthetic", "baseline", SMALL + off, epochs=8)
     run_id = prepare_run(store, cfg)
     fit(cfg, store, run_id, store.run_dir(run_id))
-    assert store.writes < 8  # epochs of a few ms without diagnostics: not one commit per epoch
+    assert store.writes <= 2  # epochs without diagnostics share writes (here: the first flush and the last)
     df = store.load_metrics(run_id)
     assert (df.key == "val/acc/fused").sum() == 8 and (df.key == "train/acc/fused").sum() == 8
     assert sorted(store.load_artifacts(run_id, kind="checkpoint").epoch) == list(range(9))

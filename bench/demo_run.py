@@ -16,6 +16,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET_S = 60.0
 
+sys.path.insert(0, str(ROOT))
+from mmviz.store import open_store  # noqa: E402
+from mmviz.ui.launch import PRIOR_EPOCH_S  # noqa: E402
+
 
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
@@ -50,6 +54,13 @@ def main() -> int:
             check=True,
         ).stdout
         print(f"run {run_id}: {out.count('finished')} finished run(s)")
+        with open_store(tmp) as store:
+            run = store.get_run(run_id)
+        per_epoch = run["duration"] / run["epochs_done"]
+        print(
+            f"training took {run['duration']:.1f} s, {per_epoch:.3f} s per epoch; the launch form's estimate for a "
+            f"workspace without runs assumes {PRIOR_EPOCH_S['mfeat']} s per epoch (PRIOR_EPOCH_S in mmviz/ui/launch.py)"
+        )
     print(
         f"default demo run (mfeat, baseline, 30 epochs, default probes): {elapsed:.1f} s (budget <= {BUDGET_S:.0f} s)"
     )

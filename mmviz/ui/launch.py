@@ -233,7 +233,7 @@ def render_demo_button(store) -> None:
         "Start demo run (mfeat)",
         icon=":material/play_arrow:",
         key="demo",
-        help="Baseline training on the bundled mfeat digits (~1 min on a CPU).",
+        help="Baseline training on the bundled mfeat digits (about 10 s on a CPU, start-up included).",
     ):
         try:
             run_id = start_run(store, DEMO["dataset"], DEMO["method"], {}, name=DEMO["name"], tags=DEMO["tags"])
@@ -244,8 +244,10 @@ def render_demo_button(store) -> None:
 
 
 # Seconds per epoch on 2 CPU cores with the default settings, for a data set this workspace has not trained yet
-# (mfeat: the demo's 30 epochs take under a minute; avdigits: its CNN encoders take about a minute an epoch).
-PRIOR_EPOCH_S = {"mfeat": 1.5, "avdigits": 60.0}
+# (a run's stored duration over its epochs; mfeat: the demo's 30 epochs train in ~3.5 s, bench/demo_run.py prints
+# this prior beside what it measured; avdigits with its CNN encoders: 4.4 s an epoch, `mmviz train --dataset avdigits
+# --epochs 4` took 17.5 s).
+PRIOR_EPOCH_S = {"mfeat": 0.12, "avdigits": 4.4}
 
 
 def store_workspace(store) -> str:
@@ -281,7 +283,8 @@ def estimate_text(runs, dataset: str, overrides: Mapping[str, Mapping[str, Any]]
         return f"Expected time: no finished {dataset} run with encoder '{encoder}' here to estimate from yet."
     return (
         f"Expected time: about {format_duration(max(per_epoch * epochs, 1.0))} for {epochs} epochs "
-        f"(~{per_epoch:.1f} s per epoch, {source}; more data, larger encoders or a busy machine take longer)."
+        f"(~{per_epoch:.2g} s per epoch, {source}; plus a few seconds to start; more data, larger encoders or a busy "
+        "machine take longer)."
     )
 
 

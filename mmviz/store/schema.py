@@ -102,6 +102,10 @@ def fill_config_summary(conn: Any) -> None:
 def check_workspace(workspace: Path) -> None:
     """Create the workspace folder (and ``runs/``) if missing; raise ``StoreError`` when it is not writable."""
     ws = str(workspace)
+    if workspace.exists() and not workspace.is_dir():
+        raise StoreError(
+            f"The workspace {ws!r} is a file, not a folder; choose a folder with --workspace or MMVIZ_WORKSPACE."
+        )
     try:
         workspace.mkdir(parents=True, exist_ok=True)
         (workspace / "runs").mkdir(exist_ok=True)

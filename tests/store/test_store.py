@@ -143,6 +143,15 @@ def test_refuses_a_workspace_that_cannot_be_created(tmp_path: Path) -> None:
     assert blocker.read_text() == "a regular file where a folder should be"
 
 
+def test_a_workspace_that_is_a_file_is_named_as_one(tmp_path: Path) -> None:
+    afile = tmp_path / "runs.db"
+    afile.write_text("not a folder")
+    with pytest.raises(StoreError, match=r"is a file, not a folder; choose a folder") as info:
+        RunStore(afile)
+    assert str(afile) in str(info.value) and "File exists" not in str(info.value)
+    assert afile.read_text() == "not a folder"
+
+
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can write to any folder")
 def test_refuses_a_read_only_workspace(tmp_path: Path) -> None:
     ws = tmp_path / "ro"

@@ -203,8 +203,13 @@ def test_a_zoomed_live_chart_keeps_its_range_across_refreshes(long_run, browser,
     page.goto(f"{fresh_server}/live?run={long_run}")
     page.wait_for_function("() => /latest step [1-9]/.test(document.body.innerText)", timeout=TIMEOUT_MS)
     charts_settled(page)  # panels appear as the first diagnostics arrive: each one redraws the page
-    for _ in range(6):  # a drag that a redraw interrupts (a new panel appearing) is tried again
-        before = plot_info(page, "train · loss")["x"]  # the full range now: it grows while the run trains
+    # paused while the mouse drags: a refresh that redraws the chart mid-drag loses the drag (on a loaded machine six
+    # tries in a row were lost that way); resumed below, so the refreshes must keep the zoom
+    pause = page.get_by_text("Pause live updates")
+    pause.click()
+    page.wait_for_timeout(2500)  # a refresh already under way has drawn
+    for _ in range(3):
+        before = plot_info(page, "train · loss")["x"]  # the full range so far
         box = plot_box(page, "train · loss")
         y = box["y"] + box["height"] / 2
         page.mouse.move(box["x"] + 0.3 * box["width"], y)
@@ -215,6 +220,7 @@ def test_a_zoomed_live_chart_keeps_its_range_across_refreshes(long_run, browser,
         if zoomed[1] - zoomed[0] < 0.5 * (before[1] - before[0]):
             break
     assert zoomed[1] - zoomed[0] < 0.5 * (before[1] - before[0]), (before, zoomed)
+    pause.click()  # live again
     step = latest_step(page)
     deadline = time.monotonic() + 90
     while latest_step(page) < step + 5:  # a few refreshes (every 2 s) with new rows

@@ -124,10 +124,13 @@ class AnalysisSupervisor:
     """Starts the analysis process for one run, restarts it when it dies, and waits for it at the end.
 
     The first start forks the trainer when that is safe (Linux, called on the main thread, every other
-    thread of the process declared ``fork_safe`` (the run's heartbeat), CUDA not initialised): the child has torch and the probes imported already, so it analyses from the first epoch on
-    instead of spending ~2 s of CPU on imports, as long as a whole demo run (bench/overhead.py); it computes with one
-    torch thread (after a fork GNU OpenMP cannot start its thread pool again). Otherwise, and for every restart,
-    ``python -m mmviz.analysis.follower`` is started as a new program.
+    thread of the process declared ``fork_safe`` (the run's heartbeat), CUDA not initialised): the child has torch
+    and the probes imported already, so it does not spend ~2 s of CPU on imports, as long as a whole demo run
+    (bench/overhead.py); it computes with one torch thread (after a fork GNU OpenMP cannot start its thread pool
+    again). ``fit`` starts it first, before the data and the model, so its own start-up overlaps the trainer's and a
+    GPU run forks too (its model is not on the device yet). Otherwise, and for every restart,
+    ``python -m mmviz.analysis.follower`` is started as a new program. :meth:`abandon` ends it when the trainer
+    fails before its training ended (no record will come).
     """
 
     def __init__(self, workspace: str | Path, run_id: str, run_dir: Path, *, fork: bool = True) -> None:
@@ -218,6 +221,17 @@ class AnalysisSupervisor:
         if self._wake is not None:
             os.close(self._wake)
             self._wake = None
+
+    def abandon(self) -> None:
+        """End the process at once when the trainer fails before its training ended, e.g. in its set-up, where no
+        record will come (a process already done with every record has exited; this then does nothing)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        self.close_pipe()
 
     def finish(self, timeout: float = 600.0) -> None:
         """Tell the process that no more records come, give it normal CPU priority (it ran on idle time while

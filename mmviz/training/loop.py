@@ -229,6 +229,42 @@ def fit(
     :class:`mmviz.adapter.ModelAdapter`; it is checked on a val batch and against the method's and probes' needs
     before the first step.
     """
+    # the analysis process first, before the data and the model: its start-up (scikit-learn's import, ~1.2 s of CPU)
+    # overlaps the trainer's set-up (1.3-1.7 s in a new process), and CUDA is not initialised yet, so a GPU run forks
+    # it too (see AnalysisSupervisor; once the model is on the GPU it could only start a new program)
+    probes = create_probes(cfg.probes)
+    supervisor = None
+    if analysis_process and run_dir is not None and hasattr(store, "workspace") and not isinstance(store, NullStore):
+        supervisor = AnalysisSupervisor(store.workspace, run_id, Path(run_dir))
+        if any(isinstance(p, AnalysisProbe) for p in probes):
+            supervisor.ensure_running()
+    try:
+        return _fit(
+            cfg, store, run_id, run_dir, resume=resume, should_stop=should_stop, progress=progress,
+            save_checkpoints=save_checkpoints, data=data, model=model, probes=probes, supervisor=supervisor,
+        )  # fmt: skip
+    except BaseException:
+        if supervisor is not None:  # failed before training ended (e.g. a bad data folder): no record will come
+            supervisor.abandon()
+        raise
+
+
+def _fit(
+    cfg: RunConfig,
+    store: MetricSink | None,
+    run_id: str,
+    run_dir: Path | None,
+    *,
+    resume: Resume | None,
+    should_stop: Callable[[], bool],
+    progress: Callable[[StepInfo, dict], None] | None,
+    save_checkpoints: bool,
+    data: MultimodalData | LoaderData | None,
+    model: MultimodalModel | None,
+    probes: list,
+    supervisor: AnalysisSupervisor | None,
+) -> FitResult:
+    """:func:`fit`'s body, with the probes made and the analysis process (``supervisor``) started."""
     # ---- set-up: data, model, method, probes, optimiser -------------------------------------------
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -247,7 +283,6 @@ def fit(
             model.check_batch(splits["val"].subset(range(min(8, len(splits["val"])))))
         check_run_config(cfg, data, model)
     method = build_method(cfg)
-    probes = create_probes(cfg.probes)
     generator = torch.Generator().manual_seed(cfg.train.seed)
     logger = MetricLogger(store, run_id)
     run_dir = Path(run_dir) if run_dir is not None else None
@@ -293,16 +328,11 @@ def fit(
     optimizer = build_optimizer(cfg.optim, [model_params, extra_params])
     ctx.optimizer = optimizer
     scheduler = build_scheduler(cfg.optim, optimizer, cfg.train.epochs)
-    supervisor = None
-    if analysis_process and run_dir is not None and not isinstance(store, NullStore) and hasattr(store, "workspace"):
-        supervisor = AnalysisSupervisor(store.workspace, run_id, run_dir)
     recorder = EpochRecorder(ctx, supervisor) if supervisor is not None else None
     ctx.analysis_in_process = recorder is not None  # else the analysis probes analyse inline, at their turn
     for p in probes:
         p.setup(ctx)
     analysed = supervisor is not None and any(isinstance(p, AnalysisProbe) for p in probes)
-    if analysed:
-        supervisor.ensure_running()  # now: its start-up (imports) overlaps the first epochs instead of following them
     # train.threads unset: leave one core to the analysis process beside CPU training (on 2 cores, two OpenMP threads
     # beside it made every step 2-3x slower, bench/overhead.py; one thread: 1.04x), the caller's count restored after
     threads_before = torch.get_num_threads()

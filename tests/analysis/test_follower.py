@@ -340,3 +340,38 @@ def test_a_fork_waits_for_the_heartbeat_write_in_progress():
         beat.done.set()
         beat.join()
     assert took and waited >= 0.3, waited  # the write (0.5 s) finished before the fork went ahead
+
+
+def test_the_analysis_process_starts_before_the_data_and_the_model(tmp_path, monkeypatch):
+    """First thing in ``fit``: its start-up overlaps the trainer's set-up (1.3-1.7 s in a new process), and a GPU run
+    can still fork it (CUDA is initialised once the model moves to the device)."""
+    order: list[str] = []
+    made = supervised(monkeypatch)
+    real_check, real_build = loop.check_run_config, loop.build_model
+    monkeypatch.setattr(loop, "check_run_config", lambda *a, **k: order.append("data") or real_check(*a, **k))
+    monkeypatch.setattr(loop, "build_model", lambda *a, **k: order.append("model") or real_build(*a, **k))
+    real_start = AnalysisSupervisor.ensure_running
+    monkeypatch.setattr(AnalysisSupervisor, "ensure_running", lambda self: order.append("analysis") or real_start(self))
+    store = RunStore(tmp_path)
+    cfg = build_run_config("synthetic", "baseline", SETS, epochs=1, seed=0)
+    run_id = prepare_run(store, cfg)
+    fit(cfg, store, run_id, store.run_dir(run_id), analysis_process=True)
+    assert order[:3] == ["analysis", "data", "model"], order
+    assert isinstance(made[0].proc, ForkedProcess) and made[0].restarts == 0
+
+
+def test_a_trainer_that_fails_before_training_leaves_no_analysis_process(tmp_path):
+    """A fork whose parent checkpoint is damaged fails in ``fit``'s set-up, after the analysis process started: it is
+    ended with the trainer's error, not left polling beside a caller that lives on."""
+    from mmviz.errors import StoreError
+    from mmviz.training.loop import Resume
+
+    store = RunStore(tmp_path)
+    cfg = build_run_config("synthetic", "baseline", SETS, epochs=2, seed=0)
+    run_id = prepare_run(store, cfg)
+    bad = tmp_path / "parent.pt"
+    bad.write_bytes(b"MMVIZCKPT2\n" + b"\0" * 40)  # a torn checkpoint
+    with pytest.raises(StoreError):
+        fit(cfg, store, run_id, store.run_dir(run_id), analysis_process=True,
+            resume=Resume(checkpoint=bad, init_state=None, same_method=True))  # fmt: skip
+    assert followers(tmp_path, trainer=os.getpid()) == []

@@ -12,6 +12,7 @@ import streamlit as st
 
 from mmviz.analysis.snapshots import Snapshot, compute_sample_table, load_snapshot_index
 from mmviz.ui.frame import get_store
+from mmviz.ui.labels import run_method_label
 from mmviz.ui.readers import runs_by_id
 from mmviz.ui.run_select import render_run_filter
 from mmviz.viz.embeddings import COLOR_MODES
@@ -26,12 +27,6 @@ CAUTION = """
 - Judge a modality by how **mixed** its classes are, not by its spread. Epochs are aligned by rotation, reflection,
   scale and shift, which changes no distance.
 """
-
-
-def run_label(run: dict) -> str:
-    """How a run is named in the select box: name, status and id."""
-    status = run.get("effective_status") or run.get("status") or "?"
-    return f"{run.get('name') or run['run_id']} · {status} · {run['run_id']}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +53,9 @@ def render_run_picker(runs: pd.DataFrame) -> str | None:
         active = runs[runs["effective_status"].isin(ACTIVE)]
         st.session_state["emb.run"] = str((active if not active.empty else runs)["run_id"].iloc[0])
     help_text = "Finished and running runs; a running run's new epochs appear as they arrive."
-    run_id = st.selectbox("Run", list(by_id), format_func=lambda r: run_label(by_id[r]), key="emb.run", help=help_text)
+    run_id = st.selectbox(
+        "Run", list(by_id), format_func=lambda r: run_method_label(by_id[r]), key="emb.run", help=help_text
+    )
     st.query_params["run"] = run_id
     st.session_state["emb.query_run"] = run_id
     return run_id

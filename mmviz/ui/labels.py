@@ -53,12 +53,6 @@ def epoch_text(value) -> str:
     return str(int(value))
 
 
-def run_label(run: Mapping) -> str:
-    """How a run is named in select boxes: name, status and id."""
-    status = run.get("effective_status") or run.get("status") or "?"
-    return f"{run.get('name') or run['run_id']} · {status} · {run['run_id']}"
-
-
 def run_method_label(run: Mapping) -> str:
     """A run's name, method and id (for lists that are not redrawn as the status changes)."""
     return f"{run.get('name') or run['run_id']} · {run.get('method')} · {run['run_id']}"

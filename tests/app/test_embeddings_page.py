@@ -17,6 +17,7 @@ import pytest
 
 import mmviz.analysis.worker as worker_module
 from mmviz.analysis.worker import ProjectionWorker
+from mmviz.store import open_store
 from mmviz.ui.embeddings import start_projection_worker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,6 +68,11 @@ def test_page_renders_a_real_run_with_its_widgets(open_page, run_ws):
     at = open_page(ws, "embeddings", run=parent, projection="pca")
     assert not at.exception
     assert at.selectbox(key="emb.run").value == parent
+    # named as on the Live, Compare and Runs pages (name · method · id): a status in the label went stale, since the
+    # select box is not redrawn when the run ends
+    with open_store(ws) as store:
+        run = store.get_run(parent)
+    assert f"{run['name']} · {run['method']} · {parent}" in at.selectbox(key="emb.run").proto.options
     slider = at.select_slider(key="emb.epoch")
     assert slider.options == ["1", "2", "3"] and slider.value == 3  # the newest epoch first
     assert at.button_group(key="emb.method").value == "pca"

@@ -85,6 +85,18 @@ def epoch_record(ctx: Any, epoch: int, info: Any) -> EpochRecord:
     return record
 
 
+FORKED_NAME = "mmviz-analysis"  # what top and ps -o comm show for a forked analysis process (its argv is the trainer's)
+
+
+def name_process(name: str) -> None:
+    """Set this process's name as top, ``ps -o comm`` and ``pgrep`` show it (Linux; at most 15 bytes)."""
+    try:
+        with open("/proc/self/comm", "w") as fh:
+            fh.write(name[:15])
+    except OSError:
+        pass
+
+
 class ForkedProcess:
     """A child made with ``os.fork``, with the part of :class:`subprocess.Popen` the supervisor uses."""
 
@@ -188,6 +200,7 @@ class AnalysisSupervisor:
                 os.close(write)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the trainer's stop handler
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the trainer, which then waits for this
+                name_process(FORKED_NAME)
                 from mmviz.analysis.follower import follow
 
                 follow(self.workspace, self.run_id, parent_pid=parent, wake=read, threads=1)

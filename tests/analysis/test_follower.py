@@ -360,6 +360,23 @@ def test_the_analysis_process_starts_before_the_data_and_the_model(tmp_path, mon
     assert isinstance(made[0].proc, ForkedProcess) and made[0].restarts == 0
 
 
+def test_a_forked_analysis_process_is_named_as_one(tmp_path, monkeypatch):
+    """Its command line is the trainer's (a fork keeps argv), so top and ``ps -o comm`` show its own name."""
+    made = supervised(monkeypatch)
+    names = []
+
+    def progress(info, values_):
+        if values_.get("epoch_done") == 1 and made and made[0].proc is not None:
+            comm = Path(f"/proc/{made[0].proc.pid}/comm")
+            names.append(wait_for(lambda: comm.read_text().strip() == "mmviz-analysis" and "mmviz-analysis", 5, "name"))
+
+    store = RunStore(tmp_path)
+    cfg = build_run_config("synthetic", "baseline", SETS, epochs=2, seed=0)
+    run_id = prepare_run(store, cfg)
+    fit(cfg, store, run_id, store.run_dir(run_id), analysis_process=True, progress=progress)
+    assert isinstance(made[0].proc, ForkedProcess) and names == ["mmviz-analysis"]
+
+
 def test_a_trainer_that_fails_before_training_leaves_no_analysis_process(tmp_path):
     """A fork whose parent checkpoint is damaged fails in ``fit``'s set-up, after the analysis process started: it is
     ended with the trainer's error, not left polling beside a caller that lives on."""

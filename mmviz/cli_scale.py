@@ -26,7 +26,7 @@ def add_start_options(p: argparse.ArgumentParser) -> None:
         choices=BACKEND_NAMES,
         default="local",
         help="Where runs train: 'local' processes (default) or 'ray' tasks (on the cluster at MMVIZ_RAY_ADDRESS, "
-        "else on a local Ray).",
+        "else on a local Ray in the process that submits them, so train --detach needs the cluster).",
     )
     p.add_argument(
         "--queue", action="store_true", help="Queue the run: it starts when fewer than the workspace's N run."

@@ -281,9 +281,10 @@ def estimate_text(runs, dataset: str, overrides: Mapping[str, Mapping[str, Any]]
     per_epoch, source = estimate_epoch_seconds(runs, dataset, encoder)
     if per_epoch is None:
         return f"Expected time: no finished {dataset} run with encoder '{encoder}' here to estimate from yet."
+    per = format_duration(per_epoch) if per_epoch >= 10 else f"{per_epoch:.2g} s"  # not '1.2e+02 s'
     return (
         f"Expected time: about {format_duration(max(per_epoch * epochs, 1.0))} for {epochs} epochs "
-        f"(~{per_epoch:.2g} s per epoch, {source}; plus a few seconds to start; more data, larger encoders or a busy "
+        f"(~{per} per epoch, {source}; plus a few seconds to start; more data, larger encoders or a busy "
         "machine take longer)."
     )
 

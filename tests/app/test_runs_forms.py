@@ -364,6 +364,8 @@ def test_the_form_estimates_how_long_a_run_takes():
     # (avdigits; ~2 min) once shown
     assert "about 4s for 30 epochs (~0.12 s per epoch, measured on 2 CPU cores" in estimate_text(runs[:0], "mfeat", {})
     assert "about 2m 12s for 30 epochs" in estimate_text(runs[:0], "avdigits", {})
+    slow = runs.assign(duration=[1234.0, 1234.0, 900.0, 900.0])  # ResNet-sized epochs: 123.4 s each
+    assert "about 1h 01m for 30 epochs (~2m 03s per epoch, median of 2 finished" in estimate_text(slow, "mfeat", {})
     assert "no finished synthetic run" in estimate_text(runs, "synthetic", {})
 
 

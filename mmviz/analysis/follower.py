@@ -133,8 +133,9 @@ def follow(
     done_flag = folder / RECORD_DIR / DONE_FILE
     if not done_flag.exists():  # while the trainer trains
         lower_priority()
-    # the analysis code's own imports now, while the trainer's first epochs run (scikit-learn's ~0.8 s of CPU; a
-    # process started as a program has paid ~1 s for torch before this, a forked one nothing)
+    # the analysis code's own imports now, while the trainer sets up and trains (scikit-learn's ~1.2 s of CPU, most
+    # of it pandas and scipy.stats; a process started as a program has paid ~1.5 s for torch before this, a forked
+    # one nothing)
     import sklearn.cluster  # noqa: F401
     import sklearn.linear_model  # noqa: F401
 

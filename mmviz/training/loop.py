@@ -230,14 +230,19 @@ def fit(
     before the first step.
     """
     # the analysis process first, before the data and the model: its start-up (scikit-learn's import, ~1.2 s of CPU)
-    # overlaps the trainer's set-up (1.3-1.7 s in a new process), and CUDA is not initialised yet, so a GPU run forks
-    # it too (see AnalysisSupervisor; once the model is on the GPU it could only start a new program)
+    # overlaps the trainer's set-up (in a new process 1.1-1.4 s of it is torch importing torch._dynamo at the first
+    # optimiser call), and CUDA is not initialised yet, so a GPU run forks it too (see AnalysisSupervisor)
     probes = create_probes(cfg.probes)
     supervisor = None
-    if analysis_process and run_dir is not None and hasattr(store, "workspace") and not isinstance(store, NullStore):
+    if (
+        analysis_process
+        and run_dir is not None
+        and hasattr(store, "workspace")
+        and not isinstance(store, NullStore)
+        and any(isinstance(p, AnalysisProbe) for p in probes)
+    ):
         supervisor = AnalysisSupervisor(store.workspace, run_id, Path(run_dir))
-        if any(isinstance(p, AnalysisProbe) for p in probes):
-            supervisor.ensure_running()
+        supervisor.ensure_running()
     try:
         return _fit(
             cfg, store, run_id, run_dir, resume=resume, should_stop=should_stop, progress=progress,
@@ -332,11 +337,10 @@ def _fit(
     ctx.analysis_in_process = recorder is not None  # else the analysis probes analyse inline, at their turn
     for p in probes:
         p.setup(ctx)
-    analysed = supervisor is not None and any(isinstance(p, AnalysisProbe) for p in probes)
     # train.threads unset: leave one core to the analysis process beside CPU training (on 2 cores, two OpenMP threads
     # beside it made every step 2-3x slower, bench/overhead.py; one thread: 1.04x), the caller's count restored after
     threads_before = torch.get_num_threads()
-    reserved = not cfg.train.threads and analysed and device.type == "cpu" and threads_before > 1
+    reserved = not cfg.train.threads and supervisor is not None and device.type == "cpu" and threads_before > 1
     if reserved:
         torch.set_num_threads(threads_before - 1)
     step_probes = [p for p in probes if p.per_step]

@@ -29,6 +29,13 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+# The plotly charts a user sees: during a rerun Streamlit keeps the previous run's elements in the page, marked
+# stale (data-stale="true") and, for a chart redrawn at a new place, hidden at zero size, until the run ends; a
+# count of every ".js-plotly-plot" then finds a panel twice. A JavaScript expression for page.evaluate.
+SHOWN_PLOTS_JS = (
+    "[...document.querySelectorAll('.js-plotly-plot')]"
+    ".filter(p => !p.closest('[data-stale=\"true\"]') && p.getBoundingClientRect().width > 0)"
+)
 
 
 def free_port() -> int:

@@ -17,7 +17,15 @@ from pathlib import Path
 import pytest
 
 from mmviz.store import open_store
-from mmviz.testing import CHROMIUM, ROOT, launch_chromium, missing_probe_families, start_dashboard, stop_dashboard
+from mmviz.testing import (
+    CHROMIUM,
+    ROOT,
+    SHOWN_PLOTS_JS,
+    launch_chromium,
+    missing_probe_families,
+    start_dashboard,
+    stop_dashboard,
+)
 
 pytestmark = pytest.mark.e2e
 TIMEOUT_MS = 180_000  # generous: the user's process and the server share two busy cores
@@ -118,10 +126,15 @@ def test_own_loop_is_live_and_its_snapshots_show(live_run, page):
         assert store.get_run(run_id)["config"]["model"]["class"] == "ModelAdapter"
         assert not store.load_artifacts(run_id, "snapshot").empty
         page.goto(f"{url}/embeddings?run={run_id}&projection=pca")
-        plots = page.locator(".js-plotly-plot")
-        plots.nth(2).locator(".nsewdrag").wait_for()  # one panel per modality (audio, visual) and the fused features
-        assert plots.count() == 3
-        assert plots.nth(0).evaluate("el => el.querySelectorAll('path.point').length") > 0
+        page.locator(".js-plotly-plot").nth(2).locator(".nsewdrag").wait_for()
+        # one panel per modality (audio, visual) and the fused features, each with points; the page reruns as the
+        # user's loop writes snapshots, and until a rerun ends the previous run's charts stay in the page (stale, or
+        # hidden at zero size), so count the panels shown
+        page.wait_for_function(
+            f"() => {{ const shown = {SHOWN_PLOTS_JS}; return shown.length === 3 && "
+            "shown.every(p => p.getBoundingClientRect().width > 100 && p.querySelectorAll('path.point').length > 0); }",
+            timeout=TIMEOUT_MS,
+        )
         page.screenshot(path=str(ARTIFACTS / "own-loop-embeddings.png"), full_page=True)
 
         # restart and fork are refused on the Runs page, with the run's exact settings shown instead

@@ -331,13 +331,16 @@ def cmd_dashboard(args) -> int:
     import os
     from pathlib import Path
 
+    from mmviz.store import WORKSPACE_ENV, is_store_url
+
     if not 1 <= args.port <= 65535:
         raise MmvizError(f"The --port must be an integer in [1, 65535]. Got {args.port} instead.")
     root = Path(__file__).resolve().parent.parent
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    if args.workspace:
-        env["MMVIZ_WORKSPACE"] = str(Path(args.workspace).expanduser().absolute())
+    if args.workspace:  # the server runs from the project root: a folder made absolute, a URL as given
+        folder = not is_store_url(args.workspace)
+        env[WORKSPACE_ENV] = str(Path(args.workspace).expanduser().absolute()) if folder else args.workspace
     address = "127.0.0.1"
     if args.listen_all:
         address = "0.0.0.0"

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from mmviz import __version__
 from mmviz.data.registry import dataset_modalities
 from mmviz.errors import ConfigError, StoreError, did_you_mean
-from mmviz.store import pid_alive
+from mmviz.store import child_workspace, pid_alive
 from mmviz.store.contract import CHECKPOINT, RunReader, RunStoreProtocol
 from mmviz.store.queue import BACKEND_NAMES, MAX_PARALLEL
 
@@ -215,20 +215,29 @@ def wait_until_checked(store: Any, run_id: str, timeout: float = 20.0, poll: flo
     return run
 
 
-def trainer_argv(store: RunStoreProtocol, run_id: str) -> list[str]:
-    """The argv list of the trainer process for a prepared run."""
-    return [sys.executable, "-m", "mmviz", "train", "--run-id", run_id, "--workspace", str(store.workspace)]
+def child_env(extra: dict[str, str]) -> dict[str, str]:
+    """This process's environment for a child mmviz process: the project on ``PYTHONPATH``, plus ``extra``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return {**env, **extra}
+
+
+def trainer_argv(store: RunStoreProtocol, run_id: str) -> tuple[list[str], dict[str, str]]:
+    """The argv list of the trainer process for a prepared run, and what its environment needs on top
+    (:func:`mmviz.store.child_workspace`: a workspace URL, which may carry a password, is not put on a command line)."""
+    args, env = child_workspace(store.workspace)
+    return [sys.executable, "-m", "mmviz", "train", "--run-id", run_id, *args], env
 
 
 def spawn_run(store: RunStoreProtocol, run_id: str) -> subprocess.Popen:
     """Start the trainer process for a prepared run (own session, output to the run's ``train.log``)."""
     reap()
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    argv, extra = trainer_argv(store, run_id)
+    env = child_env(extra)
     log = open(store.run_dir(run_id) / "train.log", "ab")  # noqa: SIM115 - handed to the child
     try:
         proc = subprocess.Popen(
-            trainer_argv(store, run_id),
+            argv,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -339,9 +348,9 @@ def ensure_scheduler(store: RunStoreProtocol) -> bool:
     fd = take_lock(store)
     if fd is None:
         return False
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    argv = [sys.executable, "-m", "mmviz", "scheduler", "--workspace", str(store.workspace), "--lock-fd", str(fd)]
+    args, extra = child_workspace(store.workspace)
+    env = child_env(extra)
+    argv = [sys.executable, "-m", "mmviz", "scheduler", *args, "--lock-fd", str(fd)]
     try:
         with open(Path(store.artifact_root) / "scheduler.log", "ab") as log:
             proc = subprocess.Popen(

@@ -1,6 +1,6 @@
 """The analysis process of one run: follows the store and computes the diagnostics from the epoch records.
 
-Forked from the trainer, or started as ``python -m mmviz.analysis.follower WORKSPACE RUN_ID`` (see
+Forked from the trainer, or started as ``python -m mmviz.analysis.follower RUN_ID --workspace W`` (see
 :class:`mmviz.probes.record.AnalysisSupervisor`). It polls the run's ``record`` artifacts, and for each epoch that
 has no ``analysis`` artifact yet, in epoch order, loads the record, has the run's analysis probes compute their
 rows (:func:`mmviz.probes.record.analyse_record`, the same code the trainer runs inline) and writes them with the
@@ -196,11 +196,15 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m mmviz.analysis.follower", description=__doc__.splitlines()[0])
-    parser.add_argument("workspace", help="The run store's workspace folder.")
     parser.add_argument("run_id", help="The run whose records to analyse.")
+    parser.add_argument(
+        "--workspace", help="The run store's workspace folder (default: $MMVIZ_WORKSPACE, where a URL is given)."
+    )
     parser.add_argument("--parent-pid", type=int, help="The trainer's process id: end when it is gone.")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    follow(args.workspace, args.run_id, parent_pid=args.parent_pid)
+    from mmviz.store import default_workspace
+
+    follow(args.workspace or default_workspace(), args.run_id, parent_pid=args.parent_pid)
     return 0
 
 

@@ -153,10 +153,14 @@ class AnalysisSupervisor:
         self.fork = fork
         self._wake: int | None = None  # the write end of the forked child's wake-up pipe
 
-    def command(self) -> list[str]:
-        """The analysis process's argv (no shell)."""
-        return [sys.executable, "-m", "mmviz.analysis.follower", self.workspace, self.run_id,
-                "--parent-pid", str(os.getpid())]  # fmt: skip
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        """The analysis process's argv (no shell), and what its environment needs on top (a workspace URL, which
+        may carry a password, goes there rather than on the command line: :func:`mmviz.store.child_workspace`)."""
+        from mmviz.store import child_workspace
+
+        args, env = child_workspace(self.workspace)
+        argv = [sys.executable, "-m", "mmviz.analysis.follower", self.run_id, *args, "--parent-pid", str(os.getpid())]
+        return argv, env
 
     def can_fork(self) -> bool:
         """Whether forking the trainer is safe now (see the class docstring)."""
@@ -181,8 +185,9 @@ class AnalysisSupervisor:
             self.proc = self._start_forked()
             return
         # idle OpenMP threads sleep instead of spinning on the cores the trainer needs (the arithmetic is unchanged)
-        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, env=env)
+        argv, extra = self.command()
+        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", **extra}
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env)
 
     def _start_forked(self) -> ForkedProcess:
         read, write = os.pipe()

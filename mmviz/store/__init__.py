@@ -27,7 +27,9 @@ __all__ = [
     "SPLITS",
     "STATUSES",
     "TERMINAL",
+    "WORKSPACE_ENV",
     "RunStore",
+    "child_workspace",
     "default_workspace",
     "is_store_url",
     "open_store",
@@ -35,6 +37,9 @@ __all__ = [
     "pid_alive",
     "validate_key",
 ]
+
+
+WORKSPACE_ENV = "MMVIZ_WORKSPACE"
 
 
 def is_store_url(workspace: object) -> bool:
@@ -45,8 +50,21 @@ def is_store_url(workspace: object) -> bool:
 def default_workspace() -> Path | str:
     """Return the workspace from ``MMVIZ_WORKSPACE`` (a folder, or a ``postgresql://`` URL as is), else
     ``./mmviz-runs``."""
-    value = os.environ.get("MMVIZ_WORKSPACE", "./mmviz-runs")
+    value = os.environ.get(WORKSPACE_ENV, "./mmviz-runs")
     return value if is_store_url(value) else Path(value)
+
+
+def child_workspace(workspace: str | Path) -> tuple[list[str], dict[str, str]]:
+    """How a process that mmviz starts is told ``workspace``: ``(arguments, environment)`` to add.
+
+    A folder goes on its command line, ``--workspace FOLDER`` (absolute), so ``ps`` shows which workspace a process
+    serves. A ``postgresql://`` URL goes in its environment as ``MMVIZ_WORKSPACE`` instead: a URL may carry a
+    password, and every user of the machine can read a process's command line (``ps``, ``/proc/PID/cmdline``), while
+    only its owner can read its environment.
+    """
+    if is_store_url(workspace):
+        return [], {WORKSPACE_ENV: str(workspace)}
+    return ["--workspace", str(Path(workspace).expanduser().absolute())], {}
 
 
 def open_store(workspace: str | Path | None = None) -> RunStore:

@@ -142,9 +142,10 @@ def pick_cached(runs: Sequence[Mapping[str, Any]], key: str, now: float | None =
 
 
 @contextlib.contextmanager
-def workspace_lock(workspace: str | Path) -> Iterator[None]:
-    """An exclusive lock on ``<workspace>/teach.lock`` (across threads and processes)."""
-    path = Path(workspace) / LOCK_NAME
+def workspace_lock(folder: str | Path) -> Iterator[None]:
+    """An exclusive lock on ``<folder>/teach.lock`` (across threads and processes); ``folder`` is the store's
+    artifact folder (the workspace folder, or a PostgreSQL workspace's shared artifact folder)."""
+    path = Path(folder) / LOCK_NAME
     with open(path, "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
@@ -163,7 +164,7 @@ def ensure_runs(store: Any, specs: Sequence[RunSpec], start: Callable[[Any, str]
 
     configs = {s.role: s.build_config() for s in specs}  # validate every spec before starting any run
     out: dict[str, str] = {}
-    with workspace_lock(store.workspace):
+    with workspace_lock(store.artifact_root):  # a folder for either store (a URL is no path)
         runs = store.list_runs().to_dict("records")
         for spec in specs:
             cfg = configs[spec.role]

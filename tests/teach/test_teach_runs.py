@@ -37,12 +37,12 @@ def test_config_hash_ignores_switched_off_probes_but_not_settings():
     assert config_hash(other) != config_hash(cfg)
 
 
-def test_ensure_runs_launches_once_and_reuses(tmp_path, monkeypatch):
+def test_ensure_runs_launches_once_and_reuses(any_workspace, monkeypatch):
     import mmviz.launcher
 
     spawned = []
     monkeypatch.setattr(mmviz.launcher, "spawn_run", lambda store, run_id: spawned.append(run_id))
-    store = open_store(tmp_path)
+    store = open_store(any_workspace)  # on PostgreSQL the lock lives in the artifact folder, not at the URL
     knobs = PRESETS["dominant"]
     specs = [make_spec("joint", "j", "baseline", knobs, 0), make_spec("alone_b", "b", "unimodal", knobs, 0,
                                                                        {"modality": "b"})]  # fmt: skip

@@ -186,3 +186,15 @@ def missing_probe_families(keys: set[str] | list[str]) -> list[str]:
             if not any(k == stem or k.startswith(stem + "/") for k in keys):
                 missing.append(f"{entry.name}: {pattern}")
     return missing
+
+
+def wait_for(predicate: Any, timeout: float = 60.0, what: str = "condition", poll: float = 0.05) -> Any:
+    """Call ``predicate()`` until it returns something true, and return that; AssertionError naming ``what`` after
+    ``timeout`` seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

@@ -188,6 +188,10 @@ class ProjectionWorker:
             (self.root / name).mkdir(parents=True, exist_ok=True)
         self.start()
         self._monitor = threading.Thread(target=self._watch, name="mmviz-projection-monitor", daemon=True)
+        # a trainer in this process may fork its analysis process beside it (mmviz.probes.record): the monitor only
+        # waits for this worker's process and writes its protocol files under this worker's lock, nothing a forked
+        # analysis process uses, so a fork in the middle of it leaves the child no lock it needs
+        self._monitor.fork_safe = True
         self._monitor.start()
 
     # ---- process lifetime

@@ -17,11 +17,13 @@ import torch
 
 import mmviz.training.loop as loop
 from mmviz.analysis.follower import ORPHAN_AFTER_S, analysis_pending, follow
+from mmviz.analysis.worker import ProjectionWorker
 from mmviz.launcher import prepare_run
 from mmviz.measures.record import ANALYSED_KIND, RECORD_DIR, RECORD_KIND, record_path
 from mmviz.probes.record import AnalysisSupervisor, ForkedProcess
 from mmviz.store import RunStore, open_store
 from mmviz.store.keys import pid_alive
+from mmviz.testing import wait_for
 from mmviz.training.config import build_run_config
 from mmviz.training.loop import fit
 
@@ -141,16 +143,6 @@ def followers(workspace: Path, trainer: int | None = None) -> list[int]:
         if (started or (trainer is not None and parent == trainer)) and pid_alive(int(entry.name)):
             found.append(int(entry.name))
     return found
-
-
-def wait_for(condition, timeout: float, what: str):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_a_follower_outlives_a_killed_trainer_only_to_analyse_what_is_stored(tmp_path):
@@ -291,6 +283,11 @@ def test_the_trainer_forks_only_beside_threads_that_are_fork_safe(tmp_path):
         other.join()
         assert supervisor.can_fork()
         assert not AnalysisSupervisor(tmp_path, "r", tmp_path / "r", fork=False).can_fork()
+        projections = ProjectionWorker(tmp_path / "proj", warm=False)  # its monitor thread is declared fork-safe
+        try:
+            assert supervisor.can_fork()
+        finally:
+            projections.stop()
     finally:
         beat.done.set()
         beat.join()

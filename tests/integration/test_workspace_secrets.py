@@ -9,14 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from mmviz import launcher
 from mmviz.probes.record import AnalysisSupervisor
 from mmviz.scheduler import scheduler_pid
 from mmviz.store import open_store
-from mmviz.testing import ROOT, free_port
+from mmviz.testing import ROOT, free_port, wait_for
 from mmviz.training.config import build_run_config
 
 PASSWORD = "s3cret-pw"
@@ -36,16 +35,6 @@ def cmdline(pid: int) -> str:
 def environ(pid: int) -> dict[str, str]:
     items = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     return dict(item.decode().split("=", 1) for item in items if b"=" in item)
-
-
-def wait_for(check, timeout: float = 120.0, what: str = ""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_child_processes_get_a_workspace_password_in_their_environment_only(postgres_workspace):

@@ -55,7 +55,7 @@ def add_scale_commands(sub: Any, add_workspace: Callable[[argparse.ArgumentParse
         "(lo..hi, with :log and :N points for a grid). One value fixes the setting for all trials.",
     )
     w.add_argument("--seeds", type=_int_list, default=(0,), help="Seeds, comma-separated (default 0).")
-    w.add_argument("--random", type=int, default=0, metavar="N", help="Draw N random configurations (not a grid).")
+    w.add_argument("--random", type=int, default=None, metavar="N", help="Draw N random configurations (not a grid).")
     w.add_argument("--epochs", type=int)
     w.add_argument("--from", dest="base_run", metavar="RUN_ID", help="Start every trial from this run's settings.")
     w.add_argument("--max-parallel", type=int, metavar="N", help="Set the workspace's number of runs at once.")
@@ -129,8 +129,8 @@ def cmd_sweep(args: Any, store: Any) -> int:
         methods=methods,
         params=params,
         seeds=args.seeds,
-        mode="random" if args.random else "grid",
-        samples=args.random,
+        mode="grid" if args.random is None else "random",
+        samples=args.random or 0,
         dataset=dataset,
         fixed=fixed,
         epochs=args.epochs,

@@ -122,3 +122,12 @@ def test_a_stopped_foreground_run_exits_3(tmp_path):
     assert stop.returncode == 0 and f"Run {run_id} is stopped." in stop.stdout, stop.stderr
     proc.wait(timeout=120)
     assert proc.returncode == 3 and f"Run {run_id} stopped." in proc.stderr.read()
+
+
+@pytest.mark.parametrize("n", ["0", "-3"])
+def test_a_random_sweep_of_no_trials_is_refused(tmp_path, n):
+    # '--random 0' was taken for a grid sweep (0 read as 'not given') and queued a trial
+    proc = mmviz("sweep", "--random", n, workspace=tmp_path / "ws")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"--random N with N >= 1. Got {n}" in proc.stderr and not proc.stdout
+    assert not (tmp_path / "ws" / "runs").exists() or not any((tmp_path / "ws" / "runs").iterdir())

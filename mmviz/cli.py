@@ -235,6 +235,20 @@ def cmd_train(args) -> int:
     return _exit_status(status)
 
 
+def dashboard_command(workspace) -> str:
+    """The command that serves ``workspace``'s dashboard, as printed for the user: a URL's password as ``***``
+    (the summary goes to terminals and log files), and then where to put it."""
+    from mmviz.store import is_store_url
+
+    if is_store_url(workspace):
+        from mmviz.store.postgres import redact
+
+        shown = redact(str(workspace))
+        if shown != str(workspace):
+            return f"python -m mmviz dashboard --workspace {shown!r} (your password for ***; or set MMVIZ_WORKSPACE)"
+    return f"python -m mmviz dashboard --workspace {str(workspace)!r}"
+
+
 def run_summary(store, run_id: str) -> str:
     """The lines that end every ``train``: status, best epoch, test accuracies, imbalance, time, where to look."""
     import math
@@ -253,10 +267,7 @@ def run_summary(store, run_id: str) -> str:
     duration = run.get("duration")
     if duration is not None and not math.isnan(duration):
         lines.append(f"  wall time {duration:.1f} s, {run.get('epochs_done') or 0} epochs")
-    lines.append(
-        f"  see it: python -m mmviz dashboard --workspace {str(store.workspace)!r}, "
-        f"then http://127.0.0.1:8501/live?run={run_id}"
-    )
+    lines.append(f"  see it: {dashboard_command(store.workspace)}, then http://127.0.0.1:8501/live?run={run_id}")
     return "\n".join(lines)
 
 

@@ -10,6 +10,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import streamlit as st
 
@@ -46,10 +47,31 @@ def _normalise(text: str) -> str:
     return text if is_store_url(text) else str(Path(text).expanduser().absolute())
 
 
+def shown_workspace(workspace: str) -> str:
+    """The workspace as the sidebar shows it: a URL's password as ``***`` (every visitor of the dashboard sees the
+    field, and a shared dashboard's visitors need not know the database's password)."""
+    if not is_store_url(workspace):
+        return workspace
+    from mmviz.store.postgres import redact
+
+    return redact(workspace)
+
+
+def entered_workspace(text: str, current: str) -> str:
+    """The workspace a user typed in the sidebar: a URL whose password is still ``***`` keeps the current
+    workspace's password (the field showed it so)."""
+    text = _normalise(text)
+    if is_store_url(text) and is_store_url(current):
+        typed, now = urlsplit(text), urlsplit(current)
+        if typed.password == "***" and now.password:
+            text = text.replace(":***@", f":{now.password}@", 1)
+    return text
+
+
 def _workspace_changed() -> None:
     text = (st.session_state.get("_mmviz_workspace_input") or "").strip()
     if text:
-        st.session_state[WORKSPACE_KEY] = _normalise(text)
+        st.session_state[WORKSPACE_KEY] = entered_workspace(text, current_workspace())
 
 
 def ensure_app_navigation() -> None:
@@ -86,11 +108,11 @@ def page_frame(title: str, caption: str = "") -> tuple[RunStore, str]:
     with st.sidebar:
         st.text_input(
             "Workspace",
-            value=workspace,
+            value=shown_workspace(workspace),
             key="_mmviz_workspace_input",
             on_change=_workspace_changed,
-            help="Folder with the run store (mmviz.db) and one folder per run. Defaults to $MMVIZ_WORKSPACE, "
-            "else ./mmviz-runs.",
+            help="Folder with the run store (mmviz.db) and one folder per run, or a postgresql:// URL (its password "
+            "is shown as ***). Defaults to $MMVIZ_WORKSPACE, else ./mmviz-runs.",
         )
     st.title(title)
     if caption:

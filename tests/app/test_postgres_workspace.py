@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from mmviz.launcher import available_checkpoints
+from mmviz.launcher import available_checkpoints, prepare_run
 from mmviz.store import open_store
+from mmviz.training.config import build_run_config
+from mmviz.ui.frame import WORKSPACE_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--dataset", "synthetic", "--set", "data.n_train=240", "--set", "train.threads=1"]
@@ -42,3 +45,29 @@ def test_cli_and_dashboard_on_a_postgresql_workspace(postgres_workspace, open_pa
     assert set(table["status"]) == {"finished"}
     with open_store(postgres_workspace) as store:
         assert store.get_run(child)["parent_run_id"] == parent
+
+
+def test_the_sidebar_shows_a_workspace_password_as_stars(postgres_workspace, open_page):
+    # every visitor of a dashboard sees its sidebar: the field showed the database password in clear text
+    url = postgres_workspace.replace("postgresql://postgres@", "postgresql://postgres:s3cret-pw@", 1)
+    with open_store(url) as store:
+        run_id = prepare_run(store, build_run_config("synthetic", "baseline", epochs=1), name="pg-shown")
+    at = open_page(url, "runs")
+    field = at.sidebar.text_input[0]
+    assert field.value == url.replace(":s3cret-pw@", ":***@") and "s3cret-pw" not in field.value
+    assert run_id in set(at.dataframe[0].value["run id"])  # the page reads the workspace with its password
+    field.set_value(field.value.replace("?", "?connect_timeout=10&", 1)).run()  # an edit that keeps the ***
+    assert not at.exception and not at.error, at.error
+    assert at.session_state[WORKSPACE_KEY] == url.replace("?", "?connect_timeout=10&", 1)
+    assert "s3cret-pw" not in at.sidebar.text_input[0].value
+
+
+def test_the_cli_prints_a_workspace_password_as_stars(postgres_workspace, tmp_path):
+    url = postgres_workspace.replace("postgresql://postgres@", "postgresql://postgres:s3cret-pw@", 1)
+    out = subprocess.run(
+        [sys.executable, "-m", "mmviz", "train", *TINY, "--epochs", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "MMVIZ_WORKSPACE": url},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "s3cret-pw" not in out.stdout + out.stderr  # the summary goes to terminals and log files
+    assert "dashboard --workspace 'postgresql://postgres:***@" in out.stderr and "MMVIZ_WORKSPACE" in out.stderr

@@ -238,15 +238,11 @@ def cmd_train(args) -> int:
 def dashboard_command(workspace) -> str:
     """The command that serves ``workspace``'s dashboard, as printed for the user: a URL's password as ``***``
     (the summary goes to terminals and log files), and then where to put it."""
-    from mmviz.store import is_store_url
+    from mmviz.store import shown_workspace
 
-    if is_store_url(workspace):
-        from mmviz.store.postgres import redact
-
-        shown = redact(str(workspace))
-        if shown != str(workspace):
-            return f"python -m mmviz dashboard --workspace {shown!r} (your password for ***; or set MMVIZ_WORKSPACE)"
-    return f"python -m mmviz dashboard --workspace {str(workspace)!r}"
+    shown = shown_workspace(workspace)
+    command = f"python -m mmviz dashboard --workspace {shown!r}"
+    return command + (" (your password for ***; or set MMVIZ_WORKSPACE)" if shown != str(workspace) else "")
 
 
 def run_summary(store, run_id: str) -> str:
@@ -272,6 +268,8 @@ def run_summary(store, run_id: str) -> str:
 
 
 def cmd_runs(args) -> int:
+    from mmviz.store import shown_workspace
+
     store = _store(args)
     df = store.list_runs()
     cols = [
@@ -290,7 +288,7 @@ def cmd_runs(args) -> int:
     if args.json:
         print(df[[c for c in cols if c in df.columns]].to_json(orient="records"))
     elif df.empty:
-        print(f"No runs in {store.workspace}.")
+        print(f"No runs in {shown_workspace(store.workspace)}.")
     else:
         print(df[[c for c in cols if c in df.columns]].to_string(index=False))
     return 0

@@ -34,6 +34,7 @@ __all__ = [
     "is_store_url",
     "open_store",
     "parse_key",
+    "shown_workspace",
     "pid_alive",
     "validate_key",
 ]
@@ -52,6 +53,15 @@ def default_workspace() -> Path | str:
     ``./mmviz-runs``."""
     value = os.environ.get(WORKSPACE_ENV, "./mmviz-runs")
     return value if is_store_url(value) else Path(value)
+
+
+def shown_workspace(workspace: str | Path) -> str:
+    """``workspace`` as mmviz shows it to people (pages, terminals, log files): a URL's password as ``***``."""
+    if is_store_url(workspace):
+        from mmviz.store.postgres import redact
+
+        return redact(str(workspace))
+    return str(workspace)
 
 
 def child_workspace(workspace: str | Path) -> tuple[list[str], dict[str, str]]:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import streamlit as st
 
 from mmviz.errors import MmvizError
-from mmviz.store import RunStore, default_workspace, is_store_url, open_store
+from mmviz.store import RunStore, default_workspace, is_store_url, open_store, shown_workspace
 from mmviz.ui.labels import md
 
 WORKSPACE_KEY = "mmviz_workspace"  # not a widget key: widget state does not survive a page switch
@@ -45,16 +45,6 @@ def current_workspace() -> str:
 def _normalise(text: str) -> str:
     """A folder as an absolute path; a ``postgresql://`` URL as it is."""
     return text if is_store_url(text) else str(Path(text).expanduser().absolute())
-
-
-def shown_workspace(workspace: str) -> str:
-    """The workspace as the sidebar shows it: a URL's password as ``***`` (every visitor of the dashboard sees the
-    field, and a shared dashboard's visitors need not know the database's password)."""
-    if not is_store_url(workspace):
-        return workspace
-    from mmviz.store.postgres import redact
-
-    return redact(workspace)
 
 
 def entered_workspace(text: str, current: str) -> str:
@@ -108,7 +98,7 @@ def page_frame(title: str, caption: str = "") -> tuple[RunStore, str]:
     with st.sidebar:
         st.text_input(
             "Workspace",
-            value=shown_workspace(workspace),
+            value=shown_workspace(workspace),  # every visitor sees this field: a URL's password as ***
             key="_mmviz_workspace_input",
             on_change=_workspace_changed,
             help="Folder with the run store (mmviz.db) and one folder per run, or a postgresql:// URL (its password "

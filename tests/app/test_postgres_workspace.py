@@ -64,9 +64,12 @@ def test_the_sidebar_shows_a_workspace_password_as_stars(postgres_workspace, ope
 
 def test_the_cli_prints_a_workspace_password_as_stars(postgres_workspace, tmp_path):
     url = postgres_workspace.replace("postgresql://postgres@", "postgresql://postgres:s3cret-pw@", 1)
+    env = {**os.environ, "MMVIZ_WORKSPACE": url}
+    empty = subprocess.run([sys.executable, "-m", "mmviz", "runs"], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert empty.returncode == 0 and empty.stdout.startswith("No runs in postgresql://postgres:***@"), empty.stdout
     out = subprocess.run(
         [sys.executable, "-m", "mmviz", "train", *TINY, "--epochs", "1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "MMVIZ_WORKSPACE": url},
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "s3cret-pw" not in out.stdout + out.stderr  # the summary goes to terminals and log files

@@ -338,6 +338,24 @@ def start_claimed(store: RunStoreProtocol, backends: tuple[str, ...] | None = No
     return started
 
 
+def start_analysis(store: RunStoreProtocol, run_id: str) -> subprocess.Popen:
+    """Start an analysis process for a run whose trainer has ended without one (both killed, or the machine
+    stopped): it analyses the epochs measured but not analysed, then ends (own session, output to ``train.log``).
+    A second one while one is at work ends at once (:func:`mmviz.analysis.follower.hold_lock`)."""
+    from mmviz.analysis.follower import follower_command
+
+    reap()
+    argv, extra = follower_command(store.workspace, run_id)
+    with open(store.run_dir(run_id) / "train.log", "ab") as log:
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(ROOT), env=child_env(extra),
+            start_new_session=True,
+        )  # fmt: skip
+    with _CHILDREN_LOCK:
+        _CHILDREN.append(proc)
+    return proc
+
+
 def ensure_scheduler(store: RunStoreProtocol) -> bool:
     """Start the workspace's scheduler process unless one runs; returns whether one was started.
 

@@ -196,3 +196,25 @@ def wait_all():
 def peak_running():
     """``peak_running(runs)``: the most of ``runs`` that ran at once, from their start and finish times."""
     return _peak_running
+
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+@pytest.fixture
+def open_page(monkeypatch):
+    """``open_page(workspace, 'live', run='ID')`` -> an AppTest that has run the page once (query params optional)."""
+    from streamlit.testing.v1 import AppTest
+
+    def open_(workspace, page: str, **query: str):
+        monkeypatch.setenv("MMVIZ_WORKSPACE", str(workspace))
+        at = AppTest.from_file(APP, default_timeout=60)
+        for key, value in query.items():
+            at.query_params[key] = value
+        at.run()
+        if page != "runs":
+            at.switch_page(f"pages/{page}.py").run()
+        assert not at.exception, at.exception
+        return at
+
+    return open_

@@ -36,8 +36,35 @@ from pathlib import Path
 from mmviz.measures.record import ANALYSED_KIND, DONE_FILE, RECORD_DIR, RECORD_KIND, load_record, record_path
 
 POLL_S = 0.1
+LOCK_FILE = ".lock"  # in the records folder: held by the analysis process at work on the run
 STATUS_POLL_S = 1.0  # how often the run's status and the parent are looked at (a store read)
 ORPHAN_AFTER_S = 5.0  # parent gone and no heartbeat for this long: the trainer is gone
+
+
+def follower_command(workspace: str | Path, run_id: str, parent_pid: int | None = None) -> tuple[list, dict]:
+    """The argv of an analysis process started as a program, and what its environment needs on top (a workspace
+    URL goes there, not on the command line: :func:`mmviz.store.child_workspace`)."""
+    from mmviz.store import child_workspace
+
+    args, env = child_workspace(workspace)
+    argv = [sys.executable, "-m", "mmviz.analysis.follower", run_id, *args]
+    return argv + (["--parent-pid", str(parent_pid)] if parent_pid is not None else []), env
+
+
+def hold_lock(records: Path):
+    """The run's analysis lock (an open file holding an exclusive ``flock``), or ``None`` when another analysis
+    process holds it: one process analyses a run at a time, so no epoch's rows are written twice. The lock goes with
+    the process (closed file, exit or kill)."""
+    import fcntl
+
+    records.mkdir(parents=True, exist_ok=True)
+    fh = open(records / LOCK_FILE, "a")  # noqa: SIM115 - kept open for the process's life
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        return None
+    return fh
 
 
 def lower_priority() -> None:
@@ -58,9 +85,11 @@ def pending_epochs(store, run_id: str) -> tuple[dict[int, str], set[int]]:
 
 
 def analysis_pending(store, run_id: str) -> list[int]:
-    """Epochs whose record is stored but not analysed yet (what the live page shows as pending), in order."""
+    """Epochs whose record is stored but not analysed yet (what the live page shows as pending), in order: listed
+    in the store, or a record file on disk only (its trainer was killed before listing it)."""
     paths, analysed = pending_epochs(store, run_id)
-    return sorted(e for e in paths if e not in analysed)
+    stray = unlisted_records(store.run_dir(run_id), paths)
+    return sorted(e for e in (*paths, *stray) if e not in analysed)
 
 
 def run_over(store, run_id: str, parent_pid: int | None) -> str | None:
@@ -123,13 +152,16 @@ def follow(
     from mmviz.training.config import RunConfig
 
     store = open_store(workspace)  # a folder or a postgresql:// URL, as the trainer's store
+    folder = store.run_dir(run_id)
+    lock = hold_lock(folder / RECORD_DIR)
+    if lock is None:  # another analysis process is at work on this run (e.g. one the dashboard started)
+        return 0
     run = store.get_run(run_id)
     cfg = RunConfig.from_dict(run["config"])
     probes = [p for p in create_probes(cfg.probes) if isinstance(p, AnalysisProbe)]
     import torch
 
     torch.set_num_threads(threads or cfg.train.threads or torch.get_num_threads())  # see the module docstring
-    folder = store.run_dir(run_id)
     done_flag = folder / RECORD_DIR / DONE_FILE
     if not done_flag.exists():  # while the trainer trains
         lower_priority()
@@ -202,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--parent-pid", type=int, help="The trainer's process id: end when it is gone.")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    from mmviz.store import default_workspace
+    from mmviz.store import default_workspace  # a URL comes in MMVIZ_WORKSPACE (follower_command)
 
     follow(args.workspace or default_workspace(), args.run_id, parent_pid=args.parent_pid)
     return 0

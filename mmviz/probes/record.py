@@ -156,11 +156,9 @@ class AnalysisSupervisor:
     def command(self) -> tuple[list[str], dict[str, str]]:
         """The analysis process's argv (no shell), and what its environment needs on top (a workspace URL, which
         may carry a password, goes there rather than on the command line: :func:`mmviz.store.child_workspace`)."""
-        from mmviz.store import child_workspace
+        from mmviz.analysis.follower import follower_command
 
-        args, env = child_workspace(self.workspace)
-        argv = [sys.executable, "-m", "mmviz.analysis.follower", self.run_id, *args, "--parent-pid", str(os.getpid())]
-        return argv, env
+        return follower_command(self.workspace, self.run_id, parent_pid=os.getpid())
 
     def can_fork(self) -> bool:
         """Whether forking the trainer is safe now (see the class docstring)."""

@@ -22,7 +22,7 @@ from mmviz.analysis.summary import (
     reference_keys,
 )
 from mmviz.errors import MmvizError, RunNotFoundError
-from mmviz.store.keys import parse_key
+from mmviz.store.keys import parse_key, pid_alive
 from mmviz.ui.charts import render_chart_controls, render_figure, render_view_keeper
 from mmviz.ui.frame import page_path
 from mmviz.ui.labels import (
@@ -262,6 +262,39 @@ def render_panels(buf: LiveBuffer, run: Mapping, options: ChartOptions, parent: 
     return shown
 
 
+def analysing(run_id: str) -> bool:
+    """Whether an analysis process this session started for ``run_id`` (:func:`render_pending_analysis`) runs."""
+    pid = st.session_state.get(f"live.analysis.{run_id}")
+    return pid is not None and pid_alive(pid)
+
+
+def render_pending_analysis(store, run: Mapping, pending: list[int]) -> None:
+    """Which epochs were measured but are not analysed yet. While the run trains its analysis process is on them;
+    a run that ended without one (killed together with it, or its machine stopped) gets a button that starts one."""
+    if not pending:
+        return
+    run_id = run["run_id"]
+    epochs = ", ".join(map(str, pending[:5])) + (" ..." if len(pending) > 5 else "")
+    plural = "s" if len(pending) > 1 else ""
+    values = "separability, prototypes, probe accuracies, Shapley values and the imbalance index"
+    if run.get("effective_status") in ACTIVE:
+        st.caption(f"Analysis pending for epoch{plural} {epochs}: {values} appear when the analysis process is done.")
+        return
+    if analysing(run_id):
+        st.caption(f"Analysing epoch{plural} {epochs}: {values} appear as each epoch is done.")
+        return
+    st.caption(
+        f"Epoch{plural} {epochs} {'were' if plural else 'was'} measured but not analysed: the run ended while no "
+        f"analysis process was running (killed together with its trainer, or its machine stopped). The {values} of "
+        f"{'these epochs' if plural else 'this epoch'} can still be computed from the stored measurements."
+    )
+    if st.button("Analyse them now", icon=":material/analytics:", key=f"live.analyse.{run_id}"):
+        from mmviz import launcher
+
+        st.session_state[f"live.analysis.{run_id}"] = launcher.start_analysis(store, run_id).pid
+        st.rerun()  # the whole page: it polls while the analysis runs
+
+
 def live_view(
     store, workspace: str, run_id: str, options: ChartOptions, polling: bool, shown_status: str, with_parent=False
 ) -> None:
@@ -286,13 +319,7 @@ def live_view(
             st.caption(f"The parent run {run['parent_run_id']} is no longer in this workspace.")
             parent = None
     render_status(run, buf)
-    pending = analysis_pending(store, run_id)
-    if pending:
-        epochs = ", ".join(map(str, pending[:5])) + (" ..." if len(pending) > 5 else "")
-        st.caption(
-            f"Analysis pending for epoch{'s' if len(pending) > 1 else ''} {epochs}: separability, prototypes, "
-            "probe accuracies, Shapley values and the imbalance index appear when the analysis process is done."
-        )
+    render_pending_analysis(store, run, analysis_pending(store, run_id))
     render_banner(store, workspace, run, buf.frame_of(k for k in buf.seen if k.startswith(BANNER_KEY_PREFIXES)))
     if not buf.points and parent is None:
         st.info("No metrics logged yet; the charts appear with the first logged step.")
@@ -338,6 +365,7 @@ def render_live_page(store, workspace: str) -> None:
             key="live.with_parent",
             help="Draw the parent run's curves up to the fork point, continued by this fork's own.",
         )
-    polling = not paused and (run.get("effective_status") in ACTIVE or bool(references_going(runs, run)))
+    going = run.get("effective_status") in ACTIVE or bool(references_going(runs, run)) or analysing(run_id)
+    polling = not paused and going
     fragment = st.fragment(run_every=seconds if polling else None)(live_view)
     fragment(store, workspace, run_id, options, polling, run.get("effective_status"), bool(with_parent))

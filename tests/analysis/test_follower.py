@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import mmviz.training.loop as loop
+from mmviz import launcher
 from mmviz.analysis.follower import ORPHAN_AFTER_S, analysis_pending, follow
 from mmviz.analysis.worker import ProjectionWorker
 from mmviz.launcher import prepare_run
@@ -77,7 +78,7 @@ def test_the_analysis_process_writes_exactly_the_inline_values(any_workspace, mo
         assert len(inline) > 20 * EPOCHS and values(process) == values(inline)  # bit for bit, same steps, epochs
         assert analysis_pending(store, run_id) == []
         left = sorted(p.name for p in (store.run_dir(run_id) / RECORD_DIR).iterdir())
-    assert left == [".done", f"epoch_{EPOCHS:04d}.npz"]  # analysed records are deleted but the last
+    assert left == [".done", ".lock", f"epoch_{EPOCHS:04d}.npz"]  # analysed records are deleted but the last
 
 
 def test_killing_the_analysis_process_loses_no_epoch(tmp_path, monkeypatch):
@@ -389,3 +390,52 @@ def test_a_trainer_that_fails_before_training_leaves_no_analysis_process(tmp_pat
         fit(cfg, store, run_id, store.run_dir(run_id), analysis_process=True,
             resume=Resume(checkpoint=bad, init_state=None, same_method=True))  # fmt: skip
     assert followers(tmp_path, trainer=os.getpid()) == []
+
+
+def test_a_run_killed_with_its_analysis_process_is_analysed_from_the_live_page(tmp_path, open_page):
+    """Trainer and analysis process killed together (kill -9 of both, a machine that stopped): nothing restarts the
+    analysis, so the measured epochs stayed 'pending' on the Live page for ever. The page now says so and offers a
+    button that starts an analysis process; it computes exactly the values an inline run has, once."""
+    inline_store = RunStore(tmp_path / "inline")
+    _, inline = run(inline_store, process=False)
+    inline_values = {k: v for k, v in values(inline).items() if k[2] <= HOLD}
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    script = tmp_path / "trainer.py"
+    script.write_text(TRAINER)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    trainer = subprocess.Popen([sys.executable, str(script), str(ws), str(EPOCHS), str(HOLD), *SETS], env=env,
+                               cwd=REPO, stdin=subprocess.DEVNULL)  # fmt: skip
+    try:
+        (follower,) = wait_for(lambda: followers(ws, trainer.pid), 120, "the analysis process to start")
+        os.kill(follower, signal.SIGSTOP)  # analyses nothing more
+        wait_for(lambda: (ws / "held").is_file(), 120, f"the trainer to reach epoch {HOLD}")
+        run_id = (ws / "held").read_text()
+        os.kill(follower, signal.SIGKILL)
+        trainer.kill()
+        trainer.wait(timeout=30)
+        wait_for(lambda: not pid_alive(follower), 30, "the analysis process to die")
+    finally:
+        if trainer.poll() is None:
+            trainer.kill()
+            trainer.wait()
+    store = RunStore(ws)
+    store.set_status(run_id, "running", pid=trainer.pid)  # as run_training records it (the script calls fit alone)
+    assert store.get_run(run_id)["effective_status"] == "lost"
+    pending = analysis_pending(store, run_id)
+    assert HOLD in pending and len(pending) >= 2, pending  # the last one only as a file: killed before listing it
+
+    at = open_page(ws, "live", run=run_id)
+    assert any("measured but not analysed" in c.value for c in at.caption), [c.value for c in at.caption]
+    at.button(key=f"live.analyse.{run_id}").click().run()
+    assert not at.exception, at.exception
+    pid = at.session_state[f"live.analysis.{run_id}"]
+    again = launcher.start_analysis(store, run_id)  # a second one (another tab) while the first is at work
+    wait_for(lambda: not pid_alive(pid) and again.poll() is not None, 120, "the analysis processes to end")
+    assert again.returncode == 0
+    assert analysis_pending(store, run_id) == []
+    frame = store.load_metrics(run_id)
+    assert values(frame[frame["key"].str.match(ANALYSED)]) == inline_values  # every epoch, once, exact
+    at.run()
+    assert not any("analys" in c.value.lower() and "epoch" in c.value.lower() for c in at.caption)

@@ -153,7 +153,8 @@ def test_the_dashboard_stops_a_ray_run_and_a_killed_ray_worker_leaves_it_lost(lo
         assert store.get_run(to_stop)["stop_requested"]
         assert _wait(store, [to_stop], TERMINAL)[0]["status"] == "stopped"
 
-        follower = f"follower {postgres_workspace} {to_kill}"  # the run's analysis process, started by its worker
+        # the run's analysis process, started by its worker as a program (the URL in its environment, not its argv)
+        follower = f"mmviz.analysis.follower {to_kill}"
         deadline = time.monotonic() + 60
         while not _processes_naming(follower) and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -112,7 +112,9 @@ def render_header(store, run: Mapping) -> None:
     )
     c1, c2, c3, _ = st.columns([1, 1, 1, 3])
     with c1:
-        if st.button("Stop run", icon=":material/stop:", key="live.stop", disabled=run.get("status") not in ACTIVE):
+        # a lost run (its process gone) has nothing to stop, though its stored status may still read 'running'
+        gone = run.get("effective_status", run.get("status")) not in ACTIVE
+        if st.button("Stop run", icon=":material/stop:", key="live.stop", disabled=gone):
             try:
                 launcher.stop(store, run["run_id"])
             except MmvizError as exc:

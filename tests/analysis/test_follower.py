@@ -428,6 +428,7 @@ def test_a_run_killed_with_its_analysis_process_is_analysed_from_the_live_page(t
 
     at = open_page(ws, "live", run=run_id)
     assert any("measured but not analysed" in c.value for c in at.caption), [c.value for c in at.caption]
+    assert at.button(key="live.stop").disabled  # nothing to stop (its stored status still reads 'running')
     at.button(key=f"live.analyse.{run_id}").click().run()
     assert not at.exception, at.exception
     pid = at.session_state[f"live.analysis.{run_id}"]

@@ -24,6 +24,10 @@ The process ends, after analysing every record still stored (nothing is lost), w
 
 A follower whose parent still lives never takes a stale heartbeat for the end: a long epoch end can keep a live
 trainer silent for longer than the store's ``lost`` limit.
+
+One analysis process works on a run at a time: each holds an ``flock`` on ``records/.lock``, and one that finds it
+held ends at once (e.g. a second "Analyse them now" from the Live page for a run whose trainer and analysis process
+were killed together; :func:`mmviz.launcher.start_analysis`).
 """
 
 from __future__ import annotations

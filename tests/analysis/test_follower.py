@@ -146,23 +146,32 @@ def followers(workspace: Path, trainer: int | None = None) -> list[int]:
     return found
 
 
-def test_a_follower_outlives_a_killed_trainer_only_to_analyse_what_is_stored(tmp_path):
-    epochs = EPOCHS
-    inline_store = RunStore(tmp_path / "inline")
-    _, inline = run(inline_store, process=False)  # the same seed: the values the killed run's epochs must get
+def held_trainer(tmp_path: Path) -> tuple[dict, Path, subprocess.Popen, int]:
+    """A trainer process (:data:`TRAINER`, ``EPOCHS`` epochs, held after epoch ``HOLD``) in ``tmp_path/ws`` whose
+    forked analysis process is stopped (SIGSTOP) as soon as it is seen, and the values an inline run of the same seed
+    has for epochs 1..HOLD: ``(inline values, workspace, trainer, analysis process id)``."""
+    _, inline = run(RunStore(tmp_path / "inline"), process=False)
     inline_values = {k: v for k, v in values(inline).items() if k[2] <= HOLD}
-
     ws = tmp_path / "ws"
     ws.mkdir()
     script = tmp_path / "trainer.py"
     script.write_text(TRAINER)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
-    trainer = subprocess.Popen([sys.executable, str(script), str(ws), str(epochs), str(HOLD), *SETS], env=env,
+    trainer = subprocess.Popen([sys.executable, str(script), str(ws), str(EPOCHS), str(HOLD), *SETS], env=env,
                                cwd=REPO, stdin=subprocess.DEVNULL)  # fmt: skip
-    follower = None
     try:
         (follower,) = wait_for(lambda: followers(ws, trainer.pid), 120, "the analysis process to start")
-        os.kill(follower, signal.SIGSTOP)  # it analyses nothing more until the trainer is dead
+    except BaseException:
+        trainer.kill()
+        trainer.wait()
+        raise
+    os.kill(follower, signal.SIGSTOP)  # it analyses nothing more
+    return inline_values, ws, trainer, follower
+
+
+def test_a_follower_outlives_a_killed_trainer_only_to_analyse_what_is_stored(tmp_path):
+    inline_values, ws, trainer, follower = held_trainer(tmp_path)  # it analyses nothing until the trainer is dead
+    try:
         wait_for(lambda: (ws / "held").is_file(), 120, f"the trainer to reach epoch {HOLD}")
         run_id = (ws / "held").read_text()
         trainer.kill()  # kill -9, mid-run: no .done file, no final status
@@ -396,20 +405,8 @@ def test_a_run_killed_with_its_analysis_process_is_analysed_from_the_live_page(t
     """Trainer and analysis process killed together (kill -9 of both, a machine that stopped): nothing restarts the
     analysis, so the measured epochs stayed 'pending' on the Live page for ever. The page now says so and offers a
     button that starts an analysis process; it computes exactly the values an inline run has, once."""
-    inline_store = RunStore(tmp_path / "inline")
-    _, inline = run(inline_store, process=False)
-    inline_values = {k: v for k, v in values(inline).items() if k[2] <= HOLD}
-
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    script = tmp_path / "trainer.py"
-    script.write_text(TRAINER)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
-    trainer = subprocess.Popen([sys.executable, str(script), str(ws), str(EPOCHS), str(HOLD), *SETS], env=env,
-                               cwd=REPO, stdin=subprocess.DEVNULL)  # fmt: skip
+    inline_values, ws, trainer, follower = held_trainer(tmp_path)
     try:
-        (follower,) = wait_for(lambda: followers(ws, trainer.pid), 120, "the analysis process to start")
-        os.kill(follower, signal.SIGSTOP)  # analyses nothing more
         wait_for(lambda: (ws / "held").is_file(), 120, f"the trainer to reach epoch {HOLD}")
         run_id = (ws / "held").read_text()
         os.kill(follower, signal.SIGKILL)
@@ -420,6 +417,8 @@ def test_a_run_killed_with_its_analysis_process_is_analysed_from_the_live_page(t
         if trainer.poll() is None:
             trainer.kill()
             trainer.wait()
+        if pid_alive(follower):
+            os.kill(follower, signal.SIGKILL)
     store = RunStore(ws)
     store.set_status(run_id, "running", pid=trainer.pid)  # as run_training records it (the script calls fit alone)
     assert store.get_run(run_id)["effective_status"] == "lost"

@@ -338,18 +338,15 @@ def cmd_stop(args) -> int:
 def cmd_dashboard(args) -> int:
     """Run the Streamlit server on 127.0.0.1 (or every interface with ``--listen-all``, with a warning)."""
     import os
-    from pathlib import Path
 
-    from mmviz.store import WORKSPACE_ENV, is_store_url
+    from mmviz.launcher import ROOT as root
+    from mmviz.launcher import child_env
+    from mmviz.store import WORKSPACE_ENV, workspace_text
 
     if not 1 <= args.port <= 65535:
         raise MmvizError(f"The --port must be an integer in [1, 65535]. Got {args.port} instead.")
-    root = Path(__file__).resolve().parent.parent
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    if args.workspace:  # the server runs from the project root: a folder made absolute, a URL as given
-        folder = not is_store_url(args.workspace)
-        env[WORKSPACE_ENV] = str(Path(args.workspace).expanduser().absolute()) if folder else args.workspace
+    # the server runs from the project root: a folder made absolute, a URL as given
+    env = child_env({WORKSPACE_ENV: workspace_text(args.workspace)} if args.workspace else {})
     address = "127.0.0.1"
     if args.listen_all:
         address = "0.0.0.0"

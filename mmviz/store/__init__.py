@@ -35,6 +35,7 @@ __all__ = [
     "open_store",
     "parse_key",
     "shown_workspace",
+    "workspace_text",
     "pid_alive",
     "validate_key",
 ]
@@ -53,6 +54,12 @@ def default_workspace() -> Path | str:
     ``./mmviz-runs``."""
     value = os.environ.get(WORKSPACE_ENV, "./mmviz-runs")
     return value if is_store_url(value) else Path(value)
+
+
+def workspace_text(workspace: str | Path) -> str:
+    """``workspace`` as one string that means the same from any folder: a ``postgresql://`` URL as given, a folder
+    as an absolute path."""
+    return str(workspace) if is_store_url(workspace) else str(Path(workspace).expanduser().absolute())
 
 
 def shown_workspace(workspace: str | Path) -> str:
@@ -74,7 +81,7 @@ def child_workspace(workspace: str | Path) -> tuple[list[str], dict[str, str]]:
     """
     if is_store_url(workspace):
         return [], {WORKSPACE_ENV: str(workspace)}
-    return ["--workspace", str(Path(workspace).expanduser().absolute())], {}
+    return ["--workspace", workspace_text(workspace)], {}
 
 
 def open_store(workspace: str | Path | None = None) -> RunStore:

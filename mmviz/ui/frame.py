@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import streamlit as st
 
 from mmviz.errors import MmvizError
-from mmviz.store import RunStore, default_workspace, is_store_url, open_store, shown_workspace
+from mmviz.store import RunStore, default_workspace, is_store_url, open_store, shown_workspace, workspace_text
 from mmviz.ui.labels import md
 
 WORKSPACE_KEY = "mmviz_workspace"  # not a widget key: widget state does not survive a page switch
@@ -38,19 +38,14 @@ def get_store(workspace: str) -> RunStore:
 def current_workspace() -> str:
     """This session's workspace folder (``MMVIZ_WORKSPACE`` or ``./mmviz-runs`` until the user picks another)."""
     if WORKSPACE_KEY not in st.session_state:
-        st.session_state[WORKSPACE_KEY] = _normalise(str(default_workspace()))
+        st.session_state[WORKSPACE_KEY] = workspace_text(default_workspace())
     return st.session_state[WORKSPACE_KEY]
-
-
-def _normalise(text: str) -> str:
-    """A folder as an absolute path; a ``postgresql://`` URL as it is."""
-    return text if is_store_url(text) else str(Path(text).expanduser().absolute())
 
 
 def entered_workspace(text: str, current: str) -> str:
     """The workspace a user typed in the sidebar: a URL whose password is still ``***`` keeps the current
     workspace's password (the field showed it so)."""
-    text = _normalise(text)
+    text = workspace_text(text)
     if is_store_url(text) and is_store_url(current):
         typed, now = urlsplit(text), urlsplit(current)
         if typed.password == "***" and now.password:

@@ -196,7 +196,10 @@ class AnalysisSupervisor:
                 stream.flush()
             except (AttributeError, OSError, ValueError):
                 pass
-        pid = os.fork()
+        from mmviz.store.connection import closed_for_fork
+
+        with closed_for_fork():  # the child must not inherit SQLite's lock records of the trainer's store
+            pid = os.fork()
         if pid == 0:  # the child: never returns into the trainer's code
             code = 1
             try:

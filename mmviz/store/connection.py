@@ -6,6 +6,14 @@ the write lock up front so the busy timeout applies (a deferred transaction that
 fail at once with "database is locked"); and a locked error that outlasts the timeout is retried a few times.
 A damaged database file (SQLite's "malformed" / "not a database") is reported as a ``StoreError`` that names the
 file and the way to recover; nothing is written to it.
+
+A process that forks a child which opens the store itself (the trainer forking its analysis process) forks inside
+:func:`closed_for_fork`: SQLite keeps a per-process record of the locks held on each database file, and a child
+forked while the parent has the file open inherits it. The child's own connection then believes it holds locks that
+only the parent holds: when the parent dies (a killed trainer) while the child still writes, the next process that
+closes the store takes it for unused, checkpoints it and deletes its WAL file, and every later row of the child
+goes to the deleted file (SQLite's "How To Corrupt An SQLite Database File", 2.6). With every connection of the
+process closed over the fork the child inherits no such record; the parent's connections open again on next use.
 """
 
 from __future__ import annotations
@@ -13,7 +21,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,6 +32,8 @@ from mmviz.errors import StoreError
 BUSY_TIMEOUT_MS = 30_000
 RETRIES = 6
 _T = TypeVar("_T")
+_OPEN: weakref.WeakSet[Connection] = weakref.WeakSet()  # this process's connections, for closed_for_fork
+_OPEN_LOCK = threading.Lock()
 
 
 def is_damaged(exc: sqlite3.DatabaseError) -> bool:
@@ -56,26 +68,40 @@ class Connection:
         """Connect to ``path`` and switch it to WAL with a 30 s busy timeout and ``synchronous=NORMAL``."""
         self.path = path
         self._lock = threading.RLock()
+        self._closed = False
+        self._conn: sqlite3.Connection | None = self._connect()
+        with _OPEN_LOCK:
+            _OPEN.add(self)
+
+    def _connect(self) -> sqlite3.Connection:
+        path = self.path
         try:
-            self._conn = sqlite3.connect(
-                path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-            )
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise StoreError(f"Cannot open the run store {str(path)!r} ({exc}); check the path.") from exc
         try:
-            self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            mode = self.retry(lambda: self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = self._retried(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
             if str(mode).lower() != "wal":
                 raise StoreError(
                     f"Cannot switch {str(path)!r} to WAL mode (got {mode!r}); put the workspace on a local disk."
                 )
-            self._conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
         except BaseException:
-            self._conn.close()
+            conn.close()
             raise
+        return conn
 
     def retry(self, fn: Callable[[], _T]) -> _T:
         """Call ``fn()`` under the lock, retrying with backoff while SQLite reports the database as locked."""
+        with self._lock:
+            if self._conn is None:  # closed for a fork (closed_for_fork): open again
+                if self._closed:
+                    raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+                self._conn = self._connect()
+            return self._retried(fn)
+
+    def _retried(self, fn: Callable[[], _T]) -> _T:
         with self._lock:
             for attempt in range(RETRIES):
                 try:
@@ -134,6 +160,30 @@ class Connection:
             raise damaged_store(self.path, "quick_check: " + " ".join(found)[:200])
 
     def close(self) -> None:
-        """Close the connection (idempotent)."""
+        """Close the connection (idempotent; a closed connection is not opened again)."""
         with self._lock:
-            self._conn.close()
+            self._closed = True
+            if self._conn is not None:
+                self._conn.close()
+        with _OPEN_LOCK:
+            _OPEN.discard(self)
+
+
+@contextmanager
+def closed_for_fork() -> Iterator[None]:
+    """Fork inside this: every SQLite connection of this process is closed (see the module docstring) and no thread
+    is inside one of them; after it, each opens again at its next use (~1 ms), in the parent."""
+    with _OPEN_LOCK:
+        held = list(_OPEN)
+    locked: list[Connection] = []
+    try:
+        for conn in held:
+            conn._lock.acquire()
+            locked.append(conn)
+            if conn._conn is not None:
+                conn._conn.close()
+                conn._conn = None
+        yield
+    finally:
+        for conn in locked:
+            conn._lock.release()

@@ -37,7 +37,6 @@ ADDED_RUN_COLUMNS = {
     "notes": "TEXT", "restart_of": "TEXT", "origin": "TEXT DEFAULT 'trainer'", "backend": "TEXT",
     "epochs_total": "INTEGER", "encoder": "TEXT",  # CONFIG_SUMMARY: filled from the config by fill_config_summary
 }  # fmt: skip
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 DDL = [
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)",
@@ -122,19 +121,23 @@ def check_workspace(workspace: Path) -> None:
 
 
 def check_db_file(db_path: Path) -> None:
-    """Refuse, without writing to it, a file that is not an mmviz store of a schema version this mmviz reads."""
+    """Refuse, without writing to it, a file that is not an mmviz store of a schema version this mmviz reads.
+
+    SQLite reads the file, never Python's ``open()``: closing any descriptor of a file drops every POSIX lock the
+    process holds on it, so reading the header while another connection of this process (another page of the same
+    dashboard server) has the store open would let a third process take the store for unused and delete its WAL
+    file under that connection (SQLite's "How To Corrupt An SQLite Database File", 2.2).
+    """
     path = str(db_path)
-    if not db_path.exists():
-        return
     try:
-        with open(db_path, "rb") as fh:
-            head = fh.read(len(_SQLITE_MAGIC))
+        if not db_path.exists() or db_path.stat().st_size == 0:
+            return  # SQLite treats an empty file as an empty database
     except OSError as exc:
         raise StoreError(f"Cannot read {path!r} ({exc.strerror or exc}); check its permissions.") from exc
-    if not head:
-        return  # SQLite treats an empty file as an empty database
-    if head != _SQLITE_MAGIC:
-        raise StoreError(f"{path!r} is not an SQLite database; move it away or choose another workspace.")
+    if db_path.is_dir():
+        raise StoreError(f"{path!r} is a folder, not an SQLite database; move it away or choose another workspace.")
+    if not os.access(db_path, os.R_OK):
+        raise StoreError(f"Cannot read {path!r} (permission denied); check its permissions.")
     if not os.access(db_path, os.R_OK | os.W_OK):
         raise StoreError(f"The run store {path!r} is not writable; fix its permissions or choose another workspace.")
     try:
@@ -145,6 +148,13 @@ def check_db_file(db_path: Path) -> None:
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_NOTADB:
+            raise StoreError(
+                f"{path!r} is not an SQLite database (or its first page is damaged); move it away or choose another "
+                "workspace."
+            ) from exc
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_CANTOPEN:
+            raise StoreError(f"Cannot open {path!r} ({exc}); check the file and its permissions.") from exc
         from mmviz.store.connection import damaged_store
 
         raise damaged_store(db_path, exc) from exc

@@ -176,19 +176,23 @@ def test_a_follower_outlives_a_killed_trainer_only_to_analyse_what_is_stored(tmp
         run_id = (ws / "held").read_text()
         trainer.kill()  # kill -9, mid-run: no .done file, no final status
         trainer.wait(timeout=30)
-        store = RunStore(ws)
-        listed = set(store.load_artifacts(run_id, kind=RECORD_KIND)["epoch"])
-        # the last epoch's record file is on disk but not in the store (earlier ones are listed once the logger has
-        # flushed, which a quick machine may not have done yet either)
-        assert HOLD not in listed and listed <= set(range(1, HOLD)), listed
-        assert record_path(store.run_dir(run_id), HOLD).is_file()
-        assert len(set(store.load_artifacts(run_id, kind=ANALYSED_KIND)["epoch"])) < HOLD  # epochs were pending
+        with RunStore(ws) as store:  # closed again: the analysis process is now the only one with the store open
+            listed = set(store.load_artifacts(run_id, kind=RECORD_KIND)["epoch"])
+            # the last epoch's record file is on disk but not in the store (earlier ones are listed once the logger
+            # has flushed, which a quick machine may not have done yet either)
+            assert HOLD not in listed and listed <= set(range(1, HOLD)), listed
+            assert record_path(store.run_dir(run_id), HOLD).is_file()
+            assert len(set(store.load_artifacts(run_id, kind=ANALYSED_KIND)["epoch"])) < HOLD  # epochs were pending
+        # A forked child that inherited SQLite's in-process lock records from the trainer held no lock of its own on
+        # the database: the store closed just above took the database for unused, checkpointed it and deleted its
+        # WAL file, and every row the child wrote after that went to the deleted file (lost).
         os.kill(follower, signal.SIGCONT)
         started = time.monotonic()
         wait_for(lambda: not pid_alive(follower), 60 + ORPHAN_AFTER_S, "the orphaned analysis process to end")
         took = time.monotonic() - started
         follower = None
         assert followers(ws) == []
+        store = RunStore(ws)
         assert set(store.load_artifacts(run_id, kind=ANALYSED_KIND)["epoch"]) == set(range(1, HOLD + 1))
         assert set(store.load_artifacts(run_id, kind=RECORD_KIND)["epoch"]) == set(range(1, HOLD + 1))
         frame = store.load_metrics(run_id)

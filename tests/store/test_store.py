@@ -133,6 +133,30 @@ def test_refuses_a_newer_schema(tmp_path: Path) -> None:
     assert "upgrade mmviz" in message
 
 
+def test_opening_the_store_again_keeps_what_a_connection_of_the_same_process_writes(tmp_path: Path) -> None:
+    """A dashboard server opens the store for a page while its other sessions hold it open, and trainers write.
+
+    Reading the file's first bytes with Python's ``open()`` and closing it drops every lock the process holds on
+    the file (POSIX locks belong to the process, not to the descriptor): the next process to close the store then
+    took it for unused, checkpointed it and deleted its WAL file, and the held connection wrote into the deleted
+    file (lost, or "disk I/O error"; CI saw "database disk image is malformed")."""
+    ws = tmp_path / "ws"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    other = [sys.executable, "-c", "import sys; from mmviz.store import RunStore; s = RunStore(sys.argv[1]); "
+             "print(s.get_run(sys.argv[2])['name'] if len(sys.argv) > 2 else ''); s.close()", str(ws)]  # fmt: skip
+    with RunStore(ws) as held:
+        run_id = make_run(held)
+        RunStore(ws).close()  # another page of the same server
+        subprocess.run(other, env=env, cwd=REPO, check=True, timeout=120)  # another process opens and closes it
+        for n in range(20):
+            held.update_run(run_id, name=f"renamed {n}")
+        seen = subprocess.run([*other, run_id], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert seen.returncode == 0 and seen.stdout.strip() == "renamed 19", seen.stderr
+    with RunStore(ws) as again:
+        assert again.get_run(run_id)["name"] == "renamed 19"
+        assert again._db.query("PRAGMA integrity_check") == [("ok",)]
+
+
 def test_refuses_a_workspace_that_cannot_be_created(tmp_path: Path) -> None:
     blocker = tmp_path / "afile"
     blocker.write_text("a regular file where a folder should be")

@@ -105,7 +105,7 @@ HOLD = 3  # the trainer stops moving after this epoch's record is written, befor
 
 TRAINER = textwrap.dedent(
     """
-    import sys, time
+    import os, sys, time
     from pathlib import Path
     from mmviz.launcher import prepare_run
     from mmviz.store import RunStore
@@ -119,7 +119,8 @@ TRAINER = textwrap.dedent(
 
     def progress(info, values):
         if values.get("epoch_done") == hold:  # after the record was written, before the epoch's flush
-            Path(ws, "held").write_text(run_id)
+            Path(ws, "held.tmp").write_text(run_id)
+            os.replace(Path(ws, "held.tmp"), Path(ws, "held"))  # whole when seen (write_text creates it empty first)
             while True:
                 time.sleep(1)
 

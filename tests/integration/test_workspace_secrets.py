@@ -32,6 +32,13 @@ def cmdline(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
 
 
+def started(pid: int) -> int:
+    """``pid`` once it runs its own program: until its exec, /proc shows this process's command line and environment."""
+    own = cmdline(os.getpid())
+    wait_for(lambda: cmdline(pid) != own, 60, f"process {pid} to start its program")
+    return pid
+
+
 def environ(pid: int) -> dict[str, str]:
     items = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     return dict(item.decode().split("=", 1) for item in items if b"=" in item)
@@ -42,12 +49,14 @@ def test_child_processes_get_a_workspace_password_in_their_environment_only(post
     with open_store(url) as store:
         run_id = launcher.prepare_run(store, build_run_config("synthetic", "baseline", TINY, epochs=2))
         trainer = launcher.spawn_run(store, run_id)
+        started(trainer.pid)
         assert PASSWORD not in cmdline(trainer.pid) and "--workspace" not in cmdline(trainer.pid)
         assert trainer.wait(180) == 0  # it found the workspace in its environment and trained the run
         assert store.get_run(run_id)["status"] == "finished"
 
         follower = AnalysisSupervisor(url, run_id, store.run_dir(run_id), fork=False)  # started as a program
         follower.ensure_running()
+        started(follower.proc.pid)
         assert PASSWORD not in cmdline(follower.proc.pid)
         assert environ(follower.proc.pid)["MMVIZ_WORKSPACE"] == url
         assert follower.proc.wait(120) == 0  # connected, found the run over, ended

@@ -274,7 +274,7 @@ def start_sweep(
     if max_parallel is not None:
         store.set_setting(MAX_PARALLEL, max_parallel)
     sweep_id = new_run_id()
-    label = name or "sweep"
+    label = name or f"sweep-{sweep_id.rsplit('-', 1)[-1]}"  # unnamed sweeps' trials are told apart in the Runs table
     run_tags = [SWEEP_TAG, sweep_tag(sweep_id), *tags]
     run_ids = []
     for i, (_, cfg, data) in enumerate(built, 1):

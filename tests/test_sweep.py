@@ -7,7 +7,16 @@ import pytest
 from mmviz.cli import main
 from mmviz.errors import ConfigError
 from mmviz.store import RunStore
-from mmviz.sweep import Range, SweepSpec, build_trials, parse_sets, parse_values, plan_trials, sweep_ids_of
+from mmviz.sweep import (
+    Range,
+    SweepSpec,
+    build_trials,
+    parse_sets,
+    parse_values,
+    plan_trials,
+    start_sweep,
+    sweep_ids_of,
+)
 
 
 def test_values_lists_ranges_and_list_fields():
@@ -103,3 +112,17 @@ def test_cli_refuses_a_bad_sweep_before_any_trial(tmp_path, capsys):
 def test_sweep_ids_of_reads_the_tags():
     assert sweep_ids_of(["sweep", "sweep:20250101-120000-abcd", "demo"]) == ["20250101-120000-abcd"]
     assert sweep_ids_of(None) == []
+
+
+def test_trials_of_two_unnamed_sweeps_have_different_names(tmp_path):
+    """Every unnamed sweep named its trials sweep-001, sweep-002, ...: two of them could not be told apart."""
+    spec = SweepSpec(methods=("baseline",), seeds=(0, 1), dataset="synthetic", fixed=("data.n_train=120",), epochs=1)
+    with RunStore(tmp_path / "ws") as store:
+        first = start_sweep(store, spec, backend=None)
+        second = start_sweep(store, spec, backend=None)
+        named = start_sweep(store, spec, name="lr", backend=None)
+        names = {sweep_id: [store.get_run(r)["name"] for r in runs] for sweep_id, runs in (first, second, named)}
+    assert names[named[0]] == ["lr-001", "lr-002"]
+    for sweep_id in (first[0], second[0]):
+        assert names[sweep_id] == [f"sweep-{sweep_id[-4:]}-001", f"sweep-{sweep_id[-4:]}-002"]
+    assert not set(names[first[0]]) & set(names[second[0]])

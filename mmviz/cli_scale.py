@@ -59,7 +59,12 @@ def add_scale_commands(sub: Any, add_workspace: Callable[[argparse.ArgumentParse
     w.add_argument("--epochs", type=int)
     w.add_argument("--from", dest="base_run", metavar="RUN_ID", help="Start every trial from this run's settings.")
     w.add_argument("--max-parallel", type=int, metavar="N", help="Set the workspace's number of runs at once.")
-    w.add_argument("--name", default="", help="A name for the sweep (trials are NAME-001, NAME-002, ...; without it sweep-XXXX-001, ... with XXXX from the sweep id).")
+    w.add_argument(
+        "--name",
+        default="",
+        help="A name for the sweep: its trials are NAME-001, NAME-002, ... (unnamed: sweep-XXXX-001, ..., XXXX from "
+        "the sweep id).",
+    )
     w.add_argument("--wait", action="store_true", help="Wait until every trial has ended; exit 1 if one failed.")
     w.add_argument(
         "--backend",

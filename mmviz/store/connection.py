@@ -8,12 +8,15 @@ A damaged database file (SQLite's "malformed" / "not a database") is reported as
 file and the way to recover; nothing is written to it.
 
 A process that forks a child which opens the store itself (the trainer forking its analysis process) forks inside
-:func:`closed_for_fork`: SQLite keeps a per-process record of the locks held on each database file, and a child
-forked while the parent has the file open inherits it. The child's own connection then believes it holds locks that
-only the parent holds: when the parent dies (a killed trainer) while the child still writes, the next process that
-closes the store takes it for unused, checkpoints it and deletes its WAL file, and every later row of the child
-goes to the deleted file (SQLite's "How To Corrupt An SQLite Database File", 2.6). With every connection of the
-process closed over the fork the child inherits no such record; the parent's connections open again on next use.
+:func:`closed_for_fork`, which closes every store connection of the process (SQLite and PostgreSQL), with no thread
+inside one, and each opens again at its next use (in the parent). A child forked with a connection open inherits it:
+- SQLite keeps a per-process record of the locks held on each database file; the child's own new connection then
+  believes it holds locks that only the parent holds. When the parent dies (a killed trainer) while the child still
+  writes, the next process that closes the store takes it for unused, checkpoints it and deletes its WAL file, and
+  every later row of the child goes to the deleted file (SQLite's "How To Corrupt An SQLite Database File", 2.6).
+- A PostgreSQL connection's socket stays open in the child: the server keeps a killed trainer's session, and a
+  write transaction it was in, with the store-wide write lock, until the child ends, while the child (and every
+  other writer) waits for that lock.
 """
 
 from __future__ import annotations
@@ -32,8 +35,20 @@ from mmviz.errors import StoreError
 BUSY_TIMEOUT_MS = 30_000
 RETRIES = 6
 _T = TypeVar("_T")
-_OPEN: weakref.WeakSet[Connection] = weakref.WeakSet()  # this process's connections, for closed_for_fork
+_OPEN: weakref.WeakSet[Any] = weakref.WeakSet()  # this process's store connections (both kinds), for closed_for_fork
 _OPEN_LOCK = threading.Lock()
+
+
+def track(conn: Any) -> None:
+    """Register an open store connection (it has ``_lock`` and ``close_for_fork()``) for :func:`closed_for_fork`."""
+    with _OPEN_LOCK:
+        _OPEN.add(conn)
+
+
+def untrack(conn: Any) -> None:
+    """Forget a closed store connection."""
+    with _OPEN_LOCK:
+        _OPEN.discard(conn)
 
 
 def is_damaged(exc: sqlite3.DatabaseError) -> bool:
@@ -70,8 +85,7 @@ class Connection:
         self._lock = threading.RLock()
         self._closed = False
         self._conn: sqlite3.Connection | None = self._connect()
-        with _OPEN_LOCK:
-            _OPEN.add(self)
+        track(self)
 
     def _connect(self) -> sqlite3.Connection:
         path = self.path
@@ -165,24 +179,27 @@ class Connection:
             self._closed = True
             if self._conn is not None:
                 self._conn.close()
-        with _OPEN_LOCK:
-            _OPEN.discard(self)
+        untrack(self)
+
+    def close_for_fork(self) -> None:
+        """Close the connection until its next use (the caller holds the lock: :func:`closed_for_fork`)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 @contextmanager
 def closed_for_fork() -> Iterator[None]:
-    """Fork inside this: every SQLite connection of this process is closed (see the module docstring) and no thread
-    is inside one of them; after it, each opens again at its next use (~1 ms), in the parent."""
+    """Fork inside this: every store connection of this process is closed (see the module docstring) and no thread
+    is inside one of them; after it, each opens again at its next use, in the parent."""
     with _OPEN_LOCK:
         held = list(_OPEN)
-    locked: list[Connection] = []
+    locked: list[Any] = []
     try:
         for conn in held:
             conn._lock.acquire()
             locked.append(conn)
-            if conn._conn is not None:
-                conn._conn.close()
-                conn._conn = None
+            conn.close_for_fork()
         yield
     finally:
         for conn in locked:

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from mmviz.errors import StoreError
+from mmviz.store.connection import track, untrack
 from mmviz.store.contract import ARRAY_COLUMNS, ARTIFACT_COLUMNS, CONFIG_SUMMARY, METRIC_COLUMNS, METRIC_DTYPES
 from mmviz.store.keys import parse_key, validate_key, validate_run_id
 from mmviz.store.schema import ADDED_RUN_COLUMNS, SCHEMA_VERSION, fill_config_summary
@@ -108,34 +109,57 @@ class _Cursor:
 
 
 class PgConnection:
-    """One psycopg connection shared by threads, with the ``write`` / ``read`` / ``query`` of the SQLite one."""
+    """One psycopg connection shared by threads, with the ``write`` / ``read`` / ``query`` of the SQLite one.
+
+    Closed over a fork and opened again at its next use (:func:`mmviz.store.connection.closed_for_fork`).
+    """
 
     def __init__(self, conninfo: str, label: str) -> None:
+        self._conninfo, self._label = conninfo, label
+        self._lock = threading.RLock()
+        self._closed = False
+        self._conn: Any = self._connect()
+        track(self)
+
+    def _connect(self) -> Any:
         import psycopg
 
-        self._lock = threading.RLock()
         try:
-            self._conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
+            return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10)
         except psycopg.Error as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StoreError(f"Cannot connect to the PostgreSQL store {label!r} ({first}); check the URL.") from exc
+            raise StoreError(
+                f"Cannot connect to the PostgreSQL store {self._label!r} ({first}); check the URL."
+            ) from exc
+
+    def _open(self) -> Any:
+        """The connection, opened again if it was closed for a fork (call with the lock held)."""
+        if self._conn is None:
+            if self._closed:
+                raise StoreError(f"The PostgreSQL store {self._label!r} is closed.")
+            self._conn = self._connect()
+        return self._conn
 
     def write(self, fn: Callable[[_Cursor], _T]) -> _T:
         """Run ``fn`` in one transaction that holds the store-wide write lock: all of it is committed, or none."""
-        with self._lock, self._conn.transaction():
-            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-            return fn(_Cursor(self._conn))
+        with self._lock:
+            conn = self._open()
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                return fn(_Cursor(conn))
 
     def read(self, fn: Callable[[_Cursor], _T]) -> _T:
         """Run ``fn`` in one repeatable-read transaction (one snapshot for all its queries)."""
-        with self._lock, self._conn.transaction():
-            self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            return fn(_Cursor(self._conn))
+        with self._lock:
+            conn = self._open()
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                return fn(_Cursor(conn))
 
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         """All rows of one statement."""
         with self._lock:
-            return _Cursor(self._conn).execute(sql, params).fetchall()
+            return _Cursor(self._open()).execute(sql, params).fetchall()
 
     def check_integrity(self) -> None:
         """Nothing for a client to scan (SQLite's ``quick_check`` reads the file): the server keeps its own pages
@@ -144,7 +168,16 @@ class PgConnection:
     def close(self) -> None:
         """Close the connection (idempotent)."""
         with self._lock:
+            self._closed = True
+            if self._conn is not None:
+                self._conn.close()
+        untrack(self)
+
+    def close_for_fork(self) -> None:
+        """Close the connection until its next use (the caller holds the lock)."""
+        if self._conn is not None:
             self._conn.close()
+            self._conn = None
 
 
 class PostgresStore(RunStore):

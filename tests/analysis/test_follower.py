@@ -389,6 +389,61 @@ def test_a_forked_analysis_process_is_named_as_one(tmp_path, monkeypatch):
     assert isinstance(made[0].proc, ForkedProcess) and names == ["mmviz-analysis"]
 
 
+FORKING_TRAINER = textwrap.dedent(
+    """
+    import sys, time
+    from mmviz.launcher import prepare_run
+    from mmviz.probes.record import AnalysisSupervisor
+    from mmviz.store import open_store
+    from mmviz.training.config import build_run_config
+
+    store = open_store(sys.argv[1])
+    run_id = prepare_run(store, build_run_config("synthetic", "baseline", ["data.n_train=120"], epochs=1))
+    before = store._db._conn.info.backend_pid
+    supervisor = AnalysisSupervisor(sys.argv[1], run_id, store.run_dir(run_id))
+    supervisor.ensure_running()  # forked, as fit() does
+    store.heartbeat(run_id)  # the trainer goes on using its store
+    print(before, store._db._conn.info.backend_pid, supervisor.proc.pid, flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def test_a_killed_trainers_postgresql_session_ends_while_its_forked_analysis_process_lives(postgres_workspace):
+    """The forked analysis process inherited the trainer's PostgreSQL socket: the server kept a killed trainer's
+    session (and a write transaction it was in, with the store-wide write lock every writer waits for) until the
+    analysis process ended. The trainer now forks with its connections closed and reconnects after."""
+    import psycopg
+
+    from mmviz.store.postgres import split_url
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    trainer = subprocess.Popen([sys.executable, "-c", FORKING_TRAINER, postgres_workspace], env=env, cwd=REPO,
+                               stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)  # fmt: skip
+    follower = None
+    try:
+        sessions = [int(w) for w in trainer.stdout.readline().split()]
+        follower = sessions.pop()
+        os.kill(follower, signal.SIGSTOP)  # alive, holding whatever it inherited
+        trainer.kill()
+        trainer.wait(timeout=30)
+        with psycopg.connect(split_url(postgres_workspace)[0], autocommit=True) as conn:
+
+            def left() -> set[int]:
+                rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s)", (sessions,)).fetchall()
+                return {r[0] for r in rows}
+
+            wait_for(lambda: not left(), 20, f"the killed trainer's sessions {sessions} to end (left: {left()})")
+        assert pid_alive(follower)
+    finally:
+        if trainer.poll() is None:
+            trainer.kill()
+            trainer.wait()
+        if follower is not None and pid_alive(follower):
+            os.kill(follower, signal.SIGCONT)
+            os.kill(follower, signal.SIGKILL)
+
+
 def test_a_trainer_that_fails_before_training_leaves_no_analysis_process(tmp_path):
     """A fork whose parent checkpoint is damaged fails in ``fit``'s set-up, after the analysis process started: it is
     ended with the trainer's error, not left polling beside a caller that lives on."""

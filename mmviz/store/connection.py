@@ -40,7 +40,7 @@ _OPEN_LOCK = threading.Lock()
 
 
 def track(conn: Any) -> None:
-    """Register an open store connection (it has ``_lock`` and ``close_for_fork()``) for :func:`closed_for_fork`."""
+    """Register an open store connection (a :class:`Reopening`) for :func:`closed_for_fork`."""
     with _OPEN_LOCK:
         _OPEN.add(conn)
 
@@ -49,6 +49,46 @@ def untrack(conn: Any) -> None:
     """Forget a closed store connection."""
     with _OPEN_LOCK:
         _OPEN.discard(conn)
+
+
+class Reopening:
+    """What both store connections share: a lock that one thread holds at a time, closing for good (:meth:`close`),
+    and closing over a fork (:meth:`close_for_fork`) to open again (:meth:`_connect`) at the next use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._closed = False
+        self._conn: Any = self._connect()
+        track(self)
+
+    def _connect(self) -> Any:
+        raise NotImplementedError
+
+    def _open(self) -> Any:
+        """The connection, opened again if it was closed for a fork (call with the lock held)."""
+        if self._conn is None:
+            if self._closed:
+                raise StoreError("The run store was closed; open it again.")
+            self._conn = self._connect()
+        return self._conn
+
+    def close(self) -> None:
+        """Close the connection (idempotent; a closed connection is not opened again)."""
+        with self._lock:
+            self._closed = True
+            if self._conn is not None:
+                self._conn.close()
+        untrack(self)
+
+    def close_for_fork(self) -> None:
+        """Close the connection until its next use (the caller holds the lock: :func:`closed_for_fork`)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def hold(self) -> threading.RLock:
+        """The lock every use of the connection takes."""
+        return self._lock
 
 
 def is_damaged(exc: sqlite3.DatabaseError) -> bool:
@@ -76,16 +116,13 @@ def is_locked(exc: sqlite3.OperationalError) -> bool:
     return (code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)) or "locked" in str(exc)
 
 
-class Connection:
+class Connection(Reopening):
     """A WAL-mode SQLite connection shared by threads; ``write`` / ``read`` / ``query`` are the only entry points."""
 
     def __init__(self, path: Path) -> None:
         """Connect to ``path`` and switch it to WAL with a 30 s busy timeout and ``synchronous=NORMAL``."""
         self.path = path
-        self._lock = threading.RLock()
-        self._closed = False
-        self._conn: sqlite3.Connection | None = self._connect()
-        track(self)
+        super().__init__()
 
     def _connect(self) -> sqlite3.Connection:
         path = self.path
@@ -109,10 +146,7 @@ class Connection:
     def retry(self, fn: Callable[[], _T]) -> _T:
         """Call ``fn()`` under the lock, retrying with backoff while SQLite reports the database as locked."""
         with self._lock:
-            if self._conn is None:  # closed for a fork (closed_for_fork): open again
-                if self._closed:
-                    raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
-                self._conn = self._connect()
+            self._open()
             return self._retried(fn)
 
     def _retried(self, fn: Callable[[], _T]) -> _T:
@@ -173,20 +207,6 @@ class Connection:
             found = " ".join(rows).replace("*** in database main ***", "").split()
             raise damaged_store(self.path, "quick_check: " + " ".join(found)[:200])
 
-    def close(self) -> None:
-        """Close the connection (idempotent; a closed connection is not opened again)."""
-        with self._lock:
-            self._closed = True
-            if self._conn is not None:
-                self._conn.close()
-        untrack(self)
-
-    def close_for_fork(self) -> None:
-        """Close the connection until its next use (the caller holds the lock: :func:`closed_for_fork`)."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
 
 @contextmanager
 def closed_for_fork() -> Iterator[None]:
@@ -194,13 +214,13 @@ def closed_for_fork() -> Iterator[None]:
     is inside one of them; after it, each opens again at its next use, in the parent."""
     with _OPEN_LOCK:
         held = list(_OPEN)
-    locked: list[Any] = []
+    locked: list[Reopening] = []
     try:
         for conn in held:
-            conn._lock.acquire()
+            conn.hold().acquire()
             locked.append(conn)
             conn.close_for_fork()
         yield
     finally:
         for conn in locked:
-            conn._lock.release()
+            conn.hold().release()

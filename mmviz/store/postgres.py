@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from mmviz.errors import StoreError
-from mmviz.store.connection import track, untrack
+from mmviz.store.connection import Reopening
 from mmviz.store.contract import ARRAY_COLUMNS, ARTIFACT_COLUMNS, CONFIG_SUMMARY, METRIC_COLUMNS, METRIC_DTYPES
 from mmviz.store.keys import parse_key, validate_key, validate_run_id
 from mmviz.store.schema import ADDED_RUN_COLUMNS, SCHEMA_VERSION, fill_config_summary
@@ -108,7 +107,7 @@ class _Cursor:
         return cur
 
 
-class PgConnection:
+class PgConnection(Reopening):
     """One psycopg connection shared by threads, with the ``write`` / ``read`` / ``query`` of the SQLite one.
 
     Closed over a fork and opened again at its next use (:func:`mmviz.store.connection.closed_for_fork`).
@@ -116,10 +115,7 @@ class PgConnection:
 
     def __init__(self, conninfo: str, label: str) -> None:
         self._conninfo, self._label = conninfo, label
-        self._lock = threading.RLock()
-        self._closed = False
-        self._conn: Any = self._connect()
-        track(self)
+        super().__init__()
 
     def _connect(self) -> Any:
         import psycopg
@@ -131,14 +127,6 @@ class PgConnection:
             raise StoreError(
                 f"Cannot connect to the PostgreSQL store {self._label!r} ({first}); check the URL."
             ) from exc
-
-    def _open(self) -> Any:
-        """The connection, opened again if it was closed for a fork (call with the lock held)."""
-        if self._conn is None:
-            if self._closed:
-                raise StoreError(f"The PostgreSQL store {self._label!r} is closed.")
-            self._conn = self._connect()
-        return self._conn
 
     def write(self, fn: Callable[[_Cursor], _T]) -> _T:
         """Run ``fn`` in one transaction that holds the store-wide write lock: all of it is committed, or none."""
@@ -164,20 +152,6 @@ class PgConnection:
     def check_integrity(self) -> None:
         """Nothing for a client to scan (SQLite's ``quick_check`` reads the file): the server keeps its own pages
         consistent (WAL, checksums) and reports damage on the statement that meets it."""
-
-    def close(self) -> None:
-        """Close the connection (idempotent)."""
-        with self._lock:
-            self._closed = True
-            if self._conn is not None:
-                self._conn.close()
-        untrack(self)
-
-    def close_for_fork(self) -> None:
-        """Close the connection until its next use (the caller holds the lock)."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
 
 
 class PostgresStore(RunStore):

@@ -170,6 +170,16 @@ def held_trainer(tmp_path: Path) -> tuple[dict, Path, subprocess.Popen, int]:
     return inline_values, ws, trainer, follower
 
 
+def end(trainer: subprocess.Popen, follower: int | None) -> None:
+    """Kill a test's trainer and its (maybe stopped) analysis process if they are still there."""
+    if trainer.poll() is None:
+        trainer.kill()
+        trainer.wait()
+    if follower is not None and pid_alive(follower):
+        os.kill(follower, signal.SIGCONT)
+        os.kill(follower, signal.SIGKILL)
+
+
 def test_a_follower_outlives_a_killed_trainer_only_to_analyse_what_is_stored(tmp_path):
     inline_values, ws, trainer, follower = held_trainer(tmp_path)  # it analyses nothing until the trainer is dead
     try:
@@ -200,12 +210,7 @@ def test_a_follower_outlives_a_killed_trainer_only_to_analyse_what_is_stored(tmp
         assert values(frame[frame["key"].str.match(ANALYSED)]) == inline_values  # every stored epoch, once, exact
         print(f"the orphaned follower ended {took:.1f} s after it was let go")
     finally:
-        if trainer.poll() is None:
-            trainer.kill()
-            trainer.wait()
-        if follower is not None and pid_alive(follower):
-            os.kill(follower, signal.SIGCONT)
-            os.kill(follower, signal.SIGKILL)
+        end(trainer, follower)
 
 
 @pytest.mark.parametrize("status", ["finished", "lost"])
@@ -436,12 +441,7 @@ def test_a_killed_trainers_postgresql_session_ends_while_its_forked_analysis_pro
             wait_for(lambda: not left(), 20, f"the killed trainer's sessions {sessions} to end (left: {left()})")
         assert pid_alive(follower)
     finally:
-        if trainer.poll() is None:
-            trainer.kill()
-            trainer.wait()
-        if follower is not None and pid_alive(follower):
-            os.kill(follower, signal.SIGCONT)
-            os.kill(follower, signal.SIGKILL)
+        end(trainer, follower)
 
 
 def test_a_trainer_that_fails_before_training_leaves_no_analysis_process(tmp_path):
@@ -474,11 +474,7 @@ def test_a_run_killed_with_its_analysis_process_is_analysed_from_the_live_page(t
         trainer.wait(timeout=30)
         wait_for(lambda: not pid_alive(follower), 30, "the analysis process to die")
     finally:
-        if trainer.poll() is None:
-            trainer.kill()
-            trainer.wait()
-        if pid_alive(follower):
-            os.kill(follower, signal.SIGKILL)
+        end(trainer, follower)
     store = RunStore(ws)
     store.set_status(run_id, "running", pid=trainer.pid)  # as run_training records it (the script calls fit alone)
     assert store.get_run(run_id)["effective_status"] == "lost"

@@ -78,6 +78,7 @@ class Reopening:
             self._closed = True
             if self._conn is not None:
                 self._conn.close()
+                self._conn = None
         untrack(self)
 
     def close_for_fork(self) -> None:

@@ -99,6 +99,28 @@ def test_refuses_a_file_that_is_not_sqlite(tmp_path: Path) -> None:
     _refuses_unchanged(ws, "not an SQLite database")
 
 
+def test_refuses_a_folder_where_the_database_should_be(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    (ws / "mmviz.db").mkdir(parents=True)
+    with pytest.raises(StoreError, match="is a folder, not an SQLite database") as info:
+        RunStore(ws)
+    assert str(ws / "mmviz.db") in str(info.value) and (ws / "mmviz.db").is_dir()
+
+
+def test_a_closed_store_says_so_and_is_not_opened_again(tmp_path: Path) -> None:
+    """A connection closed for a fork opens again at its next use; one closed for good does not."""
+    from mmviz.store.connection import closed_for_fork
+
+    store = RunStore(tmp_path)
+    run_id = make_run(store)
+    with closed_for_fork():
+        assert store._db._conn is None
+    assert store.get_run(run_id)["name"] == "demo"  # reopened
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.get_run(run_id)
+
+
 def test_refuses_a_foreign_sqlite_database(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     ws.mkdir()

@@ -169,11 +169,8 @@ def follow(
     done_flag = folder / RECORD_DIR / DONE_FILE
     if not done_flag.exists():  # while the trainer trains
         lower_priority()
-    # the analysis code's own imports now, while the trainer sets up and trains (scikit-learn's ~1.2 s of CPU, most
-    # of it pandas and scipy.stats; a process started as a program has paid ~1.5 s for torch before this, a forked
-    # one nothing)
-    import sklearn.cluster  # noqa: F401
-    import sklearn.linear_model  # noqa: F401
+    # the analysis needs numpy and torch only: no scikit-learn, whose import cost ~1.2 s of CPU per process (pandas
+    # and scipy.stats come with it), more than analysing a whole demo run (issue 15)
 
     primed = False
     count = 0

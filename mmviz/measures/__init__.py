@@ -40,7 +40,6 @@ _WHERE = {
     "extract_features": "features",
     "scale_to_unit_box": "clustering",
     "single_blas_thread": "linear",
-    "single_thread": "linear",
     "zero_inputs": "features",
 }
 __all__ = sorted(_WHERE)

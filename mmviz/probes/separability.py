@@ -24,7 +24,7 @@ class SeparabilityProbe(AnalysisProbe):
 
     ``sep/purity/<m>`` is the learning-state measure of Diagnosing & Re-learning (Wei et al., ECCV 2024): the
     features are min-max scaled to [-1, 1] per dimension, clustered by k-means with K = number of classes (fixed
-    seed, scikit-learn's KMeans with ``kmeans_n_init`` restarts, default 3), and purity is the fraction of samples in their cluster's majority class — it tells an under-trained
+    seed, scikit-learn's k-means++ / Lloyd algorithm in numpy with ``kmeans_n_init`` restarts, default 3), and purity is the fraction of samples in their cluster's majority class — it tells an under-trained
     encoder from an intrinsically weak modality better than an accuracy gap does. ``sep/silhouette/<m>`` is the
     mean silhouette of the true-class partition (Euclidean, in [-1, 1]); ``sep/fisher/<m>`` the trace of the
     between-class scatter over the trace of the within-class scatter. k-means and silhouette make this the

@@ -18,8 +18,8 @@ class UnimodalAccProbe(AnalysisProbe):
     ``val/acc_ncm/<m>``: nearest-class-mean classifier, as PMR's prototype accuracy (Fan et al., CVPR 2023), on
     the val features alone and leave-one-out — each val sample goes to the closest class mean, its own class's
     mean computed without it — so no extra pass over the train split is needed. ``val/acc_probe/<m>`` and
-    ``val/acc_probe/fused``: a logistic-regression linear probe (scikit-learn, lbfgs, standardised features, fixed
-    seed) fitted on frozen features of a fixed stratified train subset (one no-grad eval-mode pass) and scored on
+    ``val/acc_probe/fused``: a logistic-regression linear probe (scikit-learn's model fitted by L-BFGS in numpy,
+    standardised features) fitted on frozen features of a fixed stratified train subset (one no-grad eval-mode pass) and scored on
     val — how much class information the encoder holds, whether or not the fusion head uses it (the OGM-GE
     linear-probe figure; the fused probe uses the concatenated features). The probe is the costly part (~20 ms a
     fit): ``probe_every`` = N (default 5; 0 = never) fits it at epochs divisible by N and at the last epoch. The

@@ -3,6 +3,7 @@ orphan left when its trainer is killed (it analyses what is stored, then ends)."
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -79,6 +80,41 @@ def test_the_analysis_process_writes_exactly_the_inline_values(any_workspace, mo
         assert analysis_pending(store, run_id) == []
         left = sorted(p.name for p in (store.run_dir(run_id) / RECORD_DIR).iterdir())
     assert left == [".done", ".lock", f"epoch_{EPOCHS:04d}.npz"]  # analysed records are deleted but the last
+
+
+ANALYSE_IN_NEW_PROCESS = """
+import json, sys
+from mmviz.analysis.follower import follow
+from mmviz.measures.record import load_record
+from mmviz.probes import create_probes
+from mmviz.probes.base import AnalysisProbe
+from mmviz.probes.record import analyse_record
+from mmviz.store import RunStore
+from mmviz.training.config import RunConfig
+
+workspace, run_id, record = sys.argv[1:]
+follow(workspace, run_id)  # nothing left to analyse: its set-up only
+with RunStore(workspace) as store:
+    cfg = RunConfig.from_dict(store.get_run(run_id)["config"])
+probes = [p for p in create_probes(cfg.probes) if isinstance(p, AnalysisProbe)]
+rows = dict(analyse_record(probes, *load_record(record)))
+print(json.dumps({"keys": sorted(rows), "sklearn": sorted(m for m in sys.modules if m.split(".")[0] == "sklearn")}))
+"""
+
+
+def test_the_analysis_process_never_imports_scikit_learn(tmp_path):
+    """Importing scikit-learn cost the analysis process ~1.2 s of CPU per run, more than its analysis of a whole
+    demo run (issue 15); k-means purity and the linear probe are computed with numpy."""
+    with RunStore(tmp_path) as store:
+        run_id, frame = run(store, process=True)
+        record = record_path(store.run_dir(run_id), EPOCHS)  # the last record is kept; the linear probe is due
+    out = subprocess.run([sys.executable, "-c", ANALYSE_IN_NEW_PROCESS, str(tmp_path), run_id, str(record)],
+                         capture_output=True, text=True, check=True, cwd=REPO).stdout  # fmt: skip
+    result = json.loads(out.strip().splitlines()[-1])
+    assert {"sep/purity/fused", "val/acc_probe/fused", "val/shapley/a"} <= set(result["keys"]), result["keys"]
+    assert result["sklearn"] == []
+    stored = frame[frame["epoch"] == EPOCHS].set_index("key")["value"]
+    assert stored["sep/purity/fused"] > 0 and stored["val/acc_probe/fused"] > 0
 
 
 def test_killing_the_analysis_process_loses_no_epoch(tmp_path, monkeypatch):

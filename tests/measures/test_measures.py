@@ -161,6 +161,30 @@ def test_more_restarts_never_raise_the_inertia_and_steady_purity_on_overlapping_
     assert max(spread) - min(spread) <= 0.03  # across seeds, the default restarts keep purity within 0.03
 
 
+@pytest.mark.parametrize("n_init", [1, 3, 10])
+def test_kmeans_gives_scikit_learns_partition_on_clusters_and_on_noise(n_init):
+    """The numpy k-means follows scikit-learn's algorithm and random stream: the same labels on clustered data of
+    several shapes, and the same partition of pure noise (where any difference in seeding or iterations shows)."""
+    rng = np.random.default_rng(n_init)
+    for _ in range(8):
+        n, d, k = int(rng.choice([150, 300])), int(rng.choice([8, 64, 128])), int(rng.choice([3, 4, 10]))
+        y = rng.integers(0, k, n)
+        x = scale_to_unit_box(rng.normal(size=(k, d))[y] * rng.uniform(0.3, 3) + rng.normal(size=(n, d)))
+        seed = int(rng.integers(0, 100))
+        want = KMeans(k, n_init=n_init, random_state=seed).fit_predict(x)
+        assert np.array_equal(compute_kmeans_clusters(x, k, random_state=seed, n_init=n_init), want)
+        noise = scale_to_unit_box(rng.normal(size=(300, 64)))
+        got = compute_kmeans_clusters(noise, 10, random_state=seed, n_init=n_init)
+        assert adjusted_rand_score(got, KMeans(10, n_init=n_init, random_state=seed).fit_predict(noise)) == 1.0
+
+
+def test_kmeans_with_fewer_distinct_points_than_clusters_fills_every_cluster_it_can():
+    x = np.repeat(np.eye(3, dtype=np.float32), 5, axis=0)  # 3 distinct points, 4 clusters asked
+    labels = compute_kmeans_clusters(x, 4, random_state=0)
+    assert labels.shape == (15,) and labels.min() >= 0 and labels.max() <= 3
+    assert compute_purity(labels=np.repeat([0, 1, 2], 5), clusters=labels) == 1.0
+
+
 def test_kmeans_purity_uses_no_global_random_state():
     x, y = make_blobs(n_samples=100, n_features=3, centers=3, cluster_std=3.0, random_state=0)
     np_state, torch_state = np.random.get_state()[1].copy(), torch.get_rng_state()
@@ -174,6 +198,28 @@ def test_kmeans_purity_uses_no_global_random_state():
 def test_linear_probe_separable_toy_is_perfect():
     x, y = blobs(n=200, d=4, k=3, std=0.3, seed=1)
     assert compute_linear_probe_accuracy(x[:150], y[:150], x[150:], y[150:]) == 1.0
+
+
+@pytest.mark.parametrize("k", [2, 3, 10])
+def test_linear_probe_scores_as_scikit_learns_logistic_regression(k):
+    """The numpy probe fits scikit-learn's objective (binomial for two classes, L2 with C, intercept free): on
+    overlapping classes, where the boundary matters, it predicts the same val samples right."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(k)
+    for n, d, c in ((100, 8, 1.0), (500, 64, 1.0), (300, 32, 0.1)):
+        y = rng.integers(0, k, n + 300)
+        x = (rng.normal(size=(k, d))[y] * 0.3 + rng.normal(size=(n + 300, d))).astype(np.float32)
+        mu, sd = x[:n].mean(0), x[:n].std(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf = LogisticRegression(C=c, max_iter=100).fit((x[:n] - mu) / sd, y[:n])
+        want = float(np.mean(clf.predict((x[n:] - mu) / sd) == y[n:]))
+        assert 1.0 / k + 0.05 < want < 1.0  # neither chance nor separable: the fit decides the score
+        assert compute_linear_probe_accuracy(x[:n], y[:n], x[n:], y[n:], c=c) == want
 
 
 def test_linear_probe_chance_on_noise_and_constant_features():

@@ -14,9 +14,9 @@ the analysis process with the wall time no run could go below on this machine's 
 ``--set train.threads=1`` avoids two OpenMP threads fighting other processes for two cores.
 
 The runs above share one warm process: the trainer's first-call costs (imports such as ``torch._dynamo`` at the first
-optimiser, ~1.2 s) are paid once in the warm-up, but each run's analysis process is new and imports scikit-learn
-(~1.2 s of CPU) while training runs, so that figure is the steady state of a run in a long-lived process (a notebook
-watching several runs). Then, ``--fresh-reps`` times (default 5, 0 skips it), each arm runs once more as a user runs
+optimiser, ~1.2 s) are paid once in the warm-up, but each run's analysis process is new (forked from the trainer:
+it needs no imports of its own; until issue 15's last changes it imported scikit-learn, ~1.2 s of CPU per run), so
+that figure is the steady state of a run in a long-lived process (a notebook watching several runs). Then, ``--fresh-reps`` times (default 5, 0 skips it), each arm runs once more as a user runs
 it: in a new Python process, through the same call as ``python -m mmviz train`` (``run_training``: the data check,
 heartbeats, ``fit`` with its analysis process, the wait for the analysis to catch up), timed from that call to its
 return (the interpreter's own imports excluded, on both arms). There the analysis process's imports overlap the

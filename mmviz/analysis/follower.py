@@ -3,8 +3,9 @@
 Forked from the trainer, or started as ``python -m mmviz.analysis.follower RUN_ID --workspace W`` (see
 :class:`mmviz.probes.record.AnalysisSupervisor`). It polls the run's ``record`` artifacts, and for each epoch that
 has no ``analysis`` artifact yet, in epoch order, loads the record, has the run's analysis probes compute their
-rows (:func:`mmviz.probes.record.analyse_record`, the same code the trainer runs inline) and writes them with the
-record's step and epoch, together with the epoch's ``analysis`` artifact, in one transaction. So an epoch is
+rows (:func:`mmviz.probes.record.analyse_record`, the same code the trainer runs inline) and its files (the epoch's
+snapshot for the embeddings page: :func:`mmviz.probes.record.record_files`), and writes the rows with the record's
+step and epoch, together with the files' artifacts and the epoch's ``analysis`` artifact, in one transaction. So an epoch is
 analysed exactly once, and a process that is killed loses nothing: the next one starts from the first epoch
 without an ``analysis`` artifact. Probes that carry state from epoch to epoch (prototype drift) first re-read the
 last analysed record. Records older than the last analysed one are deleted. It runs at nice 19 while the trainer
@@ -151,7 +152,7 @@ def follow(
     """
     from mmviz.probes import create_probes
     from mmviz.probes.base import AnalysisProbe
-    from mmviz.probes.record import analyse_record
+    from mmviz.probes.record import analyse_record, record_files
     from mmviz.store import open_store
     from mmviz.training.config import RunConfig
 
@@ -195,7 +196,10 @@ def follow(
             meta, arrays = load_record(folder / paths[epoch])
             now = time.time()
             rows = [(meta["step"], float(epoch), now, k, v) for k, v in analyse_record(probes, meta, arrays)]
-            artifacts = [(epoch, ANALYSED_KIND, paths[epoch], {"rows": len(rows)})]
+            artifacts = [
+                *record_files(probes, meta, arrays, folder),
+                (epoch, ANALYSED_KIND, paths[epoch], {"rows": len(rows)}),
+            ]
             if epoch in stray:  # its trainer died before recording it
                 artifacts.insert(
                     0, (epoch, RECORD_KIND, paths[epoch], {"step": meta["step"], "probes": meta["probes"]})

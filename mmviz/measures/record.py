@@ -6,10 +6,12 @@ Numpy only (no torch), so the dashboard and the analysis process read these file
 A **record** (``<run_dir>/records/epoch_XXXX.npz``, stored as a ``record`` artifact) holds what the epoch-end pass
 over the live model measured: the val labels and each modality's val features (float32, exactly as the in-process
 diagnostics see them), optionally a fixed train subset's features, and the fused logits of every modality
-coalition with the other modalities' inputs zeroed (Shapley values need nothing else). Its ``meta`` array (JSON)
-says the epoch, step, modalities, class count and which probes are due. The analysis process writes the rows it
-computes from a record and an ``analysis`` artifact for the epoch in one transaction, so an epoch is either
-analysed or pending, never half done.
+coalition with the other modalities' inputs zeroed (Shapley values need nothing else), and the fixed probe set's
+positions, fused logits, head-split predictions and dropped masks, from which the analysis writes the epoch's
+snapshot. Its ``meta`` array (JSON) says the epoch, step, modalities, class count and which probes are due. The
+analysis process writes the rows it computes from a record, the artifacts of the files it wrote from it (the
+snapshot) and an ``analysis`` artifact for the epoch in one transaction, so an epoch is either analysed or pending,
+never half done.
 """
 
 from __future__ import annotations
@@ -34,9 +36,16 @@ RECORD_NAMES = {
     "train_label": "train_label",  # (n,) labels of the fixed train subset
     "train_features": "train_features_{m}",  # (n, D_m) float32
     "coalition_logits": "clogits_{s}",  # (N, C) float32 fused logits with the modalities outside s zeroed
+    # the fixed probe set's part of the val evaluation, from which the analysis writes the epoch's snapshot
+    "snapshot_position": "snap_position",  # (n,) int64 positions of the probe set in the val arrays above
+    "snapshot_index": "snap_index",  # (n,) int64 their absolute sample indices
+    "snapshot_logits": "snap_logits",  # (n, C) float32 fused logits of the loop's val evaluation
+    "snapshot_pred": "snap_pred_{m}",  # (n,) int64 head-split prediction of modality m, where the fusion allows it
+    "snapshot_dropped": "snap_dropped",  # optional (n,) bool: the sample had a modality dropped
+    "snapshot_dropped_view": "snap_dropped_{m}",  # optional (n,) bool per modality
 }
 
-# Snapshot arrays (written by the ``snapshots`` probe, read by mmviz.analysis.snapshots). ``{v}`` is a modality
+# Snapshot arrays (written by the ``snapshots`` probe from an epoch record, read by mmviz.analysis.snapshots). ``{v}`` is a modality
 # name or 'fused'.
 SNAPSHOT_DIR = "snapshots"
 SNAPSHOT_KIND = "snapshot"  # artifact kind

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import functools
 import time
+from pathlib import Path
 from typing import Any, ClassVar
 
 from mmviz.contracts import Batch, EvalResult, Hooks, ModelOutput, StepInfo, TrainContext
 from mmviz.probes.configs import ProbeConfig
-from mmviz.probes.record import epoch_record
+from mmviz.probes.record import Artifact, epoch_record
 
 _HOOKS = ("on_epoch_start", "on_after_backward", "on_before_optimizer_step", "on_epoch_end")
 CADENCES = ("step", "epoch")
@@ -141,9 +142,10 @@ class AnalysisProbe(Probe):
     (needs only the measured arrays; runs in the analysis process, or inline when there is none).
 
     At a due epoch ``on_epoch_end`` adds what :meth:`measure` returns to the epoch's record (one per epoch, shared by
-    the analysis probes through ``ctx.probe_cache``); :meth:`analyse` turns a record into ``(key, value)`` rows.
-    Inline (``ctx.analysis_in_process`` False: direct ``fit()`` calls, your own loop, tests) the rows are computed
-    and logged at once; otherwise the trainer writes the record and the analysis process computes the same rows
+    the analysis probes through ``ctx.probe_cache``); :meth:`analyse` turns a record into ``(key, value)`` rows and
+    :meth:`write_files` into files of the run folder (the snapshot), recorded as artifacts.
+    Inline (``ctx.analysis_in_process`` False: direct ``fit()`` calls, your own loop, tests) the rows and files are
+    made at once; otherwise the trainer writes the record and the analysis process makes the same rows and files
     from the same arrays (DESIGN.md §2, measuring vs analysing).
     """
 
@@ -158,9 +160,18 @@ class AnalysisProbe(Probe):
         """Pure: the rows of one epoch record (``meta``: epoch, step, modalities, num_classes; ``arrays``)."""
         return []
 
+    def write_files(self, meta: dict[str, Any], arrays: dict[str, Any], run_dir: Path) -> list[Artifact]:
+        """The files this probe makes from one epoch record, written (atomically) under ``run_dir``: their
+        artifacts ``(epoch, kind, path relative to run_dir, meta)``, recorded with the epoch's rows. Default: none."""
+        return []
+
     def on_epoch_end(self, epoch: int, info: StepInfo, evaluation: EvalResult) -> None:
         record = epoch_record(self.ctx, epoch, info)
         record.add(self.name, self.measure(epoch, info, evaluation, record.arrays))
         if not self.ctx.analysis_in_process:
-            for key, value in self.analyse(record.meta, record.hosted()):
+            arrays = record.hosted()
+            for key, value in self.analyse(record.meta, arrays):
                 self.log(key, value)
+            if self.ctx.run_dir is not None:
+                for artifact in self.write_files(record.meta, arrays, Path(self.ctx.run_dir)):
+                    self.ctx.artifact(*artifact)

@@ -29,15 +29,22 @@ import torch
 from mmviz.measures.features import HostCopy
 from mmviz.measures.record import DONE_FILE, RECORD_DIR, RECORD_KIND, record_path, save_record
 
+Artifact = tuple[int, str, str, dict]  # (epoch, kind, path relative to the run folder, meta)
+
+
+def _due(probes: list, meta: dict[str, Any]) -> list:
+    due = set(meta.get("probes", ()))
+    return [p for p in sorted(probes, key=lambda p: (p.order, p.name)) if p.name in due]
+
 
 def analyse_record(probes: list, meta: dict[str, Any], arrays: dict[str, Any]) -> list[tuple]:
     """The rows ``(key, value)`` of one record: each analysis probe the record names, in the probes' order."""
-    due = set(meta.get("probes", ()))
-    rows: list[tuple] = []
-    for p in sorted(probes, key=lambda p: (p.order, p.name)):
-        if p.name in due:
-            rows.extend(p.analyse(meta, arrays))
-    return rows
+    return [row for p in _due(probes, meta) for row in p.analyse(meta, arrays)]
+
+
+def record_files(probes: list, meta: dict[str, Any], arrays: dict[str, Any], run_dir: Path) -> list[Artifact]:
+    """The files the record's probes make from it (written under ``run_dir``), as artifacts to record."""
+    return [artifact for p in _due(probes, meta) for artifact in p.write_files(meta, arrays, run_dir)]
 
 
 def _host(value: Any) -> np.ndarray:

@@ -471,11 +471,9 @@ def _fit(
                 flush_and_check()
                 raise Diverged(step, ev.loss, "validation loss")  # the last step broke the weights
             _log_eval(logger, "val", ev)
-            probed = False
             for p in epoch_probes:
                 if p.due_epoch(epoch) or epoch == cfg.train.epochs:
                     p.on_epoch_end(epoch, info, ev)
-                    probed = True
             if recorder is not None:  # the epoch's record goes to the analysis process (inline: already analysed)
                 recorder.end_epoch(epoch, info)
             if ev.acc > best_acc:  # keep the weights that were evaluated, before the method's epoch-end changes
@@ -489,7 +487,9 @@ def _fit(
             if progress is not None:
                 progress(info, {"val_acc": ev.acc, "epoch_done": epoch, "logged": logger.pending()})
             completed, mid_epoch = epoch, False
-            if probed or logger.due() or should_stop() or epoch == cfg.train.epochs:
+            # the epoch's rows (diagnostics too) go with the next due flush, as the steps' do: with short epochs a
+            # write per epoch cost more than all the epoch-end diagnostics' own work (issue 15)
+            if logger.due() or should_stop() or epoch == cfg.train.epochs:
                 flush_and_check(epochs_done=epoch, best_val_acc=best_acc, best_epoch=best_epoch)
     except StopTraining:
         # finish cleanly: the step is done; write what we have and a checkpoint of the current state

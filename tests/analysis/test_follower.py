@@ -12,6 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -72,13 +73,21 @@ def supervised(monkeypatch, **options) -> list[AnalysisSupervisor]:
 def test_the_analysis_process_writes_exactly_the_inline_values(any_workspace, monkeypatch, fork):
     made = supervised(monkeypatch, fork=fork)
     with open_store(any_workspace) as store:  # on PostgreSQL the process is handed the URL, not a folder
-        _, inline = run(store, process=False)
+        inline_id, inline = run(store, process=False)
         run_id, process = run(store, process=True)
         # forked from the trainer (torch and the probes already imported), or started as a new program
         assert isinstance(made[0].proc, ForkedProcess if fork else subprocess.Popen), made[0].proc
         assert len(inline) > 20 * EPOCHS and values(process) == values(inline)  # bit for bit, same steps, epochs
         assert analysis_pending(store, run_id) == []
         left = sorted(p.name for p in (store.run_dir(run_id) / RECORD_DIR).iterdir())
+        # the snapshots, written by the analysis process from the records: the inline files, array for array
+        snaps = [store.load_artifacts(r, kind="snapshot") for r in (inline_id, run_id)]
+        assert list(snaps[0].epoch) == list(snaps[1].epoch) == list(range(1, EPOCHS + 1))
+        assert list(snaps[0]["meta"]) == list(snaps[1]["meta"])  # n, modalities, prediction sources, step
+        for a, b in zip(snaps[0].path, snaps[1].path, strict=True):
+            with np.load(store.run_dir(inline_id) / a) as one, np.load(store.run_dir(run_id) / b) as two:
+                assert one.files == two.files and len(one.files) >= 8
+                assert all(np.array_equal(one[k], two[k]) and one[k].dtype == two[k].dtype for k in one.files)
     assert left == [".done", ".lock", f"epoch_{EPOCHS:04d}.npz"]  # analysed records are deleted but the last
 
 
@@ -100,6 +109,22 @@ probes = [p for p in create_probes(cfg.probes) if isinstance(p, AnalysisProbe)]
 rows = dict(analyse_record(probes, *load_record(record)))
 print(json.dumps({"keys": sorted(rows), "sklearn": sorted(m for m in sys.modules if m.split(".")[0] == "sklearn")}))
 """
+
+
+def test_the_trainer_records_the_snapshot_arrays_and_the_analysis_writes_the_files(tmp_path, monkeypatch):
+    """Writing each epoch's snapshot took ~3 ms of the trainer's epoch end (issue 15): the trainer only adds the probe
+    set's positions, logits and predictions to the record; the analysis writes the file and its artifact."""
+    monkeypatch.setattr(AnalysisSupervisor, "ensure_running", lambda self: None)  # no analysis process at all
+    with RunStore(tmp_path) as store:
+        run_id, _ = run(store, process=True)
+        folder = store.run_dir(run_id)
+        assert store.load_artifacts(run_id, kind="snapshot").empty and not (folder / "snapshots").exists()
+        assert analysis_pending(store, run_id) == list(range(1, EPOCHS + 1))
+        assert follow(str(tmp_path), run_id) == EPOCHS  # what the analysis process runs
+        snaps = store.load_artifacts(run_id, kind="snapshot")
+        assert list(snaps.epoch) == list(range(1, EPOCHS + 1)) and analysis_pending(store, run_id) == []
+        assert all((folder / p).is_file() for p in snaps.path)
+        assert snaps["meta"].iloc[0]["step"] > 0 and snaps["meta"].iloc[0]["pred_source"] == {"a": "head", "b": "head"}
 
 
 def test_the_analysis_process_never_imports_scikit_learn(tmp_path):

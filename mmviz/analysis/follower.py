@@ -177,40 +177,54 @@ def follow(
     count = 0
     over: str | None = None
     checked = 0.0
+    # Analysed ahead: epochs whose record file is complete but not listed in the store yet (the trainer lists it with
+    # its next flush, up to ``flush_interval`` later), computed in epoch order and written once listed, so that at
+    # the end of a run only the writes are left (issue 15). {epoch: (step, rows, file artifacts, meta)}
+    ready: dict[int, tuple] = {}
+    last = 0  # the last epoch analysed (written or ready) by this process
+
+    def analyse(epoch: int, path: str) -> tuple:
+        meta, arrays = load_record(folder / path)
+        rows = analyse_record(probes, meta, arrays)
+        return meta["step"], rows, record_files(probes, meta, arrays, folder), meta
+
     while True:
         finished = done_flag.exists()  # read before the store: a record listed after it is complete
         if not finished and over is None and time.monotonic() - checked >= STATUS_POLL_S:
             checked = time.monotonic()
             over = run_over(store, run_id, parent_pid)
         paths, analysed = pending_epochs(store, run_id)
-        stray = unlisted_records(folder, paths) if over is not None else {}
+        on_disk = unlisted_records(folder, paths)
+        stray = on_disk if over is not None else {}
         todo = sorted(e for e in (*paths, *stray) if e not in analysed)
         paths = {**paths, **stray}
-        if not primed and todo:  # restore state (prototype drift) from the last analysed record, if kept
-            before = [e for e in analysed if e < todo[0] and e in paths and (folder / paths[e]).is_file()]
+        # while the trainer lives: record files not listed yet, after every epoch analysed so far
+        ahead = [e for e in sorted(on_disk) if over is None and e > max([last, *todo])]
+        first = min([*todo, *ahead], default=None)
+        if not primed and first is not None:  # restore state (prototype drift) from the last analysed record, if kept
+            before = [e for e in analysed if e < first and e in paths and (folder / paths[e]).is_file()]
             if before:
                 meta, arrays = load_record(folder / paths[max(before)])
                 analyse_record(probes, meta, arrays)
             primed = True
         for epoch in todo:
-            meta, arrays = load_record(folder / paths[epoch])
+            step, rows, files, meta = ready.pop(epoch) if epoch in ready else analyse(epoch, paths[epoch])
+            last = max(last, epoch)
             now = time.time()
-            rows = [(meta["step"], float(epoch), now, k, v) for k, v in analyse_record(probes, meta, arrays)]
-            artifacts = [
-                *record_files(probes, meta, arrays, folder),
-                (epoch, ANALYSED_KIND, paths[epoch], {"rows": len(rows)}),
-            ]
+            rows = [(step, float(epoch), now, k, v) for k, v in rows]
+            artifacts = [*files, (epoch, ANALYSED_KIND, paths[epoch], {"rows": len(rows)})]
             if epoch in stray:  # its trainer died before recording it
-                artifacts.insert(
-                    0, (epoch, RECORD_KIND, paths[epoch], {"step": meta["step"], "probes": meta["probes"]})
-                )
+                artifacts.insert(0, (epoch, RECORD_KIND, paths[epoch], {"step": step, "probes": meta["probes"]}))
             store.log_batch(run_id, rows, artifacts=artifacts)
             for older in (e for e in paths if e < epoch):
                 (folder / paths[older]).unlink(missing_ok=True)
             count += 1
+        for epoch in ahead:  # the trainer still lives: these are listed with its next flush
+            ready[epoch] = analyse(epoch, on_disk[epoch])
+            last = epoch
         if (finished or over is not None) and not todo:
             return count
-        if not todo:
+        if not todo and not ahead:
             wake = wait_for_news(wake, poll)
 
 

@@ -234,7 +234,8 @@ class AnalysisSupervisor:
         return ForkedProcess(pid)
 
     def notify(self) -> None:
-        """Wake a forked analysis process up at once (the run is done) instead of at its next poll."""
+        """Wake a forked analysis process up at once (a record was written, the run is done) instead of at its next
+        poll."""
         if self._wake is None:
             return
         try:
@@ -310,6 +311,7 @@ class EpochRecorder:
 
         def write() -> None:
             save_record(path, meta, {k: _host(v) for k, v in hosted.result().items()})
+            self.supervisor.notify()  # a forked analysis process analyses the file before the store lists it
 
         self._pending_artifact = (epoch, relative, meta)
         if self.background:  # copy to the host and write off the training thread

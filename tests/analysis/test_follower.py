@@ -127,6 +127,42 @@ def test_the_trainer_records_the_snapshot_arrays_and_the_analysis_writes_the_fil
         assert snaps["meta"].iloc[0]["step"] > 0 and snaps["meta"].iloc[0]["pred_source"] == {"a": "head", "b": "head"}
 
 
+def test_records_are_analysed_before_the_trainer_lists_them_and_written_once_listed(tmp_path, monkeypatch):
+    """The trainer lists an epoch's record with its next store flush (every 0.5 s): the analysis process analyses a
+    complete record file at once and writes the rows when it is listed, so at the end only writes are left."""
+    import shutil
+
+    monkeypatch.setattr(AnalysisSupervisor, "ensure_running", lambda self: None)
+    with RunStore(tmp_path) as store:
+        source, _ = run(store, process=True)  # records of epochs 1-4, listed, not analysed
+        cfg = build_run_config("synthetic", "baseline", SETS, epochs=EPOCHS, seed=0)
+        run_id = prepare_run(store, cfg)
+        folder = store.run_dir(run_id)
+        (folder / RECORD_DIR).mkdir(parents=True)
+        for epoch in range(1, EPOCHS + 1):  # the trainer wrote the files; its flush has not listed them yet
+            shutil.copy(record_path(store.run_dir(source), epoch), record_path(folder, epoch))
+        assert follow(str(tmp_path), source) == EPOCHS
+        want = values(store.load_metrics(source).pipe(lambda f: f[f["key"].str.match(ANALYSED)]))
+        follower = subprocess.Popen([sys.executable, "-m", "mmviz.analysis.follower", run_id, "--workspace",
+                                     str(tmp_path), "--parent-pid", str(os.getpid())], cwd=REPO)  # fmt: skip
+        try:
+            snaps = [folder / "snapshots" / f"epoch_{e:04d}.npz" for e in range(1, EPOCHS + 1)]
+            wait_for(lambda: all(p.is_file() for p in snaps), 60, "the snapshots of the unlisted records")
+            made = [p.stat().st_ino for p in snaps]
+            assert analysis_pending(store, run_id) == list(range(1, EPOCHS + 1))  # nothing written while unlisted
+            for epoch in range(1, EPOCHS + 1):
+                path = record_path(folder, epoch).relative_to(folder).as_posix()
+                store.add_artifact(run_id, epoch, RECORD_KIND, path, {"step": 0, "probes": []})
+            wait_for(lambda: analysis_pending(store, run_id) == [], 60, "the rows of the listed records")
+            (folder / RECORD_DIR / ".done").touch()
+            assert follower.wait(timeout=60) == 0
+        finally:
+            follower.kill()
+        assert [p.stat().st_ino for p in snaps] == made  # written once, before the records were listed
+        got = store.load_metrics(run_id)
+        assert values(got[got["key"].str.match(ANALYSED)]) == want
+
+
 def test_the_analysis_process_never_imports_scikit_learn(tmp_path):
     """Importing scikit-learn cost the analysis process ~1.2 s of CPU per run, more than its analysis of a whole
     demo run (issue 15); k-means purity and the linear probe are computed with numpy."""

@@ -92,9 +92,9 @@ class MetricLogger:
         """The last buffered (not yet flushed) value of each key, or of ``keys`` only; values may be tensors."""
         return {k: v for _, _, _, k, v in self._rows if keys is None or k in keys}
 
-    def due(self) -> bool:
-        """Whether ``flush_interval`` has passed since the last flush."""
-        return time.monotonic() - self._last_flush >= self.flush_interval
+    def due(self, ahead: float = 0.0) -> bool:
+        """Whether ``flush_interval`` has passed since the last flush, or will have within ``ahead`` seconds."""
+        return time.monotonic() - self._last_flush + ahead >= self.flush_interval
 
     def flush(self, heartbeat: dict[str, Any] | None = None) -> int:
         """Write buffered rows, events and artifacts (and a heartbeat with ``heartbeat``'s fields) in one transaction.

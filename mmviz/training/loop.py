@@ -405,6 +405,7 @@ def _fit(
 
     watch = _NonFiniteWatch(device)
     completed = start_epoch - 1  # whole epochs done: what the stop checkpoint is labelled with
+    step_grace = 0.0  # seconds past the flush interval a step waits for the epoch end's flush
     mid_epoch = False  # whether steps were taken since the last whole epoch (the stop point is then in between)
     try:
         for epoch in range(start_epoch, cfg.train.epochs + 1):
@@ -451,7 +452,7 @@ def _fit(
                 steps_since += 1
                 if progress is not None:
                     progress(info, {"loss": loss_d})
-                if logger.due():
+                if logger.due(ahead=-step_grace):
                     now = time.perf_counter()
                     logger.log("sys/step_ms", 1000.0 * (now - t_flush) / max(1, steps_since))
                     t_flush, steps_since = now, 0
@@ -460,6 +461,8 @@ def _fit(
                     flush_and_check()
 
             # ---- end of epoch: schedule, evaluation, probes, method, checkpoint -------------------------
+            if steps_since:  # the steps' time since it was last logged (short epochs flush only at their ends)
+                logger.log("sys/step_ms", 1000.0 * (time.perf_counter() - t_flush) / steps_since)
             train_clock.pause()
             logger.epoch = float(epoch)
             logger.log("train/acc/fused", train_acc.value())
@@ -480,16 +483,20 @@ def _fit(
                 best_epoch, best_acc = epoch, ev.acc
                 best_state = copy_state()
             method.on_epoch_end(epoch, info, ev)
-            logger.log("sys/epoch_s", time.perf_counter() - t_epoch)
+            epoch_s = time.perf_counter() - t_epoch
+            logger.log("sys/epoch_s", epoch_s)
             if save_checkpoints and (epoch % cfg.train.checkpoint_every == 0 or epoch == cfg.train.epochs):
                 path = checkpoint_path(run_dir, epoch)
                 writer.submit(path, checkpoint(epoch), _artifact(epoch, path))
             if progress is not None:
                 progress(info, {"val_acc": ev.acc, "epoch_done": epoch, "logged": logger.pending()})
             completed, mid_epoch = epoch, False
-            # the epoch's rows (diagnostics too) go with the next due flush, as the steps' do: with short epochs a
-            # write per epoch cost more than all the epoch-end diagnostics' own work (issue 15)
-            if logger.due() or should_stop() or epoch == cfg.train.epochs:
+            # one store write per flush interval, not per epoch (with short epochs a write per epoch cost more than the
+            # epoch-end diagnostics' own work, issue 15), made here at an epoch end when the interval would pass
+            # during the next epoch: the epoch's rows wait at most one epoch, and steps of epochs shorter than the
+            # interval do not pay for writes (they flush only if twice the interval has passed: a stalled epoch)
+            step_grace = logger.flush_interval if epoch_s < logger.flush_interval else 0.0
+            if logger.due(ahead=epoch_s) or should_stop() or epoch == cfg.train.epochs:
                 flush_and_check(epochs_done=epoch, best_val_acc=best_acc, best_epoch=best_epoch)
     except StopTraining:
         # finish cleanly: the step is done; write what we have and a checkpoint of the current state

@@ -1,5 +1,7 @@
 """The training loop: determinism, stored metrics and checkpoints, exact fork resume, stop, divergence."""
 
+import time
+
 import pytest
 import torch
 
@@ -124,12 +126,15 @@ def test_each_bundled_dataset_learns(dataset):
 
 
 class CountingStore(RunStore):
-    """The real store, counting its write transactions from the trainer."""
+    """The real store, counting its write transactions from the trainer (and those made between an epoch's steps:
+    an epoch's end writes ``epochs_done``)."""
 
     writes = 0
+    between_steps = 0
 
     def log_batch(self, run_id, rows, **extra):
         self.writes += 1
+        self.between_steps += "epochs_done" not in (extra.get("heartbeat") or {})
         return super().log_batch(run_id, rows, **extra)
 
 
@@ -152,6 +157,20 @@ def test_short_epochs_share_one_store_write_and_lose_nothing(tmp_path, monkeypat
     assert sorted(store.load_artifacts(run_id, kind="checkpoint").epoch) == list(range(9))
     run = store.get_run(run_id)
     assert run["epochs_done"] == 8 and run["best_epoch"] >= 1
+
+
+def test_epochs_shorter_than_the_flush_interval_write_at_their_ends_once_per_interval(tmp_path):
+    store = CountingStore(tmp_path / "ws")
+    cfg = build_run_config("synthetic", "baseline", SMALL, epochs=40)  # ~20-60 ms an epoch with every diagnostic
+    run_id = prepare_run(store, cfg)
+    start = time.monotonic()
+    fit(cfg, store, run_id, store.run_dir(run_id))
+    seconds = time.monotonic() - start
+    assert store.writes <= seconds / 0.5 + 3  # about one write per 0.5 s flush interval, not one per epoch
+    assert store.between_steps <= 1  # the first epoch's steps may write before its length is known; later ones not
+    df = store.load_metrics(run_id)
+    assert sorted(df[df.key == "imbalance/index"].epoch) == [float(e) for e in range(1, 41)]
+    assert (df.key == "sys/step_ms").sum() >= 40  # the steps' mean time: at least once per epoch
 
 
 def test_weights_broken_at_an_epochs_last_step_end_the_run_as_diverged_before_probing(monkeypatch):

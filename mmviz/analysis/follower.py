@@ -5,7 +5,8 @@ Forked from the trainer, or started as ``python -m mmviz.analysis.follower RUN_I
 has no ``analysis`` artifact yet, in epoch order, loads the record, has the run's analysis probes compute their
 rows (:func:`mmviz.probes.record.analyse_record`, the same code the trainer runs inline) and its files (the epoch's
 snapshot for the embeddings page: :func:`mmviz.probes.record.record_files`), and writes the rows with the record's
-step and epoch, together with the files' artifacts and the epoch's ``analysis`` artifact, in one transaction. So an epoch is
+step and epoch, together with the files' artifacts and the epoch's ``analysis`` artifact, in one transaction (with
+the epochs analysed within :data:`BATCH_S` of it: at the end of a run, one write for the epochs still pending). So an epoch is
 analysed exactly once, and a process that is killed loses nothing: the next one starts from the first epoch
 without an ``analysis`` artifact. Probes that carry state from epoch to epoch (prototype drift) first re-read the
 last analysed record. Records older than the last analysed one are deleted. It runs at nice 19 while the trainer
@@ -41,6 +42,7 @@ from pathlib import Path
 from mmviz.measures.record import ANALYSED_KIND, DONE_FILE, RECORD_DIR, RECORD_KIND, load_record, record_path
 
 POLL_S = 0.1
+BATCH_S = 0.25  # epochs analysed within this long are written in one transaction (all of them, or none)
 LOCK_FILE = ".lock"  # in the records folder: held by the analysis process at work on the run
 STATUS_POLL_S = 1.0  # how often the run's status and the parent are looked at (a store read)
 ORPHAN_AFTER_S = 5.0  # parent gone and no heartbeat for this long: the trainer is gone
@@ -207,18 +209,23 @@ def follow(
                 meta, arrays = load_record(folder / paths[max(before)])
                 analyse_record(probes, meta, arrays)
             primed = True
-        for epoch in todo:
+        batch: tuple[list, list, list] = ([], [], [])  # rows, artifacts, epochs: several epochs in one transaction
+        started = time.monotonic()
+        for i, epoch in enumerate(todo):
             step, rows, files, meta = ready.pop(epoch) if epoch in ready else analyse(epoch, paths[epoch])
             last = max(last, epoch)
             now = time.time()
-            rows = [(step, float(epoch), now, k, v) for k, v in rows]
-            artifacts = [*files, (epoch, ANALYSED_KIND, paths[epoch], {"rows": len(rows)})]
+            batch[0].extend((step, float(epoch), now, k, v) for k, v in rows)
             if epoch in stray:  # its trainer died before recording it
-                artifacts.insert(0, (epoch, RECORD_KIND, paths[epoch], {"step": step, "probes": meta["probes"]}))
-            store.log_batch(run_id, rows, artifacts=artifacts)
-            for older in (e for e in paths if e < epoch):
-                (folder / paths[older]).unlink(missing_ok=True)
-            count += 1
+                batch[1].append((epoch, RECORD_KIND, paths[epoch], {"step": step, "probes": meta["probes"]}))
+            batch[1].extend([*files, (epoch, ANALYSED_KIND, paths[epoch], {"rows": len(rows)})])
+            batch[2].append(epoch)
+            if i == len(todo) - 1 or time.monotonic() - started >= BATCH_S:
+                store.log_batch(run_id, batch[0], artifacts=batch[1])
+                for older in (e for e in paths if e < epoch):
+                    (folder / paths[older]).unlink(missing_ok=True)
+                count += len(batch[2])
+                batch, started = ([], [], []), time.monotonic()
         for epoch in ahead:  # the trainer still lives: these are listed with its next flush
             ready[epoch] = analyse(epoch, on_disk[epoch])
             last = epoch

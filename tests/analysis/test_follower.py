@@ -120,7 +120,13 @@ def test_the_trainer_records_the_snapshot_arrays_and_the_analysis_writes_the_fil
         folder = store.run_dir(run_id)
         assert store.load_artifacts(run_id, kind="snapshot").empty and not (folder / "snapshots").exists()
         assert analysis_pending(store, run_id) == list(range(1, EPOCHS + 1))
+        writes = []
+        monkeypatch.setattr(
+            RunStore, "log_batch", lambda self, *a, _w=RunStore.log_batch, **k: writes.append(1) or _w(self, *a, **k)
+        )
+        monkeypatch.setattr("mmviz.analysis.follower.BATCH_S", 60.0)  # however slow this machine is now
         assert follow(str(tmp_path), run_id) == EPOCHS  # what the analysis process runs
+        assert len(writes) == 1  # the epochs pending at once go in one transaction
         snaps = store.load_artifacts(run_id, kind="snapshot")
         assert list(snaps.epoch) == list(range(1, EPOCHS + 1)) and analysis_pending(store, run_id) == []
         assert all((folder / p).is_file() for p in snaps.path)

@@ -7,10 +7,12 @@ Per epoch end: LR schedule -> evaluation on val -> epoch probes then ``method.on
 Methods and probes share these hook names and arguments (:class:`mmviz.contracts.Hooks`).
 At the end the best-on-val checkpoint is evaluated on the test split (val is never the test set).
 
-Logs, the heartbeat and the store's stop flag go through one store transaction at most every 0.5 s
-(``MetricLogger.flush_interval``), after an epoch whose diagnostics ran (their rows would otherwise be written
-during the next epoch's steps), at the last epoch and at the end; not after every epoch regardless: on a small
-data set an epoch without diagnostics takes ~30 ms, and a commit per epoch cost more than its checkpoint.
+Logs and the heartbeat go through one store transaction about every 0.5 s (``MetricLogger.flush_interval``): at an
+epoch end when the interval would pass during the next epoch (the steps of epochs shorter than the interval write
+nothing, unless twice the interval has passed), between steps of longer epochs, at the last epoch and at the end;
+not after every epoch: on a small data set an epoch takes ~30-70 ms, and a commit per epoch cost more than its
+checkpoint or its diagnostics (issue 15). The store's stop flag is read at each write and at every epoch end, so a
+Stop from the dashboard ends the run at the next epoch end at the latest.
 Checkpoints are written by a background thread (a copy taken at the epoch end; the write overlaps the next
 epoch) and recorded with the next flush. A SIGTERM (``should_stop``) is seen at the next step. A non-finite training loss is seen in the step where it
 appears (:class:`_NonFiniteWatch`, no per-step device sync) and ends the run there as diverged.
@@ -496,7 +498,12 @@ def _fit(
             # during the next epoch: the epoch's rows wait at most one epoch, and steps of epochs shorter than the
             # interval do not pay for writes (they flush only if twice the interval has passed: a stalled epoch)
             step_grace = logger.flush_interval if epoch_s < logger.flush_interval else 0.0
-            if logger.due(ahead=epoch_s) or should_stop() or epoch == cfg.train.epochs:
+            if (
+                logger.due(ahead=epoch_s)
+                or should_stop()
+                or epoch == cfg.train.epochs
+                or store.stop_requested(run_id)  # one read: a Stop is seen at this epoch's end
+            ):
                 flush_and_check(epochs_done=epoch, best_val_acc=best_acc, best_epoch=best_epoch)
     except StopTraining:
         # finish cleanly: the step is done; write what we have and a checkpoint of the current state

@@ -111,9 +111,12 @@ def compute_linear_probe_accuracy(
     the classes seen in train (a binomial model for two), mean cross-entropy plus ``||W||^2 / (2 c n)``, intercepts
     not penalised, fitted by L-BFGS from zero (:func:`_lbfgs`: gradient tolerance 1e-4, at most ``max_iter``
     iterations) in float64 numpy, so the analysis process needs no scikit-learn (its import costs ~1.2 s of CPU).
-    The objective is strictly convex, so both reach the same optimum; the predictions agree except for test points
-    on a decision boundary (tests/measures compare the two). ``random_state`` is kept for callers (the fit is
-    deterministic).
+    The objective is strictly convex, so converged fits agree (tests/measures compare the two on overlapping classes).
+    Stopped early (the ``unimodal_acc`` probe's default is 20 iterations) the two solvers' line searches leave
+    different points: on 36 feature sets of mfeat and synthetic runs (epochs 5, 10, 15, three seeds) the accuracies
+    at 20 iterations were equal in 28, and this solver's were as close to the converged ones as scikit-learn's
+    (mean absolute difference 0.0040 against 0.0046, largest 0.012 against 0.027). ``random_state`` is kept for
+    callers (the fit is deterministic).
     """
     xtr = np.asarray(train_x, dtype=np.float32).astype(np.float64)
     xte = np.asarray(test_x, dtype=np.float32).astype(np.float64)

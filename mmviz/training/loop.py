@@ -7,12 +7,12 @@ Per epoch end: LR schedule -> evaluation on val -> epoch probes then ``method.on
 Methods and probes share these hook names and arguments (:class:`mmviz.contracts.Hooks`).
 At the end the best-on-val checkpoint is evaluated on the test split (val is never the test set).
 
-Logs and the heartbeat go through one store transaction about every 0.5 s (``MetricLogger.flush_interval``): at an
-epoch end when the interval would pass during the next epoch (the steps of epochs shorter than the interval write
-nothing, unless twice the interval has passed), between steps of longer epochs, at the last epoch and at the end;
-not after every epoch: on a small data set an epoch takes ~30-70 ms, and a commit per epoch is a transaction every
-few tens of ms on a store that may serve many runs (measured inside the flush: ~1.5 ms an epoch; the wall time of
-a demo run did not move measurably either way, issue 15). The store's stop flag is read at each write and at every epoch end, so a
+Logs and the heartbeat go through one store transaction after each epoch whose diagnostics ran (their rows and the
+epoch's record for the analysis process; with diagnostics every epoch this gave better whole-run and per-step ratios
+in bench/overhead.py than one write per 0.5 s, issue 15), and otherwise about every 0.5 s
+(``MetricLogger.flush_interval``): at an epoch end when the interval would pass during the next epoch (the steps of
+epochs shorter than the interval write nothing, unless twice the interval has passed), between steps of longer
+epochs, at the last epoch and at the end. The store's stop flag is read at each write and at every epoch end, so a
 Stop from the dashboard ends the run at the next epoch end at the latest.
 Checkpoints are written by a background thread (a copy taken at the epoch end; the write overlaps the next
 epoch) and recorded with the next flush. A SIGTERM (``should_stop``) is seen at the next step. A non-finite training loss is seen in the step where it
@@ -477,9 +477,11 @@ def _fit(
                 flush_and_check()
                 raise Diverged(step, ev.loss, "validation loss")  # the last step broke the weights
             _log_eval(logger, "val", ev)
+            probed = False
             for p in epoch_probes:
                 if p.due_epoch(epoch) or epoch == cfg.train.epochs:
                     p.on_epoch_end(epoch, info, ev)
+                    probed = True
             if recorder is not None:  # the epoch's record goes to the analysis process (inline: already analysed)
                 recorder.end_epoch(epoch, info)
             if ev.acc > best_acc:  # keep the weights that were evaluated, before the method's epoch-end changes
@@ -494,12 +496,13 @@ def _fit(
             if progress is not None:
                 progress(info, {"val_acc": ev.acc, "epoch_done": epoch, "logged": logger.pending()})
             completed, mid_epoch = epoch, False
-            # one store write per flush interval, not per epoch (see the module docstring), made here at an epoch end
-            # when the interval would pass during the next epoch: the epoch's rows wait at most one epoch, and steps of
-            # epochs shorter than the interval do not write (only if twice the interval has passed: a stalled epoch)
+            # after an epoch whose diagnostics ran, a write now (their rows and the record's listing); else one write
+            # per flush interval, made here at an epoch end when the interval would pass during the next epoch, so
+            # that steps of epochs shorter than the interval do not write (only if twice the interval has passed)
             step_grace = logger.flush_interval if epoch_s < logger.flush_interval else 0.0
             if (
-                logger.due(ahead=epoch_s)
+                probed
+                or logger.due(ahead=epoch_s)
                 or should_stop()
                 or epoch == cfg.train.epochs
                 or store.stop_requested(run_id)  # one read: a Stop is seen at this epoch's end

@@ -185,7 +185,7 @@ def follow(
     ready: dict[int, tuple] = {}
     last = 0  # the last epoch analysed (written or ready) by this process
 
-    def analyse(epoch: int, path: str) -> tuple:
+    def analyse(path: str) -> tuple:
         meta, arrays = load_record(folder / path)
         rows = analyse_record(probes, meta, arrays)
         return meta["step"], rows, record_files(probes, meta, arrays, folder), meta
@@ -212,7 +212,7 @@ def follow(
         batch: tuple[list, list, list] = ([], [], [])  # rows, artifacts, epochs: several epochs in one transaction
         started = time.monotonic()
         for i, epoch in enumerate(todo):
-            step, rows, files, meta = ready.pop(epoch) if epoch in ready else analyse(epoch, paths[epoch])
+            step, rows, files, meta = ready.pop(epoch) if epoch in ready else analyse(paths[epoch])
             last = max(last, epoch)
             now = time.time()
             batch[0].extend((step, float(epoch), now, k, v) for k, v in rows)
@@ -227,7 +227,7 @@ def follow(
                 count += len(batch[2])
                 batch, started = ([], [], []), time.monotonic()
         for epoch in ahead:  # the trainer still lives: these are listed with its next flush
-            ready[epoch] = analyse(epoch, on_disk[epoch])
+            ready[epoch] = analyse(on_disk[epoch])
             last = epoch
         if (finished or over is not None) and not todo:
             return count

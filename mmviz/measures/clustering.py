@@ -13,8 +13,8 @@ centred; per restart greedy k-means++ seeding (``2 + int(ln K)`` candidates per 
 Lloyd iterations in the data's float32 until the labels stop changing or the centres move by less than
 ``1e-4`` times the mean per-dimension variance (at most 300 iterations; an empty cluster takes the point farthest
 from its centre); the restart with the lowest inertia kept unless it is the same partition. Float rounding
-(BLAS summation order) can still differ, so a tie between candidates may go the other way; on the tests' feature
-sets (tests/measures) purity equals scikit-learn's in every case checked.
+(BLAS summation order) can still differ, so a near-tie may go the other way: the same labels as scikit-learn in
+every synthetic case of tests/measures; on mfeat's raw views (24 cases) the same purity in 23 (0.62 against 0.61).
 """
 
 from __future__ import annotations

@@ -233,8 +233,8 @@ def fit(
     before the first step.
     """
     # the analysis process first, before the data and the model: its start-up (a process started as a program
-    # imports torch, ~1.5 s of CPU) overlaps the trainer's set-up (in a new process 1.1-1.4 s of it is torch importing torch._dynamo at the first
-    # optimiser call), and CUDA is not initialised yet, so a GPU run forks it too (see AnalysisSupervisor)
+    # imports torch, ~1.5 s of CPU) overlaps the trainer's set-up (in a new process 1.1-1.4 s of it is torch
+    # importing torch._dynamo at the first optimiser call), and CUDA is not initialised yet, so a GPU run forks it too (see AnalysisSupervisor)
     probes = create_probes(cfg.probes)
     supervisor = None
     if (

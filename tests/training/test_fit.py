@@ -97,6 +97,24 @@ def test_stop_request_ends_stopped_with_checkpoint(tmp_path):
     assert load_checkpoint(store.run_dir(run_id) / "checkpoints" / "stopped.pt")["step"] >= 0
 
 
+def test_a_stop_ends_a_run_without_diagnostics_at_the_first_epoch_end(tmp_path, monkeypatch):
+    """Without diagnostics the trainer writes to the store only every flush interval; it still reads the stop flag at
+    every epoch end, so a Stop does not wait for the next write (a run shorter than the interval used to finish)."""
+    import functools
+
+    import mmviz.training.loop as loop
+    from mmviz.probes import PROBES
+
+    monkeypatch.setattr(loop, "MetricLogger", functools.partial(loop.MetricLogger, flush_interval=600.0))
+    store = RunStore(tmp_path / "ws")
+    off = [f"probes.{entry.name}.enabled=false" for entry in PROBES]
+    cfg = build_run_config("synthetic", "baseline", SMALL + off, epochs=5)
+    run_id = prepare_run(store, cfg)
+    store.request_stop(run_id)
+    assert run_training(store, run_id) == "stopped"
+    assert store.get_run(run_id)["epochs_done"] == 1
+
+
 def test_divergence_is_reported_with_the_step(tmp_path):
     import numpy as np
 

@@ -205,6 +205,9 @@ class EvalResult:
         features: per modality pooled features ``(N, D_m)``.
         logits: fused logits ``(N, C)``; ``unimodal_logits`` per modality ``(N, C)`` where available.
         labels: ``(N,)``; index: absolute sample indices ``(N,)``.
+        model_forward: whether the evaluation forward was the model's own (a method that does not override
+            ``predict``): the features are then the model's encoder features of the unmodified inputs, which
+            probes reuse without checking them.
     """
 
     loss: float
@@ -215,6 +218,7 @@ class EvalResult:
     unimodal_logits: dict[str, torch.Tensor]
     labels: torch.Tensor
     index: torch.Tensor
+    model_forward: bool = False
 
 
 Predict = Callable[[nn.Module, Batch], ModelOutput]

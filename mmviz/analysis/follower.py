@@ -39,7 +39,15 @@ import sys
 import time
 from pathlib import Path
 
-from mmviz.measures.record import ANALYSED_KIND, DONE_FILE, RECORD_DIR, RECORD_KIND, load_record, record_path
+from mmviz.measures.record import (
+    ANALYSED_KIND,
+    DONE_FILE,
+    RECORD_DIR,
+    RECORD_KIND,
+    RECORD_SUFFIX,
+    load_record,
+    record_path,
+)
 
 POLL_S = 0.1
 BATCH_S = 0.25  # epochs analysed within this long are written in one transaction (all of them, or none)
@@ -124,7 +132,7 @@ def run_over(store, run_id: str, parent_pid: int | None) -> str | None:
 def unlisted_records(folder: Path, paths: dict[int, str]) -> dict[int, str]:
     """Record files on disk that have no ``record`` artifact (a trainer killed between the two): ``{epoch: path}``."""
     found = {}
-    for path in (folder / RECORD_DIR).glob("epoch_*.npz"):
+    for path in (folder / RECORD_DIR).glob(f"epoch_*{RECORD_SUFFIX}"):
         try:
             epoch = int(path.stem.split("_", 1)[1])
         except ValueError:
@@ -142,6 +150,7 @@ def follow(
     *,
     wake: int | None = None,
     threads: int | None = None,
+    done: int | None = None,
 ) -> int:
     """Analyse the run's records as they come; return the number of epochs analysed.
 
@@ -151,6 +160,8 @@ def follow(
         wake: the read end of a pipe the trainer writes a byte to when there is news (the run is done): the
             follower waits on it instead of sleeping, so it sees the end at once rather than at the next poll.
         threads: torch's thread count here (default: the run's ``train.threads``, else torch's default).
+        done: the write end of a pipe to write one byte to when every record is analysed and written (a forked
+            process: the trainer then waits for that, not for the process's exit).
     """
     from mmviz.probes import create_probes
     from mmviz.probes.base import AnalysisProbe
@@ -230,6 +241,8 @@ def follow(
             ready[epoch] = analyse(on_disk[epoch])
             last = epoch
         if (finished or over is not None) and not todo:
+            if done is not None:
+                os.write(done, b"!")
             return count
         if not todo and not ahead:
             wake = wait_for_news(wake, poll)

@@ -67,9 +67,10 @@ KMEANS_MAX_ITER = 300
 KMEANS_TOL = 1e-4
 
 
-def _squared_distances(a: np.ndarray, a_sq: np.ndarray, x: np.ndarray, x_sq: np.ndarray) -> np.ndarray:
-    """Squared Euclidean distances ``(len(a), len(x))`` in float64 (from precomputed squared norms), clipped at 0."""
-    d = a_sq[:, None] - 2.0 * (a.astype(np.float64) @ x.astype(np.float64).T) + x_sq[None, :]
+def _squared_distances(a: np.ndarray, a_sq: np.ndarray, x_t: np.ndarray, x_sq: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances ``(len(a), N)`` in float64 between rows ``a`` (float64) and the columns of ``x_t``
+    (the samples transposed, float64), from precomputed squared norms, clipped at 0."""
+    d = a_sq[:, None] - 2.0 * (a @ x_t) + x_sq[None, :]
     return np.maximum(d, 0.0, out=d)
 
 
@@ -83,12 +84,14 @@ def _kmeans_plusplus(x: np.ndarray, x_sq: np.ndarray, k: int, rng: np.random.Ran
     first = rng.choice(n, p=weight / weight.sum())
     centers = np.empty((k, x.shape[1]), dtype=x.dtype)
     centers[0] = x[first]
-    closest = _squared_distances(x[[first]], x_sq[[first]], x, x_sq)[0]
+    x64 = x.astype(np.float64)  # distances in float64 (converted once: the same values as converting per call)
+    x_t = x64.T
+    closest = _squared_distances(x64[[first]], x_sq[[first]], x_t, x_sq)[0]
     potential = closest.sum()
     for c in range(1, k):
         draws = rng.uniform(size=trials) * potential
         candidates = np.minimum(np.searchsorted(np.cumsum(closest), draws), n - 1)
-        dist = np.minimum(closest, _squared_distances(x[candidates], x_sq[candidates], x, x_sq))
+        dist = np.minimum(closest, _squared_distances(x64[candidates], x_sq[candidates], x_t, x_sq))
         pots = dist.sum(1)
         best = int(np.argmin(pots))
         potential, closest = pots[best], dist[best]

@@ -92,6 +92,7 @@ def epoch_record(ctx: Any, epoch: int, info: Any) -> EpochRecord:
     return record
 
 
+REAPER_NAME = "mmviz-analysis-reap"  # the thread that collects a forked analysis process's exit status
 FORKED_NAME = "mmviz-analysis"  # what top and ps -o comm show for a forked analysis process (its argv is the trainer's)
 
 
@@ -125,6 +126,12 @@ class ForkedProcess:
 
     def wait(self, timeout: float | None = None) -> int:
         """Block until the child has ended; return its exit code."""
+        if timeout is None and self.returncode is None:
+            try:
+                _, status = os.waitpid(self.pid, 0)
+                self.returncode = os.waitstatus_to_exitcode(status)
+            except ChildProcessError:  # reaped by a concurrent poll, which set the code
+                pass
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.poll() is None:
             if deadline is not None and time.monotonic() > deadline:
@@ -159,6 +166,7 @@ class AnalysisSupervisor:
         self.restarts = 0
         self.fork = fork
         self._wake: int | None = None  # the write end of the forked child's wake-up pipe
+        self._done: int | None = None  # the read end of the pipe the forked child signals "all analysed" on
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         """The analysis process's argv (no shell), and what its environment needs on top (a workspace URL, which
@@ -197,6 +205,7 @@ class AnalysisSupervisor:
     def _start_forked(self) -> ForkedProcess:
         read, write = os.pipe()
         os.set_blocking(write, False)
+        done_read, done_write = os.pipe()
         parent = os.getpid()
         for stream in (sys.stdout, sys.stderr):  # text buffered now would be written twice, by both processes
             try:
@@ -211,12 +220,13 @@ class AnalysisSupervisor:
             code = 1
             try:
                 os.close(write)
+                os.close(done_read)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the trainer's stop handler
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the trainer, which then waits for this
                 name_process(FORKED_NAME)
                 from mmviz.analysis.follower import follow
 
-                follow(self.workspace, self.run_id, parent_pid=parent, wake=read, threads=1)
+                follow(self.workspace, self.run_id, parent_pid=parent, wake=read, threads=1, done=done_write)
                 code = 0
             except BaseException:
                 import traceback
@@ -230,7 +240,9 @@ class AnalysisSupervisor:
                         pass
                 os._exit(code)
         os.close(read)
-        self._wake = write
+        os.close(done_write)
+        self.close_pipe()  # those of a forked process that died (a restart is a program: no pipes)
+        self._wake, self._done = write, done_read
         return ForkedProcess(pid)
 
     def notify(self) -> None:
@@ -244,10 +256,37 @@ class AnalysisSupervisor:
             pass
 
     def close_pipe(self) -> None:
-        """Close the trainer's end of the wake-up pipe (the child then polls)."""
+        """Close the trainer's ends of the forked child's pipes (the child then polls)."""
         if self._wake is not None:
             os.close(self._wake)
             self._wake = None
+        if self._done is not None:
+            os.close(self._done)
+            self._done = None
+
+    def _signalled_done(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the forked child's "every record analysed" byte. At end of file (the child
+        ended without it: killed, or failed) the pipe is closed and the exit code tells the rest."""
+        import select
+
+        readable, _, _ = select.select([self._done], [], [], timeout)
+        if not readable:
+            return False
+        if os.read(self._done, 1):
+            return True
+        os.close(self._done)
+        self._done = None
+        return False
+
+    def _reap_later(self) -> None:
+        """Collect the exit status of a child that has signalled the end of its work on a thread (no zombie is
+        left), so that the run does not wait for a large process's teardown (~10-20 ms here)."""
+        proc = self.proc
+        if not isinstance(proc, ForkedProcess) or proc.poll() is not None:
+            return
+        reaper = threading.Thread(target=proc.wait, name=REAPER_NAME, daemon=True)
+        reaper.fork_safe = True  # type: ignore[attr-defined]  # it only waits in waitpid: a fork copies nothing of it
+        reaper.start()
 
     def abandon(self) -> None:
         """End the process at once when the trainer fails before its training ended, e.g. in its set-up, where no
@@ -271,6 +310,9 @@ class AnalysisSupervisor:
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
+                if self._done is not None and self._signalled_done(0.05):  # a forked child's work is done
+                    self._reap_later()
+                    return
                 code = self.proc.poll()
                 if code == 0:
                     return
@@ -280,7 +322,8 @@ class AnalysisSupervisor:
                     os.setpriority(os.PRIO_PROCESS, self.proc.pid, 0)
                 except (AttributeError, OSError):
                     pass
-                time.sleep(0.01)
+                if self._done is None:
+                    time.sleep(0.01)
             self.proc.kill()
         finally:
             self.close_pipe()

@@ -26,10 +26,13 @@ SPOT_CHECK = 8  # val samples re-encoded to check that the evaluation's features
 def model_features(ctx: TrainContext, evaluation: Any = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """The model's own encoder features of the unmodified val inputs ``{m: (N, D_m)}`` and the labels ``(N,)``.
 
-    Reuses the features of the loop's val evaluation when re-encoding the first few val samples gives the same
-    features (the balancing method's evaluation forward did not alter the inputs); otherwise runs the encoders.
+    Reuses the features of the loop's val evaluation when it was the model's own forward, or when re-encoding the
+    first few val samples gives the same features (the balancing method's evaluation forward did not alter the
+    inputs); otherwise runs the encoders.
     """
     if evaluation is not None and len(evaluation.labels) == len(ctx.splits["val"]):
+        if evaluation.model_forward:
+            return evaluation.features, evaluation.labels
         batch = ctx.splits["val"].subset(range(min(SPOT_CHECK, len(evaluation.labels))))
         with eval_mode(ctx.model), autocast_factory(ctx)():
             z = ctx.model.encode(batch)

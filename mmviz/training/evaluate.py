@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from mmviz.balancing.base import BalancingMethod
 from mmviz.contracts import DataSplit, EvalResult, Predict
 
 __all__ = ["EvalResult", "evaluate"]
@@ -55,6 +56,7 @@ def evaluate(model: torch.nn.Module, predict: Predict, split: DataSplit, batch_s
         unimodal_logits=uni_t,
         labels=y,
         index=_join(index),
+        model_forward=getattr(predict, "__func__", None) is BalancingMethod.predict,
     )
 
 

@@ -88,7 +88,7 @@ def test_the_analysis_process_writes_exactly_the_inline_values(any_workspace, mo
             with np.load(store.run_dir(inline_id) / a) as one, np.load(store.run_dir(run_id) / b) as two:
                 assert one.files == two.files and len(one.files) >= 8
                 assert all(np.array_equal(one[k], two[k]) and one[k].dtype == two[k].dtype for k in one.files)
-    assert left == [".done", ".lock", f"epoch_{EPOCHS:04d}.npz"]  # analysed records are deleted but the last
+    assert left == [".done", ".lock", f"epoch_{EPOCHS:04d}.rec"]  # analysed records are deleted but the last
 
 
 ANALYSE_IN_NEW_PROCESS = """
@@ -429,6 +429,31 @@ def test_a_run_trained_by_the_runner_forks_its_analysis_and_gets_every_row(tmp_p
     assert isinstance(made[0].proc, ForkedProcess) and made[0].restarts == 0
     frame = store.load_metrics(run_id)
     assert values(frame[frame["key"].str.match(ANALYSED)]) == values(inline)
+
+
+def test_a_run_ends_once_its_last_rows_are_written_not_when_the_forked_process_has_exited(tmp_path, monkeypatch):
+    """The forked process signals the end of its work on a pipe; the trainer does not wait for its exit (the
+    teardown of a process as large as the trainer took 10-20 ms of each run), and the exit is collected on a thread,
+    so no zombie is left."""
+    import mmviz.analysis.follower as follower
+
+    real = follower.follow
+
+    def follow_then_linger(*args, **kwargs):
+        count = real(*args, **kwargs)
+        time.sleep(20)  # an exit that takes long
+        return count
+
+    monkeypatch.setattr(follower, "follow", follow_then_linger)  # the forked child calls it from the module
+    made = supervised(monkeypatch)
+    store = RunStore(tmp_path)
+    _, inline = run(store, process=False)
+    run_id, process = run(store, process=True)
+    proc = made[0].proc
+    assert isinstance(proc, ForkedProcess) and proc.returncode is None  # the run ended before the process did
+    assert values(process) == values(inline) and analysis_pending(store, run_id) == []  # with every row written
+    os.kill(proc.pid, signal.SIGKILL)
+    wait_for(lambda: not Path(f"/proc/{proc.pid}").exists(), 10, "the exited analysis process to be reaped")
 
 
 def test_a_fork_waits_for_the_heartbeat_write_in_progress():

@@ -93,10 +93,7 @@ def lower_priority() -> None:
 
 def pending_epochs(store, run_id: str) -> tuple[dict[int, str], set[int]]:
     """``({epoch: record path relative to the run folder}, {analysed epochs})``."""
-    records = store.load_artifacts(run_id, kind=RECORD_KIND)
-    analysed = store.load_artifacts(run_id, kind=ANALYSED_KIND)
-    paths = {int(e): p for e, p in zip(records["epoch"], records["path"], strict=True)}
-    return paths, {int(e) for e in analysed["epoch"]}
+    return store.artifact_paths(run_id, RECORD_KIND), set(store.artifact_paths(run_id, ANALYSED_KIND))
 
 
 def analysis_pending(store, run_id: str) -> list[int]:

@@ -195,6 +195,10 @@ class RunReader(Protocol):
         """Artifacts (:data:`ARTIFACT_COLUMNS`) ordered by epoch and id, meta decoded."""
         ...
 
+    def artifact_paths(self, run_id: str, kind: str) -> dict[int, str]:
+        """``{epoch: path}`` of the artifacts of ``kind`` with an epoch (the newest per epoch), without a frame."""
+        ...
+
     def last_values(self, key: str, run_ids: Iterable[str] | None = None) -> dict[str, float]:
         """``{run_id: value}`` of the key's latest row per run (all runs when ``run_ids`` is None)."""
         ...

@@ -15,7 +15,6 @@ writers are serialised as in SQLite: the queue's claims stay atomic, and a batch
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from collections.abc import Callable, Iterable
@@ -28,7 +27,7 @@ import pandas as pd
 
 from mmviz.errors import StoreError
 from mmviz.store.connection import Reopening
-from mmviz.store.contract import ARRAY_COLUMNS, ARTIFACT_COLUMNS, CONFIG_SUMMARY, METRIC_COLUMNS, METRIC_DTYPES
+from mmviz.store.contract import ARRAY_COLUMNS, CONFIG_SUMMARY, METRIC_COLUMNS, METRIC_DTYPES
 from mmviz.store.keys import parse_key, validate_key, validate_run_id
 from mmviz.store.schema import ADDED_RUN_COLUMNS, SCHEMA_VERSION, fill_config_summary
 from mmviz.store.sqlite import _ARTIFACT_SQL, RunStore, _arrays_by_key, check_array_columns
@@ -156,6 +155,8 @@ class PgConnection(Reopening):
 
 class PostgresStore(RunStore):
     """The run store on a PostgreSQL server, with artifacts in a shared folder (see the module docstring)."""
+
+    _ARTIFACT_ORDER = "epoch NULLS FIRST, id"  # as SQLite, where NULLs sort first
 
     _KEY_INDEX_HINT = ""
 
@@ -299,18 +300,6 @@ class PostgresStore(RunStore):
     def last_metric_id(self, run_id: str) -> int:
         """The id of the run's newest metric row, 0 when none."""
         return int(self._db.query("SELECT max(id) FROM metrics WHERE run_id = ?", [run_id])[0][0] or 0)
-
-    def load_artifacts(self, run_id: str, kind: str | None = None) -> pd.DataFrame:
-        """The run's artifacts ordered by epoch (missing last, as in SQLite: NULLs sort first there) and id."""
-        sql = f"SELECT {', '.join(ARTIFACT_COLUMNS)} FROM artifacts WHERE run_id = ?"
-        params: list[Any] = [run_id]
-        if kind is not None:
-            sql += " AND kind = ?"
-            params.append(kind)
-        rows = self._db.query(sql + " ORDER BY epoch NULLS FIRST, id", params)
-        frame = pd.DataFrame.from_records(rows, columns=ARTIFACT_COLUMNS)
-        frame["meta"] = [json.loads(m) for m in frame["meta"]]
-        return frame
 
     def __repr__(self) -> str:
         return f"PostgresStore({redact(self.workspace)!r})"

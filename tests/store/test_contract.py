@@ -191,6 +191,10 @@ def test_events_and_artifacts(store):
     }
     with pytest.raises(ValueError, match="outside the run folder"):
         store.add_artifact(rid, 3, "checkpoint", "/etc/passwd")
+    store.add_artifact(rid, 1, "checkpoint", "checkpoints/epoch_1b.pt")  # a newer one of epoch 1
+    # the same artifacts as plain values (what the analysis process polls): the newest per epoch, none without one
+    assert store.artifact_paths(rid, "checkpoint") == {1: "checkpoints/epoch_1b.pt", 2: "checkpoints/epoch_2.pt"}
+    assert store.artifact_paths(rid, "snapshot") == {} and store.artifact_paths(rid, "record") == {}
 
 
 def test_delete_removes_rows_and_folder(store):

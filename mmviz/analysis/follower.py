@@ -239,7 +239,10 @@ def follow(
             last = epoch
         if (finished or over is not None) and not todo:
             if done is not None:
-                os.write(done, b"!")
+                try:
+                    os.write(done, b"!")
+                except BrokenPipeError:  # the trainer is gone (killed): nobody waits for the signal
+                    pass
             return count
         if not todo and not ahead:
             wake = wait_for_news(wake, poll)

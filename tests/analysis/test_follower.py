@@ -353,6 +353,19 @@ def test_a_follower_ends_when_its_run_has_ended(tmp_path, status):
     assert time.monotonic() - started < 10
 
 
+def test_a_follower_whose_trainer_is_gone_ends_quietly_without_its_end_signal(tmp_path):
+    """The end-of-work byte goes to a pipe nobody reads once the trainer was killed: no error, a normal end."""
+    store = RunStore(tmp_path)
+    run_id, _ = run(store, process=False)
+    store.set_status(run_id, "finished")
+    read, write = os.pipe()
+    os.close(read)  # the trainer's end, gone with it
+    try:
+        assert follow(tmp_path, run_id, parent_pid=os.getpid(), done=write) == 0
+    finally:
+        os.close(write)
+
+
 def test_records_written_from_the_background_thread_give_the_inline_values(tmp_path, monkeypatch):
     """The GPU path (host copies, record written by a thread, artifact recorded after the join) run on the CPU."""
     from mmviz.probes.record import EpochRecorder

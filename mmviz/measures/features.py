@@ -92,23 +92,33 @@ def compute_coalition_logits(
     input_shapes: dict[str, tuple[int, ...]],
     *,
     autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
+    full: torch.Tensor | None = None,
 ) -> dict[frozenset[str], torch.Tensor]:
     """Fused logits ``(N, C)`` for every coalition S of modalities (the empty one too), the others' inputs zeroed.
 
     ``features`` are the encoders' outputs ``(N, D_m)`` on the real inputs, ``input_shapes`` the per-sample input
     shapes. In eval mode an encoder sees one modality and one sample at a time, so a zeroed input gives one
     feature vector, computed once per modality; the logits for S are ``model.fuse`` of the real features of S and
-    the zero-input features of the others, i.e. those of the whole model on the masked batch. Results stay on the
-    model's device (float32).
+    the zero-input features of the others, i.e. those of the whole model on the masked batch. The empty
+    coalition's rows are all the same: fused once and repeated. ``full``: the model's own fused logits ``(N, C)``
+    on these inputs (an evaluation that was the model's forward), taken for the coalition of all modalities
+    instead of fusing again, so that its accuracy is the evaluation's. Results stay on the model's device (float32).
     """
     mods = tuple(features)
     device = next(model.parameters()).device
     real = {m: z.to(device) for m, z in features.items()}
+    n = len(next(iter(real.values()))) if real else 0
+    out: dict[frozenset[str], torch.Tensor] = {}
     with eval_mode(model), _autocast(autocast):
-        zero = {m: z.float().expand_as(real[m]) for m, z in model.encode(zero_inputs(input_shapes, device)).items()}
-        return {
-            s: model.fuse({m: real[m] if m in s else zero[m] for m in mods}).logits.float() for s in coalitions(mods)
-        }
+        zero = {m: z.float() for m, z in model.encode(zero_inputs(input_shapes, device)).items()}
+        for s in coalitions(mods):
+            if not s:
+                out[s] = model.fuse(zero).logits.float().expand(n, -1).contiguous()
+            elif full is not None and len(s) == len(mods):
+                out[s] = full.to(device).float()
+            else:
+                out[s] = model.fuse({m: real[m] if m in s else zero[m].expand_as(real[m]) for m in mods}).logits.float()
+    return out
 
 
 class HostCopy:

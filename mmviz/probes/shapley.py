@@ -59,13 +59,17 @@ def compute_subset_accuracies(
 
 def coalition_arrays(ctx: TrainContext, evaluation: Any, record: dict) -> dict[str, Any]:
     """The record arrays Shapley values need: val labels and every coalition's masked fused logits (one pass of
-    the fusion head per coalition; reused when another probe measured them this epoch)."""
+    the fusion head per coalition; the coalition of all modalities is the evaluation's own logits when the
+    evaluation was the model's forward; reused when another probe measured them this epoch)."""
     mods = ctx.modalities
     names = {s: coalition_name(s) for s in coalitions(mods)}
     if all(n in record for n in names.values()):
         return {}
     features, labels = model_features(ctx, evaluation)
-    logits = compute_coalition_logits(ctx.model, features, ctx.input_shapes, autocast=autocast_factory(ctx))
+    own = evaluation is not None and evaluation.model_forward and features is evaluation.features
+    logits = compute_coalition_logits(
+        ctx.model, features, ctx.input_shapes, autocast=autocast_factory(ctx), full=evaluation.logits if own else None
+    )
     return {RECORD_NAMES["label"]: labels, **{names[s]: lg for s, lg in logits.items()}}
 
 
@@ -87,7 +91,8 @@ class ShapleyProbe(AnalysisProbe):
     subsets, exact for 2 and 3 modalities). The values add up to ``Acc(all) - Acc(empty)``. Caveat: a zeroed
     input is not "no information" for every encoder (BatchNorm networks still produce a feature). The trainer
     stores each coalition's masked logits (about one evaluation pass; the loop's val features are reused when
-    they are the model's own) and the accuracies and values are computed from them. Default: every epoch.
+    they are the model's own, and then its logits are those of all modalities, so ``Acc(all)`` is the logged val
+    accuracy) and the accuracies and values are computed from them. Default: every epoch.
     """
 
     config_cls = ShapleyConfig

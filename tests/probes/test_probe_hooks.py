@@ -1,5 +1,6 @@
 """Each probe driven hook by hook: values against direct computation, state left as found, snapshot files."""
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -8,10 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from mmviz.balancing import mask_batch
-from mmviz.measures import compute_imbalance
+from mmviz.measures import compute_imbalance, eval_mode
+from mmviz.measures.record import coalition_name
 from mmviz.probes import PROBES
 from mmviz.probes.record import epoch_record
-from mmviz.probes.shapley import compute_subset_accuracies, model_features, record_shapley
+from mmviz.probes.shapley import coalition_arrays, compute_subset_accuracies, model_features, record_shapley
 from mmviz.probes.snapshots import snapshot_path
 
 EPOCH_PROBES = [e.name for e in PROBES if e.flags["cadence"] == "epoch"]
@@ -171,6 +173,23 @@ def test_shapley_ignores_evaluation_features_of_a_masking_method(make_harness):
     assert torch.allclose(reused["b"], own["b"]) and not torch.allclose(masked.features["b"], own["b"])
     plain = h.evaluation()
     assert model_features(h.ctx, plain)[0] is plain.features  # reused when it is the model's own forward
+
+
+def test_shapley_takes_the_all_modalities_logits_from_the_models_own_evaluation(make_harness):
+    h = make_harness()
+    mods = h.ctx.modalities
+    everything, nothing = coalition_name(frozenset(mods)), coalition_name(frozenset())
+    plain = h.evaluation()
+    fused = coalition_arrays(h.ctx, plain, {})[everything]  # not the model's own forward: fused again
+    own = dataclasses.replace(plain, model_forward=True, logits=plain.logits + 1.0)  # marked to tell them apart
+    arrays = coalition_arrays(h.ctx, own, {})
+    assert torch.equal(arrays[everything], own.logits)  # Acc(all) is then the logged val accuracy
+    assert torch.allclose(fused, plain.logits, atol=1e-5) and not torch.allclose(fused, own.logits)
+    batch = h.ctx.splits["val"].subset(range(len(h.ctx.splits["val"])))
+    with torch.no_grad(), eval_mode(h.model):
+        zeroed = h.model(mask_batch(batch, list(mods))).logits
+    assert arrays[nothing].shape == zeroed.shape  # fused once, one row per sample
+    assert torch.allclose(arrays[nothing], zeroed, atol=1e-5)
 
 
 def test_shapley_takes_the_features_of_the_models_own_evaluation_without_encoding_again(make_harness, monkeypatch):

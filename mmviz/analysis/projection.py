@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from typing import Self
 
 import numpy as np
-from scipy.linalg import orthogonal_procrustes
 
 from mmviz.errors import ConfigError
 
@@ -143,6 +142,8 @@ class ProcrustesAlignment:
         if norm_a == 0.0:  # all source points coincide: only the translation is defined
             self.rotation_, self.scale_ = np.eye(source.shape[1]), 1.0
         else:
+            from scipy.linalg import orthogonal_procrustes  # here: the dashboard's other pages need no scipy (~0.13 s)
+
             self.rotation_, singular_sum = orthogonal_procrustes(a, b)
             if self.scaling == "spread":
                 self.scale_ = float(np.sqrt((b**2).sum() / norm_a))

@@ -198,18 +198,88 @@ def test_a_workspace_that_is_a_file_is_named_as_one(tmp_path: Path) -> None:
     assert afile.read_text() == "not a folder"
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can write to any folder")
-def test_refuses_a_read_only_workspace(tmp_path: Path) -> None:
-    ws = tmp_path / "ro"
+def as_unprivileged(fn) -> str:
+    """``fn()``'s outcome as text ("ok" or "ErrorType: message"), run where file permissions apply: as root (which
+    reads and writes any file) in a forked child that drops to ``nobody``, else in this process."""
+    if not (hasattr(os, "geteuid") and os.geteuid() == 0):
+        try:
+            fn()
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return "ok"
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no imports from here on (the interpreter's own files may be root's only)
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            try:
+                fn()
+                out = "ok"
+            except Exception as exc:
+                out = f"{type(exc).__name__}: {exc}"
+            os.write(write, out.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    chunks = []
+    while chunk := os.read(read, 1 << 16):
+        chunks.append(chunk)
+    os.close(read)
+    os.waitpid(pid, 0)
+    return b"".join(chunks).decode()
+
+
+@pytest.fixture
+def open_folder():
+    """A folder anyone may enter (pytest's tmp_path is its owner's only), removed afterwards."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="mmviz-perm-"))
+    folder.chmod(0o755)
+    RunStore(folder / "warm").close()  # what opening a store imports is imported before any fork
+    yield folder
+    for path in folder.rglob("*"):
+        path.chmod(0o700 if path.is_dir() else 0o600)
+    shutil.rmtree(folder)
+
+
+def test_refuses_a_read_only_workspace(open_folder: Path) -> None:
+    ws = open_folder / "ro"
     ws.mkdir()
     (ws / "runs").mkdir()
-    ws.chmod(0o500)
-    try:
-        with pytest.raises(StoreError, match="not writable"):
-            RunStore(ws)
-        assert not (ws / "mmviz.db").exists()
-    finally:
-        ws.chmod(0o700)
+    ws.chmod(0o555)
+    out = as_unprivileged(lambda: RunStore(ws))
+    assert out == (
+        f"StoreError: The workspace folder {str(ws)!r} is not writable; choose a writable folder with --workspace or "
+        "MMVIZ_WORKSPACE."
+    )
+    assert not (ws / "mmviz.db").exists()
+
+
+def test_a_store_file_that_cannot_be_read_is_named_with_the_permission_to_fix(open_folder: Path) -> None:
+    ws = open_folder / "ws"
+    RunStore(ws).close()
+    db = ws / "mmviz.db"
+    before = db.read_bytes()
+    os.chmod(ws, 0o777)
+    db.chmod(0o000)  # someone else's store, private to them
+    out = as_unprivileged(lambda: RunStore(ws))
+    assert out == f"StoreError: Cannot read {str(db)!r} (permission denied); check its permissions."
+    db.chmod(0o444)  # readable, not writable
+    out = as_unprivileged(lambda: RunStore(ws))
+    assert out == (
+        f"StoreError: The run store {str(db)!r} is not writable; fix its permissions or choose another workspace."
+    )
+    assert db.read_bytes() == before and sorted(p.name for p in ws.iterdir()) == ["mmviz.db", "runs"]
+    db.chmod(0o666)  # writable by anyone: it opens (the check refuses nothing it should not)
+    assert as_unprivileged(lambda: RunStore(ws).close()) == "ok"
 
 
 # ---------------------------------------------------------------- runs

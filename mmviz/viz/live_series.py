@@ -29,7 +29,9 @@ import pandas as pd
 from mmviz.viz.series import (
     SMOOTH_ABOVE,
     ChartOptions,
+    EmaFilter,
     Series,
+    debias_ema,
     minmax_bucket_size,
     minmax_buckets,
 )
@@ -100,8 +102,7 @@ class RunningEma:
         self.weight = weight
         self._values = np.empty(0)
         self.n = 0
-        self.state = 0.0  # the EMA (before debiasing) after the finite points seen
-        self.finite = 0  # finite points seen
+        self._filter = EmaFilter(weight)  # over the finite points seen
 
     @property
     def values(self) -> np.ndarray:
@@ -117,14 +118,8 @@ class RunningEma:
         finite = np.isfinite(new)
         v = new[finite]
         if v.size:
-            from scipy.signal import lfilter
-
-            w = self.weight
-            ema, _ = lfilter([1.0 - w], [1.0, -w], v, zi=[w * self.state])
-            with np.errstate(under="ignore"):
-                debias = 1.0 - w ** np.arange(self.finite + 1, self.finite + v.size + 1, dtype=np.float64)
-            out[finite] = ema / debias
-            self.state, self.finite = float(ema[-1]), self.finite + v.size
+            before = self._filter.seen
+            out[finite] = debias_ema(self._filter.run(v), self.weight, before)
         if self.n + new.size > self._values.size:  # grow by doubling: O(new points) amortised
             grown = np.empty(max(2 * self._values.size, (self.n + new.size) * 5 // 4 + 64))
             grown[: self.n] = self._values[: self.n]

@@ -45,6 +45,12 @@ def test_a_long_ema_matches_tensorboard_across_its_blocks(weight):
     )
 
 
+def test_ema_of_huge_values_stays_finite():
+    values = np.full(5000, 3.4e38)  # float32's largest (a diverging loss)
+    np.testing.assert_allclose(compute_debiased_ema(values, 0.6), 3.4e38, rtol=1e-12)
+    np.testing.assert_allclose(compute_debiased_ema(values * 1e150, 0.99), 3.4e188, rtol=1e-12)
+
+
 def test_smoothing_needs_no_scipy():
     """The charts' smoothing is numpy only: importing scipy.signal took 0.7-0.9 s of a server's first live view."""
     code = (

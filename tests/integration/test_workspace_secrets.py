@@ -33,9 +33,11 @@ def cmdline(pid: int) -> str:
 
 
 def started(pid: int) -> int:
-    """``pid`` once it runs its own program: until its exec, /proc shows this process's command line and environment."""
+    """``pid`` once it runs its own program: until its exec, /proc shows this process's command line and environment,
+    and for a moment after the exec has closed the parent's pipe (``subprocess.Popen`` returns then) the kernel has
+    not yet set the new program's: /proc shows an empty command line and environment."""
     own = cmdline(os.getpid())
-    wait_for(lambda: cmdline(pid) != own, 60, f"process {pid} to start its program")
+    wait_for(lambda: cmdline(pid) not in ("", own), 60, f"process {pid} to start its program")
     return pid
 
 
@@ -62,7 +64,7 @@ def test_child_processes_get_a_workspace_password_in_their_environment_only(post
         assert follower.proc.wait(120) == 0  # connected, found the run over, ended
 
         assert launcher.ensure_scheduler(store)
-        pid = wait_for(lambda: scheduler_pid(store), 30, "the scheduler's lock")
+        pid = started(wait_for(lambda: scheduler_pid(store), 30, "the scheduler's lock"))
         try:
             assert PASSWORD not in cmdline(pid) and environ(pid)["MMVIZ_WORKSPACE"] == url
         finally:

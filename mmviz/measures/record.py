@@ -54,8 +54,8 @@ RECORD_NAMES = {
     "snapshot_dropped_view": "snap_dropped_{m}",  # optional (n,) bool per modality
 }
 
-# Snapshot arrays (written by the ``snapshots`` probe from an epoch record, read by mmviz.analysis.snapshots). ``{v}`` is a modality
-# name or 'fused'.
+# Snapshot arrays (written by the ``snapshots`` probe from an epoch record, read by mmviz.analysis.snapshots). ``{v}``
+# is a modality name or 'fused'.
 SNAPSHOT_DIR = "snapshots"
 SNAPSHOT_KIND = "snapshot"  # artifact kind
 SNAPSHOT_NAMES = {
@@ -156,8 +156,8 @@ def save_record(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray])
 
 
 def load_record(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Read one epoch record: ``(meta, arrays)`` (writable arrays over one buffer read from the file). A file that is not
-    a record, or is cut short, raises ``ValueError`` naming it."""
+    """Read one epoch record: ``(meta, arrays)`` (writable arrays over one buffer read from the file). A file that is
+    not a record, or is cut short, raises ``ValueError`` naming it."""
     with open(path, "rb") as fh:
         data = bytearray(fh.read())
     size = int.from_bytes(data[8:16], "little") if len(data) >= 16 else -1

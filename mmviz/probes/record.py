@@ -9,7 +9,8 @@ an analysis process: direct ``fit()`` calls, your own loop, tests) each probe an
 training: forked from the trainer where that is safe (it then needs no imports of its own), else started as
 ``python -m mmviz.analysis.follower`` (its imports overlap the first epochs); restarted as the latter if it dies (it
 catches up from the stored records) and waited for at the end of the run, so every epoch's diagnostics are in the store
-when the run finishes. On a GPU the record is copied to the host with non-blocking copies and written by a background thread.
+when the run finishes. On a GPU the record is copied to the host with non-blocking copies and written by a background
+thread.
 """
 
 from __future__ import annotations

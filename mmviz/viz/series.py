@@ -59,9 +59,9 @@ class EmaFilter:
     The points are taken in blocks of ``L`` (aligned to the sequence's start), each closed-form from its start
     state ``s``: at the block's ``j``-th point ``ema = w**j * (s + (1 - w) * c_j)`` with the running sum
     ``c_j = sum_{i <= j} w**-i * v_i``, accumulated in order (``numpy.add.accumulate`` is sequential), so a piece that
-    continues a block continues its sum exactly. ``L`` keeps ``w**-L`` under :data:`EMA_RANGE` (float64 holds ~1e308, a
-    float32 metric at most 3.4e38); the rounding error stays ~1e-15 of the values' scale over ``1 - w``. (Until issue 15 this was ``scipy.signal.lfilter``, whose import
-    took 0.7-0.9 s of the dashboard's first live view.)
+    continues a block continues its sum exactly. ``L`` keeps ``w**-L`` under :data:`EMA_RANGE` (float64 holds ~1e308,
+    a float32 metric at most 3.4e38); the rounding error stays ~1e-15 of the values' scale over ``1 - w``. (Until
+    issue 15 this was ``scipy.signal.lfilter``, whose import took 0.7-0.9 s of the dashboard's first live view.)
     """
 
     def __init__(self, weight: float) -> None:

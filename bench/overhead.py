@@ -38,7 +38,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -46,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mmviz.launcher import prepare_run  # noqa: E402
 from mmviz.probes import PROBES  # noqa: E402
-from mmviz.probes.record import REAPER_NAME  # noqa: E402
+from mmviz.probes.record import join_reapers  # noqa: E402
 from mmviz.store import RunStore  # noqa: E402
 from mmviz.training import loop  # noqa: E402
 from mmviz.training.config import build_run_config  # noqa: E402
@@ -87,9 +86,7 @@ def run_once(store: RunStore, sets: list[str], epochs: int | None, clock) -> tup
         start, wall, cpu = clock(), time.perf_counter(), cpu_seconds()
         loop.fit(cfg, store, run_id, store.run_dir(run_id), progress=progress, analysis_process=True)
         elapsed, wall = clock() - start, time.perf_counter() - wall
-        for thread in threading.enumerate():  # the run does not wait for the analysis process's exit: its CPU time
-            if thread.name == REAPER_NAME:  # counts once it is reaped (outside the timed part)
-                thread.join(30)
+        join_reapers()  # the run does not wait for the analysis process's exit: its CPU counts once it is reaped
         used = [after - before for after, before in zip(cpu_seconds(), cpu, strict=True)]
     finally:
         loop.create_probes = create

@@ -26,7 +26,6 @@ import resource
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -34,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mmviz.launcher import prepare_run  # noqa: E402
 from mmviz.probes import PROBES  # noqa: E402
-from mmviz.probes.record import REAPER_NAME, AnalysisSupervisor  # noqa: E402
+from mmviz.probes.record import AnalysisSupervisor, join_reapers  # noqa: E402
 from mmviz.store import RunStore  # noqa: E402
 from mmviz.training import loop  # noqa: E402
 from mmviz.training.config import build_run_config  # noqa: E402
@@ -60,9 +59,7 @@ def run_once(store: RunStore, sets: list[str], epochs: int | None, analysis: boo
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     finally:
         loop.AnalysisSupervisor = AnalysisSupervisor
-    for thread in threading.enumerate():  # the exited analysis process is reaped before the next run
-        if thread.name == REAPER_NAME:
-            thread.join(30)
+    join_reapers()  # the exited analysis process is reaped before the next run
     return seconds, faults
 
 

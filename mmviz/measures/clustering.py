@@ -99,11 +99,12 @@ def _kmeans_plusplus(x: np.ndarray, x_sq: np.ndarray, k: int, rng: np.random.Ran
     return centers
 
 
-def _assign(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each sample's nearest centre ``(N,)`` and its squared distance ``(N,)`` (float32 arithmetic)."""
+def _assign(x: np.ndarray, x_sq: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each sample's nearest centre ``(N,)`` and its squared distance ``(N,)`` (float32 arithmetic; ``x_sq``: the
+    rows' squared norms ``(x * x).sum(1)``, computed once per clustering)."""
     d = (centers * centers).sum(1)[None, :] - 2.0 * (x @ centers.T)
     labels = d.argmin(1)
-    dist = np.maximum(d[np.arange(len(x)), labels] + (x * x).sum(1), 0.0)
+    dist = np.maximum(d[np.arange(len(x)), labels] + x_sq, 0.0)
     return labels, dist
 
 
@@ -112,8 +113,9 @@ def _lloyd(x: np.ndarray, centers: np.ndarray, tol: float) -> tuple[np.ndarray, 
     k = len(centers)
     labels_old = np.full(len(x), -1)
     strict = False
+    x_sq = (x * x).sum(1)
     for _ in range(KMEANS_MAX_ITER):
-        labels, dist = _assign(x, centers)
+        labels, dist = _assign(x, x_sq, centers)
         counts = np.bincount(labels, minlength=k)
         sums = _class_sums(x, labels, k)
         empty = np.flatnonzero(counts == 0)
@@ -134,9 +136,9 @@ def _lloyd(x: np.ndarray, centers: np.ndarray, tol: float) -> tuple[np.ndarray, 
             break
         labels_old = labels
     if not strict:
-        labels, dist = _assign(x, centers)
+        labels, dist = _assign(x, x_sq, centers)
     else:
-        dist = _assign(x, centers)[1]
+        dist = _assign(x, x_sq, centers)[1]
     return labels, float(dist.sum())
 
 

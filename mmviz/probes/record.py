@@ -94,16 +94,50 @@ def epoch_record(ctx: Any, epoch: int, info: Any) -> EpochRecord:
 
 
 REAPER_NAME = "mmviz-analysis-reap"  # the thread that collects a forked analysis process's exit status
-FORKED_NAME = "mmviz-analysis"  # what top and ps -o comm show for a forked analysis process (its argv is the trainer's)
+FORKED_NAME = "mmviz-analysis"  # what top and ps show for a forked analysis process (its command line: name and run)
 
 
-def name_process(name: str) -> None:
-    """Set this process's name as top, ``ps -o comm`` and ``pgrep`` show it (Linux; at most 15 bytes)."""
+def join_reapers(timeout: float = 30.0) -> None:
+    """Wait until every forked analysis process that has signalled the end of its work is reaped (its CPU time then
+    counts in ``RUSAGE_CHILDREN``): for benchmarks, which measure each run's analysis CPU or start the next run on
+    a quiet machine."""
+    for thread in threading.enumerate():
+        if thread.name == REAPER_NAME:
+            thread.join(timeout)
+
+
+def name_process(name: str, command: str | None = None) -> None:
+    """Set this process's name as top, ``ps -o comm`` and ``pgrep`` show it (Linux; at most 15 bytes), and with
+    ``command`` its command line as ``ps aux``, ``pgrep -f`` and ``/proc/PID/cmdline`` show it: a forked process
+    keeps its parent's, so a forked analysis process would show as a second copy of the trainer's command."""
     try:
         with open("/proc/self/comm", "w") as fh:
             fh.write(name[:15])
     except OSError:
         pass
+    if command is not None:
+        _set_command_line(command)
+
+
+def _set_command_line(text: str) -> None:
+    """Overwrite this process's argument area (the C ``argv`` strings, which ``/proc/self/cmdline`` reads; Python
+    copied them into ``sys.argv`` at start-up and reads them no more) with ``text``, cut to the area's length and
+    ended by a NUL. Its bounds are fields 48-49 of ``/proc/self/stat`` (Linux 3.5 and newer); nothing is written
+    elsewhere or when they are not shown."""
+    import ctypes
+
+    try:
+        with open("/proc/self/stat", "rb") as fh:
+            stat = fh.read()
+        fields = stat[stat.rindex(b")") + 2 :].split()  # after "pid (comm) ": field 3 (state) first
+        start, end = int(fields[48 - 3]), int(fields[49 - 3])
+    except (OSError, ValueError, IndexError):
+        return
+    if start <= 0 or end <= start:
+        return
+    data = text.encode("utf-8", "replace")[: end - start - 1]
+    ctypes.memset(start, 0, end - start)
+    ctypes.memmove(start, data, len(data))
 
 
 class ForkedProcess:
@@ -224,7 +258,7 @@ class AnalysisSupervisor:
                 os.close(done_read)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the trainer's stop handler
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the trainer, which then waits for this
-                name_process(FORKED_NAME)
+                name_process(FORKED_NAME, f"{FORKED_NAME} {self.run_id}")
                 from mmviz.analysis.follower import follow
 
                 follow(self.workspace, self.run_id, parent_pid=parent, wake=read, threads=1, done=done_write)

@@ -538,20 +538,30 @@ def test_the_analysis_process_starts_before_the_data_and_the_model(tmp_path, mon
 
 
 def test_a_forked_analysis_process_is_named_as_one(tmp_path, monkeypatch):
-    """Its command line is the trainer's (a fork keeps argv), so top and ``ps -o comm`` show its own name."""
+    """A fork keeps the trainer's name and command line: top, ``ps -o comm`` and ``ps aux`` / ``pgrep -f`` would
+    show a second trainer (the old code changed only the name). Both say what it is and which run it analyses."""
     made = supervised(monkeypatch)
-    names = []
+    seen = []
 
     def progress(info, values_):
         if values_.get("epoch_done") == 1 and made and made[0].proc is not None:
-            comm = Path(f"/proc/{made[0].proc.pid}/comm")
-            names.append(wait_for(lambda: comm.read_text().strip() == "mmviz-analysis" and "mmviz-analysis", 5, "name"))
+            proc = Path(f"/proc/{made[0].proc.pid}")
+
+            def named():
+                shown = (proc / "comm").read_text().strip(), (proc / "cmdline").read_bytes()
+                return shown if shown[0] == "mmviz-analysis" and shown[1].startswith(b"mmviz-analysis") else None
+
+            seen.append(wait_for(named, 5, "name"))
 
     store = RunStore(tmp_path)
     cfg = build_run_config("synthetic", "baseline", SETS, epochs=2, seed=0)
     run_id = prepare_run(store, cfg)
     fit(cfg, store, run_id, store.run_dir(run_id), analysis_process=True, progress=progress)
-    assert isinstance(made[0].proc, ForkedProcess) and names == ["mmviz-analysis"]
+    assert isinstance(made[0].proc, ForkedProcess) and len(seen) == 1
+    comm, cmdline = seen[0]
+    assert comm == "mmviz-analysis"
+    assert cmdline.rstrip(b"\0") == f"mmviz-analysis {run_id}".encode()  # the trainer's argv is as long (pytest's)
+    assert Path("/proc/self/cmdline").read_bytes().split(b"\0")[:-1] == [a.encode() for a in sys.orig_argv]
 
 
 FORKING_TRAINER = textwrap.dedent(

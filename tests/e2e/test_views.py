@@ -146,16 +146,27 @@ def plot_box(page, trace_name: str) -> dict:
     raise AssertionError(f"the chart with a trace {trace_name!r} never stayed long enough to be measured")
 
 
-def charts_settled(page, quiet_s: float = 3.0, timeout_s: float = 60.0) -> None:
-    """Wait until the number of charts on the page has not changed for ``quiet_s`` seconds."""
+# the keyed charts on the page: a live refresh mounts a new plotly graph per chart (Streamlit's element id hashes the
+# figure) next to the old one for a moment, so counting graphs never settles on a running run (it waited out its
+# whole timeout, ~57 s of this file's run); the charts' keys are stable
+CHART_KEYS = """() => new Set([...document.querySelectorAll('.js-plotly-plot')].map(gd => {
+    const box = gd.closest('[class*="st-key-"]');
+    return box ? [...box.classList].find(c => c.startsWith('st-key-')) : '';
+})).size"""
+
+
+def charts_settled(page, quiet_s: float = 3.0, timeout_s: float = 60.0) -> int:
+    """Wait until the set of charts on the page (counted by key) has not changed for ``quiet_s`` seconds; return
+    their number. Fails when it keeps changing for ``timeout_s``."""
     count, since, end = -1, time.monotonic(), time.monotonic() + timeout_s
     while time.monotonic() < end:
-        now = page.evaluate("() => document.querySelectorAll('.js-plotly-plot').length")
+        now = page.evaluate(CHART_KEYS)
         if now != count:
             count, since = now, time.monotonic()
         elif time.monotonic() - since >= quiet_s:
-            return
+            return count
         page.wait_for_timeout(250)
+    raise AssertionError(f"the page's charts did not settle in {timeout_s:.0f} s (last count {count})")
 
 
 def latest_step(page) -> int:

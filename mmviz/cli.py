@@ -103,6 +103,13 @@ def _store(args):
     return open_store(args.workspace)
 
 
+def _reading_store(args):
+    """The store for a command that only reads: a workspace this user cannot write is opened read-only."""
+    from mmviz.store import open_store_for_reading
+
+    return open_store_for_reading(args.workspace)
+
+
 def _entries_json(registry) -> list[dict]:
     out = []
     for entry in registry:
@@ -270,7 +277,7 @@ def run_summary(store, run_id: str) -> str:
 def cmd_runs(args) -> int:
     from mmviz.store import shown_workspace
 
-    store = _store(args)
+    store = _reading_store(args)
     df = store.list_runs()
     cols = [
         "run_id",
@@ -295,7 +302,7 @@ def cmd_runs(args) -> int:
 
 
 def cmd_export(args) -> int:
-    store = _store(args)
+    store = _reading_store(args)
     run = store.get_run(args.run_id)
     df = store.load_metrics(args.run_id)
     df = df.drop(columns=[c for c in ("id",) if c in df.columns])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mmviz.store.contract import MetricSink, RunReader, RunStoreProtocol, RunWriter
 from mmviz.store.keys import FUSED, SPLITS, parse_key, pid_alive, validate_key
-from mmviz.store.schema import LOST_AFTER_S, ORIGINS, SCHEMA_VERSION, STATUSES, TERMINAL
+from mmviz.store.schema import DB_NAME, LOST_AFTER_S, ORIGINS, SCHEMA_VERSION, STATUSES, TERMINAL
 from mmviz.store.sqlite import RunStore
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "default_workspace",
     "is_store_url",
     "open_store",
+    "open_store_for_reading",
     "parse_key",
     "shown_workspace",
     "workspace_text",
@@ -93,3 +94,18 @@ def open_store(workspace: str | Path | None = None) -> RunStore:
 
         return PostgresStore(str(workspace))
     return RunStore(workspace)
+
+
+def open_store_for_reading(workspace: str | Path | None = None) -> RunStore:
+    """Open the run store for a command that only reads (``mmviz runs``, ``mmviz export``): as :func:`open_store`,
+    except that a workspace folder this user cannot write (another user's results, a read-only mount) is opened read
+    only instead of refused."""
+    workspace = default_workspace() if workspace is None else workspace
+    if not is_store_url(workspace):
+        folder = Path(workspace).expanduser()
+        db = folder / DB_NAME
+        if folder.is_dir() and (
+            not os.access(folder, os.W_OK | os.X_OK) or (db.exists() and not os.access(db, os.W_OK))
+        ):
+            return RunStore(folder, read_only=True)
+    return open_store(workspace)

@@ -117,15 +117,50 @@ def is_locked(exc: sqlite3.OperationalError) -> bool:
     return (code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)) or "locked" in str(exc)
 
 
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection to the SQLite file ``path`` that never writes.
+
+    SQLite's ``mode=ro`` reads a WAL database while its ``-shm`` file can be used: it exists (a process has the store
+    open, or had it) or the folder is writable. In a folder this user cannot write, with no ``-shm`` file (no process
+    has the store open), SQLite refuses (SQLITE_READONLY_*); when no ``-wal`` file holds rows either, the main file
+    is the whole store and is read as ``immutable``. Nobody can be writing it then, except a process that starts
+    during the read (a reading command takes milliseconds). With rows in a ``-wal`` file that cannot be read, it is
+    refused with a sentence rather than shown without them."""
+    path = Path(path).absolute()
+    wal = path.with_name(path.name + "-wal")
+    for immutable in (False, True):
+        params = "mode=ro&immutable=1" if immutable else "mode=ro"
+        conn = sqlite3.connect(f"{path.as_uri()}?{params}", uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
+                               isolation_level=None, check_same_thread=False)  # fmt: skip
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if immutable or (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF != sqlite3.SQLITE_READONLY:
+                raise
+            if wal.is_file() and wal.stat().st_size > 0:
+                raise StoreError(
+                    f"Cannot read {str(path)!r} without writing to its folder ({exc}): its -wal file holds rows that "
+                    "only a process that can write the folder can read; open the workspace once as its owner."
+                ) from exc
+    raise AssertionError("unreachable")
+
+
 class Connection(Reopening):
     """A WAL-mode SQLite connection shared by threads; ``write`` / ``read`` / ``query`` are the only entry points."""
 
-    def __init__(self, path: Path) -> None:
-        """Connect to ``path`` and switch it to WAL with a 30 s busy timeout and ``synchronous=NORMAL``."""
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        """Connect to ``path`` and switch it to WAL with a 30 s busy timeout and ``synchronous=NORMAL``; with
+        ``read_only``, open it for reading only (:func:`connect_read_only`)."""
         self.path = path
+        self.read_only = read_only
         super().__init__()
 
     def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            return connect_read_only(self.path)
         path = self.path
         try:
             conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
@@ -169,6 +204,11 @@ class Connection(Reopening):
 
     def write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run ``fn(conn)`` inside one ``BEGIN IMMEDIATE`` transaction: all of it is committed, or none of it."""
+        if self.read_only:
+            raise StoreError(
+                f"The run store {str(self.path)!r} is open for reading only (its folder is not writable); this needs "
+                "a workspace you can write."
+            )
 
         def attempt() -> _T:
             conn = self._conn

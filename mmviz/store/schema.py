@@ -98,13 +98,24 @@ def fill_config_summary(conn: Any) -> None:
         conn.executemany(f"UPDATE runs SET {sets} WHERE run_id = ?", updates)
 
 
-def check_workspace(workspace: Path) -> None:
-    """Create the workspace folder (and ``runs/``) if missing; raise ``StoreError`` when it is not writable."""
+def check_workspace(workspace: Path, *, read_only: bool = False) -> None:
+    """Create the workspace folder (and ``runs/``) if missing; raise ``StoreError`` when it is not writable. With
+    ``read_only`` (commands that only read: ``mmviz runs``, ``mmviz export``) the folder and its run store must exist
+    and be readable, and nothing is created."""
     ws = str(workspace)
     if workspace.exists() and not workspace.is_dir():
         raise StoreError(
             f"The workspace {ws!r} is a file, not a folder; choose a folder with --workspace or MMVIZ_WORKSPACE."
         )
+    if read_only:
+        if not os.access(workspace, os.R_OK | os.X_OK):
+            raise StoreError(f"Cannot read the workspace folder {ws!r} (permission denied); check its permissions.")
+        if not (workspace / DB_NAME).is_file():
+            raise StoreError(
+                f"The workspace folder {ws!r} holds no run store ({DB_NAME}); choose the workspace of your runs with "
+                "--workspace or MMVIZ_WORKSPACE."
+            )
+        return
     try:
         workspace.mkdir(parents=True, exist_ok=True)
         (workspace / "runs").mkdir(exist_ok=True)
@@ -120,7 +131,7 @@ def check_workspace(workspace: Path) -> None:
         )
 
 
-def check_db_file(db_path: Path) -> None:
+def check_db_file(db_path: Path, *, read_only: bool = False) -> None:
     """Refuse, without writing to it, a file that is not an mmviz store of a schema version this mmviz reads.
 
     SQLite reads the file, never Python's ``open()``: closing any descriptor of a file drops every POSIX lock the
@@ -138,10 +149,12 @@ def check_db_file(db_path: Path) -> None:
         raise StoreError(f"{path!r} is a folder, not an SQLite database; move it away or choose another workspace.")
     if not os.access(db_path, os.R_OK):
         raise StoreError(f"Cannot read {path!r} (permission denied); check its permissions.")
-    if not os.access(db_path, os.R_OK | os.W_OK):
+    if not read_only and not os.access(db_path, os.R_OK | os.W_OK):
         raise StoreError(f"The run store {path!r} is not writable; fix its permissions or choose another workspace.")
     try:
-        conn = sqlite3.connect(f"{db_path.as_uri()}?mode=ro", uri=True, timeout=30.0)
+        from mmviz.store.connection import connect_read_only
+
+        conn = connect_read_only(db_path)
         try:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall()) if "meta" in tables else {}

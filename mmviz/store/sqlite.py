@@ -116,16 +116,21 @@ class RunStore(SQLQueue, SQLSummaries):
     DUPLICATE: type[Exception] = sqlite3.IntegrityError  # what the connection raises for a duplicate run id
     _KEY_INDEX_HINT = _BY_KEY
 
-    def __init__(self, workspace: str | Path) -> None:
-        """Open (creating if needed) the store in ``workspace``; raise ``StoreError`` if it is unusable."""
+    def __init__(self, workspace: str | Path, *, read_only: bool = False) -> None:
+        """Open (creating if needed) the store in ``workspace``; raise ``StoreError`` if it is unusable. With
+        ``read_only`` an existing store is opened for reading only: nothing is created, migrated or written (a
+        workspace one may read but not write, e.g. a colleague's; :func:`mmviz.store.open_store_for_reading`)."""
         self.workspace = Path(workspace).expanduser().absolute()
         self.db_path = self.workspace / DB_NAME
+        self.read_only = read_only
         self._modalities: dict[str, list[str]] = {}
         self._skipped: set[tuple[str, str]] = set()  # invalid rows already warned about
         self._hostname = socket.gethostname()
-        check_workspace(self.workspace)
-        check_db_file(self.db_path)
-        self._db = Connection(self.db_path)
+        check_workspace(self.workspace, read_only=read_only)
+        check_db_file(self.db_path, read_only=read_only)
+        self._db = Connection(self.db_path, read_only=read_only)
+        if read_only:
+            return
         try:
             self._db.write(create_schema)
         except BaseException:

@@ -24,7 +24,16 @@ import pandas as pd
 import pytest
 
 from mmviz.errors import RunNotFoundError, StoreError
-from mmviz.store import LOST_AFTER_S, SCHEMA_VERSION, RunStore, default_workspace, open_store, parse_key, pid_alive
+from mmviz.store import (
+    LOST_AFTER_S,
+    SCHEMA_VERSION,
+    RunStore,
+    default_workspace,
+    open_store,
+    open_store_for_reading,
+    parse_key,
+    pid_alive,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 MODALITIES = ["audio", "visual"]
@@ -199,14 +208,15 @@ def test_a_workspace_that_is_a_file_is_named_as_one(tmp_path: Path) -> None:
 
 
 def as_unprivileged(fn) -> str:
-    """``fn()``'s outcome as text ("ok" or "ErrorType: message"), run where file permissions apply: as root (which
-    reads and writes any file) in a forked child that drops to ``nobody``, else in this process."""
+    """``fn()``'s outcome as text (what it returns if text, else "ok"; "ErrorType: message" if it raises), run where
+    file permissions apply: as root (which reads and writes any file) in a forked child that drops to ``nobody``,
+    else in this process."""
     if not (hasattr(os, "geteuid") and os.geteuid() == 0):
         try:
-            fn()
+            result = fn()
         except Exception as exc:
             return f"{type(exc).__name__}: {exc}"
-        return "ok"
+        return result if isinstance(result, str) else "ok"
     import pwd
 
     nobody = pwd.getpwnam("nobody")
@@ -219,8 +229,8 @@ def as_unprivileged(fn) -> str:
             os.setgid(nobody.pw_gid)
             os.setuid(nobody.pw_uid)
             try:
-                fn()
-                out = "ok"
+                result = fn()
+                out = result if isinstance(result, str) else "ok"
             except Exception as exc:
                 out = f"{type(exc).__name__}: {exc}"
             os.write(write, out.encode())
@@ -280,6 +290,76 @@ def test_a_store_file_that_cannot_be_read_is_named_with_the_permission_to_fix(op
     assert db.read_bytes() == before and sorted(p.name for p in ws.iterdir()) == ["mmviz.db", "runs"]
     db.chmod(0o666)  # writable by anyone: it opens (the check refuses nothing it should not)
     assert as_unprivileged(lambda: RunStore(ws).close()) == "ok"
+
+
+def read_only_tree(folder: Path) -> dict[str, bytes]:
+    """Take write permission away from ``folder`` and everything in it; return its files' contents by name."""
+    files = {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    for path in [*folder.rglob("*"), folder]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    return files
+
+
+def listed_and_exported(ws: Path, run_id: str):
+    """What a reading command sees in ``ws`` (runs, the run's metric rows), and what a write to it says."""
+
+    def read() -> str:
+        store = open_store_for_reading(ws)
+        runs, rows = list(store.list_runs()["run_id"]), len(store.load_metrics(run_id))
+        try:
+            store.set_status(run_id, "failed")
+            wrote = "written"
+        except StoreError as exc:
+            wrote = str(exc)
+        store.close()
+        return json.dumps([runs, rows, wrote])
+
+    return read
+
+
+def test_a_workspace_one_cannot_write_is_read_without_a_change(open_folder: Path, capfd) -> None:
+    """``mmviz runs`` / ``export`` of another user's workspace, or a read-only mount: the old code refused it ("The
+    workspace folder ... is not writable"), though they only read. Opened read-only, nothing in it changes and a write
+    is refused with its own sentence; the commands that write still refuse the workspace."""
+    ws = open_folder / "theirs"
+    with RunStore(ws) as store:  # the owner's store, closed: no -wal or -shm file left
+        run_id = make_run(store)
+        store.log_batch(run_id, [(s, 0.0, 0.0, "train/loss", 1.0 / (s + 1)) for s in range(5)])
+    before = read_only_tree(ws)
+    out = as_unprivileged(listed_and_exported(ws, run_id))
+    assert json.loads(out) == [
+        [run_id],
+        5,
+        f"The run store {str(ws / 'mmviz.db')!r} is open for reading only (its folder is not writable); this needs a "
+        "workspace you can write.",
+    ]
+    assert as_unprivileged(lambda: open_store(ws)).startswith(f"StoreError: The workspace folder {str(ws)!r} is not")
+    from mmviz.cli import main
+
+    capfd.readouterr()
+    assert as_unprivileged(lambda: str(main(["runs", "--workspace", str(ws)]))) == "0"
+    assert run_id in capfd.readouterr().out
+    after = {str(p.relative_to(ws)): p.read_bytes() for p in sorted(ws.rglob("*")) if p.is_file()}
+    assert after == before  # no -wal, -shm or journal made, no byte changed
+
+
+def test_a_read_only_workspace_shows_what_its_open_writer_committed(open_folder: Path) -> None:
+    """While the owner's process has the store open (its -wal and -shm files exist), a reader who cannot write the
+    folder still sees every committed row, those in the -wal file too."""
+    ws = open_folder / "busy"
+    store = RunStore(ws)
+    try:
+        run_id = make_run(store)
+        store._db.write(lambda c: c.execute("PRAGMA wal_autocheckpoint = 0"))  # the rows stay in the -wal file
+        store.log_batch(run_id, [(s, 0.0, 0.0, "train/loss", 0.5) for s in range(7)])
+        assert (ws / "mmviz.db-wal").stat().st_size > 0
+        read_only_tree(ws)
+        out = as_unprivileged(listed_and_exported(ws, run_id))
+        assert json.loads(out)[:2] == [[run_id], 7]
+    finally:
+        for path in [ws, *ws.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        store.close()
 
 
 # ---------------------------------------------------------------- runs

@@ -48,6 +48,8 @@ def render_figure(fig: go.Figure, key: str) -> None:
 # mounts a new plotly graph and plotly's own ``uirevision`` cannot carry the user's zoom over. This script, run once
 # in the page (not in an iframe), remembers per chart key the axis ranges the user zoomed or panned to and the legend
 # entries hidden, and re-applies them to each new graph of that key; a double click (autoscale) forgets the zoom.
+# A hover label the user is reading would vanish at each refresh too: a new graph under the resting mouse gets a
+# mouse move at the pointer, so plotly shows the label there again.
 _KEEP_VIEW_JS = """
 <script>
 (() => {
@@ -55,6 +57,20 @@ _KEEP_VIEW_JS = """
   if (w.__mmvizKeepView) return;
   w.__mmvizKeepView = true;
   const saved = {};
+  let pointer = null;  // the mouse's last position in the page (client coordinates), null once it left the page
+  w.document.addEventListener('mousemove', e => { pointer = [e.clientX, e.clientY]; }, true);
+  w.document.documentElement.addEventListener('mouseleave', () => { pointer = null; });
+  // a mouse move at the pointer on a new graph, once it is the graph under the pointer (the old one of its key can
+  // still be there for a moment): plotly then draws the hover label where the mouse rests, as after a real move
+  const hoverAgain = (gd, tries) => {
+    if (!pointer || !gd.isConnected) return;
+    const el = w.document.elementFromPoint(pointer[0], pointer[1]);
+    if (el && gd.contains(el)) {
+      el.dispatchEvent(new w.MouseEvent('mousemove', {clientX: pointer[0], clientY: pointer[1], bubbles: true}));
+    } else if (tries > 0) {
+      w.setTimeout(() => hoverAgain(gd, tries - 1), 100);
+    }
+  };
   const keyOf = gd => {
     const box = gd.closest('[class*="st-key-"]');
     const cls = box ? [...box.classList].find(c => c.startsWith('st-key-')) : null;
@@ -81,6 +97,7 @@ _KEEP_VIEW_JS = """
     gd.on('plotly_restyle', () => {
       state.hidden = (gd.data || []).filter(t => t.visible === 'legendonly').map(t => t.name);
     });
+    hoverAgain(gd, 10);
   };
   w.setInterval(() => w.document.querySelectorAll('.js-plotly-plot').forEach(attach), 250);
 })();

@@ -243,6 +243,34 @@ def test_a_zoomed_live_chart_keeps_its_range_across_refreshes(long_run, browser,
     page.close()
 
 
+# the graph under a point of the page: whether it is one marked before and whether it shows a hover label
+UNDER_MOUSE = """([x, y]) => { const el = document.elementFromPoint(x, y); const gd = el && el.closest('.js-plotly-plot');
+    return gd ? {gd, old: !!gd.__testOld, label: !!gd.querySelector('.hoverlayer > *')} : null; }"""
+# mark the graph under the mouse once it shows its hover label (a refresh can be replacing it: then not yet)
+MARK_HOVERED = f"""arg => {{ const u = ({UNDER_MOUSE})(arg);
+    if (!u || u.old || !u.label) return false;
+    u.gd.__testOld = true;
+    return true; }}"""
+NEW_AND_HOVERED = f"arg => {{ const u = ({UNDER_MOUSE})(arg); return !!u && !u.old && u.label; }}"
+
+
+def test_a_hover_label_stays_across_live_refreshes(long_run, browser, fresh_server):
+    """Reading a value with the mouse resting on a live chart: each refresh mounts a new graph, which dropped the
+    label until the mouse moved (old code: the new graphs never showed it); the page's view keeper hovers the new
+    graph where the mouse rests."""
+    page = browser.new_page()
+    page.goto(f"{fresh_server}/live?run={long_run}")
+    page.wait_for_function("() => /latest step [1-9]/.test(document.body.innerText)", timeout=TIMEOUT_MS)
+    charts_settled(page)
+    box = plot_box(page, "train · loss")
+    at = [box["x"] + 0.5 * box["width"], box["y"] + 0.5 * box["height"]]
+    page.mouse.move(*at, steps=5)
+    for _ in range(3):  # three refreshes (every 2 s), the mouse never moving
+        page.wait_for_function(MARK_HOVERED, arg=at, timeout=TIMEOUT_MS)
+        page.wait_for_function(NEW_AND_HOVERED, arg=at, timeout=30_000)  # a refresh every 2 s
+    page.close()
+
+
 def test_live_axes_of_a_finished_run_are_readable(workspace, browser, fresh_server):
     page = browser.new_page()
     page.goto(f"{fresh_server}/live?run={workspace[1]}")

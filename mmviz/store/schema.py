@@ -142,6 +142,10 @@ def check_db_file(db_path: Path, *, read_only: bool = False) -> None:
     path = str(db_path)
     try:
         if not db_path.exists() or db_path.stat().st_size == 0:
+            if read_only:  # nothing to read, and the tables cannot be made
+                raise StoreError(
+                    f"{path!r} holds no mmviz runs yet (an empty store); choose the workspace of your runs."
+                )
             return  # SQLite treats an empty file as an empty database
     except OSError as exc:
         raise StoreError(f"Cannot read {path!r} ({exc.strerror or exc}); check its permissions.") from exc
@@ -185,3 +189,10 @@ def check_db_file(db_path: Path, *, read_only: bool = False) -> None:
                 f"{path!r} was written by a newer mmviz (schema {version}, this mmviz reads {SCHEMA_VERSION}); "
                 "upgrade mmviz."
             )
+        if read_only and version < SCHEMA_VERSION:  # upgrading it would write
+            raise StoreError(
+                f"{path!r} was written by an older mmviz (schema {version}, this mmviz reads {SCHEMA_VERSION}) and "
+                "cannot be upgraded here, where its folder is not writable; open it once where it can be written."
+            )
+    elif read_only:
+        raise StoreError(f"{path!r} holds no mmviz runs yet (an empty store); choose the workspace of your runs.")

@@ -343,6 +343,31 @@ def test_a_workspace_one_cannot_write_is_read_without_a_change(open_folder: Path
     assert after == before  # no -wal, -shm or journal made, no byte changed
 
 
+def test_a_read_only_workspace_of_an_older_schema_or_empty_is_refused_in_a_sentence(open_folder: Path) -> None:
+    """Upgrading an older store writes to it, and an empty file has no tables to read: each is one sentence, and the
+    file stays as it was."""
+    old = open_folder / "old"
+    RunStore(old).close()
+    with sqlite3.connect(old / "mmviz.db") as conn:
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION - 1),))
+    conn.close()
+    empty = open_folder / "empty"
+    empty.mkdir()
+    (empty / "mmviz.db").touch()
+    before = {**read_only_tree(old), **read_only_tree(empty)}
+    db = str(old / "mmviz.db")
+    assert as_unprivileged(lambda: open_store_for_reading(old)) == (
+        f"StoreError: {db!r} was written by an older mmviz (schema {SCHEMA_VERSION - 1}, this mmviz reads "
+        f"{SCHEMA_VERSION}) and cannot be upgraded here, where its folder is not writable; open it once where it can "
+        "be written."
+    )
+    assert as_unprivileged(lambda: open_store_for_reading(empty)) == (
+        f"StoreError: {str(empty / 'mmviz.db')!r} holds no mmviz runs yet (an empty store); choose the workspace of "
+        "your runs."
+    )
+    assert {**read_only_tree(old), **read_only_tree(empty)} == before
+
+
 def test_a_read_only_workspace_shows_what_its_open_writer_committed(open_folder: Path) -> None:
     """While the owner's process has the store open (its -wal and -shm files exist), a reader who cannot write the
     folder still sees every committed row, those in the -wal file too."""

@@ -122,7 +122,6 @@ class RunStore(SQLQueue, SQLSummaries):
         workspace one may read but not write, e.g. a colleague's; :func:`mmviz.store.open_store_for_reading`)."""
         self.workspace = Path(workspace).expanduser().absolute()
         self.db_path = self.workspace / DB_NAME
-        self.read_only = read_only
         self._modalities: dict[str, list[str]] = {}
         self._skipped: set[tuple[str, str]] = set()  # invalid rows already warned about
         self._hostname = socket.gethostname()
